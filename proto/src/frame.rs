@@ -1,0 +1,290 @@
+//! A whole frame: header plus decoded message, and the two operations every peer
+//! needs, "is there a complete frame at the front of my buffer?" and "append this
+//! frame to my write buffer".
+
+use crate::error::Error;
+use crate::header::{HEADER_LEN, Header, MAX_BODY_LEN};
+use crate::message::Message;
+
+/// One message with the request id that ties a reply to its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Chosen by the client, echoed by the server.
+    pub request_id: u64,
+    /// The message carried.
+    pub message: Message,
+}
+
+impl Frame {
+    /// Decodes the frame at the start of `buf`, if it is complete.
+    ///
+    /// Returns `Ok(None)` until the header and the whole body it announces are
+    /// buffered, then the frame and the number of bytes it used; the caller drops
+    /// that many bytes from the front of its buffer. The header is validated as
+    /// soon as it is complete, so a bad frame is reported without waiting for its
+    /// body.
+    ///
+    /// # Errors
+    ///
+    /// Any [`Error`] but `FieldTooLong`: the bytes are not a valid frame, and the
+    /// stream cannot be resynchronised, so the caller should close the connection.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, Error> {
+        let Some(header) = Header::decode(buf)? else {
+            return Ok(None);
+        };
+        let total = HEADER_LEN + header.body_len as usize;
+        let Some(body) = buf.get(HEADER_LEN..total) else {
+            return Ok(None);
+        };
+        let message = Message::decode_body(header.message_type, body)?;
+        Ok(Some((Frame { request_id: header.request_id, message }, total)))
+    }
+
+    /// Appends the encoded frame to `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FieldTooLong`] if a text field exceeds 65,535 bytes, or
+    /// [`Error::FrameTooLarge`] if the body would exceed [`MAX_BODY_LEN`]. On error
+    /// `out` is left as it was.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        let start = out.len();
+        let header =
+            Header { message_type: self.message.message_type(), request_id: self.request_id, body_len: 0 };
+        header.encode(out);
+        let result = self.message.encode_body(out).and_then(|()| {
+            let body_len = out.len() - start - HEADER_LEN;
+            if body_len > MAX_BODY_LEN {
+                return Err(Error::FrameTooLarge { len: body_len, max: MAX_BODY_LEN });
+            }
+            // body_len <= MAX_BODY_LEN, which fits in u32.
+            out[start + 12..start + HEADER_LEN].copy_from_slice(&(body_len as u32).to_be_bytes());
+            Ok(())
+        });
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use rand::{Rng, RngExt, SeedableRng, rngs::StdRng};
+
+    use super::*;
+    use crate::message::{ErrorCode, ErrorReply, Profile, Secret};
+    use crate::{MAGIC, MAX_IMAGE_LEN, MessageType, VERSION};
+
+    fn profile(avatar: Option<&str>) -> Profile {
+        Profile {
+            username: "bruce_lee".into(),
+            nickname: "李小龍 🐉".into(),
+            avatar: avatar.map(str::to_owned),
+        }
+    }
+
+    /// One of every message, with fields that exercise each encoding.
+    fn every_message() -> Vec<Message> {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let mut all = vec![
+            Message::SignUp {
+                username: "u".into(),
+                password: "p ä".into(),
+                nickname: Some("n 🐉".into()),
+                client: Some(v4),
+            },
+            Message::SignUp { username: "u".into(), password: "p".into(), nickname: None, client: None },
+            Message::Login { username: "u".into(), password: "pw".into(), client: Some(v6) },
+            Message::Logout { token: "t".into() },
+            Message::GetProfile { token: "t".into(), username: None },
+            Message::GetProfile { token: "t".into(), username: Some("u".into()) },
+            Message::UpdateNickname { token: "t".into(), username: None, nickname: "李小龍 🐉".into() },
+            Message::SetAvatar {
+                token: "t".into(),
+                username: Some("u".into()),
+                image: vec![0x89, b'P', b'N', b'G'],
+            },
+            Message::SetAvatar { token: "t".into(), username: None, image: vec![7; MAX_IMAGE_LEN] },
+            Message::Ping,
+            Message::SignedUp(profile(None)),
+            Message::LoggedIn { token: Secret::new("a".repeat(64)), profile: profile(Some("ab.png")) },
+            Message::LoggedOut,
+            Message::ProfileReply(profile(Some("cd.webp"))),
+            Message::NicknameUpdated(profile(None)),
+            Message::AvatarSet(profile(Some("ef.gif"))),
+            Message::Pong,
+        ];
+        for code in ErrorCode::ALL {
+            all.push(Message::Error(ErrorReply { code, message: "why".into(), retry_after_secs: 3 }));
+        }
+        all
+    }
+
+    fn encoded(message: Message, request_id: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        Frame { request_id, message }.encode(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for (i, message) in every_message().into_iter().enumerate() {
+            let id = u64::MAX - i as u64;
+            let bytes = encoded(message.clone(), id);
+            let (frame, used) = Frame::decode(&bytes).unwrap().unwrap();
+            assert_eq!(used, bytes.len());
+            assert_eq!(frame, Frame { request_id: id, message });
+        }
+    }
+
+    #[test]
+    fn every_message_type_is_covered() {
+        let covered: Vec<MessageType> = every_message().iter().map(Message::message_type).collect();
+        for b in 0..=u8::MAX {
+            if let Some(kind) = MessageType::from_u8(b) {
+                assert_eq!(kind as u8, b);
+                assert!(covered.contains(&kind), "{kind:?} has no round-trip case");
+            }
+        }
+    }
+
+    #[test]
+    fn frame_fed_one_byte_at_a_time_decodes_once_at_the_last_byte() {
+        for message in every_message()
+            .into_iter()
+            .filter(|m| !matches!(m, Message::SetAvatar { image, .. } if image.len() > 16))
+        {
+            let bytes = encoded(message, 42);
+            for n in 0..bytes.len() {
+                assert_eq!(Frame::decode(&bytes[..n]), Ok(None), "decoded early at {n} of {}", bytes.len());
+            }
+            assert!(Frame::decode(&bytes).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn pipelined_frames_decode_in_order() {
+        let mut buf = encoded(Message::Ping, 1);
+        buf.extend(encoded(Message::Logout { token: "t".into() }, 2));
+        let (first, used) = Frame::decode(&buf).unwrap().unwrap();
+        assert_eq!(first.request_id, 1);
+        let (second, used2) = Frame::decode(&buf[used..]).unwrap().unwrap();
+        assert_eq!(second.request_id, 2);
+        assert_eq!(used + used2, buf.len());
+    }
+
+    #[test]
+    fn header_errors_come_before_the_body_arrives() {
+        let mut bytes = encoded(Message::Logout { token: Secret::new("t".repeat(100)) }, 1);
+        bytes[0] = b'G';
+        assert!(matches!(Frame::decode(&bytes[..HEADER_LEN]), Err(Error::BadMagic(_))));
+        let mut bytes = encoded(Message::Ping, 1);
+        bytes[2] = VERSION + 1;
+        assert_eq!(Frame::decode(&bytes), Err(Error::UnsupportedVersion(VERSION + 1)));
+        bytes[2] = VERSION;
+        bytes[3] = 0x42;
+        assert_eq!(Frame::decode(&bytes), Err(Error::UnknownType(0x42)));
+        let mut huge = encoded(Message::Ping, 1);
+        huge[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(Frame::decode(&huge), Err(Error::FrameTooLarge { .. })));
+    }
+
+    /// A header that claims a body whose fields run past its end.
+    fn frame_with_body(kind: MessageType, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC.to_be_bytes());
+        out.push(VERSION);
+        out.push(kind as u8);
+        out.extend_from_slice(&9u64.to_be_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn body_errors_each_have_their_own_variant() {
+        // A text length of 10 with only 2 bytes behind it.
+        let truncated = frame_with_body(MessageType::Logout, &[0, 10, b'a', b'b']);
+        assert_eq!(Frame::decode(&truncated), Err(Error::Truncated));
+        let trailing = frame_with_body(MessageType::Ping, &[1, 2, 3]);
+        assert_eq!(Frame::decode(&trailing), Err(Error::TrailingBytes(3)));
+        let bad_utf8 = frame_with_body(MessageType::Logout, &[0, 2, 0xff, 0xfe]);
+        assert_eq!(Frame::decode(&bad_utf8), Err(Error::InvalidUtf8));
+        let bad_tag = frame_with_body(MessageType::GetProfile, &[0, 1, b't', 9]);
+        assert_eq!(Frame::decode(&bad_tag), Err(Error::InvalidTag(9)));
+        let bad_code = frame_with_body(MessageType::Error, &[0, 99, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(Frame::decode(&bad_code), Err(Error::UnknownErrorCode(99)));
+        // An image length prefix far beyond the body.
+        let lying_len = frame_with_body(MessageType::SetAvatar, &[0, 1, b't', 0, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(Frame::decode(&lying_len), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn encoder_refuses_what_the_decoder_would_refuse() {
+        let mut out = vec![1, 2, 3];
+        let long_name = Message::GetProfile { token: "t".into(), username: Some("x".repeat(70_000)) };
+        assert_eq!(
+            Frame { request_id: 1, message: long_name }.encode(&mut out),
+            Err(Error::FieldTooLong(70_000))
+        );
+        let huge_image =
+            Message::SetAvatar { token: "t".into(), username: None, image: vec![0; MAX_BODY_LEN] };
+        assert!(matches!(
+            Frame { request_id: 1, message: huge_image }.encode(&mut out),
+            Err(Error::FrameTooLarge { .. })
+        ));
+        assert_eq!(out, vec![1, 2, 3], "a failed encode must leave the buffer as it was");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let login = Message::Login { username: "u".into(), password: "hunter2".into(), client: None };
+        let shown = format!("{login:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    /// Random and mutated bytes must give `Ok` or `Err`, never a panic, and a
+    /// successful decode must never claim more bytes than it was given.
+    #[test]
+    fn decoder_survives_random_and_mutated_input() {
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let valid: Vec<Vec<u8>> = every_message()
+            .into_iter()
+            .filter(|m| !matches!(m, Message::SetAvatar { image, .. } if image.len() > 16))
+            .map(|m| encoded(m, 5))
+            .collect();
+        for round in 0..200_000 {
+            let mut bytes = if round % 4 == 0 {
+                let len = rng.random_range(0..64);
+                let mut b = vec![0u8; len];
+                rng.fill_bytes(&mut b);
+                if len >= 3 && rng.random_bool(0.5) {
+                    b[..2].copy_from_slice(&MAGIC.to_be_bytes());
+                    b[2] = VERSION;
+                }
+                b
+            } else {
+                valid[rng.random_range(0..valid.len())].clone()
+            };
+            for _ in 0..rng.random_range(1..4) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = rng.random_range(0..bytes.len());
+                match rng.random_range(0..3) {
+                    0 => bytes[at] = rng.random(),
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, rng.random()),
+                }
+            }
+            if let Ok(Some((_, used))) = Frame::decode(&bytes) {
+                assert!(used <= bytes.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The usermgmt wire format: how `httpserver`, `tcpserver` and the load generator
+//! talk to each other.
+//!
+//! Every message travels in one [`Frame`]: a fixed 16-byte [`Header`] followed by a
+//! body whose layout depends on the message type. The crate does no I/O: callers
+//! read bytes into their own buffers, ask [`Frame::decode`] whether a whole frame is
+//! there yet, and append replies to their write buffers with [`Frame::encode`].
+//!
+//! Requests and replies share one numbering: a reply carries the `request_id` of
+//! the request it answers, so a connection can pipeline many requests and match
+//! answers that come back in any order.
+
+#![deny(missing_docs, missing_debug_implementations)]
+
+mod error;
+mod frame;
+mod header;
+mod message;
+mod wire;
+
+pub use error::Error;
+pub use frame::Frame;
+pub use header::{HEADER_LEN, Header, MAGIC, MAX_BODY_LEN, VERSION};
+pub use message::{ErrorCode, ErrorReply, MAX_IMAGE_LEN, Message, MessageType, Profile, Secret};

@@ -1,0 +1,401 @@
+//! The messages: one request type per operation, one reply type per operation,
+//! and one error reply.
+//!
+//! Request types are `0x01..=0x7f`, replies `0x81..=0xff`. Each message's body is
+//! a fixed sequence of fields encoded as `wire` describes; the field order
+//! is the order of the struct fields below.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::error::Error;
+use crate::wire::{Reader, Writer};
+
+/// Largest profile picture accepted, in bytes. Two MiB holds a good 1024×1024 JPEG
+/// or WebP; a larger upload is refused before it costs the back end anything.
+pub const MAX_IMAGE_LEN: usize = 2 * 1024 * 1024;
+
+/// The message type byte of the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[allow(missing_docs)] // Each variant is documented on the `Message` variant of the same name.
+pub enum MessageType {
+    SignUp = 0x01,
+    Login = 0x02,
+    Logout = 0x03,
+    GetProfile = 0x04,
+    UpdateNickname = 0x05,
+    SetAvatar = 0x06,
+    Ping = 0x07,
+    SignedUp = 0x81,
+    LoggedIn = 0x82,
+    LoggedOut = 0x83,
+    ProfileReply = 0x84,
+    NicknameUpdated = 0x85,
+    AvatarSet = 0x86,
+    Pong = 0x87,
+    Error = 0xff,
+}
+
+impl MessageType {
+    /// The type for a header byte, or `None` if no message has that number.
+    pub fn from_u8(b: u8) -> Option<MessageType> {
+        use MessageType::*;
+        Some(match b {
+            0x01 => SignUp,
+            0x02 => Login,
+            0x03 => Logout,
+            0x04 => GetProfile,
+            0x05 => UpdateNickname,
+            0x06 => SetAvatar,
+            0x07 => Ping,
+            0x81 => SignedUp,
+            0x82 => LoggedIn,
+            0x83 => LoggedOut,
+            0x84 => ProfileReply,
+            0x85 => NicknameUpdated,
+            0x86 => AvatarSet,
+            0x87 => Pong,
+            0xff => Error,
+            _ => return None,
+        })
+    }
+
+    /// True for the types a client sends; false for replies.
+    pub fn is_request(self) -> bool {
+        (self as u8) < 0x80
+    }
+}
+
+/// A string that must never reach a log: a password or a session token.
+///
+/// Its `Debug` prints `<redacted>`, so logging a whole message is safe.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the code that has to use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s)
+    }
+}
+
+/// What a user's profile page shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// The login name; immutable.
+    pub username: String,
+    /// Display name: any Unicode text.
+    pub nickname: String,
+    /// File name of the picture under the avatar directory, if one was uploaded.
+    /// Server-chosen and content-derived (`<sha256 hex>.<ext>`).
+    pub avatar: Option<String>,
+}
+
+/// Why a request failed. The numbers are stable: `httpserver` passes them to API
+/// clients as the JSON `code`, so never renumber one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// The request is malformed in a way no user input explains.
+    BadRequest = 1,
+    /// The username breaks the username rules.
+    InvalidUsername = 2,
+    /// The password breaks the password rules.
+    InvalidPassword = 3,
+    /// The nickname breaks the nickname rules.
+    InvalidNickname = 4,
+    /// Sign-up with a name that already exists.
+    UsernameTaken = 5,
+    /// Log-in failed: unknown user or wrong password (deliberately not told apart).
+    BadCredentials = 6,
+    /// Too many failed attempts or sign-ups; retry after `retry_after_secs`.
+    TooManyAttempts = 7,
+    /// No session, or the token is unknown, expired or logged out.
+    Unauthenticated = 8,
+    /// The session is valid but the request names another user.
+    Forbidden = 9,
+    /// The uploaded bytes are not a PNG, JPEG, GIF or WebP image.
+    UnsupportedImage = 10,
+    /// The uploaded picture is larger than [`MAX_IMAGE_LEN`].
+    ImageTooLarge = 11,
+    /// The back end's queue is full; retry after `retry_after_secs`.
+    Overloaded = 12,
+    /// MySQL or Redis cannot be reached right now; retry shortly.
+    Unavailable = 13,
+    /// A bug or an unexpected failure; the server log has the details.
+    Internal = 14,
+    /// The peer sent a reply type where a request was expected.
+    UnexpectedMessage = 15,
+}
+
+impl ErrorCode {
+    /// Every code, for tables and tests.
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidUsername,
+        ErrorCode::InvalidPassword,
+        ErrorCode::InvalidNickname,
+        ErrorCode::UsernameTaken,
+        ErrorCode::BadCredentials,
+        ErrorCode::TooManyAttempts,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::UnsupportedImage,
+        ErrorCode::ImageTooLarge,
+        ErrorCode::Overloaded,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::UnexpectedMessage,
+    ];
+
+    /// The code for a wire number, or `None` if it is unknown.
+    pub fn from_u16(n: u16) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| *c as u16 == n)
+    }
+}
+
+/// The body of an error reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReply {
+    /// What went wrong, as a stable number.
+    pub code: ErrorCode,
+    /// A sentence a person can act on ("That username is taken.").
+    pub message: String,
+    /// For throttling and overload: seconds to wait before retrying; 0 otherwise.
+    pub retry_after_secs: u32,
+}
+
+/// Every message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Create an account.
+    SignUp {
+        /// Requested login name.
+        username: String,
+        /// Password in clear, hashed by the back end.
+        password: Secret,
+        /// Display name; the username when absent.
+        nickname: Option<String>,
+        /// The browser's address, for per-address throttling.
+        client: Option<IpAddr>,
+    },
+    /// Check a password and open a session.
+    Login {
+        /// Login name.
+        username: String,
+        /// Password in clear.
+        password: Secret,
+        /// The browser's address, for per-address throttling.
+        client: Option<IpAddr>,
+    },
+    /// End a session.
+    Logout {
+        /// The session token.
+        token: Secret,
+    },
+    /// Read the profile of the session's user.
+    GetProfile {
+        /// The session token.
+        token: Secret,
+        /// If given, must be the session's user ([`ErrorCode::Forbidden`] otherwise).
+        username: Option<String>,
+    },
+    /// Change the session user's nickname.
+    UpdateNickname {
+        /// The session token.
+        token: Secret,
+        /// If given, must be the session's user.
+        username: Option<String>,
+        /// The new nickname.
+        nickname: String,
+    },
+    /// Replace the session user's picture.
+    SetAvatar {
+        /// The session token.
+        token: Secret,
+        /// If given, must be the session's user.
+        username: Option<String>,
+        /// The image file's bytes.
+        image: Vec<u8>,
+    },
+    /// Liveness check; answered with [`Message::Pong`] without touching MySQL or Redis.
+    Ping,
+    /// The account was created.
+    SignedUp(Profile),
+    /// The password was right: a new session.
+    LoggedIn {
+        /// Opaque session token (hex of 32 random bytes).
+        token: Secret,
+        /// The user's profile.
+        profile: Profile,
+    },
+    /// The session is over.
+    LoggedOut,
+    /// The profile asked for.
+    ProfileReply(Profile),
+    /// The nickname was stored; the profile as it is now.
+    NicknameUpdated(Profile),
+    /// The picture was stored; the profile as it is now.
+    AvatarSet(Profile),
+    /// Answer to [`Message::Ping`].
+    Pong,
+    /// The request failed.
+    Error(ErrorReply),
+}
+
+impl Message {
+    /// The header type byte of this message.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::SignUp { .. } => MessageType::SignUp,
+            Message::Login { .. } => MessageType::Login,
+            Message::Logout { .. } => MessageType::Logout,
+            Message::GetProfile { .. } => MessageType::GetProfile,
+            Message::UpdateNickname { .. } => MessageType::UpdateNickname,
+            Message::SetAvatar { .. } => MessageType::SetAvatar,
+            Message::Ping => MessageType::Ping,
+            Message::SignedUp(_) => MessageType::SignedUp,
+            Message::LoggedIn { .. } => MessageType::LoggedIn,
+            Message::LoggedOut => MessageType::LoggedOut,
+            Message::ProfileReply(_) => MessageType::ProfileReply,
+            Message::NicknameUpdated(_) => MessageType::NicknameUpdated,
+            Message::AvatarSet(_) => MessageType::AvatarSet,
+            Message::Pong => MessageType::Pong,
+            Message::Error(_) => MessageType::Error,
+        }
+    }
+
+    /// A convenience for building error replies.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Message {
+        Message::Error(ErrorReply { code, message: message.into(), retry_after_secs: 0 })
+    }
+
+    /// Appends this message's body fields to `out`.
+    pub(crate) fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        let mut w = Writer::new(out);
+        match self {
+            Message::SignUp { username, password, nickname, client } => {
+                w.text(username)?;
+                w.text(password.expose())?;
+                w.optional_text(nickname.as_deref())?;
+                w.client_addr(*client);
+            }
+            Message::Login { username, password, client } => {
+                w.text(username)?;
+                w.text(password.expose())?;
+                w.client_addr(*client);
+            }
+            Message::Logout { token } => w.text(token.expose())?,
+            Message::GetProfile { token, username } => {
+                w.text(token.expose())?;
+                w.optional_text(username.as_deref())?;
+            }
+            Message::UpdateNickname { token, username, nickname } => {
+                w.text(token.expose())?;
+                w.optional_text(username.as_deref())?;
+                w.text(nickname)?;
+            }
+            Message::SetAvatar { token, username, image } => {
+                w.text(token.expose())?;
+                w.optional_text(username.as_deref())?;
+                w.bytes(image)?;
+            }
+            Message::Ping | Message::LoggedOut | Message::Pong => {}
+            Message::SignedUp(p)
+            | Message::ProfileReply(p)
+            | Message::NicknameUpdated(p)
+            | Message::AvatarSet(p) => encode_profile(&mut w, p)?,
+            Message::LoggedIn { token, profile } => {
+                w.text(token.expose())?;
+                encode_profile(&mut w, profile)?;
+            }
+            Message::Error(e) => {
+                w.u16(e.code as u16);
+                w.text(&e.message)?;
+                w.u32(e.retry_after_secs);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes a whole body of the given type; every byte must be used.
+    pub(crate) fn decode_body(kind: MessageType, body: &[u8]) -> Result<Message, Error> {
+        let mut r = Reader::new(body);
+        let message = match kind {
+            MessageType::SignUp => Message::SignUp {
+                username: r.text()?,
+                password: Secret(r.text()?),
+                nickname: r.optional_text()?,
+                client: r.client_addr()?,
+            },
+            MessageType::Login => {
+                Message::Login { username: r.text()?, password: Secret(r.text()?), client: r.client_addr()? }
+            }
+            MessageType::Logout => Message::Logout { token: Secret(r.text()?) },
+            MessageType::GetProfile => {
+                Message::GetProfile { token: Secret(r.text()?), username: r.optional_text()? }
+            }
+            MessageType::UpdateNickname => Message::UpdateNickname {
+                token: Secret(r.text()?),
+                username: r.optional_text()?,
+                nickname: r.text()?,
+            },
+            MessageType::SetAvatar => Message::SetAvatar {
+                token: Secret(r.text()?),
+                username: r.optional_text()?,
+                image: r.bytes()?,
+            },
+            MessageType::Ping => Message::Ping,
+            MessageType::SignedUp => Message::SignedUp(decode_profile(&mut r)?),
+            MessageType::LoggedIn => {
+                Message::LoggedIn { token: Secret(r.text()?), profile: decode_profile(&mut r)? }
+            }
+            MessageType::LoggedOut => Message::LoggedOut,
+            MessageType::ProfileReply => Message::ProfileReply(decode_profile(&mut r)?),
+            MessageType::NicknameUpdated => Message::NicknameUpdated(decode_profile(&mut r)?),
+            MessageType::AvatarSet => Message::AvatarSet(decode_profile(&mut r)?),
+            MessageType::Pong => Message::Pong,
+            MessageType::Error => {
+                let raw = r.u16()?;
+                let code = ErrorCode::from_u16(raw).ok_or(Error::UnknownErrorCode(raw))?;
+                Message::Error(ErrorReply { code, message: r.text()?, retry_after_secs: r.u32()? })
+            }
+        };
+        r.finish()?;
+        Ok(message)
+    }
+}
+
+fn encode_profile(w: &mut Writer<'_>, p: &Profile) -> Result<(), Error> {
+    w.text(&p.username)?;
+    w.text(&p.nickname)?;
+    w.optional_text(p.avatar.as_deref())
+}
+
+fn decode_profile(r: &mut Reader<'_>) -> Result<Profile, Error> {
+    Ok(Profile { username: r.text()?, nickname: r.text()?, avatar: r.optional_text()? })
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Makes sure MariaDB and Redis are installed and running, and that the project's
+# secrets exist. Sourced by run.sh and test.sh; safe to run again and again.
+#
+# On a fresh Debian 12 machine it installs the packages with apt-get; where a
+# service is installed but stopped, it starts it (there is no systemd here, so
+# `service` is tried first and the daemon started directly if that fails).
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE_DIR=${USERMGMT_STATE_DIR:-$ROOT/run}
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+apt_install() {
+  log "installing $* with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || true
+  apt-get install -y -qq "$@" >/dev/null
+}
+
+mariadb_up() { mariadb -uroot -e 'SELECT 1' >/dev/null 2>&1; }
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
+
+wait_for() { # wait_for <what> <check-function> <seconds>
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    "$2" && return 0
+    sleep 0.1
+  done
+  log "$1 did not come up within $3 s"
+  return 1
+}
+
+ensure_mariadb() {
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || apt_install mariadb-server mariadb-client
+  mariadb_up && return 0
+  log "starting MariaDB"
+  service mariadb start >/dev/null 2>&1 ||
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  wait_for MariaDB mariadb_up 60
+}
+
+ensure_redis() {
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  redis_up && return 0
+  log "starting Redis"
+  service redis-server start >/dev/null 2>&1 ||
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  wait_for Redis redis_up 30
+}
+
+# Secrets live in $STATE_DIR/secrets, created once with mode 0600: the pepper
+# mixed into every password hash, and the application's MySQL password.
+ensure_secrets() {
+  mkdir -p "$STATE_DIR/secrets"
+  chmod 700 "$STATE_DIR/secrets"
+  if [ ! -s "$STATE_DIR/secrets/pepper" ]; then
+    (umask 077 && head -c 32 /dev/urandom >"$STATE_DIR/secrets/pepper")
+  fi
+  if [ ! -s "$STATE_DIR/secrets/mysql_password" ]; then
+    (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$STATE_DIR/secrets/mysql_password")
+  fi
+  PEPPER_FILE="$STATE_DIR/secrets/pepper"
+  MYSQL_APP_PASSWORD=$(cat "$STATE_DIR/secrets/mysql_password")
+  export PEPPER_FILE MYSQL_APP_PASSWORD
+}
+
+ensure_services() {
+  ensure_mariadb && ensure_redis && ensure_secrets
+}

@@ -1,0 +1,36 @@
+-- usermgmt schema. Applied by sql/setup.sh to each database it creates
+-- (`usermgmt`, and `usermgmt_test` for the tests); every statement is idempotent.
+--
+-- Two tables, as in the original design: `users` holds the public profile and
+-- `credentials` the login data, so that the hot profile path never reads a
+-- password hash and the credentials can be guarded separately.
+
+-- Usernames are 3-32 characters of [a-z0-9_.-] (tcpserver lowercases and checks
+-- them), so an ASCII binary column keeps the unique index small and comparisons
+-- exact. Nicknames are any Unicode text: utf8mb4 holds emoji (4-byte UTF-8) and
+-- the binary collation returns exactly the bytes that were stored.
+CREATE TABLE IF NOT EXISTS users (
+    id         BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    username   VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    nickname   VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    -- File name under the avatar directory: <sha256 hex>.<png|jpg|gif|webp>.
+    avatar     VARCHAR(80) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+    PRIMARY KEY (id),
+    UNIQUE KEY uk_users_username (username)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- One row per user, keyed by the user's id. Login looks a user up by name
+-- through uk_credentials_username and reads the profile columns in the same
+-- query (a join on the primary key of users).
+CREATE TABLE IF NOT EXISTS credentials (
+    user_id       BIGINT UNSIGNED NOT NULL,
+    username      VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    -- $pbkdf2-sha256$i=<iterations>$<salt hex>$<hash hex>: at most ~130 bytes.
+    password_hash VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    updated_at    TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+    PRIMARY KEY (user_id),
+    UNIQUE KEY uk_credentials_username (username),
+    CONSTRAINT fk_credentials_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin;

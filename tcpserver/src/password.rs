@@ -1,0 +1,252 @@
+//! Password hashing: PBKDF2-HMAC-SHA256 with a per-user salt and a server-wide
+//! pepper, stored as a self-describing string.
+//!
+//! The stored form is `$pbkdf2-sha256$i=<iterations>$<salt hex>$<hash hex>`. It
+//! carries its own cost, so raising the configured cost later leaves old rows
+//! verifiable ([`PasswordHasher::needs_rehash`] says which to upgrade).
+//!
+//! The pepper is a secret kept in a file outside the database. The password is
+//! first keyed with it (`HMAC-SHA256(pepper, password)`), and that digest is what
+//! PBKDF2 stretches: a stolen database alone cannot be brute-forced offline.
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use rand::TryRng;
+use rand::rngs::SysRng;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// Salt length in bytes: 128 bits, as NIST SP 800-132 asks for at least.
+pub const SALT_LEN: usize = 16;
+
+/// Derived key length: one SHA-256 block, so PBKDF2 runs its loop exactly once.
+const HASH_LEN: usize = 32;
+
+/// The lowest accepted iteration count. Below this the hash protects little.
+pub const MIN_ITERATIONS: u32 = 1_000;
+
+/// The shortest pepper accepted, in bytes: it is an HMAC key and should carry at
+/// least 128 bits of entropy.
+pub const MIN_PEPPER_LEN: usize = 16;
+
+const SCHEME: &str = "pbkdf2-sha256";
+
+/// Why a hasher could not be built or a stored hash could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordError {
+    /// The configured iteration count is below [`MIN_ITERATIONS`].
+    CostTooLow(u32),
+    /// The pepper is shorter than [`MIN_PEPPER_LEN`] bytes.
+    PepperTooShort(usize),
+    /// A stored hash is not in the `$pbkdf2-sha256$i=..$salt$hash` form.
+    MalformedHash,
+    /// The operating system's random generator failed.
+    Random,
+}
+
+impl fmt::Display for PasswordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswordError::CostTooLow(n) => {
+                write!(f, "hash cost {n} is below the minimum of {MIN_ITERATIONS} iterations")
+            }
+            PasswordError::PepperTooShort(n) => {
+                write!(f, "pepper of {n} bytes is shorter than the minimum of {MIN_PEPPER_LEN}")
+            }
+            PasswordError::MalformedHash => f.write_str("stored password hash is malformed"),
+            PasswordError::Random => f.write_str("the OS random generator failed"),
+        }
+    }
+}
+
+impl std::error::Error for PasswordError {}
+
+/// Hashes and verifies passwords with one pepper and one configured cost.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    pepper: Vec<u8>,
+    iterations: u32,
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasher").field("iterations", &self.iterations).finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher with the given pepper and PBKDF2 iteration count.
+    ///
+    /// # Errors
+    ///
+    /// [`PasswordError::CostTooLow`] or [`PasswordError::PepperTooShort`].
+    pub fn new(pepper: Vec<u8>, iterations: u32) -> Result<PasswordHasher, PasswordError> {
+        if iterations < MIN_ITERATIONS {
+            return Err(PasswordError::CostTooLow(iterations));
+        }
+        if pepper.len() < MIN_PEPPER_LEN {
+            return Err(PasswordError::PepperTooShort(pepper.len()));
+        }
+        Ok(PasswordHasher { pepper, iterations })
+    }
+
+    /// The configured iteration count.
+    pub fn iterations(&self) -> u32 {
+        self.iterations
+    }
+
+    /// Hashes `password` with a fresh salt from the OS generator.
+    ///
+    /// # Errors
+    ///
+    /// [`PasswordError::Random`] if the OS generator fails.
+    pub fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        let mut salt = [0u8; SALT_LEN];
+        SysRng.try_fill_bytes(&mut salt).map_err(|_| PasswordError::Random)?;
+        Ok(self.hash_with_salt(password, &salt))
+    }
+
+    /// Hashes `password` with the given salt. For callers that draw salts in bulk
+    /// (the seeding tool); everyone else wants [`PasswordHasher::hash`].
+    pub fn hash_with_salt(&self, password: &str, salt: &[u8; SALT_LEN]) -> String {
+        let key = self.derive(password, salt, self.iterations);
+        format!("${SCHEME}$i={}${}${}", self.iterations, hex::encode(salt), hex::encode(key))
+    }
+
+    /// Whether `password` matches `stored`, compared in constant time.
+    ///
+    /// # Errors
+    ///
+    /// [`PasswordError::MalformedHash`] if `stored` cannot be parsed.
+    pub fn verify(&self, password: &str, stored: &str) -> Result<bool, PasswordError> {
+        let parsed = StoredHash::parse(stored)?;
+        let key = self.derive(password, &parsed.salt, parsed.iterations);
+        Ok(bool::from(key.ct_eq(&parsed.hash)))
+    }
+
+    /// Spends the same time as a [`PasswordHasher::verify`] at the configured cost,
+    /// for logins with an unknown username, so that timing does not tell which
+    /// usernames exist.
+    pub fn verify_nothing(&self, password: &str) {
+        let key = self.derive(password, &[0u8; SALT_LEN], self.iterations);
+        std::hint::black_box(key);
+    }
+
+    /// Whether `stored` was made with another cost than the configured one and
+    /// should be replaced at the next successful login.
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        StoredHash::parse(stored).map_or(true, |h| h.iterations != self.iterations)
+    }
+
+    fn derive(&self, password: &str, salt: &[u8], iterations: u32) -> [u8; HASH_LEN] {
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.pepper).expect("HMAC accepts keys of any length");
+        mac.update(password.as_bytes());
+        let peppered = mac.finalize().into_bytes();
+        let mut key = [0u8; HASH_LEN];
+        pbkdf2::pbkdf2_hmac::<Sha256>(&peppered, salt, iterations, &mut key);
+        key
+    }
+}
+
+/// The parts of a stored hash string.
+struct StoredHash {
+    iterations: u32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl StoredHash {
+    fn parse(stored: &str) -> Result<StoredHash, PasswordError> {
+        let mut parts = stored.split('$');
+        let (Some(""), Some(SCHEME), Some(cost), Some(salt), Some(hash), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(PasswordError::MalformedHash);
+        };
+        let iterations = cost
+            .strip_prefix("i=")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n >= 1)
+            .ok_or(PasswordError::MalformedHash)?;
+        let salt = hex::decode(salt).map_err(|_| PasswordError::MalformedHash)?;
+        let hash = hex::decode(hash).map_err(|_| PasswordError::MalformedHash)?;
+        if salt.is_empty() || hash.len() != HASH_LEN {
+            return Err(PasswordError::MalformedHash);
+        }
+        Ok(StoredHash { iterations, salt, hash })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher() -> PasswordHasher {
+        PasswordHasher::new(b"pepper-pepper-pepper".to_vec(), 1_000).unwrap()
+    }
+
+    #[test]
+    fn right_password_verifies_and_wrong_one_does_not() {
+        let h = hasher();
+        let stored = h.hash("correct horse").unwrap();
+        assert!(h.verify("correct horse", &stored).unwrap());
+        assert!(!h.verify("correct hors", &stored).unwrap());
+        assert!(!h.verify("", &stored).unwrap());
+    }
+
+    #[test]
+    fn stored_form_describes_itself_and_hides_the_password() {
+        let stored = hasher().hash("hunter2").unwrap();
+        assert!(stored.starts_with("$pbkdf2-sha256$i=1000$"), "{stored}");
+        assert!(!stored.contains("hunter2"));
+        assert_eq!(stored.split('$').count(), 5);
+    }
+
+    #[test]
+    fn each_hash_gets_its_own_salt() {
+        let h = hasher();
+        assert_ne!(h.hash("same").unwrap(), h.hash("same").unwrap());
+    }
+
+    #[test]
+    fn the_pepper_is_part_of_the_hash() {
+        let stored = hasher().hash("pw").unwrap();
+        let other = PasswordHasher::new(b"another-pepper-value".to_vec(), 1_000).unwrap();
+        assert!(!other.verify("pw", &stored).unwrap());
+    }
+
+    #[test]
+    fn old_cost_still_verifies_and_is_flagged_for_rehash() {
+        let old = hasher().hash("pw").unwrap();
+        let raised = PasswordHasher::new(b"pepper-pepper-pepper".to_vec(), 2_000).unwrap();
+        assert!(raised.verify("pw", &old).unwrap());
+        assert!(raised.needs_rehash(&old));
+        assert!(!raised.needs_rehash(&raised.hash("pw").unwrap()));
+    }
+
+    #[test]
+    fn malformed_hashes_are_errors_not_panics() {
+        let h = hasher();
+        for bad in [
+            "",
+            "$",
+            "plain",
+            "$pbkdf2-sha256$i=0$00$00",
+            "$pbkdf2-sha256$i=x$00$00",
+            "$md5$i=1$00$00",
+            "$pbkdf2-sha256$i=1000$zz$00",
+            "$pbkdf2-sha256$i=1000$00$0011",
+            "$pbkdf2-sha256$i=1000$00$00$extra",
+        ] {
+            assert_eq!(h.verify("pw", bad), Err(PasswordError::MalformedHash), "{bad}");
+        }
+    }
+
+    #[test]
+    fn weak_settings_are_refused() {
+        assert_eq!(PasswordHasher::new(vec![1; 32], 999).unwrap_err(), PasswordError::CostTooLow(999));
+        assert_eq!(PasswordHasher::new(vec![1; 4], 1_000).unwrap_err(), PasswordError::PepperTooShort(4));
+    }
+}

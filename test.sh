@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of the project against real MariaDB and Redis.
+#
+# On a fresh Debian 12 machine it first installs and starts what the tests need
+# (MariaDB, Redis, Chromium for the browser test), creates the separate test
+# database `usermgmt_test`, and then runs `cargo test --workspace`. Extra
+# arguments go to cargo test (`./test.sh -p proto`, `./test.sh -- --nocapture`).
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/services.sh
+
+ensure_services
+sql/setup.sh usermgmt_test "$MYSQL_APP_PASSWORD"
+
+export USERMGMT_TEST_MYSQL_URL="mysql://usermgmt:${MYSQL_APP_PASSWORD}@127.0.0.1:3306/usermgmt_test"
+export USERMGMT_TEST_REDIS_URL="redis://127.0.0.1:6379/"
+export USERMGMT_TEST_PEPPER_FILE="$PEPPER_FILE"
+
+cargo test --workspace "$@"
