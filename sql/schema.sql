@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS users (
     nickname   VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     -- File name under the avatar directory: <sha256 hex>.<png|jpg|gif|webp>.
     avatar     VARCHAR(80) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    -- Bumped by every profile change. The Redis profile cache only ever replaces
+    -- an entry with one of a higher version, so a slow reader can never put a
+    -- stale profile back after a writer has stored a newer one.
+    version    BIGINT UNSIGNED NOT NULL DEFAULT 0,
     created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
     updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
     PRIMARY KEY (id),
