@@ -1,4 +1,32 @@
 //! The usermgmt back end as a library, so that the binary, the integration tests
 //! and the seeding tool share one implementation.
+//!
+//! A single reactor thread ([`reactor`]) owns every client socket and decodes
+//! the binary RPC frames of [`proto`]; requests that need MySQL, Redis, the disk
+//! or a password hash go through a bounded queue to a pool of worker threads
+//! ([`pool`]), each with its own database connections, and their replies come
+//! back through a channel and a waker. [`run`] puts it together.
 
+pub mod avatar_store;
+pub mod config;
+pub mod conn;
+pub mod db;
+pub mod dispatch;
+pub mod error;
+pub mod image;
+pub mod keys;
+pub mod log;
 pub mod password;
+pub mod pool;
+pub mod profile_cache;
+pub mod reactor;
+pub mod server;
+pub mod service;
+pub mod session;
+pub mod shutdown;
+pub mod throttle;
+pub mod validate;
+
+pub use config::Config;
+pub use server::{Server, ServerError, run};
+pub use shutdown::{Shutdown, ShutdownHandle};

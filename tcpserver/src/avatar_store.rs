@@ -1,0 +1,121 @@
+//! Profile pictures on disk, named by their content.
+//!
+//! A picture's file name is the SHA-256 of its bytes in hex plus the extension
+//! of its format, so the name is chosen by the server, never by the uploader,
+//! and two uploads of the same picture share one file. A file appears
+//! atomically: it is written under a temporary name in the same directory,
+//! synced, then renamed, so `httpserver` never serves half a picture, even after
+//! a crash. Storing bytes whose file already exists does nothing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rand::TryRng;
+use rand::rngs::SysRng;
+use sha2::{Digest, Sha256};
+
+use crate::image::ImageKind;
+
+/// The directory pictures are stored in.
+#[derive(Debug, Clone)]
+pub struct AvatarStore {
+    dir: PathBuf,
+}
+
+impl AvatarStore {
+    /// A store over `dir`, created (with its parents) if missing.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error if the directory cannot be created.
+    pub fn open(dir: impl Into<PathBuf>) -> io::Result<AvatarStore> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        Ok(AvatarStore { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file name a picture gets: `<sha256 hex>.<extension>`.
+    pub fn file_name(bytes: &[u8], kind: ImageKind) -> String {
+        format!("{}.{}", hex::encode(Sha256::digest(bytes)), kind.extension())
+    }
+
+    /// Stores a picture that has already been checked, and returns its file name.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error from creating, writing, syncing or renaming the file; no
+    /// partial file is left under the final name.
+    pub fn store(&self, bytes: &[u8], kind: ImageKind) -> io::Result<String> {
+        let name = AvatarStore::file_name(bytes, kind);
+        let path = self.dir.join(&name);
+        if path.exists() {
+            return Ok(name);
+        }
+        // The directory may have been removed since start; make it again.
+        fs::create_dir_all(&self.dir)?;
+        let temp = self.dir.join(format!(".upload-{}.tmp", random_suffix()?));
+        let result = write_synced(&temp, bytes).and_then(|()| fs::rename(&temp, &path));
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result?;
+        // Make the rename itself durable.
+        File::open(&self.dir)?.sync_all()?;
+        Ok(name)
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// 64 random bits in hex, so that concurrent uploads never share a temp file.
+fn random_suffix() -> io::Result<String> {
+    let mut bytes = [0u8; 8];
+    SysRng.try_fill_bytes(&mut bytes).map_err(|_| io::Error::other("the OS random generator failed"))?;
+    Ok(hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::samples;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("avatar-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn pictures_are_stored_under_their_digest_once() {
+        let dir = temp_dir("digest");
+        let store = AvatarStore::open(dir.join("nested")).unwrap();
+        let png = samples::png();
+        let name = store.store(&png, ImageKind::Png).unwrap();
+        assert_eq!(name, format!("{}.png", hex::encode(Sha256::digest(&png))));
+        assert_eq!(fs::read(store.dir().join(&name)).unwrap(), png);
+        assert_eq!(store.store(&png, ImageKind::Png).unwrap(), name);
+        let entries: Vec<_> = fs::read_dir(store.dir()).unwrap().collect();
+        assert_eq!(entries.len(), 1, "no temp file may be left behind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_removed_directory_is_made_again() {
+        let dir = temp_dir("removed");
+        let store = AvatarStore::open(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        let name = store.store(&samples::gif(), ImageKind::Gif).unwrap();
+        assert!(dir.join(name).is_file());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,130 @@
+//! One worker's Redis connection.
+//!
+//! Like [`super::mysql`], the connection is made on first use and replaced
+//! when it breaks. Every command the server sends is safe to repeat (sets with
+//! a fixed value, deletes, version-guarded cache writes, and set-based counters
+//! whose members are unique per attempt), so an operation whose reused
+//! connection turns out to be dead simply runs once more on a new one.
+
+use std::io;
+use std::time::Instant;
+
+use redis::{Client, Connection, RedisResult};
+
+use super::{Backoff, CONNECT_TIMEOUT, IO_TIMEOUT};
+
+/// Whether an error means the connection is unusable or Redis unreachable, as
+/// opposed to a command Redis refused.
+pub fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_unrecoverable_error()
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+}
+
+/// Whether running the operation again on a new connection may help.
+fn is_retryable(e: &redis::RedisError) -> bool {
+    is_connection_error(e) && !e.is_timeout()
+}
+
+fn not_connected() -> redis::RedisError {
+    redis::RedisError::from(io::Error::new(io::ErrorKind::NotConnected, "Redis is unreachable"))
+}
+
+/// A lazily made, self-repairing Redis connection.
+pub struct RedisLink {
+    client: Client,
+    conn: Option<Connection>,
+    backoff: Backoff,
+    /// Whether the last connection attempt failed (an outage is logged once).
+    down: bool,
+    /// The owning worker's number, for the log.
+    worker: usize,
+}
+
+impl std::fmt::Debug for RedisLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLink")
+            .field("connected", &self.conn.is_some())
+            .field("down", &self.down)
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisLink {
+    /// A link that connects on first use.
+    pub fn new(client: Client, worker: usize) -> RedisLink {
+        RedisLink { client, conn: None, backoff: Backoff::default(), down: false, worker }
+    }
+
+    /// Connects now; a failure is logged and left for the next use to retry.
+    pub fn warm_up(&mut self) {
+        let _ = self.conn();
+    }
+
+    fn conn(&mut self) -> RedisResult<&mut Connection> {
+        if self.conn.is_none() {
+            let now = Instant::now();
+            if !self.backoff.ready(now) {
+                return Err(not_connected());
+            }
+            let made = self.client.get_connection_with_timeout(CONNECT_TIMEOUT).and_then(|conn| {
+                conn.set_read_timeout(Some(IO_TIMEOUT))?;
+                conn.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(conn)
+            });
+            match made {
+                Ok(conn) => {
+                    if self.down {
+                        crate::log!("worker {}: Redis connection restored", self.worker);
+                        self.down = false;
+                    }
+                    self.backoff.succeeded();
+                    self.conn = Some(conn);
+                }
+                Err(e) => {
+                    if !self.down {
+                        crate::log!("worker {}: cannot connect to Redis: {e}", self.worker);
+                        self.down = true;
+                    }
+                    self.backoff.failed(now);
+                    return Err(not_connected());
+                }
+            }
+        }
+        self.conn.as_mut().ok_or_else(not_connected)
+    }
+
+    fn discard_if_broken(&mut self, e: &redis::RedisError, reused: bool) -> bool {
+        if !is_connection_error(e) {
+            return false;
+        }
+        self.conn = None;
+        let retry = reused && is_retryable(e);
+        if retry {
+            crate::log!("worker {}: idle Redis connection was lost ({e}); reconnecting", self.worker);
+        }
+        retry
+    }
+
+    /// Runs an operation (one command or one pipeline), once more on a new
+    /// connection if the reused one turns out to be dead.
+    ///
+    /// # Errors
+    ///
+    /// The operation's error, or a connectivity error if Redis cannot be reached.
+    pub fn run<T>(&mut self, mut op: impl FnMut(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
+        let reused = self.conn.is_some();
+        let result = op(self.conn()?);
+        match result {
+            Err(e) if self.discard_if_broken(&e, reused) => {
+                let result = op(self.conn()?);
+                if let Err(e) = &result {
+                    self.discard_if_broken(e, false);
+                }
+                result
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The SQL: every statement the server runs, with its parameters bound, never
+//! spliced into the text.
+//!
+//! Each function takes any `Queryable` (a connection or a transaction), so the
+//! caller decides what runs inside a transaction.
+
+use mysql::Transaction;
+use mysql::prelude::Queryable;
+
+use proto::Profile;
+
+use crate::profile_cache::Versioned;
+
+/// MySQL's "duplicate entry" error: the username is taken.
+pub const ER_DUP_ENTRY: u16 = 1062;
+
+/// What log-in needs about a user, read in one query.
+#[derive(Debug, Clone)]
+pub struct LoginRow {
+    /// `users.id`.
+    pub user_id: u64,
+    /// The stored password hash.
+    pub password_hash: String,
+    /// The profile, for the reply and to warm the cache.
+    pub profile: Versioned,
+}
+
+/// Creates a user and their credentials in one transaction (a user never
+/// exists without credentials); returns the new id.
+///
+/// # Errors
+///
+/// The MySQL error; [`ER_DUP_ENTRY`] if the username is taken.
+pub fn insert(
+    tx: &mut Transaction<'_>,
+    username: &str,
+    nickname: &str,
+    password_hash: &str,
+) -> mysql::Result<u64> {
+    tx.exec_drop("INSERT INTO users (username, nickname) VALUES (?, ?)", (username, nickname))?;
+    let id = match tx.last_insert_id() {
+        Some(id) => id,
+        // The OK packet of an INSERT into an AUTO_INCREMENT table always has it;
+        // ask the server should a proxy have dropped it.
+        None => tx.query_first("SELECT LAST_INSERT_ID()")?.unwrap_or(0),
+    };
+    tx.exec_drop(
+        "INSERT INTO credentials (user_id, username, password_hash) VALUES (?, ?, ?)",
+        (id, username, password_hash),
+    )?;
+    Ok(id)
+}
+
+/// The credentials and profile of a username, joined in one round trip.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn find_login(q: &mut impl Queryable, username: &str) -> mysql::Result<Option<LoginRow>> {
+    let row: Option<(u64, String, String, Option<String>, u64)> = q.exec_first(
+        "SELECT c.user_id, c.password_hash, u.nickname, u.avatar, u.version \
+         FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.username = ?",
+        (username,),
+    )?;
+    Ok(row.map(|(user_id, password_hash, nickname, avatar, version)| LoginRow {
+        user_id,
+        password_hash,
+        profile: Versioned { version, profile: Profile { username: username.to_owned(), nickname, avatar } },
+    }))
+}
+
+/// Replaces a password hash (after a cost change). Idempotent.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn update_password_hash(q: &mut impl Queryable, user_id: u64, password_hash: &str) -> mysql::Result<()> {
+    q.exec_drop("UPDATE credentials SET password_hash = ? WHERE user_id = ?", (password_hash, user_id))
+}
+
+/// A user's profile and its version, or `None` if the user does not exist.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn profile(q: &mut impl Queryable, user_id: u64) -> mysql::Result<Option<Versioned>> {
+    let row: Option<(String, String, Option<String>, u64)> =
+        q.exec_first("SELECT username, nickname, avatar, version FROM users WHERE id = ?", (user_id,))?;
+    Ok(row.map(|(username, nickname, avatar, version)| Versioned {
+        version,
+        profile: Profile { username, nickname, avatar },
+    }))
+}
+
+/// One change to a profile.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// A new nickname (already validated).
+    Nickname(&'a str),
+    /// A new picture file name.
+    Avatar(&'a str),
+}
+
+/// Applies a change, bumps the version, and returns the profile as it now is,
+/// or `None` if the user does not exist. Run it in a transaction, so the row
+/// read back is exactly the one this change produced.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn change(q: &mut impl Queryable, user_id: u64, change: Change<'_>) -> mysql::Result<Option<Versioned>> {
+    match change {
+        Change::Nickname(nickname) => q.exec_drop(
+            "UPDATE users SET nickname = ?, version = version + 1 WHERE id = ?",
+            (nickname, user_id),
+        )?,
+        Change::Avatar(avatar) => {
+            q.exec_drop("UPDATE users SET avatar = ?, version = version + 1 WHERE id = ?", (avatar, user_id))?
+        }
+    }
+    profile(q, user_id)
+}

@@ -1,0 +1,101 @@
+//! From a decoded request to the code that answers it.
+//!
+//! [`route`] runs on the reactor thread and decides, without blocking, whether a
+//! message can be answered at once (`Ping`, or a reply type sent as a request)
+//! or needs a worker. [`handle`] runs on a worker and calls the operation.
+
+use proto::{ErrorCode, Message};
+
+use crate::error::Error;
+use crate::service::Service;
+
+/// Where a request goes.
+#[derive(Debug)]
+pub enum Route {
+    /// Answered by the reactor with this reply.
+    Answer(Message),
+    /// Needs a worker: it touches MySQL, Redis, the disk or a password hash.
+    Work(Message),
+}
+
+/// Decides where a request goes.
+pub fn route(message: Message) -> Route {
+    if !message.message_type().is_request() {
+        return Route::Answer(Message::error(
+            ErrorCode::UnexpectedMessage,
+            format!("{:?} is a reply, not a request.", message.message_type()),
+        ));
+    }
+    match message {
+        Message::Ping => Route::Answer(Message::Pong),
+        other => Route::Work(other),
+    }
+}
+
+/// Runs one request on a worker.
+///
+/// # Errors
+///
+/// The operation's [`Error`], which the caller turns into an error reply.
+pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error> {
+    match message {
+        Message::SignUp { username, password, nickname, client } => {
+            service.sign_up(&username, &password, nickname.as_deref(), client)
+        }
+        Message::Login { username, password, client } => service.log_in(&username, &password, client),
+        Message::Logout { token } => service.log_out(&token),
+        Message::GetProfile { token, username } => service.get_profile(&token, username.as_deref()),
+        Message::UpdateNickname { token, username, nickname } => {
+            service.update_nickname(&token, username.as_deref(), &nickname)
+        }
+        Message::SetAvatar { token, username, image } => {
+            service.set_avatar(&token, username.as_deref(), &image)
+        }
+        // `route` answers these on the reactor; should one arrive here anyway,
+        // route it again rather than fail.
+        other => match route(other) {
+            Route::Answer(reply) | Route::Work(reply) => Ok(reply),
+        },
+    }
+}
+
+/// A short name for the log.
+pub fn operation_name(message: &Message) -> &'static str {
+    match message {
+        Message::SignUp { .. } => "sign-up",
+        Message::Login { .. } => "log-in",
+        Message::Logout { .. } => "log-out",
+        Message::GetProfile { .. } => "get-profile",
+        Message::UpdateNickname { .. } => "update-nickname",
+        Message::SetAvatar { .. } => "set-avatar",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::Profile;
+
+    #[test]
+    fn ping_is_answered_by_the_reactor() {
+        assert!(matches!(route(Message::Ping), Route::Answer(Message::Pong)));
+    }
+
+    #[test]
+    fn replies_sent_as_requests_are_refused() {
+        for reply in [Message::Pong, Message::LoggedOut, Message::ProfileReply(profile())] {
+            let Route::Answer(Message::Error(e)) = route(reply) else { panic!("not refused") };
+            assert_eq!(e.code, ErrorCode::UnexpectedMessage);
+        }
+    }
+
+    #[test]
+    fn operations_go_to_a_worker() {
+        assert!(matches!(route(Message::Logout { token: "t".into() }), Route::Work(_)));
+    }
+
+    fn profile() -> Profile {
+        Profile { username: "u".into(), nickname: "n".into(), avatar: None }
+    }
+}

@@ -1,0 +1,243 @@
+//! The one error type of the operations, and how each error becomes a reply.
+//!
+//! Every way a request can fail is a variant here. [`Error::code`] maps it to the
+//! stable [`ErrorCode`] of the protocol, and `Display` gives the sentence a person
+//! reads. Internal causes (a database error, a full disk) are logged by the
+//! worker and never sent to the client, which only learns that something went
+//! wrong on the server's side.
+
+use std::fmt;
+use std::io;
+
+use proto::{ErrorCode, ErrorReply, Message};
+
+use crate::image::ImageError;
+use crate::password::PasswordError as HashError;
+use crate::validate::{NicknameError, PasswordError, UsernameError};
+
+/// How long a client should wait after `Unavailable` or `Overloaded`: long enough
+/// for a reconnect attempt, short enough that a person barely notices.
+pub const RETRY_AFTER_BUSY_SECS: u32 = 1;
+
+/// A service the back end depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    /// The accounts database.
+    Mysql,
+    /// Sessions, profile cache and throttling counters.
+    Redis,
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dependency::Mysql => "MySQL",
+            Dependency::Redis => "Redis",
+        })
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The username breaks a rule.
+    InvalidUsername(UsernameError),
+    /// The password breaks a rule.
+    InvalidPassword(PasswordError),
+    /// The nickname breaks a rule.
+    InvalidNickname(NicknameError),
+    /// Sign-up with a name that exists.
+    UsernameTaken,
+    /// Unknown user or wrong password, deliberately not told apart.
+    BadCredentials,
+    /// A throttle is closed for this many more seconds.
+    TooManyAttempts {
+        /// Seconds until the throttle opens again.
+        retry_after_secs: u32,
+    },
+    /// No valid session for the token.
+    Unauthenticated,
+    /// The session's user is not the user the request names.
+    Forbidden,
+    /// The upload is not an acceptable picture.
+    UnsupportedImage(ImageError),
+    /// The upload is larger than [`proto::MAX_IMAGE_LEN`].
+    ImageTooLarge {
+        /// The upload's size in bytes.
+        len: usize,
+    },
+    /// A dependency cannot be reached right now.
+    Unavailable(Dependency),
+    /// Anything else: a bug or an unexpected failure, logged by the worker.
+    Internal(Internal),
+}
+
+/// The causes behind [`Error::Internal`], for the log.
+#[derive(Debug)]
+pub enum Internal {
+    /// MySQL refused a statement for a reason other than connectivity.
+    Mysql(mysql::Error),
+    /// Redis refused a command for a reason other than connectivity.
+    Redis(redis::RedisError),
+    /// The password hasher failed (OS randomness, or a corrupt stored hash).
+    Hash(HashError),
+    /// Writing a picture failed.
+    Storage(io::Error),
+    /// A Redis value the server wrote does not parse (a session or cache entry).
+    CorruptEntry(&'static str),
+    /// A row the server expects (the user behind a credentials row) is missing.
+    MissingRow(&'static str),
+}
+
+impl fmt::Display for Internal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Internal::Mysql(e) => write!(f, "MySQL error: {e}"),
+            Internal::Redis(e) => write!(f, "Redis error: {e}"),
+            Internal::Hash(e) => write!(f, "password hashing: {e}"),
+            Internal::Storage(e) => write!(f, "storing a picture: {e}"),
+            Internal::CorruptEntry(what) => write!(f, "corrupt Redis entry: {what}"),
+            Internal::MissingRow(what) => write!(f, "missing row: {what}"),
+        }
+    }
+}
+
+impl Error {
+    /// The protocol's code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidUsername(_) => ErrorCode::InvalidUsername,
+            Error::InvalidPassword(_) => ErrorCode::InvalidPassword,
+            Error::InvalidNickname(_) => ErrorCode::InvalidNickname,
+            Error::UsernameTaken => ErrorCode::UsernameTaken,
+            Error::BadCredentials => ErrorCode::BadCredentials,
+            Error::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
+            Error::Unauthenticated => ErrorCode::Unauthenticated,
+            Error::Forbidden => ErrorCode::Forbidden,
+            Error::UnsupportedImage(_) => ErrorCode::UnsupportedImage,
+            Error::ImageTooLarge { .. } => ErrorCode::ImageTooLarge,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Seconds the client should wait before retrying; 0 when retrying will not help.
+    pub fn retry_after_secs(&self) -> u32 {
+        match self {
+            Error::TooManyAttempts { retry_after_secs } => *retry_after_secs,
+            Error::Unavailable(_) => RETRY_AFTER_BUSY_SECS,
+            _ => 0,
+        }
+    }
+
+    /// The error reply sent to the client.
+    pub fn to_message(&self) -> Message {
+        Message::Error(ErrorReply {
+            code: self.code(),
+            message: self.to_string(),
+            retry_after_secs: self.retry_after_secs(),
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidUsername(e) => e.fmt(f),
+            Error::InvalidPassword(e) => e.fmt(f),
+            Error::InvalidNickname(e) => e.fmt(f),
+            Error::UsernameTaken => f.write_str("That username is taken."),
+            Error::BadCredentials => f.write_str("Wrong username or password."),
+            Error::TooManyAttempts { retry_after_secs } => {
+                write!(f, "Too many attempts. Try again in {retry_after_secs} seconds.")
+            }
+            Error::Unauthenticated => f.write_str("Please log in."),
+            Error::Forbidden => f.write_str("You can only see and change your own profile."),
+            Error::UnsupportedImage(e) => e.fmt(f),
+            Error::ImageTooLarge { len } => write!(
+                f,
+                "The picture has {len} bytes; the limit is {} bytes ({} MiB).",
+                proto::MAX_IMAGE_LEN,
+                proto::MAX_IMAGE_LEN >> 20
+            ),
+            Error::Unavailable(_) => f.write_str("The service is briefly unavailable. Please try again."),
+            Error::Internal(_) => f.write_str("Something went wrong on our side. Please try again."),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<mysql::Error> for Error {
+    fn from(e: mysql::Error) -> Error {
+        if crate::db::mysql::is_connection_error(&e) {
+            Error::Unavailable(Dependency::Mysql)
+        } else {
+            Error::Internal(Internal::Mysql(e))
+        }
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Error {
+        if crate::db::redis::is_connection_error(&e) {
+            Error::Unavailable(Dependency::Redis)
+        } else {
+            Error::Internal(Internal::Redis(e))
+        }
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(e: HashError) -> Error {
+        Error::Internal(Internal::Hash(e))
+    }
+}
+
+impl From<UsernameError> for Error {
+    fn from(e: UsernameError) -> Error {
+        Error::InvalidUsername(e)
+    }
+}
+
+impl From<PasswordError> for Error {
+    fn from(e: PasswordError) -> Error {
+        Error::InvalidPassword(e)
+    }
+}
+
+impl From<NicknameError> for Error {
+    fn from(e: NicknameError) -> Error {
+        Error::InvalidNickname(e)
+    }
+}
+
+impl From<ImageError> for Error {
+    fn from(e: ImageError) -> Error {
+        Error::UnsupportedImage(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_carry_code_sentence_and_retry_hint() {
+        let Message::Error(reply) = Error::TooManyAttempts { retry_after_secs: 42 }.to_message() else {
+            panic!("not an error reply");
+        };
+        assert_eq!(reply.code, ErrorCode::TooManyAttempts);
+        assert_eq!(reply.retry_after_secs, 42);
+        assert!(reply.message.contains("42"));
+        assert_eq!(Error::Unavailable(Dependency::Redis).retry_after_secs(), RETRY_AFTER_BUSY_SECS);
+        assert_eq!(Error::BadCredentials.retry_after_secs(), 0);
+    }
+
+    #[test]
+    fn internal_details_stay_out_of_the_reply() {
+        let e = Error::Internal(Internal::Storage(io::Error::other("disk /secret/path full")));
+        assert_eq!(e.code(), ErrorCode::Internal);
+        assert!(!e.to_string().contains("secret"));
+    }
+}

@@ -1,0 +1,337 @@
+//! Recognises uploaded pictures by their content, never by a name or a claimed
+//! content type.
+//!
+//! Each format is identified by its magic bytes and then walked far enough to
+//! find its dimensions and to see that its outer structure holds together
+//! (PNG chunks up to `IEND`, JPEG segments up to the scan, the GIF trailer, the
+//! RIFF size of a WebP). This is no decoder: it refuses files that are plainly
+//! not images, truncated uploads and absurd dimensions, so that what is stored
+//! and later served under an image type really is one.
+
+use std::fmt;
+
+/// Largest width or height accepted. A small file can declare a huge canvas (a
+/// "decompression bomb" for whoever displays it); 8192 px keeps a decoded
+/// picture under 256 MiB while allowing any camera photo that fits the size cap.
+pub const MAX_DIMENSION: u32 = 8192;
+
+/// The picture formats accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    /// Portable Network Graphics.
+    Png,
+    /// JPEG (JFIF or Exif).
+    Jpeg,
+    /// GIF87a or GIF89a.
+    Gif,
+    /// WebP (lossy, lossless or extended).
+    Webp,
+}
+
+impl ImageKind {
+    /// The file extension for this format, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageKind::Png => "png",
+            ImageKind::Jpeg => "jpg",
+            ImageKind::Gif => "gif",
+            ImageKind::Webp => "webp",
+        }
+    }
+}
+
+/// Why bytes were not accepted as a picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageError {
+    /// The bytes start like none of the accepted formats.
+    UnknownFormat,
+    /// The bytes start like this format but its structure is broken or truncated.
+    Malformed(ImageKind),
+    /// A width or height of zero or above [`MAX_DIMENSION`].
+    Dimensions {
+        /// Declared width in pixels.
+        width: u32,
+        /// Declared height in pixels.
+        height: u32,
+    },
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageError::UnknownFormat => f.write_str("The picture must be a PNG, JPEG, GIF or WebP image."),
+            ImageError::Malformed(kind) => {
+                write!(f, "The {} file is damaged or incomplete.", kind.extension().to_uppercase())
+            }
+            ImageError::Dimensions { width, height } => write!(
+                f,
+                "A picture of {width}x{height} pixels is not accepted: each side must be 1 to {MAX_DIMENSION}."
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+/// Identifies and checks a picture.
+///
+/// # Errors
+///
+/// [`ImageError`] when the bytes are not an acceptable PNG, JPEG, GIF or WebP.
+pub fn inspect(bytes: &[u8]) -> Result<ImageKind, ImageError> {
+    let (kind, dims) = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        (ImageKind::Png, png(bytes))
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        (ImageKind::Jpeg, jpeg(bytes))
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        (ImageKind::Gif, gif(bytes))
+    } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        (ImageKind::Webp, webp(bytes))
+    } else {
+        return Err(ImageError::UnknownFormat);
+    };
+    let (width, height) = dims.ok_or(ImageError::Malformed(kind))?;
+    if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
+        return Err(ImageError::Dimensions { width, height });
+    }
+    Ok(kind)
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from(u16::from_be_bytes(*b.get(at..)?.first_chunk()?)))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(*b.get(at..)?.first_chunk()?))
+}
+
+fn le16(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from(u16::from_le_bytes(*b.get(at..)?.first_chunk()?)))
+}
+
+fn le24(b: &[u8], at: usize) -> Option<u32> {
+    let [x, y, z] = *b.get(at..)?.first_chunk::<3>()?;
+    Some(u32::from_le_bytes([x, y, z, 0]))
+}
+
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(*b.get(at..)?.first_chunk()?))
+}
+
+/// Walks the chunks: `IHDR` first, at least one `IDAT`, and `IEND` last.
+fn png(b: &[u8]) -> Option<(u32, u32)> {
+    let mut at = 8;
+    let mut dims = None;
+    let mut seen_data = false;
+    loop {
+        let len = be32(b, at)? as usize;
+        let kind = b.get(at + 4..at + 8)?;
+        let end = at.checked_add(12)?.checked_add(len)?;
+        if end > b.len() || !kind.iter().all(u8::is_ascii_alphabetic) {
+            return None;
+        }
+        match kind {
+            b"IHDR" if at == 8 && len == 13 => dims = Some((be32(b, at + 8)?, be32(b, at + 12)?)),
+            _ if at == 8 => return None,
+            b"IDAT" => seen_data = true,
+            b"IEND" => return (end == b.len() && seen_data).then_some(dims).flatten(),
+            _ => {}
+        }
+        at = end;
+    }
+}
+
+/// Walks the marker segments from SOI to the first SOS; a frame header (SOFn)
+/// must come before it, and an EOI marker after it.
+fn jpeg(b: &[u8]) -> Option<(u32, u32)> {
+    let mut at = 2;
+    let mut dims = None;
+    loop {
+        if *b.get(at)? != 0xFF {
+            return None;
+        }
+        // Any number of 0xFF fill bytes may precede a marker.
+        while *b.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        let marker = *b.get(at + 1)?;
+        at += 2;
+        match marker {
+            // Standalone markers carry no length.
+            0x01 | 0xD0..=0xD7 => continue,
+            0xD8 | 0xD9 | 0x00 => return None,
+            _ => {}
+        }
+        let len = be16(b, at)? as usize;
+        if len < 2 || at + len > b.len() {
+            return None;
+        }
+        match marker {
+            // The entropy-coded scan follows; a complete file ends it with EOI.
+            0xDA => return b[at..].windows(2).any(|w| w == [0xFF, 0xD9]).then_some(dims).flatten(),
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                dims = Some((be16(b, at + 5)?, be16(b, at + 3)?));
+            }
+            _ => {}
+        }
+        at += len;
+    }
+}
+
+/// Header, logical screen size, and the trailer byte at the very end.
+fn gif(b: &[u8]) -> Option<(u32, u32)> {
+    if b.len() < 14 || b.last() != Some(&0x3B) {
+        return None;
+    }
+    Some((le16(b, 6)?, le16(b, 8)?))
+}
+
+/// RIFF size consistent with the file, then the first chunk's frame header.
+fn webp(b: &[u8]) -> Option<(u32, u32)> {
+    let riff_len = (le32(b, 4)? as usize).checked_add(8)?;
+    let chunk_len = le32(b, 16)? as usize;
+    if riff_len > b.len() || 20usize.checked_add(chunk_len)? > riff_len {
+        return None;
+    }
+    let data = b.get(20..20 + chunk_len)?;
+    match b.get(12..16)? {
+        b"VP8 " => {
+            if data.get(3..6)? != [0x9D, 0x01, 0x2A] {
+                return None;
+            }
+            Some((le16(data, 6)? & 0x3FFF, le16(data, 8)? & 0x3FFF))
+        }
+        b"VP8L" => {
+            if *data.first()? != 0x2F {
+                return None;
+            }
+            let bits = le32(data, 1)?;
+            Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
+        }
+        b"VP8X" => Some((le24(data, 4)? + 1, le24(data, 7)? + 1)),
+        _ => None,
+    }
+}
+
+/// Small valid images, shared with the integration tests' expectations.
+#[cfg(test)]
+pub(crate) mod samples {
+    /// A 1x1 PNG.
+    pub fn png() -> Vec<u8> {
+        let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut b, b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0]);
+        chunk(&mut b, b"IDAT", &[0x78, 0x9C, 0x62, 0, 1, 0, 0, 5, 0, 1]);
+        chunk(&mut b, b"IEND", &[]);
+        b
+    }
+
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&[0, 0, 0, 0]); // CRC: not checked.
+    }
+
+    /// A 2x3 baseline JPEG skeleton: SOI, APP0, SOF0, SOS, scan data, EOI.
+    pub fn jpeg() -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8];
+        b.extend_from_slice(&[0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]);
+        b.extend_from_slice(&[0xFF, 0xC0, 0, 11, 8, 0, 3, 0, 2, 1, 1, 0x11, 0]);
+        b.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 0x3F, 0]);
+        b.extend_from_slice(&[0x12, 0x34, 0xFF, 0x00, 0x56, 0xFF, 0xD9]);
+        b
+    }
+
+    /// A 1x1 GIF89a.
+    pub fn gif() -> Vec<u8> {
+        let mut b = b"GIF89a".to_vec();
+        b.extend_from_slice(&[1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF]);
+        b.extend_from_slice(&[0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 1, 0, 0x3B]);
+        b
+    }
+
+    /// A 16x9 lossless WebP header.
+    pub fn webp() -> Vec<u8> {
+        let bits: u32 = 15 | (8 << 14);
+        let mut data = vec![0x2F];
+        data.extend_from_slice(&bits.to_le_bytes());
+        data.extend_from_slice(&[0; 3]);
+        let mut b = b"RIFF".to_vec();
+        b.extend_from_slice(&((4 + 8 + data.len()) as u32).to_le_bytes());
+        b.extend_from_slice(b"WEBPVP8L");
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&data);
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_format_is_recognised() {
+        assert_eq!(inspect(&samples::png()), Ok(ImageKind::Png));
+        assert_eq!(inspect(&samples::jpeg()), Ok(ImageKind::Jpeg));
+        assert_eq!(inspect(&samples::gif()), Ok(ImageKind::Gif));
+        assert_eq!(inspect(&samples::webp()), Ok(ImageKind::Webp));
+    }
+
+    #[test]
+    fn other_content_is_unknown() {
+        for bad in
+            [&b""[..], b"hello, world", b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"%PDF-1.7", b"GIF"]
+        {
+            assert_eq!(inspect(bad), Err(ImageError::UnknownFormat), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        for (sample, kind) in [
+            (samples::png(), ImageKind::Png),
+            (samples::jpeg(), ImageKind::Jpeg),
+            (samples::gif(), ImageKind::Gif),
+            (samples::webp(), ImageKind::Webp),
+        ] {
+            for n in 0..sample.len() {
+                assert!(inspect(&sample[..n]).is_err(), "{kind:?} cut at {n} was accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn a_magic_number_alone_is_malformed() {
+        let mut fake = b"\x89PNG\r\n\x1a\n".to_vec();
+        fake.extend_from_slice(b"this is not a chunk stream");
+        assert_eq!(inspect(&fake), Err(ImageError::Malformed(ImageKind::Png)));
+        assert_eq!(inspect(&[0xFF, 0xD8, 0xFF, 0xFF, 0xFF]), Err(ImageError::Malformed(ImageKind::Jpeg)));
+    }
+
+    #[test]
+    fn huge_dimensions_are_refused() {
+        let mut png = samples::png();
+        png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        assert_eq!(inspect(&png), Err(ImageError::Dimensions { width: 100_000, height: 1 }));
+        let mut gif = samples::gif();
+        gif[6..8].copy_from_slice(&0u16.to_le_bytes());
+        assert!(matches!(inspect(&gif), Err(ImageError::Dimensions { width: 0, .. })));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let samples = [samples::png(), samples::jpeg(), samples::gif(), samples::webp()];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for round in 0..50_000 {
+            let mut b = samples[round % 4].clone();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state as usize) % b.len();
+                b[at] = (state >> 32) as u8;
+            }
+            let _ = inspect(&b);
+        }
+    }
+}

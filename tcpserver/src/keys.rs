@@ -1,0 +1,99 @@
+//! The Redis key layout, in one place.
+//!
+//! Every key starts with the configured prefix (`um:` by default), so one Redis
+//! can serve several deployments or test runs, each able to find and delete its
+//! own keys:
+//!
+//! | key | type | holds | expiry |
+//! |---|---|---|---|
+//! | `<p>sess:<sha256(token) hex>` | string | `user_id:expires_at:username` | idle lifetime, never past `expires_at` |
+//! | `<p>prof:<user id>` | hash | `v` version, `u` username, `n` nickname, `a` avatar (`""` for none) | [`crate::profile_cache::TTL_SECS`] |
+//! | `<p>thr:login:user:<username>` | set | one member per failed log-in | the throttle window |
+//! | `<p>thr:login:addr:<address>` | set | one member per failed log-in from the address | the throttle window |
+//! | `<p>thr:signup:addr:<address>` | set | one member per sign-up attempt from the address | the throttle window |
+//!
+//! An IPv6 client is counted by its /64 network, since one subscriber usually
+//! holds a whole /64; an IPv4-mapped IPv6 address counts as the IPv4 address.
+
+use std::net::IpAddr;
+
+/// Builds keys under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys that all start with `prefix`.
+    pub fn new(prefix: impl Into<String>) -> Keys {
+        Keys { prefix: prefix.into() }
+    }
+
+    /// A session, by the hex SHA-256 of its token (the token itself is never stored).
+    pub fn session(&self, token_hash: &str) -> String {
+        format!("{}sess:{token_hash}", self.prefix)
+    }
+
+    /// A user's cached profile.
+    pub fn profile(&self, user_id: u64) -> String {
+        format!("{}prof:{user_id}", self.prefix)
+    }
+
+    /// Failed log-ins for a username.
+    pub fn login_failures_by_user(&self, username: &str) -> String {
+        format!("{}thr:login:user:{username}", self.prefix)
+    }
+
+    /// Failed log-ins from a client address.
+    pub fn login_failures_by_addr(&self, addr: IpAddr) -> String {
+        format!("{}thr:login:addr:{}", self.prefix, network(addr))
+    }
+
+    /// Sign-up attempts from a client address.
+    pub fn signups_by_addr(&self, addr: IpAddr) -> String {
+        format!("{}thr:signup:addr:{}", self.prefix, network(addr))
+    }
+}
+
+/// The unit a client address is counted by: the IPv4 address, or the IPv6 /64.
+fn network(addr: IpAddr) -> String {
+    match addr.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_starts_with_the_prefix() {
+        let keys = Keys::new("t:");
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for key in [
+            keys.session("ab"),
+            keys.profile(7),
+            keys.login_failures_by_user("bob"),
+            keys.login_failures_by_addr(ip),
+            keys.signups_by_addr(ip),
+        ] {
+            assert!(key.starts_with("t:"), "{key}");
+        }
+        assert_eq!(keys.session("ab"), "t:sess:ab");
+        assert_eq!(keys.profile(7), "t:prof:7");
+    }
+
+    #[test]
+    fn addresses_are_counted_by_network() {
+        let keys = Keys::new("");
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(keys.signups_by_addr(a), keys.signups_by_addr(b));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(keys.signups_by_addr(mapped), "thr:signup:addr:192.0.2.1");
+    }
+}

@@ -1,0 +1,170 @@
+//! The worker pool: where blocking work happens, away from the reactor.
+//!
+//! The reactor hands each request to the pool as a [`Job`] through a bounded
+//! queue, without ever blocking: when the queue is full, [`WorkerPool::submit`]
+//! gives the job back and the reactor answers `Overloaded`. Each worker owns a
+//! [`Service`] (its own MySQL and Redis connections), runs the job, sends a
+//! [`Completion`] back through a channel and wakes the reactor's poll with the
+//! shared [`Waker`]. Workers never touch client sockets.
+//!
+//! Dropping the pool closes the queue; the workers finish the jobs already
+//! queued, and the drop waits for them.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::{fmt, io, thread};
+
+use mio::{Token, Waker};
+use proto::{ErrorCode, Message};
+
+use crate::dispatch;
+use crate::error::Error;
+use crate::service::Service;
+
+/// One request on its way to a worker.
+#[derive(Debug)]
+pub struct Job {
+    /// The connection's slab key.
+    pub token: Token,
+    /// The connection's serial number, to tell it from a later one in the same slot.
+    pub conn_id: u64,
+    /// The client's request id, echoed in the reply.
+    pub request_id: u64,
+    /// The request.
+    pub message: Message,
+}
+
+/// A reply on its way back to the reactor.
+#[derive(Debug)]
+pub struct Completion {
+    /// The connection's slab key.
+    pub token: Token,
+    /// The connection's serial number; the reactor drops the completion if the
+    /// slot now holds another connection.
+    pub conn_id: u64,
+    /// The request id being answered.
+    pub request_id: u64,
+    /// The reply.
+    pub reply: Message,
+}
+
+/// Why a job was not queued. The caller still knows the request id and answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full.
+    Full,
+    /// The workers are gone (only during shutdown).
+    Closed,
+}
+
+/// A fixed set of worker threads behind a bounded queue.
+pub struct WorkerPool {
+    sender: Option<SyncSender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPool").field("workers", &self.workers.len()).finish_non_exhaustive()
+    }
+}
+
+impl WorkerPool {
+    /// Starts `workers` threads; `make_service(i)` builds worker `i`'s service on
+    /// its own thread.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error if a thread cannot be spawned.
+    pub fn start(
+        workers: usize,
+        queue_len: usize,
+        make_service: impl Fn(usize) -> Service + Send + Sync + 'static,
+        completions: Sender<Completion>,
+        waker: Arc<Waker>,
+    ) -> io::Result<WorkerPool> {
+        let (sender, receiver) = sync_channel::<Job>(queue_len);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let make_service = Arc::new(make_service);
+        let mut pool = WorkerPool { sender: Some(sender), workers: Vec::with_capacity(workers) };
+        for i in 0..workers {
+            let receiver = Arc::clone(&receiver);
+            let make_service = Arc::clone(&make_service);
+            let completions = completions.clone();
+            let waker = Arc::clone(&waker);
+            let handle = thread::Builder::new().name(format!("worker-{i}")).spawn(move || {
+                let mut service = make_service(i);
+                service.warm_up();
+                work(&mut service, &receiver, &completions, &waker);
+            })?;
+            pool.workers.push(handle);
+        }
+        Ok(pool)
+    }
+
+    /// Queues a job without blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`] if the queue is full or closed; the job is dropped.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        let Some(sender) = &self.sender else {
+            return Err(SubmitError::Closed);
+        };
+        sender.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => SubmitError::Full,
+            TrySendError::Disconnected(_) => SubmitError::Closed,
+        })
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        // Closing the queue ends each worker's loop once the queue is empty.
+        self.sender = None;
+        for worker in self.workers.drain(..) {
+            if worker.join().is_err() {
+                crate::log!("a worker thread panicked outside a request");
+            }
+        }
+    }
+}
+
+/// A worker's loop: take a job, run it, send the reply, wake the reactor.
+fn work(service: &mut Service, jobs: &Mutex<Receiver<Job>>, completions: &Sender<Completion>, waker: &Waker) {
+    loop {
+        // The lock is held only while waiting for a job, never while running one.
+        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = job else { return };
+        let operation = dispatch::operation_name(&job.message);
+        let outcome = catch_unwind(AssertUnwindSafe(|| dispatch::handle(service, job.message)));
+        let reply = match outcome {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                if let Error::Internal(cause) = &e {
+                    crate::log!(
+                        "{operation} (connection {}, request {}): {cause}",
+                        job.token.0,
+                        job.request_id
+                    );
+                }
+                e.to_message()
+            }
+            Err(_) => {
+                crate::log!("{operation} (connection {}, request {}): panicked", job.token.0, job.request_id);
+                Message::error(ErrorCode::Internal, "Something went wrong on our side. Please try again.")
+            }
+        };
+        let completion =
+            Completion { token: job.token, conn_id: job.conn_id, request_id: job.request_id, reply };
+        if completions.send(completion).is_err() {
+            return;
+        }
+        // A failed wake means the poll is gone: the reactor has exited.
+        if waker.wake().is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The Redis profile cache, kept consistent with MySQL by version numbers.
+//!
+//! `users.version` grows with every profile change. A cache entry carries the
+//! version it was read at, and is written only through one Lua script that
+//! replaces an entry only with a strictly newer version. Writers commit to
+//! MySQL, read the new row (and version) back in the same transaction, and
+//! write the cache before they acknowledge; readers that miss fill the cache
+//! from MySQL through the same script. So a reader holding an old row can never
+//! overwrite a newer entry, and once a change is acknowledged the cache cannot
+//! serve what it replaced.
+
+use proto::Profile;
+
+use crate::db::redis::RedisLink;
+use crate::error::{Error, Internal};
+use crate::keys::Keys;
+
+/// Lifetime of a cache entry: an hour keeps active users' profiles in memory
+/// and lets Redis forget everyone else's.
+pub const TTL_SECS: u64 = 60 * 60;
+
+/// KEYS[1] = entry; ARGV = version, username, nickname, avatar ("" for none), TTL.
+/// Returns 1 if stored, 0 if the cached version was as new or newer.
+const STORE_IF_NEWER: &str = r"
+local cached = redis.call('HGET', KEYS[1], 'v')
+if cached and tonumber(cached) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'u', ARGV[2], 'n', ARGV[3], 'a', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+";
+
+/// A profile as of a version of its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// `users.version` when the profile was read.
+    pub version: u64,
+    /// The profile.
+    pub profile: Profile,
+}
+
+/// The command that stores `entry` unless the cache holds a newer version.
+pub fn store_cmd(keys: &Keys, user_id: u64, entry: &Versioned) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(STORE_IF_NEWER)
+        .arg(1)
+        .arg(keys.profile(user_id))
+        .arg(entry.version)
+        .arg(&entry.profile.username)
+        .arg(&entry.profile.nickname)
+        .arg(entry.profile.avatar.as_deref().unwrap_or(""))
+        .arg(TTL_SECS);
+    cmd
+}
+
+/// Stores `entry` unless the cache holds a newer version.
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] if Redis is down.
+pub fn store(redis: &mut RedisLink, keys: &Keys, user_id: u64, entry: &Versioned) -> Result<(), Error> {
+    let cmd = store_cmd(keys, user_id, entry);
+    redis.run(|c| cmd.query::<()>(c))?;
+    Ok(())
+}
+
+/// The cached profile of a user, if any.
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] if Redis is down.
+pub fn load(redis: &mut RedisLink, keys: &Keys, user_id: u64) -> Result<Option<Versioned>, Error> {
+    let key = keys.profile(user_id);
+    let fields: (Option<String>, Option<String>, Option<String>, Option<String>) =
+        redis.run(|c| redis::cmd("HMGET").arg(&key).arg("v").arg("u").arg("n").arg("a").query(c))?;
+    let (Some(version), Some(username), Some(nickname), Some(avatar)) = fields else {
+        return Ok(None);
+    };
+    let version = version.parse().map_err(|_| Error::Internal(Internal::CorruptEntry("profile version")))?;
+    let avatar = (!avatar.is_empty()).then_some(avatar);
+    Ok(Some(Versioned { version, profile: Profile { username, nickname, avatar } }))
+}
+
+/// Deletes a user's entry (after a write whose cache update failed).
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] if Redis is down.
+pub fn forget(redis: &mut RedisLink, keys: &Keys, user_id: u64) -> Result<(), Error> {
+    let key = keys.profile(user_id);
+    redis.run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))?;
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! The event loop: one thread, one `mio::Poll`, every client socket.
+//!
+//! Connections live in a [`Slab`] and a connection's token is its slab key;
+//! the listener, the workers' waker and the shutdown pipe have fixed tokens at
+//! the top of the range, where no slab key reaches. Each turn polls, handles the
+//! events by token, then always drains the completion channel (wakes coalesce,
+//! so one wake may stand for many completions).
+//!
+//! Readiness is edge-triggered and may be spurious: `WouldBlock` is normal
+//! flow, and a socket is read until it blocks, unless reading stops early for
+//! backpressure or fairness. In those two cases nobody will tell us again that
+//! bytes are waiting, so the connection is put on the `ready` list (fairness)
+//! or marked `paused` and put there once its backpressure is relieved.
+//!
+//! Slab keys are reused, so a completion names its connection by token *and*
+//! serial number, and is dropped if the slot now holds another connection.
+
+use std::io;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use proto::{ErrorCode, ErrorReply, Frame, Message};
+use slab::Slab;
+
+use crate::conn::{Connection, ReadStatus};
+use crate::dispatch::{self, Route};
+use crate::error::RETRY_AFTER_BUSY_SECS;
+use crate::pool::{Completion, Job, SubmitError, WorkerPool};
+use crate::shutdown::Shutdown;
+
+/// The listening socket's token.
+pub const LISTENER: Token = Token(usize::MAX);
+/// The token of the waker the workers use to signal completions.
+pub const WAKER: Token = Token(usize::MAX - 1);
+/// The shutdown pipe's token.
+pub const SHUTDOWN: Token = Token(usize::MAX - 2);
+
+/// How long a shutdown waits for in-flight requests to be answered and sent.
+/// Every request finishes within the database I/O timeout, so this is enough
+/// for all of them, and short enough for an orchestrator's stop timeout.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Events taken per poll.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Bytes read from a socket per read call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads per connection per turn before others get their go: 1 MiB, enough for
+/// a picture upload to make fast progress without starving small requests.
+const READS_PER_TURN: usize = 16;
+
+/// Wait before accepting again after `accept` failed for want of resources
+/// (file descriptors, memory), instead of spinning on the error.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Connections refused for being over the limit are logged at most this often.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why a connection was closed.
+#[derive(Debug)]
+enum Close {
+    /// Everything was answered and the peer (or shutdown) ended the conversation.
+    Finished,
+    /// The peer sent bytes that are not a valid frame.
+    Protocol(proto::Error),
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// Counts connections refused at the limit, for a rate-limited log line.
+#[derive(Debug, Default)]
+struct Refusals {
+    since_log: u64,
+    last_log: Option<Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, max: usize) {
+        self.since_log += 1;
+        let now = Instant::now();
+        if self.last_log.is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_INTERVAL) {
+            crate::log!("refused {} connection(s): at the limit of {max}", self.since_log);
+            self.since_log = 0;
+            self.last_log = Some(now);
+        }
+    }
+}
+
+/// The event loop and everything it owns.
+#[derive(Debug)]
+pub struct Reactor {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    conns: Slab<Connection>,
+    max_connections: usize,
+    next_conn_id: u64,
+    pool: Option<WorkerPool>,
+    completions: Receiver<Completion>,
+    shutdown: Shutdown,
+    scratch: Box<[u8]>,
+    /// Connections that may have unread input although no event will say so.
+    ready: Vec<Token>,
+    /// Connections that got replies this turn and need a flush.
+    touched: Vec<Token>,
+    accept_retry_at: Option<Instant>,
+    draining_until: Option<Instant>,
+    refusals: Refusals,
+}
+
+impl Reactor {
+    /// A reactor over a bound listener. The listener and the shutdown pipe are
+    /// registered with `poll` here; the waker must already be registered (the
+    /// pool holds it).
+    ///
+    /// # Errors
+    ///
+    /// The I/O error if a registration fails.
+    pub fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        mut shutdown: Shutdown,
+        pool: WorkerPool,
+        completions: Receiver<Completion>,
+        max_connections: usize,
+    ) -> io::Result<Reactor> {
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(shutdown.source(), SHUTDOWN, Interest::READABLE)?;
+        Ok(Reactor {
+            poll,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            listener: Some(listener),
+            conns: Slab::with_capacity(max_connections.min(1024)),
+            max_connections,
+            next_conn_id: 0,
+            pool: Some(pool),
+            completions,
+            shutdown,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            ready: Vec::new(),
+            touched: Vec::new(),
+            accept_retry_at: None,
+            draining_until: None,
+            refusals: Refusals::default(),
+        })
+    }
+
+    /// Runs until shutdown, then waits (up to [`DRAIN_TIMEOUT`]) for in-flight
+    /// requests to be answered, and stops the workers.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error if polling itself fails.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut batch: Vec<(Token, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let timeout = self.timeout();
+            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            batch.clear();
+            batch.extend(self.events.iter().map(|e| {
+                (e.token(), e.is_readable() || e.is_read_closed() || e.is_error(), e.is_writable())
+            }));
+            for &(token, readable, writable) in &batch {
+                match token {
+                    LISTENER => self.accept_all(),
+                    WAKER => {} // Completions are drained below, every turn.
+                    SHUTDOWN => self.begin_shutdown(),
+                    token => self.on_connection_event(token, readable, writable),
+                }
+            }
+            self.drain_completions();
+            self.run_ready();
+            if self.accept_retry_at.is_some_and(|at| Instant::now() >= at) {
+                self.accept_retry_at = None;
+                self.accept_all();
+            }
+            if let Some(deadline) = self.draining_until {
+                if self.conns.is_empty() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    crate::log!(
+                        "shutdown: gave up on {} connection(s) after {DRAIN_TIMEOUT:?}",
+                        self.conns.len()
+                    );
+                    break;
+                }
+            }
+        }
+        // Closes the queue and waits for the workers.
+        drop(self.pool.take());
+        Ok(())
+    }
+
+    /// How long the next poll may wait.
+    fn timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        [self.accept_retry_at, self.draining_until]
+            .into_iter()
+            .flatten()
+            .map(|at| at.saturating_duration_since(now))
+            .min()
+    }
+
+    fn accept_all(&mut self) {
+        let Some(listener) = &self.listener else { return };
+        loop {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.conns.len() >= self.max_connections {
+                        drop(stream);
+                        self.refusals.note(self.max_connections);
+                        continue;
+                    }
+                    // Replies are small and latency matters more than packet count.
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let token = Token(entry.key());
+                    if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
+                        crate::log!("cannot register connection from {peer}: {e}");
+                        continue;
+                    }
+                    self.next_conn_id += 1;
+                    entry.insert(Connection::new(self.next_conn_id, peer, stream));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) => {
+                    // Out of descriptors or memory: the pending connections stay in
+                    // the backlog, and no new event will announce them, so retry later.
+                    crate::log!("accept failed: {e}; retrying in {ACCEPT_RETRY:?}");
+                    self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_connection_event(&mut self, token: Token, readable: bool, writable: bool) {
+        if readable {
+            self.pump(token);
+        }
+        if readable || writable {
+            self.after_io(token);
+        }
+    }
+
+    /// Takes requests from a connection: decodes what is buffered, then reads
+    /// more, until the socket blocks, the peer is done, backpressure applies, or
+    /// this connection has had its share of the turn.
+    fn pump(&mut self, token: Token) {
+        let mut reads = 0;
+        loop {
+            loop {
+                let Some(conn) = self.conns.get_mut(token.0) else { return };
+                if conn.done_reading {
+                    return;
+                }
+                if conn.backpressured() {
+                    conn.paused = true;
+                    return;
+                }
+                match conn.next_frame() {
+                    Ok(Some(frame)) => self.take_request(token, frame),
+                    Ok(None) => break,
+                    Err(e) => return self.close(token, Close::Protocol(e)),
+                }
+            }
+            if reads == READS_PER_TURN {
+                self.ready.push(token);
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(token.0) else { return };
+            match conn.read_some(&mut self.scratch) {
+                Ok(ReadStatus::Data) => reads += 1,
+                Ok(ReadStatus::Blocked) => return,
+                Ok(ReadStatus::Eof) => {
+                    conn.done_reading = true;
+                    return;
+                }
+                Err(e) => return self.close(token, Close::Io(e)),
+            }
+        }
+    }
+
+    /// Answers a request on the spot or hands it to a worker.
+    fn take_request(&mut self, token: Token, frame: Frame) {
+        let Frame { request_id, message } = frame;
+        let work = match dispatch::route(message) {
+            Route::Answer(reply) => return self.reply(token, request_id, reply),
+            Route::Work(message) => message,
+        };
+        let Some(conn) = self.conns.get_mut(token.0) else { return };
+        let job = Job { token, conn_id: conn.id, request_id, message: work };
+        let submitted = match &self.pool {
+            Some(pool) => pool.submit(job),
+            None => Err(SubmitError::Closed),
+        };
+        match submitted {
+            Ok(()) => conn.in_flight += 1,
+            Err(SubmitError::Full) => self.reply(token, request_id, busy(ErrorCode::Overloaded)),
+            Err(SubmitError::Closed) => self.reply(token, request_id, busy(ErrorCode::Unavailable)),
+        }
+    }
+
+    /// Appends a reply to a connection's write buffer (sent by `after_io`).
+    fn reply(&mut self, token: Token, request_id: u64, message: Message) {
+        let Some(conn) = self.conns.get_mut(token.0) else { return };
+        if let Err(e) = conn.queue(&Frame { request_id, message }) {
+            crate::log!(
+                "connection {} ({}): reply to request {request_id} not encodable: {e}",
+                token.0,
+                conn.peer
+            );
+            let fallback = Message::error(ErrorCode::Internal, "The reply could not be encoded.");
+            // A short constant message always encodes.
+            let _ = conn.queue(&Frame { request_id, message: fallback });
+        }
+    }
+
+    /// Sends what is buffered, resumes a paused reader, closes a finished
+    /// connection, and keeps the registered interest in line.
+    fn after_io(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token.0) else { return };
+        if let Err(e) = conn.flush() {
+            return self.close(token, Close::Io(e));
+        }
+        if conn.finished() {
+            return self.close(token, Close::Finished);
+        }
+        if conn.paused && !conn.backpressured() {
+            conn.paused = false;
+            self.ready.push(token);
+        }
+        let wanted = conn.wanted_interest();
+        if wanted != conn.interest {
+            if let Err(e) = self.poll.registry().reregister(&mut conn.stream, token, wanted) {
+                return self.close(token, Close::Io(e));
+            }
+            conn.interest = wanted;
+        }
+    }
+
+    fn drain_completions(&mut self) {
+        while let Ok(done) = self.completions.try_recv() {
+            // The connection may be gone, or its slot reused by a newer one.
+            let Some(conn) = self.conns.get_mut(done.token.0).filter(|c| c.id == done.conn_id) else {
+                continue;
+            };
+            conn.in_flight = conn.in_flight.saturating_sub(1);
+            self.reply(done.token, done.request_id, done.reply);
+            self.touched.push(done.token);
+        }
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for &token in &touched {
+            self.after_io(token);
+        }
+        touched.clear();
+        self.touched = touched;
+    }
+
+    fn run_ready(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.sort_unstable();
+        ready.dedup();
+        for &token in &ready {
+            self.pump(token);
+            self.after_io(token);
+        }
+        // `pump` may have queued some again for the next turn; keep the allocation.
+        ready.clear();
+        if self.ready.is_empty() {
+            self.ready = ready;
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutdown.drain();
+        if self.draining_until.is_some() {
+            return;
+        }
+        let in_flight: usize = self.conns.iter().map(|(_, c)| c.in_flight).sum();
+        crate::log!(
+            "shutting down: no new connections; finishing {in_flight} request(s) on {} connection(s)",
+            self.conns.len()
+        );
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.accept_retry_at = None;
+        self.draining_until = Some(Instant::now() + DRAIN_TIMEOUT);
+        let tokens: Vec<Token> = self
+            .conns
+            .iter_mut()
+            .map(|(key, conn)| {
+                conn.done_reading = true;
+                Token(key)
+            })
+            .collect();
+        for token in tokens {
+            self.after_io(token);
+        }
+    }
+
+    fn close(&mut self, token: Token, why: Close) {
+        let Some(mut conn) = self.conns.try_remove(token.0) else { return };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        match why {
+            Close::Finished => {}
+            Close::Protocol(e) => {
+                crate::log!("connection {} ({}): closed: protocol error: {e}", token.0, conn.peer);
+            }
+            Close::Io(e) => {
+                if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
+                    crate::log!("connection {} ({}): closed: {e}", token.0, conn.peer);
+                }
+            }
+        }
+    }
+}
+
+/// The reply when no worker can take a request now.
+fn busy(code: ErrorCode) -> Message {
+    let message = match code {
+        ErrorCode::Overloaded => "The server is busy. Please try again in a moment.",
+        _ => "The server is shutting down. Please try again in a moment.",
+    };
+    Message::Error(ErrorReply { code, message: message.into(), retry_after_secs: RETRY_AFTER_BUSY_SECS })
+}

@@ -1,0 +1,190 @@
+//! Sessions: opaque random tokens, stored server-side in Redis.
+//!
+//! A token is 32 bytes from the operating system's generator, in hex. Redis
+//! holds only its SHA-256, so a copy of Redis (a dump, a replica, `MONITOR`)
+//! yields no usable token. The entry holds the user id, the username and the
+//! absolute expiry; its Redis TTL is the idle lifetime, refreshed on every use
+//! but never past the absolute expiry. Logging out deletes the entry, so the
+//! token stops working at once.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use proto::Secret;
+use rand::TryRng;
+use rand::rngs::SysRng;
+use sha2::{Digest, Sha256};
+
+use crate::db::redis::RedisLink;
+use crate::error::{Error, Internal};
+use crate::keys::Keys;
+
+/// Random bytes in a token: 256 bits, beyond any guessing.
+pub const TOKEN_BYTES: usize = 32;
+
+/// Length of a token on the wire: two hex digits per byte.
+pub const TOKEN_LEN: usize = TOKEN_BYTES * 2;
+
+/// How long sessions last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Seconds without use after which a session ends.
+    pub idle_secs: u64,
+    /// Seconds after log-in after which a session ends however busy.
+    pub max_secs: u64,
+}
+
+/// A logged-in user, as stored under the token's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// `users.id`.
+    pub user_id: u64,
+    /// The canonical (lowercase) username.
+    pub username: String,
+    /// Unix time at which the session ends however busy.
+    pub expires_at: u64,
+}
+
+impl Session {
+    /// The Redis value: `user_id:expires_at:username` (usernames hold no `:`
+    /// that could confuse the split, and the split stops at the second one anyway).
+    fn encode(&self) -> String {
+        format!("{}:{}:{}", self.user_id, self.expires_at, self.username)
+    }
+
+    fn decode(value: &str) -> Option<Session> {
+        let mut parts = value.splitn(3, ':');
+        let user_id = parts.next()?.parse().ok()?;
+        let expires_at = parts.next()?.parse().ok()?;
+        let username = parts.next()?.to_owned();
+        Some(Session { user_id, username, expires_at })
+    }
+
+    /// TTL to give the Redis key now: the idle lifetime, cut to what is left of
+    /// the absolute one.
+    fn ttl(&self, lifetimes: Lifetimes, now: u64) -> u64 {
+        lifetimes.idle_secs.min(self.expires_at.saturating_sub(now)).max(1)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A fresh token and the hash it is stored under.
+///
+/// # Errors
+///
+/// [`Error::Internal`] if the OS generator fails.
+pub fn new_token() -> Result<(Secret, String), Error> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|_| Error::Internal(Internal::Hash(crate::password::PasswordError::Random)))?;
+    let token = hex::encode(bytes);
+    let hash = token_hash(&token).ok_or(Error::Internal(Internal::CorruptEntry("new token")))?;
+    Ok((Secret::new(token), hash))
+}
+
+/// The storage hash of a well-formed token (64 lowercase hex digits), or `None`
+/// for anything else, which then cannot name a session and costs no Redis call.
+pub fn token_hash(token: &str) -> Option<String> {
+    let well_formed =
+        token.len() == TOKEN_LEN && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    well_formed.then(|| hex::encode(Sha256::digest(token.as_bytes())))
+}
+
+/// Adds the command that stores a new session to a pipeline.
+pub fn store(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    token_hash: &str,
+    session: &Session,
+    lifetimes: Lifetimes,
+) {
+    let ttl = session.ttl(lifetimes, unix_now());
+    pipe.cmd("SET").arg(keys.session(token_hash)).arg(session.encode()).arg("EX").arg(ttl).ignore();
+}
+
+/// The session a token names, with its idle timer restarted.
+///
+/// # Errors
+///
+/// [`Error::Unauthenticated`] if the token is malformed, unknown, logged out or
+/// expired; [`Error::Unavailable`] if Redis is down.
+pub fn resume(
+    redis: &mut RedisLink,
+    keys: &Keys,
+    token: &Secret,
+    lifetimes: Lifetimes,
+) -> Result<Session, Error> {
+    let hash = token_hash(token.expose()).ok_or(Error::Unauthenticated)?;
+    let key = keys.session(&hash);
+    // GETEX reads and restarts the idle timer in one round trip.
+    let value: Option<String> =
+        redis.run(|c| redis::cmd("GETEX").arg(&key).arg("EX").arg(lifetimes.idle_secs).query(c))?;
+    let session = Session::decode(&value.ok_or(Error::Unauthenticated)?)
+        .ok_or(Error::Internal(Internal::CorruptEntry("session")))?;
+    let now = unix_now();
+    if now >= session.expires_at {
+        redis.run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))?;
+        return Err(Error::Unauthenticated);
+    }
+    if session.expires_at - now < lifetimes.idle_secs {
+        // In its last idle period the key must expire with the session itself.
+        redis.run(|c| redis::cmd("EXPIREAT").arg(&key).arg(session.expires_at).query::<()>(c))?;
+    }
+    Ok(session)
+}
+
+/// Ends the session a token names, if any.
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] if Redis is down.
+pub fn end(redis: &mut RedisLink, keys: &Keys, token: &Secret) -> Result<(), Error> {
+    if let Some(hash) = token_hash(token.expose()) {
+        let key = keys.session(&hash);
+        redis.run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_hex_and_hash_to_their_key() {
+        let (a, hash_a) = new_token().unwrap();
+        let (b, _) = new_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.expose().len(), TOKEN_LEN);
+        assert_eq!(token_hash(a.expose()), Some(hash_a.clone()));
+        assert_ne!(hash_a, a.expose(), "the stored form is not the token");
+    }
+
+    #[test]
+    fn malformed_tokens_have_no_hash() {
+        for bad in ["", "abc", &"g".repeat(64), &"A".repeat(64), &"a".repeat(65)] {
+            assert_eq!(token_hash(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_values_round_trip() {
+        let s = Session { user_id: 42, username: "bruce_lee".into(), expires_at: 1_700_000_000 };
+        assert_eq!(Session::decode(&s.encode()), Some(s));
+        assert_eq!(Session::decode("x:1:bob"), None);
+        assert_eq!(Session::decode("1:2"), None);
+    }
+
+    #[test]
+    fn ttl_never_reaches_past_the_absolute_expiry() {
+        let lifetimes = Lifetimes { idle_secs: 1800, max_secs: 86_400 };
+        let s = Session { user_id: 1, username: "u".into(), expires_at: 10_000 };
+        assert_eq!(s.ttl(lifetimes, 1_000), 1800);
+        assert_eq!(s.ttl(lifetimes, 9_000), 1000);
+        assert_eq!(s.ttl(lifetimes, 10_000), 1);
+    }
+}
