@@ -81,14 +81,3 @@ pub fn load(redis: &mut RedisLink, keys: &Keys, user_id: u64) -> Result<Option<V
     let avatar = (!avatar.is_empty()).then_some(avatar);
     Ok(Some(Versioned { version, profile: Profile { username, nickname, avatar } }))
 }
-
-/// Deletes a user's entry (after a write whose cache update failed).
-///
-/// # Errors
-///
-/// [`Error::Unavailable`] if Redis is down.
-pub fn forget(redis: &mut RedisLink, keys: &Keys, user_id: u64) -> Result<(), Error> {
-    let key = keys.profile(user_id);
-    redis.run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))?;
-    Ok(())
-}

@@ -9,7 +9,7 @@
 mod account;
 mod profile;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use proto::{Profile, Secret};
@@ -24,10 +24,10 @@ use crate::password::PasswordHasher;
 use crate::profile_cache::{self, Versioned};
 use crate::session::{self, Lifetimes, Session};
 
-/// Users whose cache entry may be stale, remembered at most: beyond this an
-/// outage has lasted long enough that the log says so, and entries fall back on
-/// the cache TTL to expire.
-pub const MAX_STALE_ENTRIES: usize = 100_000;
+/// Cache writes remembered for later when Redis failed after a MySQL commit.
+/// Beyond this an outage has lasted long enough that the log says so, and
+/// further entries rely on the cache TTL to expire.
+pub const MAX_UNSYNCED: usize = 100_000;
 
 /// What all workers share.
 #[derive(Debug)]
@@ -40,20 +40,21 @@ pub struct Shared {
     pub lifetimes: Lifetimes,
     /// Where pictures go.
     pub avatars: AvatarStore,
-    /// Users whose profile changed in MySQL while their cache entry could not be
-    /// updated (Redis failed between the commit and the cache write). Their
-    /// entry is deleted before it is read again.
-    stale: Mutex<HashSet<u64>>,
+    /// Profiles that changed in MySQL while their cache entry could not be
+    /// updated (Redis failed between the commit and the cache write), by user.
+    /// The entry is written (version-guarded, like any other) before that
+    /// user's profile is read from the cache again.
+    unsynced: Mutex<HashMap<u64, Versioned>>,
 }
 
 impl Shared {
     /// The shared state of a server.
     pub fn new(hasher: PasswordHasher, keys: Keys, lifetimes: Lifetimes, avatars: AvatarStore) -> Shared {
-        Shared { hasher, keys, lifetimes, avatars, stale: Mutex::new(HashSet::new()) }
+        Shared { hasher, keys, lifetimes, avatars, unsynced: Mutex::new(HashMap::new()) }
     }
 
-    fn stale(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
-        self.stale.lock().unwrap_or_else(PoisonError::into_inner)
+    fn unsynced(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Versioned>> {
+        self.unsynced.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -89,9 +90,13 @@ impl Service {
     /// A user's profile: from the cache, or from MySQL (filling the cache).
     fn read_profile(&mut self, session: &Session) -> Result<Profile, Error> {
         let keys = &self.shared.keys;
-        if self.shared.stale().contains(&session.user_id) {
-            profile_cache::forget(&mut self.redis, keys, session.user_id)?;
-            self.shared.stale().remove(&session.user_id);
+        let unsynced = self.shared.unsynced().get(&session.user_id).cloned();
+        if let Some(entry) = unsynced {
+            profile_cache::store(&mut self.redis, keys, session.user_id, &entry)?;
+            let mut map = self.shared.unsynced();
+            if map.get(&session.user_id).is_some_and(|e| e.version <= entry.version) {
+                map.remove(&session.user_id);
+            }
         }
         if let Some(cached) = profile_cache::load(&mut self.redis, keys, session.user_id)? {
             return Ok(cached.profile);
@@ -108,21 +113,23 @@ impl Service {
         let updated: Versioned =
             self.mysql.transaction(|tx| users::change(tx, user_id, change))?.ok_or(Error::Unauthenticated)?;
         if let Err(e) = profile_cache::store(&mut self.redis, &self.shared.keys, user_id, &updated) {
-            self.remember_stale(user_id);
+            self.remember_unsynced(user_id, updated);
             return Err(e);
         }
         Ok(updated.profile)
     }
 
-    fn remember_stale(&self, user_id: u64) {
-        let mut stale = self.shared.stale();
-        if stale.len() < MAX_STALE_ENTRIES {
-            stale.insert(user_id);
-        } else {
+    fn remember_unsynced(&self, user_id: u64, entry: Versioned) {
+        let mut map = self.shared.unsynced();
+        if map.len() >= MAX_UNSYNCED && !map.contains_key(&user_id) {
             crate::log!(
-                "profile cache: too many entries to invalidate; user {user_id} may read stale data for up to {} s",
+                "profile cache: {MAX_UNSYNCED} writes await Redis; user {user_id} may read an old profile for up to {} s",
                 profile_cache::TTL_SECS
             );
+            return;
+        }
+        if map.get(&user_id).is_none_or(|e| e.version < entry.version) {
+            map.insert(user_id, entry);
         }
     }
 }

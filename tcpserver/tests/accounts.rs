@@ -1,0 +1,321 @@
+//! Sign-up, log-in, log-out and sessions, against a real server, MySQL and Redis.
+
+mod util;
+
+use std::net::IpAddr;
+use std::thread;
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use proto::{ErrorCode, Message, Profile};
+use sha2::{Digest, Sha256};
+use util::{Options, TestServer, error_code, redis_keys};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn stored_hash(server: &TestServer, username: &str) -> String {
+    server
+        .env
+        .mysql()
+        .exec_first("SELECT password_hash FROM credentials WHERE username = ?", (username,))
+        .expect("query")
+        .expect("a credentials row")
+}
+
+#[test]
+fn sign_up_lowercases_the_name_and_stores_only_a_hash() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let wanted = server.username("MixedCase");
+    let reply = c.call(Message::SignUp {
+        username: wanted.clone(),
+        password: PASSWORD.into(),
+        nickname: None,
+        client: None,
+    });
+    let username = wanted.to_lowercase();
+    assert_eq!(
+        reply,
+        Message::SignedUp(Profile { username: username.clone(), nickname: username.clone(), avatar: None })
+    );
+    let hash = stored_hash(&server, &username);
+    assert!(hash.starts_with("$pbkdf2-sha256$i=1000$"), "{hash}");
+    assert!(!hash.contains(PASSWORD));
+    // The name logs in whatever its case.
+    c.log_in(&wanted.to_uppercase(), PASSWORD);
+    assert!(!server.stderr().contains(PASSWORD));
+}
+
+#[test]
+fn sign_up_keeps_a_given_nickname() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let username = server.username("nick");
+    let reply = c.call(Message::SignUp {
+        username: username.clone(),
+        password: PASSWORD.into(),
+        nickname: Some("  李小龍 🐉 ".into()),
+        client: None,
+    });
+    assert_eq!(reply, Message::SignedUp(Profile { username, nickname: "李小龍 🐉".into(), avatar: None }));
+}
+
+#[test]
+fn sign_up_refuses_each_broken_rule_and_stores_nothing() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let cases = [
+        ("ab", PASSWORD, None, ErrorCode::InvalidUsername),
+        ("bad name!", PASSWORD, None, ErrorCode::InvalidUsername),
+        ("toolong", "short", None, ErrorCode::InvalidPassword),
+        ("control", "tab\there-ok", None, ErrorCode::InvalidPassword),
+        ("bidi", PASSWORD, Some("evil\u{202E}txt"), ErrorCode::InvalidNickname),
+        ("blank", PASSWORD, Some("   "), ErrorCode::InvalidNickname),
+    ];
+    for (suffix, password, nickname, code) in cases {
+        let username = if suffix == "ab" { suffix.to_owned() } else { server.username(suffix) };
+        let reply = c.call(Message::SignUp {
+            username,
+            password: password.into(),
+            nickname: nickname.map(str::to_owned),
+            client: None,
+        });
+        assert_eq!(error_code(&reply), code, "{suffix}");
+    }
+    let count: Option<u64> = server
+        .env
+        .mysql()
+        .exec_first("SELECT COUNT(*) FROM users WHERE username LIKE ?", (format!("{}%", server.user_prefix),))
+        .unwrap();
+    assert_eq!(count, Some(0));
+}
+
+#[test]
+fn a_taken_name_is_refused_even_when_sign_ups_race() {
+    let server = TestServer::start();
+    let username = server.username("racer");
+    let replies: Vec<Message> = thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    server.connect().call(Message::SignUp {
+                        username: username.clone(),
+                        password: PASSWORD.into(),
+                        nickname: None,
+                        client: None,
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = replies.iter().filter(|r| matches!(r, Message::SignedUp(_))).count();
+    assert_eq!(created, 1, "{replies:?}");
+    for reply in replies.iter().filter(|r| !matches!(r, Message::SignedUp(_))) {
+        assert_eq!(error_code(reply), ErrorCode::UsernameTaken);
+    }
+    // Another case of the same name is the same name.
+    let reply = server.connect().call(Message::SignUp {
+        username: username.to_uppercase(),
+        password: PASSWORD.into(),
+        nickname: None,
+        client: None,
+    });
+    assert_eq!(error_code(&reply), ErrorCode::UsernameTaken);
+}
+
+#[test]
+fn a_session_works_until_logout_and_is_stored_only_as_a_hash() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let username = server.sign_up(&mut c, "session", PASSWORD);
+    let (token, profile) = c.log_in(&username, PASSWORD);
+    assert_eq!(profile.username, username);
+    assert_eq!(token.expose().len(), 64);
+    assert!(token.expose().bytes().all(|b| b.is_ascii_hexdigit()));
+
+    let (second, _) = c.log_in(&username, PASSWORD);
+    assert_ne!(token, second, "every log-in gets a new token");
+
+    let get = |c: &mut util::Client, token: &proto::Secret| {
+        c.call(Message::GetProfile { token: token.clone(), username: None })
+    };
+    assert_eq!(get(&mut c, &token), Message::ProfileReply(profile.clone()));
+
+    let mut redis = server.env.redis();
+    let hash = hex::encode(Sha256::digest(token.expose().as_bytes()));
+    let session_key = format!("{}sess:{hash}", server.redis_prefix);
+    let keys = redis_keys(&mut redis, &server.redis_prefix);
+    assert!(keys.contains(&session_key), "{keys:?}");
+    for key in &keys {
+        assert!(!key.contains(token.expose()));
+    }
+    let value: String = redis::cmd("GET").arg(&session_key).query(&mut redis).unwrap();
+    assert!(value.contains(&username) && !value.contains(token.expose()), "{value}");
+
+    assert_eq!(c.call(Message::Logout { token: token.clone() }), Message::LoggedOut);
+    assert_eq!(error_code(&get(&mut c, &token)), ErrorCode::Unauthenticated);
+    // Logging out twice, or with nonsense, is still a logged-out state.
+    assert_eq!(c.call(Message::Logout { token: token.clone() }), Message::LoggedOut);
+    assert_eq!(c.call(Message::Logout { token: "nonsense".into() }), Message::LoggedOut);
+    // The other session is untouched.
+    assert!(matches!(get(&mut c, &second), Message::ProfileReply(_)));
+
+    let log = server.stderr();
+    assert!(!log.contains(PASSWORD) && !log.contains(token.expose()) && !log.contains(second.expose()));
+}
+
+#[test]
+fn unknown_tokens_are_unauthenticated() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    for token in ["", "abc", &"0".repeat(64), &"Z".repeat(64)] {
+        let reply = c.call(Message::GetProfile { token: token.into(), username: None });
+        assert_eq!(error_code(&reply), ErrorCode::Unauthenticated, "{token:?}");
+    }
+}
+
+#[test]
+fn wrong_password_and_unknown_user_get_one_same_error() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let username = server.sign_up(&mut c, "known", PASSWORD);
+    let wrong = c.call(Message::Login { username, password: "not the password".into(), client: None });
+    let unknown = c.call(Message::Login {
+        username: server.username("nobody"),
+        password: PASSWORD.into(),
+        client: None,
+    });
+    let invalid = c.call(Message::Login { username: "x!".into(), password: PASSWORD.into(), client: None });
+    assert_eq!(error_code(&wrong), ErrorCode::BadCredentials);
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong, invalid);
+}
+
+#[test]
+fn failed_logins_are_throttled_per_user_without_slowing_others() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let victim = server.sign_up(&mut c, "victim", PASSWORD);
+    let bystander = server.sign_up(&mut c, "bystander", PASSWORD);
+    for _ in 0..5 {
+        let reply =
+            c.call(Message::Login { username: victim.clone(), password: "guess1234".into(), client: None });
+        assert_eq!(error_code(&reply), ErrorCode::BadCredentials);
+    }
+    // Even the right password waits now.
+    let reply = c.call(Message::Login { username: victim.clone(), password: PASSWORD.into(), client: None });
+    let Message::Error(e) = reply else { panic!("not throttled: {reply:?}") };
+    assert_eq!(e.code, ErrorCode::TooManyAttempts);
+    assert!((1..=300).contains(&e.retry_after_secs), "{}", e.retry_after_secs);
+    c.log_in(&bystander, PASSWORD);
+}
+
+#[test]
+fn a_successful_login_resets_the_users_failure_count() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let username = server.sign_up(&mut c, "forgetful", PASSWORD);
+    for round in 0..3 {
+        for _ in 0..4 {
+            let reply = c.call(Message::Login {
+                username: username.clone(),
+                password: "typo-typo".into(),
+                client: None,
+            });
+            assert_eq!(error_code(&reply), ErrorCode::BadCredentials, "round {round}");
+        }
+        c.log_in(&username, PASSWORD);
+    }
+}
+
+#[test]
+fn failed_logins_are_throttled_per_client_address() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let username = server.sign_up(&mut c, "shared-ip", PASSWORD);
+    let attacker: IpAddr = "198.51.100.7".parse().unwrap();
+    let neighbour: IpAddr = "198.51.100.8".parse().unwrap();
+    for i in 0..50 {
+        let reply = c.call(Message::Login {
+            username: server.username(&format!("n{i}")),
+            password: PASSWORD.into(),
+            client: Some(attacker),
+        });
+        assert_eq!(error_code(&reply), ErrorCode::BadCredentials, "attempt {i}");
+    }
+    let from = |client| Message::Login {
+        username: username.clone(),
+        password: PASSWORD.into(),
+        client: Some(client),
+    };
+    assert_eq!(error_code(&c.call(from(attacker))), ErrorCode::TooManyAttempts);
+    assert!(matches!(c.call(from(neighbour)), Message::LoggedIn { .. }));
+}
+
+#[test]
+fn sign_ups_are_throttled_per_client_address() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let addr: IpAddr = "2001:db8:5::1".parse().unwrap();
+    let sign_up = |i: usize, client: IpAddr| Message::SignUp {
+        username: server.username(&format!("s{i}")),
+        password: PASSWORD.into(),
+        nickname: None,
+        client: Some(client),
+    };
+    for i in 0..20 {
+        assert!(matches!(c.call(sign_up(i, addr)), Message::SignedUp(_)), "sign-up {i}");
+    }
+    // Same /64 network, different host.
+    let reply = c.call(sign_up(20, "2001:db8:5::2".parse().unwrap()));
+    let Message::Error(e) = reply else { panic!("not throttled: {reply:?}") };
+    assert_eq!(e.code, ErrorCode::TooManyAttempts);
+    assert!((1..=600).contains(&e.retry_after_secs));
+    assert!(matches!(c.call(sign_up(21, "2001:db8:6::1".parse().unwrap())), Message::SignedUp(_)));
+}
+
+#[test]
+fn an_idle_session_expires() {
+    let server = TestServer::start_with(Options::default().arg("--session-idle-secs", 1));
+    let mut c = server.connect();
+    let (_, token) = server.user_with_session(&mut c, "idle", PASSWORD);
+    thread::sleep(Duration::from_millis(2500));
+    let reply = c.call(Message::GetProfile { token, username: None });
+    assert_eq!(error_code(&reply), ErrorCode::Unauthenticated);
+}
+
+#[test]
+fn use_never_extends_a_session_past_its_absolute_lifetime() {
+    let server =
+        TestServer::start_with(Options::default().arg("--session-idle-secs", 3).arg("--session-max-secs", 5));
+    let mut c = server.connect();
+    let (_, token) = server.user_with_session(&mut c, "busy", PASSWORD);
+    let get = |c: &mut util::Client| c.call(Message::GetProfile { token: token.clone(), username: None });
+    thread::sleep(Duration::from_millis(2000));
+    assert!(matches!(get(&mut c), Message::ProfileReply(_)));
+    thread::sleep(Duration::from_millis(1500));
+    assert!(matches!(get(&mut c), Message::ProfileReply(_)));
+    // The idle timer alone would keep the session until 6.5 s.
+    let mut redis = server.env.redis();
+    let hash = hex::encode(Sha256::digest(token.expose().as_bytes()));
+    let ttl: i64 =
+        redis::cmd("TTL").arg(format!("{}sess:{hash}", server.redis_prefix)).query(&mut redis).unwrap();
+    assert!((1..=2).contains(&ttl), "TTL {ttl} reaches past the absolute expiry");
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(error_code(&get(&mut c)), ErrorCode::Unauthenticated);
+}
+
+#[test]
+fn a_raised_hash_cost_upgrades_the_stored_hash_at_login() {
+    let old = TestServer::start();
+    let mut c = old.connect();
+    let username = old.sign_up(&mut c, "upgrade", PASSWORD);
+    assert!(stored_hash(&old, &username).starts_with("$pbkdf2-sha256$i=1000$"));
+
+    let raised = TestServer::start_with(Options::default().arg("--hash-cost", 1500));
+    raised.connect().log_in(&username, PASSWORD);
+    assert!(stored_hash(&old, &username).starts_with("$pbkdf2-sha256$i=1500$"));
+    // The old server still verifies the new hash: the cost travels with it.
+    old.connect().log_in(&username, PASSWORD);
+}

@@ -1,0 +1,281 @@
+//! Reading and changing a profile: nickname, picture, access rules, and the
+//! consistency of the Redis cache with MySQL.
+
+mod util;
+
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use mysql::prelude::Queryable;
+use proto::{ErrorCode, MAX_IMAGE_LEN, Message, Profile, Secret};
+use sha2::{Digest, Sha256};
+use util::{PNG, TestServer, error_code};
+
+const PASSWORD: &str = "profile-password";
+
+fn nickname_in_mysql(server: &TestServer, username: &str) -> Vec<u8> {
+    let nickname: Option<Vec<u8>> = server
+        .env
+        .mysql()
+        .exec_first("SELECT nickname FROM users WHERE username = ?", (username,))
+        .expect("query");
+    nickname.expect("a users row")
+}
+
+fn avatar_in_mysql(server: &TestServer, username: &str) -> Option<String> {
+    let avatar: Option<Option<String>> = server
+        .env
+        .mysql()
+        .exec_first("SELECT avatar FROM users WHERE username = ?", (username,))
+        .expect("query");
+    avatar.expect("a users row")
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn profile_is_read_with_or_without_the_own_username() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let (username, token) = server.user_with_session(&mut c, "reader", PASSWORD);
+    let expected = Message::ProfileReply(Profile {
+        username: username.clone(),
+        nickname: username.clone(),
+        avatar: None,
+    });
+    assert_eq!(c.call(Message::GetProfile { token: token.clone(), username: None }), expected);
+    assert_eq!(
+        c.call(Message::GetProfile { token: token.clone(), username: Some(username.clone()) }),
+        expected
+    );
+    assert_eq!(c.call(Message::GetProfile { token, username: Some(username.to_uppercase()) }), expected);
+}
+
+#[test]
+fn another_users_profile_is_forbidden_for_every_operation() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let (_, token) = server.user_with_session(&mut c, "alice", PASSWORD);
+    let bob = server.sign_up(&mut c, "bob", PASSWORD);
+    let requests = [
+        Message::GetProfile { token: token.clone(), username: Some(bob.clone()) },
+        Message::UpdateNickname {
+            token: token.clone(),
+            username: Some(bob.clone()),
+            nickname: "pwned".into(),
+        },
+        Message::SetAvatar { token: token.clone(), username: Some(bob.clone()), image: PNG.to_vec() },
+    ];
+    for request in requests {
+        assert_eq!(error_code(&c.call(request)), ErrorCode::Forbidden);
+    }
+    assert_eq!(nickname_in_mysql(&server, &bob), bob.as_bytes());
+    assert_eq!(avatar_in_mysql(&server, &bob), None);
+    assert!(files_in(&server.avatar_dir).is_empty());
+}
+
+#[test]
+fn every_profile_operation_needs_a_session() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let token = Secret::new("f".repeat(64));
+    let requests = [
+        Message::GetProfile { token: token.clone(), username: None },
+        Message::UpdateNickname { token: token.clone(), username: None, nickname: "x".into() },
+        Message::SetAvatar { token, username: None, image: PNG.to_vec() },
+    ];
+    for request in requests {
+        assert_eq!(error_code(&c.call(request)), ErrorCode::Unauthenticated);
+    }
+}
+
+#[test]
+fn a_unicode_nickname_comes_back_byte_for_byte() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let (username, token) = server.user_with_session(&mut c, "dragon", PASSWORD);
+    let nickname = "李小龍 🐉";
+    let reply =
+        c.call(Message::UpdateNickname { token: token.clone(), username: None, nickname: nickname.into() });
+    let expected = Profile { username: username.clone(), nickname: nickname.into(), avatar: None };
+    assert_eq!(reply, Message::NicknameUpdated(expected.clone()));
+    assert_eq!(c.call(Message::GetProfile { token, username: None }), Message::ProfileReply(expected));
+    assert_eq!(nickname_in_mysql(&server, &username), nickname.as_bytes());
+}
+
+#[test]
+fn an_invalid_nickname_changes_nothing() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let (username, token) = server.user_with_session(&mut c, "careful", PASSWORD);
+    for bad in ["", "   ", "bell\u{7}", "rtl\u{202E}", &"x".repeat(65)] {
+        let reply =
+            c.call(Message::UpdateNickname { token: token.clone(), username: None, nickname: bad.into() });
+        assert_eq!(error_code(&reply), ErrorCode::InvalidNickname, "{bad:?}");
+    }
+    assert_eq!(nickname_in_mysql(&server, &username), username.as_bytes());
+}
+
+#[test]
+fn an_avatar_is_stored_under_its_digest_and_shown_in_the_profile() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let (username, token) = server.user_with_session(&mut c, "painter", PASSWORD);
+    let name = format!("{}.png", hex::encode(Sha256::digest(PNG)));
+    let reply = c.call(Message::SetAvatar {
+        token: token.clone(),
+        username: Some(username.clone()),
+        image: PNG.to_vec(),
+    });
+    let expected =
+        Profile { username: username.clone(), nickname: username.clone(), avatar: Some(name.clone()) };
+    assert_eq!(reply, Message::AvatarSet(expected.clone()));
+    assert_eq!(fs::read(server.avatar_dir.join(&name)).unwrap(), PNG);
+    assert_eq!(files_in(&server.avatar_dir), vec![name.clone()], "no temporary file is left");
+    assert_eq!(avatar_in_mysql(&server, &username), Some(name));
+    assert_eq!(
+        c.call(Message::GetProfile { token: token.clone(), username: None }),
+        Message::ProfileReply(expected)
+    );
+    // The same picture again is fine and changes nothing on disk.
+    assert!(matches!(
+        c.call(Message::SetAvatar { token, username: None, image: PNG.to_vec() }),
+        Message::AvatarSet(_)
+    ));
+    assert_eq!(files_in(&server.avatar_dir).len(), 1);
+}
+
+#[test]
+fn refused_pictures_leave_no_trace() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let (username, token) = server.user_with_session(&mut c, "refused", PASSWORD);
+    let mut too_large = PNG.to_vec();
+    too_large.resize(MAX_IMAGE_LEN + 1, 0);
+    let mut truncated = PNG.to_vec();
+    truncated.truncate(40);
+    let cases = [
+        (b"<html>not a picture</html>".to_vec(), ErrorCode::UnsupportedImage),
+        (b"GIF89a".to_vec(), ErrorCode::UnsupportedImage),
+        (truncated, ErrorCode::UnsupportedImage),
+        (Vec::new(), ErrorCode::UnsupportedImage),
+        (too_large, ErrorCode::ImageTooLarge),
+    ];
+    for (image, code) in cases {
+        let reply = c.call(Message::SetAvatar { token: token.clone(), username: None, image });
+        assert_eq!(error_code(&reply), code);
+    }
+    assert!(files_in(&server.avatar_dir).is_empty());
+    assert_eq!(avatar_in_mysql(&server, &username), None);
+    let Message::ProfileReply(profile) = c.call(Message::GetProfile { token, username: None }) else {
+        panic!("profile unreadable")
+    };
+    assert_eq!(profile.avatar, None);
+}
+
+/// Rounds of writers changing the nickname while readers read it. Each round
+/// starts with an empty cache, so readers refill it from MySQL while the writes
+/// go on, and a refill with an older row races every write. Every read returns a
+/// nickname that was written, and after each round's last acknowledged write
+/// both the cache and the profile read equal MySQL.
+#[test]
+fn concurrent_updates_never_leave_the_cache_stale() {
+    let server = TestServer::start_with(util::Options::default().arg("--workers", 8));
+    let mut c = server.connect();
+    let (username, token) = server.user_with_session(&mut c, "contended", PASSWORD);
+    let user_id: u64 = server
+        .env
+        .mysql()
+        .exec_first("SELECT id FROM users WHERE username = ?", (&username,))
+        .unwrap()
+        .unwrap();
+    let cache_key = format!("{}prof:{user_id}", server.redis_prefix);
+    let mut redis = server.env.redis();
+    const ROUNDS: usize = 5;
+    const WRITERS: usize = 3;
+    const UPDATES: usize = 6;
+    for round in 0..ROUNDS {
+        let _: () = redis::cmd("DEL").arg(&cache_key).query(&mut redis).unwrap();
+        let writing = AtomicBool::new(true);
+        thread::scope(|s| {
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let (server, token) = (&server, token.clone());
+                    s.spawn(move || {
+                        let mut c = server.connect();
+                        for i in 0..UPDATES {
+                            let nickname = format!("r{round} w{w} n{i}");
+                            let reply = c.call(Message::UpdateNickname {
+                                token: token.clone(),
+                                username: None,
+                                nickname: nickname.clone(),
+                            });
+                            let Message::NicknameUpdated(p) = reply else {
+                                panic!("update failed: {reply:?}")
+                            };
+                            assert_eq!(p.nickname, nickname);
+                        }
+                    })
+                })
+                .collect();
+            for _ in 0..3 {
+                let (server, token, writing) = (&server, token.clone(), &writing);
+                s.spawn(move || {
+                    let mut c = server.connect();
+                    while writing.load(Ordering::SeqCst) {
+                        let reply = c.call(Message::GetProfile { token: token.clone(), username: None });
+                        let Message::ProfileReply(p) = reply else { panic!("read failed: {reply:?}") };
+                        assert!(p.nickname == p.username || p.nickname.starts_with('r'), "{p:?}");
+                    }
+                });
+            }
+            for writer in writers {
+                writer.join().unwrap();
+            }
+            writing.store(false, Ordering::SeqCst);
+        });
+        let in_mysql = String::from_utf8(nickname_in_mysql(&server, &username)).unwrap();
+        let cached: Option<String> = redis::cmd("HGET").arg(&cache_key).arg("n").query(&mut redis).unwrap();
+        assert_eq!(cached.as_deref(), Some(in_mysql.as_str()), "round {round}: the cache went back in time");
+        let Message::ProfileReply(read) =
+            c.call(Message::GetProfile { token: token.clone(), username: None })
+        else {
+            panic!("read failed")
+        };
+        assert_eq!(read.nickname, in_mysql, "round {round}");
+    }
+    let version: u64 =
+        server.env.mysql().exec_first("SELECT version FROM users WHERE id = ?", (user_id,)).unwrap().unwrap();
+    assert_eq!(version, (ROUNDS * WRITERS * UPDATES) as u64);
+}
+
+/// The cache script itself: an older version never replaces a newer one.
+#[test]
+fn the_cache_refuses_an_older_version() {
+    let server = TestServer::start();
+    let keys = tcpserver::keys::Keys::new(server.redis_prefix.clone());
+    let mut redis = server.env.redis();
+    let entry = |version, nickname: &str| tcpserver::profile_cache::Versioned {
+        version,
+        profile: Profile { username: "u".into(), nickname: nickname.into(), avatar: None },
+    };
+    let store = |redis: &mut redis::Connection, e| -> i64 {
+        tcpserver::profile_cache::store_cmd(&keys, 7, &e).query(redis).unwrap()
+    };
+    assert_eq!(store(&mut redis, entry(2, "new")), 1);
+    assert_eq!(store(&mut redis, entry(1, "old")), 0);
+    assert_eq!(store(&mut redis, entry(2, "same version")), 0);
+    let key = keys.profile(7);
+    let nickname: String = redis::cmd("HGET").arg(&key).arg("n").query(&mut redis).unwrap();
+    assert_eq!(nickname, "new");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut redis).unwrap();
+    assert!(ttl > 0 && ttl as u64 <= tcpserver::profile_cache::TTL_SECS);
+    assert_eq!(store(&mut redis, entry(3, "newer")), 1);
+}

@@ -1,0 +1,473 @@
+//! Helpers for the integration tests: a real `tcpserver` process per test, a
+//! protocol client over `std::net::TcpStream`, direct MySQL and Redis access
+//! for checking what the server stored, and a TCP proxy that can cut or refuse
+//! the server's database connections.
+//!
+//! Each [`TestServer`] has its own Redis prefix, its own avatar directory and
+//! its own username prefix, and removes its keys, rows and files when dropped,
+//! so tests run in parallel and leave nothing behind.
+
+#![allow(dead_code)] // Each test file uses a different part of this module.
+
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use proto::{ErrorCode, Frame, Message, Profile, Secret};
+
+/// How long a test waits for any one reply before failing.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A valid 2x2 RGB PNG, made with zlib and real CRCs.
+pub const PNG: [u8; 75] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00,
+    0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0xfd, 0xd4, 0x9a, 0x73, 0x00,
+    0x00, 0x00, 0x12, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xc0, 0x00, 0xc2, 0x0c,
+    0xff, 0x81, 0x00, 0x00, 0x1f, 0xee, 0x05, 0xfb, 0x0b, 0xd9, 0x68, 0x8b, 0x00, 0x00, 0x00, 0x00, 0x49,
+    0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// Where the tests find MySQL, Redis and the pepper.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// The test database's URL, with the application's password.
+    pub mysql_url: String,
+    /// The Redis URL.
+    pub redis_url: String,
+    /// The pepper file.
+    pub pepper_file: PathBuf,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tcpserver sits in the workspace").to_owned()
+}
+
+impl TestEnv {
+    /// From the variables `./test.sh` exports, or else from `run/secrets/`.
+    pub fn load() -> TestEnv {
+        let root = workspace_root();
+        let mysql_url = std::env::var("USERMGMT_TEST_MYSQL_URL").unwrap_or_else(|_| {
+            let password = fs::read_to_string(root.join("run/secrets/mysql_password"))
+                .expect("run ./test.sh once to create run/secrets/mysql_password");
+            format!("mysql://usermgmt:{}@127.0.0.1:3306/usermgmt_test", password.trim())
+        });
+        let redis_url =
+            std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+        let pepper_file = std::env::var("USERMGMT_TEST_PEPPER_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("run/secrets/pepper"));
+        TestEnv { mysql_url, redis_url, pepper_file }
+    }
+
+    /// A direct connection to the test database.
+    pub fn mysql(&self) -> mysql::Conn {
+        mysql::Conn::new(mysql::Opts::from_url(&self.mysql_url).expect("valid URL")).expect("MySQL is up")
+    }
+
+    /// A direct connection to Redis.
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection()).expect("Redis is up")
+    }
+
+    /// The MySQL URL without its password, and the password.
+    pub fn split_mysql_url(&self) -> (String, String) {
+        let opts = mysql::Opts::from_url(&self.mysql_url).expect("valid URL");
+        let url = format!(
+            "mysql://{}@{}:{}/{}",
+            opts.get_user().unwrap_or("usermgmt"),
+            opts.get_ip_or_hostname(),
+            opts.get_tcp_port(),
+            opts.get_db_name().unwrap_or("usermgmt_test")
+        );
+        (url, opts.get_pass().unwrap_or_default().to_owned())
+    }
+}
+
+/// A random lowercase hex string of `n` digits.
+pub fn random_hex(n: usize) -> String {
+    let mut s = String::new();
+    while s.len() < n {
+        s.push_str(&format!("{:016x}", rand::random::<u64>()));
+    }
+    s.truncate(n);
+    s
+}
+
+/// A running `tcpserver` process with its own namespace in Redis, MySQL and on disk.
+pub struct TestServer {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its Redis key prefix.
+    pub redis_prefix: String,
+    /// The prefix of every username this test creates.
+    pub user_prefix: String,
+    /// Its avatar directory.
+    pub avatar_dir: PathBuf,
+    /// Its scratch directory (stderr log, password file, avatars).
+    pub dir: PathBuf,
+    /// Where to reach the databases.
+    pub env: TestEnv,
+}
+
+/// Options for [`TestServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra command-line arguments, added last (so they override the defaults).
+    pub args: Vec<String>,
+}
+
+impl Options {
+    /// Adds `--flag value`.
+    pub fn arg(mut self, flag: &str, value: impl ToString) -> Options {
+        self.args.push(flag.to_owned());
+        self.args.push(value.to_string());
+        self
+    }
+}
+
+impl TestServer {
+    /// A server with test defaults (4 workers).
+    pub fn start() -> TestServer {
+        TestServer::start_with(Options::default())
+    }
+
+    /// A server with extra arguments.
+    pub fn start_with(options: Options) -> TestServer {
+        let env = TestEnv::load();
+        let id = random_hex(8);
+        let dir = std::env::temp_dir().join(format!("tcpserver-test-{id}"));
+        fs::create_dir_all(&dir).expect("temp dir");
+        let (mysql_url, mysql_password) = env.split_mysql_url();
+        let password_file = dir.join("mysql_password");
+        fs::write(&password_file, format!("{mysql_password}\n")).expect("write password file");
+        let avatar_dir = dir.join("avatars");
+        let redis_prefix = format!("umtest:{id}:");
+        let stderr = fs::File::create(dir.join("stderr.log")).expect("stderr log");
+        let mut args: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "4",
+            "--mysql-url",
+            &mysql_url,
+            "--redis-url",
+            &env.redis_url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (flag, value) in [
+            ("--mysql-password-file", &password_file),
+            ("--avatar-dir", &avatar_dir),
+            ("--pepper-file", &env.pepper_file),
+        ] {
+            args.push(flag.into());
+            args.push(value.display().to_string());
+        }
+        args.extend(["--redis-prefix".to_string(), redis_prefix.clone()]);
+        args.extend(options.args);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpserver"))
+            .args(&args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn tcpserver");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let addr =
+            line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok()).unwrap_or_else(|| {
+                let _ = child.kill();
+                let log = fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                panic!("tcpserver did not start: stdout {line:?}, stderr:\n{log}")
+            });
+        TestServer {
+            child: Some(child),
+            addr,
+            redis_prefix,
+            user_prefix: format!("t{id}."),
+            avatar_dir,
+            dir,
+            env,
+        }
+    }
+
+    /// A username unique to this server: its prefix plus `suffix` (at most 22 chars).
+    pub fn username(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.user_prefix)
+    }
+
+    /// A new protocol client.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// What the server wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server still running");
+        // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for tcpserver") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tcpserver did not exit within 15 s of SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Signs up a user with this server's prefix; returns the full username.
+    pub fn sign_up(&self, client: &mut Client, suffix: &str, password: &str) -> String {
+        let username = self.username(suffix);
+        let reply = client.call(Message::SignUp {
+            username: username.clone(),
+            password: password.into(),
+            nickname: None,
+            client: None,
+        });
+        assert!(matches!(reply, Message::SignedUp(_)), "sign-up of {username} failed: {reply:?}");
+        username
+    }
+
+    /// Signs up and logs in; returns the username and the token.
+    pub fn user_with_session(&self, client: &mut Client, suffix: &str, password: &str) -> (String, Secret) {
+        let username = self.sign_up(client, suffix, password);
+        let token = client.log_in(&username, password).0;
+        (username, token)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Clean up even when the test failed; failures here must not hide that one.
+        if let Ok(mut redis) =
+            redis::Client::open(self.env.redis_url.as_str()).and_then(|c| c.get_connection())
+        {
+            let keys: Vec<String> = redis_keys(&mut redis, &self.redis_prefix);
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut redis);
+            }
+        }
+        if let Ok(mut mysql) = mysql::Opts::from_url(&self.env.mysql_url).map(mysql::Conn::new) {
+            if let Ok(mysql) = mysql.as_mut() {
+                // Credentials go with their user (ON DELETE CASCADE).
+                let pattern = format!("{}%", self.user_prefix);
+                let _ = mysql.exec_drop("DELETE FROM users WHERE username LIKE ?", (pattern,));
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Every key under a prefix (SCAN, never KEYS).
+pub fn redis_keys(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query(redis)
+            .expect("SCAN");
+        keys.extend(batch);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// A protocol client over a blocking socket.
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    next_id: u64,
+}
+
+impl Client {
+    /// Connects to a server.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect to tcpserver");
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).expect("set timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client { stream, buf: Vec::new(), next_id: 1 }
+    }
+
+    /// Sends a request with a fresh id; returns the id.
+    pub fn send(&mut self, message: Message) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_with_id(id, message);
+        id
+    }
+
+    /// Sends a request with the given id.
+    pub fn send_with_id(&mut self, request_id: u64, message: Message) {
+        let mut bytes = Vec::new();
+        Frame { request_id, message }.encode(&mut bytes).expect("encodable request");
+        self.write_raw(&bytes);
+    }
+
+    /// Sends raw bytes.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to tcpserver");
+    }
+
+    /// Receives the next frame.
+    pub fn recv(&mut self) -> Frame {
+        loop {
+            if let Some((frame, used)) = Frame::decode(&self.buf).expect("server sent a valid frame") {
+                self.buf.drain(..used);
+                return frame;
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self.stream.read(&mut chunk).expect("read a reply in time");
+            assert!(n > 0, "server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a request and waits for its reply.
+    pub fn call(&mut self, message: Message) -> Message {
+        let id = self.send(message);
+        let frame = self.recv();
+        assert_eq!(frame.request_id, id, "reply to another request");
+        frame.message
+    }
+
+    /// Logs in; panics unless it works. Returns the token and the profile.
+    pub fn log_in(&mut self, username: &str, password: &str) -> (Secret, Profile) {
+        match self.call(Message::Login { username: username.into(), password: password.into(), client: None })
+        {
+            Message::LoggedIn { token, profile } => (token, profile),
+            other => panic!("log-in of {username} failed: {other:?}"),
+        }
+    }
+
+    /// Whether the server closes this connection (EOF or reset) within the reply timeout.
+    pub fn is_closed_by_server(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                    return true;
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// The error code of a reply, or a panic naming what came instead.
+pub fn error_code(reply: &Message) -> ErrorCode {
+    match reply {
+        Message::Error(e) => e.code,
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+/// A TCP proxy in front of a database, which a test can cut or turn off.
+pub struct Proxy {
+    /// The address to give the server instead of the database's.
+    pub addr: SocketAddr,
+    refusing: Arc<AtomicBool>,
+    sockets: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    /// A proxy forwarding to `upstream`.
+    pub fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let refusing = Arc::new(AtomicBool::new(false));
+        let sockets: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s, st) = (Arc::clone(&refusing), Arc::clone(&sockets), Arc::clone(&stop));
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                if r.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(upstream) else { continue };
+                let mut list = s.lock().unwrap();
+                for sock in [&client, &server] {
+                    if let Ok(clone) = sock.try_clone() {
+                        list.push(clone);
+                    }
+                }
+                drop(list);
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy { addr, refusing, sockets, stop }
+    }
+
+    /// Closes every connection made so far, as a server restart or an idle
+    /// timeout would.
+    pub fn cut(&self) {
+        for sock in self.sockets.lock().unwrap().drain(..) {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Makes new connections fail (or work again).
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cut();
+        // Wake the accept loop so it sees the stop flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
