@@ -1,0 +1,284 @@
+//! The front end's settings: command-line flags, each with an environment variable
+//! behind it and a default behind that.
+//!
+//! Flags win over the environment so that a test or an operator can override one
+//! setting without clearing the rest. Every numeric setting is checked for a sane
+//! range here, once, so the rest of the server can trust it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to accept HTTP connections.
+    pub listen: SocketAddr,
+    /// `host:port` of tcpserver; resolved again at each connect so a restarted back
+    /// end on another address is found.
+    pub backend: String,
+    /// Most RPC connections open to tcpserver at once.
+    pub rpc_pool_size: usize,
+    /// Longest one RPC may take, waiting for a pooled connection included.
+    pub rpc_timeout: Duration,
+    /// Most HTTP connections served at once; beyond it clients get a quick 503.
+    pub max_connections: usize,
+    /// Root of `/static/...` (the stylesheet, and `avatars/` written by tcpserver).
+    pub static_dir: PathBuf,
+    /// Where the page templates live.
+    pub html_dir: PathBuf,
+    /// Add `Secure` to cookies (set when a TLS proxy sits in front).
+    pub secure_cookies: bool,
+    /// How long a request head may take to arrive once its first byte came.
+    pub head_timeout: Duration,
+    /// How long a kept-alive connection may sit idle before it is closed.
+    pub idle_timeout: Duration,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+/// Why the command line or environment could not be turned into a [`Config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A flag this program does not know.
+    UnknownFlag(String),
+    /// A flag that needs a value came last.
+    MissingValue(&'static str),
+    /// A value that does not parse or is out of range.
+    BadValue {
+        /// The flag (or its environment variable).
+        setting: &'static str,
+        /// What was given.
+        value: String,
+        /// What is expected.
+        expected: &'static str,
+    },
+    /// `--help` was asked for; the caller prints [`USAGE`].
+    HelpRequested,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownFlag(flag) => write!(f, "unknown flag {flag} (see --help)"),
+            ConfigError::MissingValue(flag) => write!(f, "{flag} needs a value"),
+            ConfigError::BadValue { setting, value, expected } => {
+                write!(f, "{setting}: {value:?} is not {expected}")
+            }
+            ConfigError::HelpRequested => f.write_str("help requested"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The `--help` text.
+pub const USAGE: &str = "\
+usage: httpserver [flags]   (each flag can also be set by the environment variable shown)
+
+  --listen ADDR           HTTPSERVER_LISTEN     [0.0.0.0:1088]
+  --backend HOST:PORT     BACKEND_ADDR          [127.0.0.1:1099]
+  --rpc-pool N            RPC_POOL_SIZE         [64]     connections to tcpserver
+  --rpc-timeout-ms MS     RPC_TIMEOUT_MS        [5000]   per call, pool wait included
+  --max-connections N     HTTP_MAX_CONNECTIONS  [4096]   beyond it: 503 + Retry-After
+  --static-dir DIR        STATIC_DIR            [static]
+  --html-dir DIR          HTML_DIR              [html]
+  --secure-cookies        SECURE_COOKIES=1      [off]    add Secure to cookies
+  --head-timeout-ms MS    HEAD_TIMEOUT_MS       [10000]  request head must arrive within
+  --idle-timeout-ms MS    IDLE_TIMEOUT_MS       [30000]  idle keep-alive connections close
+  --body-timeout-ms MS    BODY_TIMEOUT_MS       [30000]  request body must arrive within
+";
+
+/// One setting: its flag, its environment variable, and its default.
+struct Setting {
+    flag: &'static str,
+    env: &'static str,
+    default: &'static str,
+}
+
+const LISTEN: Setting = Setting { flag: "--listen", env: "HTTPSERVER_LISTEN", default: "0.0.0.0:1088" };
+const BACKEND: Setting = Setting { flag: "--backend", env: "BACKEND_ADDR", default: "127.0.0.1:1099" };
+const RPC_POOL: Setting = Setting { flag: "--rpc-pool", env: "RPC_POOL_SIZE", default: "64" };
+const RPC_TIMEOUT: Setting = Setting { flag: "--rpc-timeout-ms", env: "RPC_TIMEOUT_MS", default: "5000" };
+const MAX_CONNECTIONS: Setting =
+    Setting { flag: "--max-connections", env: "HTTP_MAX_CONNECTIONS", default: "4096" };
+const STATIC_DIR: Setting = Setting { flag: "--static-dir", env: "STATIC_DIR", default: "static" };
+const HTML_DIR: Setting = Setting { flag: "--html-dir", env: "HTML_DIR", default: "html" };
+const SECURE_COOKIES: Setting = Setting { flag: "--secure-cookies", env: "SECURE_COOKIES", default: "0" };
+const HEAD_TIMEOUT: Setting = Setting { flag: "--head-timeout-ms", env: "HEAD_TIMEOUT_MS", default: "10000" };
+const IDLE_TIMEOUT: Setting = Setting { flag: "--idle-timeout-ms", env: "IDLE_TIMEOUT_MS", default: "30000" };
+const BODY_TIMEOUT: Setting = Setting { flag: "--body-timeout-ms", env: "BODY_TIMEOUT_MS", default: "30000" };
+
+/// Settings that take a value, in `--help` order. `--secure-cookies` is a switch.
+const VALUED: [&Setting; 10] = [
+    &LISTEN,
+    &BACKEND,
+    &RPC_POOL,
+    &RPC_TIMEOUT,
+    &MAX_CONNECTIONS,
+    &STATIC_DIR,
+    &HTML_DIR,
+    &HEAD_TIMEOUT,
+    &IDLE_TIMEOUT,
+    &BODY_TIMEOUT,
+];
+
+/// Largest RPC pool: each connection is a socket and a slot in tcpserver's table.
+const MAX_RPC_POOL: usize = 4096;
+/// Largest connection cap: each HTTP connection is a thread with its own stack.
+const MAX_HTTP_CONNECTIONS: usize = 100_000;
+/// Longest timeout accepted for any setting: ten minutes is already generous.
+const MAX_TIMEOUT_MS: u64 = 600_000;
+
+impl Config {
+    /// Reads the settings from `args` (without the program name), falling back to
+    /// `env` (a lookup such as `|k| std::env::var(k).ok()`) and then to defaults.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first bad flag or value.
+    pub fn parse(
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut given: Vec<(&'static str, String)> = Vec::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" {
+                return Err(ConfigError::HelpRequested);
+            }
+            if arg == SECURE_COOKIES.flag {
+                given.push((SECURE_COOKIES.flag, "1".to_owned()));
+                continue;
+            }
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+                None => (arg.clone(), None),
+            };
+            let setting = VALUED.iter().find(|s| s.flag == name).ok_or(ConfigError::UnknownFlag(arg))?;
+            let value = match inline {
+                Some(value) => value,
+                None => args.next().ok_or(ConfigError::MissingValue(setting.flag))?,
+            };
+            given.push((setting.flag, value));
+        }
+        let value = |s: &Setting| -> String {
+            given
+                .iter()
+                .rev()
+                .find(|(flag, _)| *flag == s.flag)
+                .map(|(_, v)| v.clone())
+                .or_else(|| env(s.env))
+                .unwrap_or_else(|| s.default.to_owned())
+        };
+
+        Ok(Config {
+            listen: parse_with(&LISTEN, value(&LISTEN), "an address such as 0.0.0.0:1088")?,
+            backend: non_empty(&BACKEND, value(&BACKEND))?,
+            rpc_pool_size: number(&RPC_POOL, value(&RPC_POOL), 1, MAX_RPC_POOL as u64)? as usize,
+            rpc_timeout: millis(&RPC_TIMEOUT, value(&RPC_TIMEOUT))?,
+            max_connections: number(
+                &MAX_CONNECTIONS,
+                value(&MAX_CONNECTIONS),
+                1,
+                MAX_HTTP_CONNECTIONS as u64,
+            )? as usize,
+            static_dir: PathBuf::from(non_empty(&STATIC_DIR, value(&STATIC_DIR))?),
+            html_dir: PathBuf::from(non_empty(&HTML_DIR, value(&HTML_DIR))?),
+            secure_cookies: switch(&SECURE_COOKIES, value(&SECURE_COOKIES))?,
+            head_timeout: millis(&HEAD_TIMEOUT, value(&HEAD_TIMEOUT))?,
+            idle_timeout: millis(&IDLE_TIMEOUT, value(&IDLE_TIMEOUT))?,
+            body_timeout: millis(&BODY_TIMEOUT, value(&BODY_TIMEOUT))?,
+        })
+    }
+}
+
+fn bad(setting: &Setting, value: String, expected: &'static str) -> ConfigError {
+    ConfigError::BadValue { setting: setting.flag, value, expected }
+}
+
+fn parse_with<T: std::str::FromStr>(
+    setting: &Setting,
+    value: String,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| bad(setting, value, expected))
+}
+
+fn non_empty(setting: &Setting, value: String) -> Result<String, ConfigError> {
+    if value.trim().is_empty() {
+        return Err(bad(setting, value, "a non-empty value"));
+    }
+    Ok(value)
+}
+
+fn number(setting: &Setting, value: String, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(bad(setting, value, "a whole number in the allowed range")),
+    }
+}
+
+fn millis(setting: &Setting, value: String) -> Result<Duration, ConfigError> {
+    number(setting, value, 1, MAX_TIMEOUT_MS).map(Duration::from_millis)
+}
+
+fn switch(setting: &Setting, value: String) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(bad(setting, value, "1 or 0")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::parse(args.iter().map(|s| s.to_string()), move |k| {
+            env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_agreed_interface() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:1088".parse().unwrap());
+        assert_eq!(c.backend, "127.0.0.1:1099");
+        assert_eq!(c.static_dir, PathBuf::from("static"));
+        assert_eq!(c.html_dir, PathBuf::from("html"));
+        assert!(!c.secure_cookies);
+        assert_eq!(c.rpc_pool_size, 64);
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_defaults() {
+        let c = parse(
+            &["--listen", "127.0.0.1:0", "--rpc-pool=8", "--secure-cookies"],
+            &[("HTTPSERVER_LISTEN", "127.0.0.1:9"), ("RPC_TIMEOUT_MS", "250"), ("RPC_POOL_SIZE", "3")],
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.rpc_pool_size, 8);
+        assert_eq!(c.rpc_timeout, Duration::from_millis(250));
+        assert!(c.secure_cookies);
+    }
+
+    #[test]
+    fn bad_input_names_the_setting() {
+        assert_eq!(parse(&["--nope"], &[]).unwrap_err(), ConfigError::UnknownFlag("--nope".into()));
+        assert_eq!(parse(&["--backend"], &[]).unwrap_err(), ConfigError::MissingValue("--backend"));
+        assert!(matches!(
+            parse(&["--rpc-pool", "0"], &[]).unwrap_err(),
+            ConfigError::BadValue { setting: "--rpc-pool", .. }
+        ));
+        assert!(matches!(
+            parse(&[], &[("HTTPSERVER_LISTEN", "nowhere")]).unwrap_err(),
+            ConfigError::BadValue { setting: "--listen", .. }
+        ));
+        assert_eq!(parse(&["--help"], &[]).unwrap_err(), ConfigError::HelpRequested);
+    }
+}

@@ -1,0 +1,100 @@
+//! `POST /signUp`, `POST /login`, `POST /logout`: creating an account and opening
+//! and closing sessions.
+
+use proto::{Message, Secret};
+use serde_json::{Value, json};
+
+use super::{Client, Success, credential, expect_profile, pages, profile_json, respond, unexpected_reply};
+use crate::app::App;
+use crate::csrf;
+use crate::form;
+use crate::input::Fields;
+use crate::request::Request;
+use crate::response::Response;
+use crate::session_cookie;
+
+/// `POST /signUp`: username, password, optional nickname. API clients get 201
+/// and the new profile; browsers go to the log-in page with the name filled in.
+pub fn sign_up(app: &App, request: &Request) -> Response {
+    let client = Client::of(&request.head);
+    let fields = Fields::from_body(request);
+    let outcome = fields.as_ref().map_err(Clone::clone).and_then(|fields| {
+        csrf::check(request, fields, client.is_api())?;
+        let reply = app.call(Message::SignUp {
+            username: fields.required("username")?.to_owned(),
+            password: Secret::new(fields.required("password")?),
+            nickname: fields.text("nickname").map(str::to_owned),
+            client: Some(request.peer),
+        })?;
+        let profile = expect_profile(reply)?;
+        Ok(Success {
+            status: 201,
+            data: profile_json(&profile),
+            location: format!("/?created={}", form::encode(&profile.username)),
+            cookies: Vec::new(),
+        })
+    });
+    respond(client, outcome, |failure| {
+        let field = |name| fields.as_ref().ok().and_then(|f| f.text(name)).unwrap_or_default();
+        pages::signup_form(app, request, &failure, field("username"), field("nickname"))
+    })
+}
+
+/// `POST /login`: username and password. Sets the session cookie; API clients
+/// also get the token in the body, browsers go to their home page.
+pub fn login(app: &App, request: &Request) -> Response {
+    let client = Client::of(&request.head);
+    let fields = Fields::from_body(request);
+    let outcome = fields.as_ref().map_err(Clone::clone).and_then(|fields| {
+        csrf::check(request, fields, client.is_api())?;
+        let reply = app.call(Message::Login {
+            username: fields.required("username")?.to_owned(),
+            password: Secret::new(fields.required("password")?),
+            client: Some(request.peer),
+        })?;
+        let Message::LoggedIn { token, profile } = reply else {
+            return Err(unexpected_reply());
+        };
+        let mut data = profile_json(&profile);
+        if let Value::Object(map) = &mut data {
+            map.insert("token".to_owned(), json!(token.expose()));
+        }
+        Ok(Success {
+            status: 200,
+            data,
+            location: "/home".to_owned(),
+            cookies: vec![session_cookie::set_session(&token, app.config.secure_cookies)],
+        })
+    });
+    respond(client, outcome, |failure| {
+        let username = fields.as_ref().ok().and_then(|f| f.text("username")).unwrap_or_default();
+        pages::login_form(app, request, Some(&failure), None, username)
+    })
+}
+
+/// `POST /logout`: ends the session in tcpserver and deletes the cookie. A
+/// browser whose session had already ended is simply sent to the log-in page.
+pub fn logout(app: &App, request: &Request) -> Response {
+    let client = Client::of(&request.head);
+    let clear = session_cookie::clear_session(app.config.secure_cookies);
+    let outcome = Fields::from_body(request).and_then(|fields| {
+        csrf::check(request, &fields, client.is_api())?;
+        let token = credential(request)?.token().clone();
+        match app.call(Message::Logout { token })? {
+            Message::LoggedOut => Ok(Success {
+                status: 200,
+                data: json!({}),
+                location: "/".to_owned(),
+                cookies: vec![clear.clone()],
+            }),
+            _ => Err(unexpected_reply()),
+        }
+    });
+    respond(client, outcome, |failure| {
+        if failure.is_unauthenticated() {
+            Response::redirect(303, "/").header("Set-Cookie", clear.clone())
+        } else {
+            pages::error_page(app, &failure)
+        }
+    })
+}

@@ -1,0 +1,35 @@
+//! The usermgmt front end: a thread-per-connection HTTP/1.1 server that shapes
+//! input, renders pages, serves static files, and forwards every operation as
+//! one RPC to tcpserver over a pool of persistent connections.
+//!
+//! It holds no business rules (those live in tcpserver) and links no MySQL or
+//! Redis client; it only bounds sizes and times. The flow of a request:
+//! [`server`] accepts and reads it ([`request`]), [`router`] picks a handler in
+//! [`handlers`], which decodes fields ([`input`]), checks [`csrf`] and the
+//! [`session_cookie`], calls tcpserver through [`rpc_pool`], and answers with a
+//! [`response`]: JSON for API clients, a page ([`templates`]) or a redirect for
+//! browsers. [`error`] maps every failure to its status and code.
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod app;
+pub mod chunked;
+pub mod config;
+pub mod csrf;
+pub mod error;
+pub mod form;
+pub mod handlers;
+pub mod input;
+pub mod json;
+pub mod multipart;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod rpc_pool;
+pub mod server;
+pub mod session_cookie;
+pub mod static_files;
+pub mod templates;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,625 @@
+//! Reading one HTTP/1.1 request from a connection, within limits of size and time.
+//!
+//! The head is parsed with `httparse` each time more bytes arrive, until it is
+//! complete; it may be at most [`MAX_HEAD_LEN`] bytes with [`MAX_HEADERS`] headers
+//! (431 otherwise) and must arrive within the head timeout once its first byte
+//! has (408). Before that first byte a kept-alive connection may idle for the
+//! idle timeout, after which it is closed without a word. The body is framed by
+//! Content-Length or chunked Transfer-Encoding, never both (400), and capped per
+//! endpoint (413). Bytes after one request stay buffered for the next, so
+//! pipelined requests work.
+
+use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::chunked::{ChunkError, ChunkedDecoder};
+use crate::error::HttpError;
+
+/// Largest request head (request line and headers). 16 KiB holds any real
+/// browser's headers with room for large cookies; more is an attack or a bug.
+pub const MAX_HEAD_LEN: usize = 16 * 1024;
+
+/// Most headers in one request. Browsers send about 15.
+pub const MAX_HEADERS: usize = 64;
+
+/// Largest body for every endpoint but the upload: a form with a username, a
+/// password and a nickname is well under 1 KiB.
+pub const MAX_BODY_LEN: usize = 16 * 1024;
+
+/// Largest upload body: one picture at its cap plus room for the multipart
+/// framing and the small fields beside it.
+pub const MAX_UPLOAD_BODY_LEN: usize = proto::MAX_IMAGE_LEN + 64 * 1024;
+
+/// A body over its cap but under this, sent without `Expect: 100-continue`, is
+/// read and thrown away so that a browser sees a proper "too large" page instead
+/// of a reset connection. Larger ones get a bare 413 and the connection closes.
+pub const MAX_DISCARD_LEN: usize = 16 * 1024 * 1024;
+
+/// Memory all request bodies larger than [`MAX_BODY_LEN`] may hold at once. It
+/// caps what concurrent uploads can cost: 256 MiB is about 120 full-size
+/// pictures in flight; past that, uploads get 503 until some finish.
+pub const MAX_BODY_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Request methods this server routes; anything else is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `HEAD`: like GET, without the body.
+    Head,
+    /// `POST`
+    Post,
+    /// Any other method; answered with 405 (or 404).
+    Other,
+}
+
+/// How the body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The method.
+    pub method: Method,
+    /// The request target as sent: path and optional query.
+    pub target: String,
+    /// True for HTTP/1.1, false for HTTP/1.0.
+    pub http11: bool,
+    /// Header names lowercased, values as sent.
+    headers: Vec<(String, Vec<u8>)>,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// The client waits for `100 Continue` before sending the body.
+    pub expect_continue: bool,
+}
+
+impl Head {
+    /// The path part of the target.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(path, _)| path)
+    }
+
+    /// The first value of header `name` (lowercase), if it is valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    }
+
+    /// Whether the connection may serve another request after this one: HTTP/1.1
+    /// unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        let has = |token: &str| {
+            self.headers
+                .iter()
+                .filter(|(n, _)| n == "connection")
+                .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        };
+        if self.http11 { !has("close") } else { has("keep-alive") }
+    }
+
+    /// Builds a head from a complete parse, checking what httparse leaves to us.
+    fn from_parsed(parsed: &httparse::Request<'_, '_>) -> Result<Head, RequestError> {
+        let method = match parsed.method {
+            Some("GET") => Method::Get,
+            Some("HEAD") => Method::Head,
+            Some("POST") => Method::Post,
+            Some(_) => Method::Other,
+            None => return Err(RequestError::Malformed("no method")),
+        };
+        let target = parsed.path.unwrap_or_default();
+        if !target.starts_with('/') {
+            // Only origin-form: this server is no proxy.
+            return Err(RequestError::Malformed("request target must start with /"));
+        }
+        let http11 = parsed.version == Some(1);
+        let headers: Vec<(String, Vec<u8>)> =
+            parsed.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
+        let count = |name: &str| headers.iter().filter(|(n, _)| n == name).count();
+        if count("host") > 1 || (http11 && count("host") == 0) {
+            return Err(RequestError::Malformed("HTTP/1.1 needs exactly one Host header"));
+        }
+        let framing = framing(&headers, http11)?;
+        let expect_continue = http11
+            && headers
+                .iter()
+                .any(|(n, v)| n == "expect" && v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+        Ok(Head { method, target: target.to_owned(), http11, headers, framing, expect_continue })
+    }
+}
+
+#[cfg(test)]
+impl Head {
+    /// A head as if parsed from `method target HTTP/1.1` with a Host and `headers`.
+    pub(crate) fn for_tests(method: &str, target: &str, headers: &[(&str, &str)]) -> Head {
+        let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: localhost:1088\r\n");
+        for (name, value) in headers {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+        raw.push_str("\r\n");
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut slots);
+        assert!(parsed.parse(raw.as_bytes()).is_ok_and(|s| s.is_complete()), "bad test head {raw:?}");
+        match Head::from_parsed(&parsed) {
+            Ok(head) => head,
+            Err(e) => panic!("bad test head {raw:?}: {e}"),
+        }
+    }
+}
+
+/// Works out the body framing from Content-Length and Transfer-Encoding.
+fn framing(headers: &[(String, Vec<u8>)], http11: bool) -> Result<Framing, RequestError> {
+    let mut length: Option<usize> = None;
+    for (_, value) in headers.iter().filter(|(n, _)| n == "content-length") {
+        // A list such as "5, 5" is allowed if every member agrees.
+        for item in value.split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() || item.len() > 18 || !item.iter().all(u8::is_ascii_digit) {
+                return Err(RequestError::Malformed("Content-Length is not a number"));
+            }
+            let n: usize = item.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0'));
+            match length {
+                Some(seen) if seen != n => return Err(RequestError::ConflictingLength),
+                _ => length = Some(n),
+            }
+        }
+    }
+    let codings: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| n == "transfer-encoding")
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .collect();
+    if codings.is_empty() {
+        return Ok(length.map_or(Framing::None, Framing::Length));
+    }
+    if length.is_some() {
+        // The classic request-smuggling shape: refuse rather than pick one.
+        return Err(RequestError::ConflictingLength);
+    }
+    if !http11 {
+        return Err(RequestError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
+    }
+    if codings != ["chunked"] {
+        return Err(RequestError::UnsupportedTransferEncoding);
+    }
+    Ok(Framing::Chunked)
+}
+
+/// The body as the handlers get it.
+#[derive(Debug)]
+pub enum Body {
+    /// All of it.
+    Complete(Vec<u8>),
+    /// It was over the endpoint's cap, read and dropped (see [`MAX_DISCARD_LEN`]).
+    TooLarge,
+}
+
+/// A whole request.
+#[derive(Debug)]
+pub struct Request {
+    /// The head.
+    pub head: Head,
+    /// The body.
+    pub body: Body,
+    /// The client's address (IPv4-mapped IPv6 addresses shown as IPv4).
+    pub peer: IpAddr,
+    /// Holds the body's share of [`MAX_BODY_BYTES_IN_FLIGHT`] until the request is dropped.
+    _reservation: Option<Reservation>,
+}
+
+impl Request {
+    /// Assembles a request (used by the server and by tests).
+    pub fn new(head: Head, body: Body, peer: IpAddr) -> Request {
+        Request { head, body, peer: peer.to_canonical(), _reservation: None }
+    }
+
+    /// The path part of the target.
+    pub fn path(&self) -> &str {
+        self.head.path()
+    }
+
+    /// The query string, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.head.target.split_once('?').map(|(_, query)| query)
+    }
+
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+}
+
+/// Why a request could not be read.
+#[derive(Debug)]
+pub enum RequestError {
+    /// The peer closed the connection in the middle of a request.
+    Closed,
+    /// The socket failed.
+    Io(io::Error),
+    /// The head or the body did not arrive in time.
+    Timeout,
+    /// The head is over [`MAX_HEAD_LEN`].
+    HeadTooLarge,
+    /// More than [`MAX_HEADERS`] headers.
+    TooManyHeaders,
+    /// Not valid HTTP/1.x.
+    Malformed(&'static str),
+    /// Two different Content-Lengths, or Content-Length with Transfer-Encoding.
+    ConflictingLength,
+    /// A Transfer-Encoding other than `chunked`.
+    UnsupportedTransferEncoding,
+    /// The body is over its cap and was not read.
+    BodyTooLarge,
+    /// The chunked body is malformed.
+    BadChunk(ChunkError),
+    /// [`MAX_BODY_BYTES_IN_FLIGHT`] is spent.
+    Busy,
+}
+
+impl RequestError {
+    /// The error to answer with, or `None` when the connection should just close.
+    pub fn http_error(&self) -> Option<HttpError> {
+        Some(match self {
+            RequestError::Closed | RequestError::Io(_) => return None,
+            RequestError::Timeout => HttpError::RequestTimeout,
+            RequestError::HeadTooLarge | RequestError::TooManyHeaders => HttpError::HeadTooLarge,
+            RequestError::Malformed(_) | RequestError::BadChunk(_) => HttpError::MalformedRequest,
+            RequestError::ConflictingLength => HttpError::ConflictingLength,
+            RequestError::UnsupportedTransferEncoding => HttpError::UnsupportedTransferEncoding,
+            RequestError::BodyTooLarge => HttpError::BodyTooLarge,
+            RequestError::Busy => HttpError::Busy,
+        })
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::Closed => f.write_str("peer closed the connection mid-request"),
+            RequestError::Io(e) => write!(f, "socket error: {e}"),
+            RequestError::Timeout => f.write_str("request did not arrive in time"),
+            RequestError::HeadTooLarge => write!(f, "request head over {MAX_HEAD_LEN} bytes"),
+            RequestError::TooManyHeaders => write!(f, "more than {MAX_HEADERS} headers"),
+            RequestError::Malformed(why) => write!(f, "malformed request: {why}"),
+            RequestError::ConflictingLength => f.write_str("conflicting body lengths"),
+            RequestError::UnsupportedTransferEncoding => f.write_str("unsupported transfer coding"),
+            RequestError::BodyTooLarge => f.write_str("body over its cap"),
+            RequestError::BadChunk(e) => write!(f, "bad chunked body: {e}"),
+            RequestError::Busy => f.write_str("too many large bodies in flight"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RequestError::Io(e) => Some(e),
+            RequestError::BadChunk(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The time limits of [`HttpConnection`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Before the first byte of a request.
+    pub idle: Duration,
+    /// From the first byte of a head to its end.
+    pub head: Duration,
+    /// For the whole body.
+    pub body: Duration,
+}
+
+/// The shared account of memory held by large bodies.
+#[derive(Debug, Default)]
+pub struct BodyBudget {
+    in_flight: AtomicUsize,
+}
+
+impl BodyBudget {
+    /// Reserves `len` bytes, or `None` if that would pass [`MAX_BODY_BYTES_IN_FLIGHT`].
+    fn reserve(self: &Arc<Self>, len: usize) -> Option<Reservation> {
+        let mut current = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            let next = current.checked_add(len).filter(|n| *n <= MAX_BODY_BYTES_IN_FLIGHT)?;
+            match self.in_flight.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Reservation { budget: Arc::clone(self), len }),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+/// A share of the [`BodyBudget`], given back when dropped.
+#[derive(Debug)]
+struct Reservation {
+    budget: Arc<BodyBudget>,
+    len: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.in_flight.fetch_sub(self.len, Ordering::AcqRel);
+    }
+}
+
+/// The reading side of one client connection, with the bytes received but not
+/// yet used.
+#[derive(Debug)]
+pub struct HttpConnection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    timeouts: Timeouts,
+    budget: Arc<BodyBudget>,
+}
+
+impl HttpConnection {
+    /// Wraps an accepted stream.
+    pub fn new(stream: TcpStream, timeouts: Timeouts, budget: Arc<BodyBudget>) -> HttpConnection {
+        HttpConnection { stream, buf: Vec::with_capacity(READ_CHUNK), timeouts, budget }
+    }
+
+    /// The socket, for writing responses.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Reads the next request head. `Ok(None)` means the client closed the
+    /// connection or left it idle past the idle timeout between requests.
+    ///
+    /// # Errors
+    ///
+    /// A [`RequestError`]; afterwards the connection should be closed.
+    pub fn read_head(&mut self) -> Result<Option<Head>, RequestError> {
+        let mut head_deadline = None;
+        loop {
+            if !self.buf.is_empty() {
+                head_deadline.get_or_insert_with(|| Instant::now() + self.timeouts.head);
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut parsed = httparse::Request::new(&mut headers);
+                match parsed.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_LEN => {
+                        let head = Head::from_parsed(&parsed)?;
+                        self.buf.drain(..len);
+                        return Ok(Some(head));
+                    }
+                    Ok(httparse::Status::Complete(_)) => return Err(RequestError::HeadTooLarge),
+                    Ok(httparse::Status::Partial) if self.buf.len() >= MAX_HEAD_LEN => {
+                        return Err(RequestError::HeadTooLarge);
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
+                    Err(_) => return Err(RequestError::Malformed("not an HTTP/1.x request head")),
+                }
+            }
+            let idle = head_deadline.is_none();
+            let deadline = head_deadline.unwrap_or_else(|| Instant::now() + self.timeouts.idle);
+            match self.fill(deadline, MAX_HEAD_LEN) {
+                Ok(0) if idle => return Ok(None),
+                Ok(0) => return Err(RequestError::Closed),
+                Ok(_) => {}
+                Err(RequestError::Timeout) if idle => return Ok(None),
+                // A reset while idle is an ordinary way for a client to leave.
+                Err(RequestError::Io(_)) if idle => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the body that `head` announces, refusing more than `max` bytes, and
+    /// returns the whole request.
+    ///
+    /// # Errors
+    ///
+    /// A [`RequestError`]; afterwards the connection should be closed.
+    pub fn read_request(&mut self, head: Head, max: usize, peer: IpAddr) -> Result<Request, RequestError> {
+        let (body, reservation) = self.read_body(&head, max)?;
+        Ok(Request { head, body, peer: peer.to_canonical(), _reservation: reservation })
+    }
+
+    fn read_body(&mut self, head: &Head, max: usize) -> Result<(Body, Option<Reservation>), RequestError> {
+        let deadline = Instant::now() + self.timeouts.body;
+        match head.framing {
+            Framing::None => Ok((Body::Complete(Vec::new()), None)),
+            Framing::Length(len) if len > max => {
+                if len > MAX_DISCARD_LEN || head.expect_continue {
+                    return Err(RequestError::BodyTooLarge);
+                }
+                self.discard(len, deadline)?;
+                Ok((Body::TooLarge, None))
+            }
+            Framing::Length(len) => {
+                let reservation = self.reserve(len)?;
+                self.send_continue(head, len)?;
+                let mut body = Vec::with_capacity(len);
+                let from_buf = len.min(self.buf.len());
+                body.extend(self.buf.drain(..from_buf));
+                while body.len() < len {
+                    let want = (len - body.len()).min(READ_CHUNK);
+                    if self.fill(deadline, want)? == 0 {
+                        return Err(RequestError::Closed);
+                    }
+                    let take = (len - body.len()).min(self.buf.len());
+                    body.extend(self.buf.drain(..take));
+                }
+                Ok((Body::Complete(body), reservation))
+            }
+            Framing::Chunked => {
+                let reservation = self.reserve(max)?;
+                self.send_continue(head, 1)?;
+                let mut decoder = ChunkedDecoder::new(max);
+                let mut body = Vec::new();
+                loop {
+                    let used = decoder.feed(&self.buf, &mut body).map_err(|e| match e {
+                        ChunkError::TooLarge => RequestError::BodyTooLarge,
+                        e => RequestError::BadChunk(e),
+                    })?;
+                    self.buf.drain(..used);
+                    if decoder.is_done() {
+                        return Ok((Body::Complete(body), reservation));
+                    }
+                    if self.fill(deadline, READ_CHUNK)? == 0 {
+                        return Err(RequestError::Closed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reserves memory for a body over [`MAX_BODY_LEN`]; small ones are already
+    /// bounded by the connection cap.
+    fn reserve(&self, len: usize) -> Result<Option<Reservation>, RequestError> {
+        if len <= MAX_BODY_LEN {
+            return Ok(None);
+        }
+        self.budget.reserve(len).map(Some).ok_or(RequestError::Busy)
+    }
+
+    fn send_continue(&mut self, head: &Head, len: usize) -> Result<(), RequestError> {
+        if head.expect_continue && self.buf.len() < len {
+            self.stream.set_write_timeout(Some(self.timeouts.body)).map_err(RequestError::Io)?;
+            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").map_err(RequestError::Io)?;
+        }
+        Ok(())
+    }
+
+    fn discard(&mut self, len: usize, deadline: Instant) -> Result<(), RequestError> {
+        let mut left = len;
+        loop {
+            let take = left.min(self.buf.len());
+            self.buf.drain(..take);
+            left -= take;
+            if left == 0 {
+                return Ok(());
+            }
+            if self.fill(deadline, left.min(READ_CHUNK))? == 0 {
+                return Err(RequestError::Closed);
+            }
+        }
+    }
+
+    /// Reads up to `max` more bytes into the buffer before `deadline`; 0 at EOF.
+    fn fill(&mut self, deadline: Instant, max: usize) -> Result<usize, RequestError> {
+        let room = max.clamp(1, READ_CHUNK);
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or(RequestError::Timeout)?;
+            self.stream.set_read_timeout(Some(left)).map_err(RequestError::Io)?;
+            let start = self.buf.len();
+            self.buf.resize(start + room, 0);
+            let read = self.stream.read(&mut self.buf[start..]);
+            self.buf.truncate(start + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Err(RequestError::Timeout);
+                }
+                Err(e) => return Err(RequestError::Io(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Head, RequestError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(raw.as_bytes()) {
+            Ok(httparse::Status::Complete(_)) => Head::from_parsed(&parsed),
+            other => panic!("test head does not parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_post_has_its_length_and_path() {
+        let head = parse("POST /login?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n").unwrap();
+        assert_eq!(head.method, Method::Post);
+        assert_eq!(head.path(), "/login");
+        assert_eq!(head.framing, Framing::Length(12));
+        assert!(head.keep_alive());
+    }
+
+    #[test]
+    fn lengths_must_agree_and_never_meet_transfer_encoding() {
+        let same = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n");
+        assert_eq!(same.unwrap().framing, Framing::Length(5));
+        let two = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n");
+        assert!(matches!(two, Err(RequestError::ConflictingLength)));
+        let both =
+            parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(both, Err(RequestError::ConflictingLength)));
+        for bad in ["-1", "+5", "5a", "", "0x10", "99999999999999999999"] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {bad}\r\n\r\n");
+            assert!(matches!(parse(&raw), Err(RequestError::Malformed(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_plain_chunked_is_understood() {
+        let chunked = parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(chunked.unwrap().framing, Framing::Chunked);
+        let gzip = parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert!(matches!(gzip, Err(RequestError::UnsupportedTransferEncoding)));
+        let old = parse("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(old, Err(RequestError::Malformed(_))));
+    }
+
+    #[test]
+    fn host_is_required_once_in_http11_and_targets_are_paths() {
+        assert!(matches!(parse("GET / HTTP/1.1\r\n\r\n"), Err(RequestError::Malformed(_))));
+        assert!(matches!(
+            parse("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(RequestError::Malformed(_))
+        ));
+        assert!(parse("GET / HTTP/1.0\r\n\r\n").is_ok());
+        assert!(matches!(
+            parse("GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(RequestError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_defaults() {
+        assert!(!parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().keep_alive());
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive());
+        assert!(parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().keep_alive());
+    }
+
+    #[test]
+    fn body_budget_refuses_past_its_cap_and_refills_on_drop() {
+        let budget = Arc::new(BodyBudget::default());
+        let big = budget.reserve(MAX_BODY_BYTES_IN_FLIGHT - 10).unwrap();
+        assert!(budget.reserve(11).is_none());
+        let small = budget.reserve(10).unwrap();
+        drop(big);
+        drop(small);
+        assert!(budget.reserve(MAX_BODY_BYTES_IN_FLIGHT).is_some());
+    }
+}

@@ -1,0 +1,79 @@
+//! Which handler serves which request: one `match` on the path, then the method.
+//!
+//! An unknown path is 404; a known path with the wrong method is 405 with an
+//! `Allow` header. Pages and reads answer GET and HEAD; operations answer POST.
+
+use crate::app::App;
+use crate::error::{Failure, HttpError};
+use crate::handlers::{self, Client, account, health, pages, profile};
+use crate::input::image_too_large;
+use crate::request::{MAX_BODY_LEN, MAX_UPLOAD_BODY_LEN, Method, Request};
+use crate::response::Response;
+
+type Handler = fn(&App, &Request) -> Response;
+
+/// The methods a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    GetHead,
+    Post,
+}
+
+impl Allowed {
+    fn permits(self, method: Method) -> bool {
+        match self {
+            Allowed::GetHead => matches!(method, Method::Get | Method::Head),
+            Allowed::Post => method == Method::Post,
+        }
+    }
+
+    fn header(self) -> &'static str {
+        match self {
+            Allowed::GetHead => "GET, HEAD",
+            Allowed::Post => "POST",
+        }
+    }
+}
+
+/// The path of the one endpoint that takes a large body.
+pub const UPLOAD_PATH: &str = "/uploadProfilePic";
+
+/// The body cap for a path: the upload's is large enough for a picture.
+pub fn body_limit(path: &str) -> usize {
+    if path == UPLOAD_PATH { MAX_UPLOAD_BODY_LEN } else { MAX_BODY_LEN }
+}
+
+/// What a body over [`body_limit`] is called at this path.
+pub fn too_large(path: &str) -> Failure {
+    if path == UPLOAD_PATH { image_too_large() } else { Failure::http(HttpError::BodyTooLarge) }
+}
+
+/// Serves one request.
+pub fn route(app: &App, request: &Request) -> Response {
+    let (allowed, handler): (Allowed, Handler) = match request.path() {
+        "/" => (Allowed::GetHead, pages::login),
+        "/signup" => (Allowed::GetHead, pages::signup),
+        "/home" => (Allowed::GetHead, pages::home),
+        "/healthz" => (Allowed::GetHead, health::healthz),
+        "/profile" => (Allowed::GetHead, profile::get),
+        "/signUp" => (Allowed::Post, account::sign_up),
+        "/login" => (Allowed::Post, account::login),
+        "/logout" => (Allowed::Post, account::logout),
+        "/updateNickName" => (Allowed::Post, profile::update_nickname),
+        UPLOAD_PATH => (Allowed::Post, profile::upload_picture),
+        path if path.starts_with("/static/") => (Allowed::GetHead, static_file),
+        _ => return handlers::failure(app, Client::of(&request.head), &Failure::http(HttpError::NotFound)),
+    };
+    if !allowed.permits(request.head.method) {
+        let failure = Failure::http(HttpError::MethodNotAllowed);
+        return handlers::failure(app, Client::of(&request.head), &failure).header("Allow", allowed.header());
+    }
+    handler(app, request)
+}
+
+fn static_file(app: &App, request: &Request) -> Response {
+    let relative = request.path().strip_prefix("/static/").unwrap_or_default();
+    app.statics
+        .serve(relative)
+        .unwrap_or_else(|failure| handlers::failure(app, Client::of(&request.head), &failure))
+}

@@ -1,0 +1,326 @@
+//! The accept loop and the life of one connection.
+//!
+//! One thread per connection, as many as `--max-connections`; each serves
+//! requests one after another while the client keeps the connection alive. Past
+//! the cap a new connection is not left hanging in the backlog: a few short-lived
+//! threads answer `503` with `Retry-After` at once and close it, and if even
+//! those are all busy the connection is closed outright.
+//!
+//! SIGTERM and SIGINT stop the accept loop; requests in progress get a few
+//! seconds to finish before the process exits.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::app::{App, StartError};
+use crate::config::Config;
+use crate::error::{Failure, HttpError};
+use crate::handlers::{self, Client};
+use crate::request::{BodyBudget, HttpConnection, Method, RequestError, Timeouts};
+use crate::response::Response;
+use crate::router;
+
+/// Stack of a connection thread. Handlers are shallow; JSON nesting is capped
+/// by serde_json at 128 levels. Small stacks keep thousands of threads cheap.
+const CONNECTION_STACK_SIZE: usize = 512 * 1024;
+
+/// Most threads answering over-the-cap connections with 503 at once.
+const MAX_REJECTING: usize = 32;
+
+/// Stack of a rejecting thread: it only reads and writes a few bytes.
+const REJECT_STACK_SIZE: usize = 64 * 1024;
+
+/// How long a rejected client has to send its request before the 503 goes out.
+const REJECT_READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// A client that does not read its response within this time is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After an error response, how long unread request bytes are drained so the
+/// close does not turn into a reset that destroys the response in flight.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most bytes drained while lingering.
+const LINGER_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// How long requests in progress may take to finish after SIGTERM.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After an accept error such as EMFILE, wait this long rather than spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Binds, prints `listening on <addr>`, and serves until SIGTERM or SIGINT.
+///
+/// # Errors
+///
+/// A [`StartError`] if the server cannot start; once serving, errors only
+/// close the connection they happen on.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let app = Arc::new(App::new(config)?);
+    let listener = TcpListener::bind(app.config.listen).map_err(StartError::Bind)?;
+    let local = listener.local_addr().map_err(StartError::Bind)?;
+    println!("listening on {local}");
+    let _ = std::io::stdout().flush();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(Arc::clone(&stop), local)?;
+    let server = Server::new(app);
+    server.accept_loop(&listener, &stop);
+    server.in_flight.wait_idle(DRAIN_TIMEOUT);
+    eprintln!("httpserver: stopped");
+    Ok(())
+}
+
+/// On SIGTERM/SIGINT, sets `stop` and wakes the accept loop with a connection.
+fn watch_signals(stop: Arc<AtomicBool>, local: SocketAddr) -> Result<(), StartError> {
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                stop.store(true, Ordering::SeqCst);
+                let _ = TcpStream::connect_timeout(&reachable(local), Duration::from_secs(1));
+            }
+        })
+        .map_err(StartError::Signals)?;
+    Ok(())
+}
+
+/// An address this process can connect to for a listener bound to `local`.
+fn reachable(local: SocketAddr) -> SocketAddr {
+    match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), local.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), local.port()),
+        _ => local,
+    }
+}
+
+/// The accept loop's state.
+struct Server {
+    app: Arc<App>,
+    budget: Arc<BodyBudget>,
+    connections: Arc<AtomicUsize>,
+    rejecting: Arc<AtomicUsize>,
+    in_flight: Arc<InFlight>,
+}
+
+impl Server {
+    fn new(app: Arc<App>) -> Server {
+        Server {
+            app,
+            budget: Arc::new(BodyBudget::default()),
+            connections: Arc::new(AtomicUsize::new(0)),
+            rejecting: Arc::new(AtomicUsize::new(0)),
+            in_flight: Arc::new(InFlight::default()),
+        }
+    }
+
+    fn accept_loop(&self, listener: &TcpListener, stop: &AtomicBool) {
+        for stream in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            match stream {
+                Ok(stream) => self.admit(stream),
+                Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    eprintln!("httpserver: accept failed: {e}");
+                    thread::sleep(ACCEPT_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Starts a thread for `stream`, or turns it away when at the cap.
+    fn admit(&self, stream: TcpStream) {
+        let Some(slot) = Slot::take(&self.connections, self.app.config.max_connections) else {
+            reject(stream, &self.rejecting);
+            return;
+        };
+        let Ok(peer) = stream.peer_addr() else {
+            return;
+        };
+        let app = Arc::clone(&self.app);
+        let budget = Arc::clone(&self.budget);
+        let in_flight = Arc::clone(&self.in_flight);
+        let spawned = thread::Builder::new().stack_size(CONNECTION_STACK_SIZE).spawn(move || {
+            let _slot = slot;
+            serve(&app, stream, peer, budget, &in_flight);
+        });
+        if let Err(e) = spawned {
+            eprintln!("httpserver: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// One unit of the connection count, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Slot(Arc::clone(count)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts requests being handled, so shutdown can wait for them.
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        InFlightGuard(Arc::clone(self))
+    }
+
+    fn wait_idle(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        while *count > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return };
+            count = match self.idle.wait_timeout(count, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
+struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock().unwrap_or_else(|p| p.into_inner());
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+/// Serves requests on one connection until either side closes it.
+fn serve(app: &App, stream: TcpStream, peer: SocketAddr, budget: Arc<BodyBudget>, in_flight: &Arc<InFlight>) {
+    // Responses are written whole; there is nothing to gain from Nagle's delay.
+    if stream.set_nodelay(true).and_then(|()| stream.set_write_timeout(Some(WRITE_TIMEOUT))).is_err() {
+        return;
+    }
+    let timeouts = Timeouts {
+        idle: app.config.idle_timeout,
+        head: app.config.head_timeout,
+        body: app.config.body_timeout,
+    };
+    let mut conn = HttpConnection::new(stream, timeouts, budget);
+    loop {
+        let head = match conn.read_head() {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(e) => return refuse(app, &mut conn, &e, Client::Api, None, peer),
+        };
+        let (keep_alive, http11, head_only) = (head.keep_alive(), head.http11, head.method == Method::Head);
+        let client = Client::of(&head);
+        let path = head.path().to_owned();
+        let request = match conn.read_request(head, router::body_limit(&path), peer.ip()) {
+            Ok(request) => request,
+            Err(e) => return refuse(app, &mut conn, &e, client, Some(&path), peer),
+        };
+        let response = {
+            let _busy = in_flight.enter();
+            router::route(app, &request)
+        };
+        drop(request);
+        let close = response.close || !keep_alive;
+        if response.write_to(conn.stream(), head_only, keep_alive, http11).is_err() {
+            return;
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+/// Answers a request that could not be read (when there is anything to say),
+/// then closes the connection gently.
+fn refuse(
+    app: &App,
+    conn: &mut HttpConnection,
+    error: &RequestError,
+    client: Client,
+    path: Option<&str>,
+    peer: SocketAddr,
+) {
+    let Some(kind) = error.http_error() else {
+        return;
+    };
+    if !matches!(error, RequestError::Timeout | RequestError::BodyTooLarge) {
+        eprintln!("httpserver: {peer}: {error}");
+    }
+    let failure = match (kind, path) {
+        (HttpError::BodyTooLarge, Some(path)) => router::too_large(path),
+        _ => Failure::http(kind),
+    };
+    let response = handlers::failure(app, client, &failure).closing();
+    if response.write_to(conn.stream(), false, false, true).is_ok() {
+        linger(conn.stream());
+    }
+}
+
+/// Turns away a connection over the cap with a quick 503, on a short-lived
+/// thread so the accept loop never waits on a client.
+fn reject(stream: TcpStream, rejecting: &Arc<AtomicUsize>) {
+    let Some(slot) = Slot::take(rejecting, MAX_REJECTING) else {
+        return; // Dropping the stream closes it: the client sees a reset and may retry.
+    };
+    let spawned = thread::Builder::new().stack_size(REJECT_STACK_SIZE).spawn(move || {
+        let _slot = slot;
+        let mut stream = stream;
+        if stream.set_read_timeout(Some(REJECT_READ_TIMEOUT)).is_err()
+            || stream.set_write_timeout(Some(REJECT_READ_TIMEOUT)).is_err()
+        {
+            return;
+        }
+        // Take in the request first, so closing does not reset the connection
+        // before the client has read the answer.
+        let mut scratch = [0u8; 4096];
+        let _ = stream.read(&mut scratch);
+        let problem = Failure::http(HttpError::TooManyConnections).problem();
+        if Response::json_problem(&problem).closing().write_to(&mut stream, false, false, true).is_ok() {
+            linger(&mut stream);
+        }
+    });
+    if spawned.is_err() {
+        eprintln!("httpserver: cannot start a thread to refuse a connection");
+    }
+}
+
+/// Half-closes, then reads and drops what the client still sends for a moment,
+/// so the response is not lost to a reset; then the stream is dropped.
+fn linger(stream: &mut TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() || stream.set_read_timeout(Some(LINGER_TIMEOUT)).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIMEOUT;
+    let mut scratch = [0u8; 8192];
+    let mut drained = 0;
+    while drained < LINGER_MAX_BYTES && Instant::now() < deadline {
+        match stream.read(&mut scratch) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
