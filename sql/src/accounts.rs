@@ -30,7 +30,8 @@ pub const USERNAME_LEN: usize = USERNAME_PREFIX.len() + 8;
 /// Nickname patterns for every third account, each followed by the account
 /// number. Scripts of several widths (2-, 3- and 4-byte UTF-8) and an emoji;
 /// none has a control or bidi character, so all pass tcpserver's checks.
-const NON_ASCII_NICKNAMES: [&str; 6] = ["用户", "ユーザー", "사용자 ", "Пользователь ", "🦀 Rustacean ", "Ünïcødé "];
+const NON_ASCII_NICKNAMES: [&str; 6] =
+    ["用户", "ユーザー", "사용자 ", "Пользователь ", "🦀 Rustacean ", "Ünïcødé "];
 
 /// The username of account `i`.
 pub fn username(i: u64) -> String {

@@ -137,9 +137,11 @@ impl Config {
 
     fn set(&mut self, flag: &str, setting: &'static str, value: String) -> Result<(), ConfigError> {
         let number = |min: u64, max: u64| {
-            value.parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| {
-                ConfigError::BadNumber { setting, value: value.clone(), min, max }
-            })
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| ConfigError::BadNumber { setting, value: value.clone(), min, max })
         };
         match flag {
             "--accounts" => self.accounts = number(0, MAX_ACCOUNTS)?,

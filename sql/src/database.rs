@@ -161,8 +161,9 @@ impl Database {
     /// [`Error::Mysql`].
     pub fn count_seeded(&mut self, last: u64) -> Result<(u64, u64), Error> {
         let users = self.conn.exec_first("SELECT COUNT(*) FROM users WHERE id BETWEEN 1 AND ?", (last,))?;
-        let credentials =
-            self.conn.exec_first("SELECT COUNT(*) FROM credentials WHERE user_id BETWEEN 1 AND ?", (last,))?;
+        let credentials = self
+            .conn
+            .exec_first("SELECT COUNT(*) FROM credentials WHERE user_id BETWEEN 1 AND ?", (last,))?;
         Ok((users.unwrap_or(0), credentials.unwrap_or(0)))
     }
 }

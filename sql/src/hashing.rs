@@ -19,7 +19,12 @@ const PROGRESS_STEP: u64 = 1_000;
 
 /// The stored hashes (`$pbkdf2-sha256$i=..`) of the passwords of accounts
 /// `ids`, in id order, computed on `threads` threads.
-pub fn hash_batch(hasher: &PasswordHasher, ids: Range<u64>, threads: usize, progress: &Progress) -> Vec<String> {
+pub fn hash_batch(
+    hasher: &PasswordHasher,
+    ids: Range<u64>,
+    threads: usize,
+    progress: &Progress,
+) -> Vec<String> {
     let count = ids.end.saturating_sub(ids.start);
     let threads = (threads.max(1) as u64).min(count.max(1));
     let per_thread = count.div_ceil(threads);

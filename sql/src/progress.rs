@@ -18,7 +18,8 @@ pub struct Progress {
 impl Progress {
     /// A bar for `total` accounts on standard error, drawn only on a terminal.
     pub fn new(total: u64) -> Progress {
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(REFRESH_PER_SEC));
+        let bar =
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(REFRESH_PER_SEC));
         let style = ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {per_sec} ETA {eta} {msg}",
         );

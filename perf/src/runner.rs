@@ -1,0 +1,102 @@
+//! One run from settings to report: log in the session users if the scenario
+//! needs them (not measured), then play the scenario on the event loops.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    config::{Config, FIXED_USERS, Scenario},
+    engine::{Budget, Engine, Stats},
+    error::Error,
+    report::Report,
+    workload::{Session, Users, Workload},
+};
+
+/// Runs the scenario of `config` and reports what it measured.
+///
+/// # Errors
+///
+/// [`Error::Setup`] if the session users could not all log in; [`Error::Io`]
+/// if an event loop could not run.
+pub fn run(config: &Config) -> Result<Report, Error> {
+    let workload = match config.scenario {
+        Scenario::LoginFixed => login(config, Users::Fixed(FIXED_USERS), false),
+        Scenario::LoginRandom => login(config, Users::Random(config.accounts), false),
+        Scenario::Profile => Workload::profile(&log_in_sessions(config)?, &config.host),
+        Scenario::Nickname => {
+            Workload::Nickname { sessions: Arc::new(log_in_sessions(config)?), host: config.host.clone() }
+        }
+    };
+    let budget = match config.duration {
+        Some(duration) => Budget::duration(duration),
+        None => Budget::requests(config.requests),
+    };
+    let started = Instant::now();
+    let (stats, _) = drive(config, config.concurrency, config.threads, workload, &budget)?;
+    Ok(Report { scenario: config.scenario, concurrency: config.concurrency, wall: started.elapsed(), stats })
+}
+
+fn login(config: &Config, users: Users, keep: bool) -> Workload {
+    Workload::Login {
+        users,
+        naming: config.naming.clone(),
+        host: config.host.clone(),
+        sessions: keep.then(Vec::new),
+    }
+}
+
+/// Logs in accounts `1..=config.sessions`, one session each.
+fn log_in_sessions(config: &Config) -> Result<Vec<Session>, Error> {
+    let wanted = config.sessions;
+    let accounts: Vec<u64> = (1..=wanted as u64).collect();
+    let workload = login(config, Users::List(Arc::new(accounts)), true);
+    let budget = Budget::requests(wanted as u64);
+    let connections = wanted.min(config.concurrency);
+    let (stats, workloads) = drive(config, connections, 1, workload, &budget)?;
+    let mut sessions: Vec<Session> = workloads.into_iter().flat_map(Workload::into_sessions).collect();
+    if sessions.len() != wanted {
+        return Err(Error::Setup { wanted, got: sessions.len(), failures: stats.failures });
+    }
+    // Connection c uses session c: sort by account so that is account c + 1.
+    sessions.sort_by(|a, b| a.username.cmp(&b.username));
+    Ok(sessions)
+}
+
+/// Plays `workload` over `connections` connections split across `threads`
+/// event loops, until `budget` is spent.
+fn drive(
+    config: &Config,
+    connections: usize,
+    threads: usize,
+    workload: Workload,
+    budget: &Budget,
+) -> Result<(Stats, Vec<Workload>), Error> {
+    let threads = threads.clamp(1, connections.max(1));
+    let per_thread = connections.div_ceil(threads);
+    let timeout: Duration = config.timeout;
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let range = t * per_thread..((t + 1) * per_thread).min(connections);
+                let workload = workload.clone();
+                scope.spawn(move || Engine::new(config.addr, range, workload, budget, timeout)?.run())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+    });
+    let mut stats = Stats::default();
+    let mut workloads = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(Ok((s, w))) => {
+                stats.merge(&s);
+                workloads.push(w);
+            }
+            Ok(Err(e)) => return Err(Error::Io(e)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+    Ok((stats, workloads))
+}
