@@ -418,6 +418,10 @@ impl Reactor {
 
     fn close(&mut self, token: Token, why: Close) {
         let Some(mut conn) = self.conns.try_remove(token.0) else { return };
+        if matches!(why, Close::Protocol(_)) {
+            // Best effort: replies to the valid requests before the bad bytes.
+            let _ = conn.flush();
+        }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         match why {
             Close::Finished => {}

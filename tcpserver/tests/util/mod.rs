@@ -352,7 +352,10 @@ impl Client {
                 return frame;
             }
             let mut chunk = [0u8; 64 * 1024];
-            let n = self.stream.read(&mut chunk).expect("read a reply in time");
+            let n = match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => other.expect("read a reply in time"),
+            };
             assert!(n > 0, "server closed the connection");
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -375,6 +378,26 @@ impl Client {
         }
     }
 
+    /// Sends a request and waits for any reply; `None` if the server closed the
+    /// connection instead (or refused the bytes).
+    pub fn try_call(&mut self, message: Message) -> Option<Message> {
+        let mut bytes = Vec::new();
+        Frame { request_id: 0, message }.encode(&mut bytes).expect("encodable request");
+        self.stream.write_all(&bytes).ok()?;
+        loop {
+            if let Ok(Some((frame, used))) = Frame::decode(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame.message);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// Whether the server closes this connection (EOF or reset) within the reply timeout.
     pub fn is_closed_by_server(&mut self) -> bool {
         let mut chunk = [0u8; 1024];
@@ -382,6 +405,7 @@ impl Client {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
                     return true;
                 }

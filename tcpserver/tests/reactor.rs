@@ -1,0 +1,336 @@
+//! The server as a network service: framing, pipelining, many connections,
+//! backpressure and overload, broken peers, lost dependencies, start-up errors
+//! and shutdown.
+
+mod util;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use proto::{ErrorCode, Frame, HEADER_LEN, MAGIC, MAX_BODY_LEN, Message, MessageType, VERSION};
+use util::{Client, Options, Proxy, TestServer, error_code};
+
+const PASSWORD: &str = "reactor-password";
+
+fn header(version: u8, kind: u8, body_len: u32) -> Vec<u8> {
+    let mut b = MAGIC.to_be_bytes().to_vec();
+    b.push(version);
+    b.push(kind);
+    b.extend_from_slice(&7u64.to_be_bytes());
+    b.extend_from_slice(&body_len.to_be_bytes());
+    b
+}
+
+#[test]
+fn ping_is_answered_and_replies_sent_as_requests_are_refused() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    assert_eq!(c.call(Message::Ping), Message::Pong);
+    let reply = c.call(Message::Pong);
+    assert_eq!(error_code(&reply), ErrorCode::UnexpectedMessage);
+    let reply = c.call(Message::LoggedOut);
+    assert_eq!(error_code(&reply), ErrorCode::UnexpectedMessage);
+    // The connection is still usable.
+    assert_eq!(c.call(Message::Ping), Message::Pong);
+}
+
+#[test]
+fn malformed_frames_close_only_their_connection() {
+    let server = TestServer::start();
+    let mut steady = server.connect();
+    assert_eq!(steady.call(Message::Ping), Message::Pong);
+
+    let mut trailing = header(VERSION, MessageType::Ping as u8, 3);
+    trailing.extend_from_slice(b"xyz");
+    let mut garbage: Vec<u8> = (0..2000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    garbage[0] = 0;
+    let mut bad_utf8 = header(VERSION, MessageType::Logout as u8, 4);
+    bad_utf8.extend_from_slice(&[0, 2, 0xff, 0xfe]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("http request", b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec()),
+        ("bad version", header(VERSION + 1, MessageType::Ping as u8, 0)),
+        ("unknown type", header(VERSION, 0x42, 0)),
+        ("oversize length", header(VERSION, MessageType::SetAvatar as u8, MAX_BODY_LEN as u32 + 1)),
+        ("trailing bytes", trailing),
+        ("invalid utf-8", bad_utf8),
+        ("garbage", garbage),
+    ];
+    let count = cases.len();
+    for (what, bytes) in cases {
+        let mut bad = server.connect();
+        assert_eq!(bad.call(Message::Ping), Message::Pong, "{what}");
+        bad.write_raw(&bytes);
+        assert!(bad.is_closed_by_server(), "{what}: connection left open");
+        assert_eq!(steady.call(Message::Ping), Message::Pong, "after {what}");
+    }
+    // A frame cut short by the peer closing is not an error worth a reply.
+    let mut cut = server.connect();
+    cut.write_raw(&header(VERSION, MessageType::Logout as u8, 100)[..HEADER_LEN - 3]);
+    drop(cut);
+    assert_eq!(steady.call(Message::Ping), Message::Pong);
+
+    let log = server.stderr();
+    assert_eq!(log.matches("protocol error").count(), count, "one log line per bad connection:\n{log}");
+}
+
+#[test]
+fn pipelined_requests_on_500_connections_get_their_own_answers() {
+    let server = TestServer::start_with(Options::default().arg("--workers", 8).arg("--queue", 4096));
+    let mut setup = server.connect();
+    let (username, token) = server.user_with_session(&mut setup, "crowd", PASSWORD);
+    const THREADS: usize = 50;
+    const PER_THREAD: usize = 10;
+    let addr = server.addr;
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (username, token) = (&username, &token);
+            s.spawn(move || {
+                let mut clients: Vec<Client> = (0..PER_THREAD).map(|_| Client::connect(addr)).collect();
+                let mut expected = Vec::new();
+                for (i, c) in clients.iter_mut().enumerate() {
+                    // Ids unique per connection, deliberately not in sending order.
+                    let base = ((t * PER_THREAD + i) as u64) << 8;
+                    c.send_with_id(base + 3, Message::Ping);
+                    c.send_with_id(base + 1, Message::GetProfile { token: token.clone(), username: None });
+                    c.send_with_id(
+                        base + 2,
+                        Message::Login { username: username.clone(), password: PASSWORD.into(), client: None },
+                    );
+                    c.send_with_id(base + 4, Message::Logout { token: "0".repeat(64).into() });
+                    expected.push(base);
+                }
+                for (c, base) in clients.iter_mut().zip(expected) {
+                    let mut replies = HashMap::new();
+                    for _ in 0..4 {
+                        let Frame { request_id, message } = c.recv();
+                        assert!(replies.insert(request_id, message).is_none(), "two replies to {request_id}");
+                    }
+                    assert_eq!(replies.remove(&(base + 3)), Some(Message::Pong));
+                    assert!(matches!(replies.remove(&(base + 1)), Some(Message::ProfileReply(p)) if &p.username == username));
+                    assert!(matches!(replies.remove(&(base + 2)), Some(Message::LoggedIn { .. })));
+                    assert_eq!(replies.remove(&(base + 4)), Some(Message::LoggedOut));
+                }
+            });
+        }
+    });
+    assert_eq!(setup.call(Message::Ping), Message::Pong);
+}
+
+#[test]
+fn a_full_queue_is_answered_with_overloaded_at_once() {
+    // One slow worker and room for one waiting job.
+    let server = TestServer::start_with(
+        Options::default().arg("--workers", 1).arg("--queue", 1).arg("--hash-cost", 200_000),
+    );
+    let mut c = server.connect();
+    let ids: Vec<u64> = (0..20)
+        .map(|i| {
+            c.send(Message::Login {
+                username: server.username(&format!("u{i}")),
+                password: PASSWORD.into(),
+                client: None,
+            })
+        })
+        .collect();
+    let mut overloaded = 0;
+    let mut answered = Vec::new();
+    for _ in &ids {
+        let frame = c.recv();
+        answered.push(frame.request_id);
+        match frame.message {
+            Message::Error(e) if e.code == ErrorCode::Overloaded => {
+                assert_eq!(e.retry_after_secs, 1);
+                overloaded += 1;
+            }
+            Message::Error(e) => assert_eq!(e.code, ErrorCode::BadCredentials),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, ids, "every request answered exactly once");
+    assert!(overloaded >= 1, "twenty slow jobs fit a queue of one?");
+    // Once the burst is over the server works normally.
+    let username = server.sign_up(&mut c, "after", PASSWORD);
+    c.log_in(&username, PASSWORD);
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_at_once() {
+    let server = TestServer::start_with(Options::default().arg("--max-connections", 2));
+    let mut first = server.connect();
+    let mut second = server.connect();
+    assert_eq!(first.call(Message::Ping), Message::Pong);
+    assert_eq!(second.call(Message::Ping), Message::Pong);
+    let mut third = server.connect();
+    assert!(third.is_closed_by_server());
+    drop(second);
+    // The freed slot is taken again once the server has seen the close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if server.connect().try_call(Message::Ping) == Some(Message::Pong) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed slot never came back");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(first.call(Message::Ping), Message::Pong);
+}
+
+/// A server whose Redis or MySQL does not answer says `Unavailable`, quickly.
+#[test]
+fn unreachable_dependencies_give_unavailable() {
+    let no_redis = TestServer::start_with(Options::default().arg("--redis-url", "redis://127.0.0.1:1/"));
+    let mut c = no_redis.connect();
+    let reply =
+        c.call(Message::Login { username: no_redis.username("x"), password: PASSWORD.into(), client: None });
+    let Message::Error(e) = reply else { panic!("{reply:?}") };
+    assert_eq!((e.code, e.retry_after_secs), (ErrorCode::Unavailable, 1));
+    let reply = c.call(Message::GetProfile { token: "a".repeat(64).into(), username: None });
+    assert_eq!(error_code(&reply), ErrorCode::Unavailable);
+    assert_eq!(c.call(Message::Ping), Message::Pong, "the reactor does not need Redis");
+
+    let no_mysql = TestServer::start_with(
+        Options::default().arg("--mysql-url", "mysql://usermgmt@127.0.0.1:1/usermgmt_test"),
+    );
+    let mut c = no_mysql.connect();
+    let reply = c.call(Message::SignUp {
+        username: no_mysql.username("x"),
+        password: PASSWORD.into(),
+        nickname: None,
+        client: None,
+    });
+    assert_eq!(error_code(&reply), ErrorCode::Unavailable);
+    let reply =
+        c.call(Message::Login { username: no_mysql.username("x"), password: PASSWORD.into(), client: None });
+    assert_eq!(error_code(&reply), ErrorCode::Unavailable);
+}
+
+fn upstream(url: &str, default_port: u16) -> SocketAddr {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host_port = rest.rsplit('@').next().unwrap_or(rest).split('/').next().unwrap_or("127.0.0.1");
+    let with_port =
+        if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:{default_port}") };
+    with_port.parse().expect("database address")
+}
+
+/// Connections that die while idle (a restart, an idle timeout) are replaced
+/// without failing the request that finds them dead, and a write that meets a
+/// dead connection is applied exactly once. While a database refuses
+/// connections requests fail fast, and service resumes when it is back.
+#[test]
+fn lost_database_connections_are_replaced_and_service_resumes() {
+    let env = util::TestEnv::load();
+    let redis_proxy = Proxy::start(upstream(&env.redis_url, 6379));
+    let mysql_proxy = Proxy::start(upstream(&env.mysql_url, 3306));
+    let (mysql_url, _) = env.split_mysql_url();
+    let db = mysql_url.rsplit('/').next().unwrap_or("usermgmt_test");
+    let server = TestServer::start_with(
+        Options::default()
+            .arg("--workers", 1)
+            .arg("--redis-url", format!("redis://{}/", redis_proxy.addr))
+            // prefer_socket=false: stay on TCP, through the proxy.
+            .arg("--mysql-url", format!("mysql://usermgmt@{}/{db}?prefer_socket=false", mysql_proxy.addr)),
+    );
+    let mut c = server.connect();
+    let (username, token) = server.user_with_session(&mut c, "survivor", PASSWORD);
+
+    redis_proxy.cut();
+    mysql_proxy.cut();
+    let reply = c.call(Message::UpdateNickname {
+        token: token.clone(),
+        username: None,
+        nickname: "still here".into(),
+    });
+    assert!(matches!(reply, Message::NicknameUpdated(_)), "{reply:?}");
+    let version: Option<u64> =
+        env.mysql().exec_first("SELECT version FROM users WHERE username = ?", (&username,)).unwrap();
+    assert_eq!(version, Some(1), "the update was applied exactly once");
+
+    mysql_proxy.cut();
+    c.log_in(&username, PASSWORD);
+    redis_proxy.cut();
+    assert!(matches!(
+        c.call(Message::GetProfile { token: token.clone(), username: None }),
+        Message::ProfileReply(_)
+    ));
+
+    redis_proxy.set_refusing(true);
+    redis_proxy.cut();
+    let reply = c.call(Message::GetProfile { token: token.clone(), username: None });
+    assert_eq!(error_code(&reply), ErrorCode::Unavailable);
+    redis_proxy.set_refusing(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.call(Message::GetProfile { token: token.clone(), username: None }) {
+            Message::ProfileReply(p) => {
+                assert_eq!(p.nickname, "still here");
+                break;
+            }
+            other => assert_eq!(error_code(&other), ErrorCode::Unavailable),
+        }
+        assert!(Instant::now() < deadline, "service did not resume after Redis came back");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let log = server.stderr();
+    assert!(log.contains("Redis connection restored"), "{log}");
+}
+
+#[test]
+fn sigterm_answers_requests_in_flight_then_exits_zero() {
+    let mut server =
+        TestServer::start_with(Options::default().arg("--workers", 1).arg("--hash-cost", 300_000));
+    let mut c = server.connect();
+    let login =
+        c.send(Message::Login { username: server.username("late"), password: PASSWORD.into(), client: None });
+    let ping = c.send(Message::Ping);
+    // The Pong proves the reactor has taken the log-in (frames are read in order).
+    let pong = c.recv();
+    assert_eq!((pong.request_id, pong.message), (ping, Message::Pong));
+    let pid = server.pid();
+    let status = thread::scope(|s| {
+        let waiter = s.spawn(|| server.terminate());
+        let reply = c.recv();
+        assert_eq!(reply.request_id, login);
+        assert_eq!(error_code(&reply.message), ErrorCode::BadCredentials);
+        assert!(c.is_closed_by_server(), "the connection is closed after its last reply");
+        waiter.join().unwrap()
+    });
+    assert!(status.success(), "tcpserver {pid} exited with {status}");
+    assert!(server.stderr().contains("shutting down"));
+}
+
+fn start_failure(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_tcpserver"))
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tcpserver");
+    assert!(!output.status.success(), "tcpserver started with {args:?}");
+    assert!(output.stdout.is_empty(), "no listening line on failure");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_settings_stop_the_server_with_a_clear_message() {
+    let dir = std::env::temp_dir().join(format!("tcpserver-start-{}", util::random_hex(8)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let short = dir.join("short-pepper");
+    std::fs::write(&short, b"too short").unwrap();
+    let missing = dir.join("missing");
+    let listen = ["--listen", "127.0.0.1:0"];
+
+    let err = start_failure(&[&listen[..], &["--pepper-file", short.to_str().unwrap()]].concat());
+    assert!(err.contains("pepper") && err.contains("16"), "{err}");
+    let err = start_failure(&[&listen[..], &["--pepper-file", missing.to_str().unwrap()]].concat());
+    assert!(err.contains("pepper") && err.contains("missing"), "{err}");
+    let err = start_failure(&["--workers", "zero"]);
+    assert!(err.contains("--workers"), "{err}");
+    let err = start_failure(&["--no-such-flag"]);
+    assert!(err.contains("--no-such-flag"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
