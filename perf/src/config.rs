@@ -43,6 +43,8 @@ Plays users of usermgmt over keep-alive HTTP/1.1 and checks every answer.
   --sessions N      users logged in first for profile/nickname [= concurrency]
   --timeout-ms MS   a request slower than this fails as timeout [5000]
   --threads N       event-loop threads [1]
+  --save-tokens F   profile/nickname: also write the session tokens to F, one per
+                    line (for perf/wrk/profile.lua)
   --json            print the report as one JSON object
   -h, --help        this text
 
@@ -115,6 +117,8 @@ pub struct Config {
     pub threads: usize,
     /// Print JSON instead of text.
     pub json: bool,
+    /// Where to write the session tokens, if anywhere.
+    pub save_tokens: Option<std::path::PathBuf>,
 }
 
 /// A setting that could not be understood.
@@ -164,7 +168,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Flags that take a value.
-const VALUE_FLAGS: [&str; 11] = [
+const VALUE_FLAGS: [&str; 12] = [
     "--scenario",
     "--requests",
     "--duration",
@@ -176,6 +180,7 @@ const VALUE_FLAGS: [&str; 11] = [
     "--sessions",
     "--timeout-ms",
     "--threads",
+    "--save-tokens",
 ];
 
 impl Config {
@@ -235,6 +240,7 @@ impl Config {
                 "--sessions" => sessions = Some(number(1, MAX_CONCURRENCY as u64)? as usize),
                 "--timeout-ms" => config.timeout = Duration::from_millis(number(1, 600_000)?),
                 "--threads" => config.threads = number(1, 64)? as usize,
+                "--save-tokens" => config.save_tokens = Some(value.into()),
                 _ => config.json = value != "0",
             }
         }
@@ -257,6 +263,7 @@ impl Config {
             timeout: DEFAULT_TIMEOUT,
             threads: 1,
             json: false,
+            save_tokens: None,
         })
     }
 }

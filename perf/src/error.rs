@@ -12,6 +12,13 @@ pub enum Error {
     Config(ConfigError),
     /// The event loop itself failed (not a connection: those are counted).
     Io(io::Error),
+    /// The session tokens could not be written to the file asked for.
+    SaveTokens {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
     /// The logins before a profile or nickname run did not all succeed.
     Setup {
         /// Sessions wanted.
@@ -28,6 +35,9 @@ impl fmt::Display for Error {
         match self {
             Error::Config(e) => write!(f, "{e}"),
             Error::Io(e) => write!(f, "event loop: {e}"),
+            Error::SaveTokens { path, source } => {
+                write!(f, "cannot write the tokens to {}: {source}", path.display())
+            }
             Error::Setup { wanted, got, failures } => {
                 write!(f, "logging in the {wanted} session users gave {got} sessions")?;
                 for (failure, n) in failures {
@@ -43,7 +53,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Config(e) => Some(e),
-            Error::Io(e) => Some(e),
+            Error::Io(e) | Error::SaveTokens { source: e, .. } => Some(e),
             Error::Setup { .. } => None,
         }
     }

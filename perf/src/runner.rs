@@ -2,6 +2,10 @@
 //! needs them (not measured), then play the scenario on the event loops.
 
 use std::{
+    fs::OpenOptions,
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -61,7 +65,22 @@ fn log_in_sessions(config: &Config) -> Result<Vec<Session>, Error> {
     }
     // Connection c uses session c: sort by account so that is account c + 1.
     sessions.sort_by(|a, b| a.username.cmp(&b.username));
+    if let Some(path) = &config.save_tokens {
+        save_tokens(path, &sessions).map_err(|source| Error::SaveTokens { path: path.clone(), source })?;
+    }
     Ok(sessions)
+}
+
+/// Writes one token per line, readable by the owner only: they are live
+/// credentials until they expire.
+fn save_tokens(path: &Path, sessions: &[Session]) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut text = String::with_capacity(sessions.len() * 64);
+    for session in sessions {
+        text.push_str(&session.token);
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())
 }
 
 /// Plays `workload` over `connections` connections split across `threads`
