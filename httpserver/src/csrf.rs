@@ -10,8 +10,10 @@
 //!    can make a browser send the cookie, but cannot read it to fill in the field.
 //!
 //! Requests with an `Authorization` header carry no ambient credential and skip
-//! both; API clients without a session cookie (signing up or logging in with
-//! `Accept: application/json`) skip the token but not the origin check.
+//! both. API clients (`Accept: application/json`) skip the token, but not the
+//! origin check, where no session cookie is in play: on sign-up and log-in, or
+//! when they send no cookie at all. Browsers always need the token, log-in
+//! included, so another site cannot log a visitor into an account of its own.
 
 use rand::TryRng;
 use rand::rngs::SysRng;
@@ -45,12 +47,13 @@ pub fn page_token(request: &Request, secure: bool) -> (String, Option<String>) {
     (token, Some(cookie))
 }
 
-/// Checks a state-changing request; `api` is true when the client asked for JSON.
+/// Checks a state-changing request. `api` is true when the client asked for
+/// JSON; `uses_session` when the endpoint acts on the session cookie's user.
 ///
 /// # Errors
 ///
 /// [`HttpError::CsrfRejected`] (403) when the request may be forged.
-pub fn check(request: &Request, fields: &Fields, api: bool) -> Result<(), Failure> {
+pub fn check(request: &Request, fields: &Fields, api: bool, uses_session: bool) -> Result<(), Failure> {
     if session_cookie::has_authorization(request) {
         return Ok(());
     }
@@ -58,7 +61,7 @@ pub fn check(request: &Request, fields: &Fields, api: bool) -> Result<(), Failur
     if !same_origin(request) {
         return Err(rejected);
     }
-    let ambient = session_cookie::cookie(request, SESSION_COOKIE).is_some();
+    let ambient = uses_session && session_cookie::cookie(request, SESSION_COOKIE).is_some();
     if api && !ambient {
         return Ok(());
     }
@@ -136,9 +139,9 @@ mod tests {
     fn a_same_site_form_with_the_token_passes() {
         let (r, f) =
             post(&[("Cookie", &cookies()), ("Origin", "http://localhost:1088")], &format!("csrf={TOKEN}"));
-        assert!(check(&r, &f, false).is_ok());
+        assert!(check(&r, &f, false, true).is_ok());
         let (r, f) = post(&[("Cookie", &cookies()), ("X-CSRF-Token", TOKEN)], "");
-        assert!(check(&r, &f, true).is_ok());
+        assert!(check(&r, &f, true, true).is_ok());
     }
 
     #[test]
@@ -157,24 +160,27 @@ mod tests {
             headers.push(("Cookie", &jar));
             let (r, f) = post(&headers, body);
             assert_eq!(
-                check(&r, &f, false),
+                check(&r, &f, false, true),
                 Err(Failure::http(HttpError::CsrfRejected)),
                 "{headers:?} {body}"
             );
             // Asking for JSON does not help a request that carries the session cookie.
-            assert!(check(&r, &f, true).is_err());
+            assert!(check(&r, &f, true, true).is_err());
         }
     }
 
     #[test]
     fn explicit_credentials_and_cookieless_api_calls_need_no_token() {
         let (r, f) = post(&[("Authorization", "Bearer abc"), ("Cookie", &cookies())], "");
-        assert!(check(&r, &f, true).is_ok());
+        assert!(check(&r, &f, true, true).is_ok());
         let (r, f) = post(&[], "username=a&password=b");
-        assert!(check(&r, &f, true).is_ok());
-        assert!(check(&r, &f, false).is_err(), "a browser form always needs the token");
+        assert!(check(&r, &f, true, true).is_ok());
+        let (r, f) = post(&[("Cookie", &cookies())], "username=a&password=b");
+        assert!(check(&r, &f, true, false).is_ok(), "log-in does not act on the session cookie");
+        assert!(check(&r, &f, false, false).is_err(), "but a browser's log-in form needs the token");
+        assert!(check(&r, &f, false, true).is_err(), "a browser form always needs the token");
         let (r, f) = post(&[("Origin", "http://evil.example")], "");
-        assert!(check(&r, &f, true).is_err(), "cross-site API calls from a browser are refused too");
+        assert!(check(&r, &f, true, true).is_err(), "cross-site API calls from a browser are refused too");
     }
 
     #[test]

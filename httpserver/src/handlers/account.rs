@@ -19,7 +19,7 @@ pub fn sign_up(app: &App, request: &Request) -> Response {
     let client = Client::of(&request.head);
     let fields = Fields::from_body(request);
     let outcome = fields.as_ref().map_err(Clone::clone).and_then(|fields| {
-        csrf::check(request, fields, client.is_api())?;
+        csrf::check(request, fields, client.is_api(), false)?;
         let reply = app.call(Message::SignUp {
             username: fields.required("username")?.to_owned(),
             password: Secret::new(fields.required("password")?),
@@ -46,7 +46,7 @@ pub fn login(app: &App, request: &Request) -> Response {
     let client = Client::of(&request.head);
     let fields = Fields::from_body(request);
     let outcome = fields.as_ref().map_err(Clone::clone).and_then(|fields| {
-        csrf::check(request, fields, client.is_api())?;
+        csrf::check(request, fields, client.is_api(), false)?;
         let reply = app.call(Message::Login {
             username: fields.required("username")?.to_owned(),
             password: Secret::new(fields.required("password")?),
@@ -78,7 +78,7 @@ pub fn logout(app: &App, request: &Request) -> Response {
     let client = Client::of(&request.head);
     let clear = session_cookie::clear_session(app.config.secure_cookies);
     let outcome = Fields::from_body(request).and_then(|fields| {
-        csrf::check(request, &fields, client.is_api())?;
+        csrf::check(request, &fields, client.is_api(), true)?;
         let token = credential(request)?.token().clone();
         match app.call(Message::Logout { token })? {
             Message::LoggedOut => Ok(Success {

@@ -63,7 +63,7 @@ fn change(
 ) -> Response {
     let client = Client::of(&request.head);
     let outcome = decode(request).and_then(|mut fields| {
-        csrf::check(request, &fields, client.is_api())?;
+        csrf::check(request, &fields, client.is_api(), true)?;
         let token = credential(request)?.token().clone();
         let username = fields.text("username").map(str::to_owned);
         let message = build(token, username, &mut fields)?;

@@ -1,0 +1,692 @@
+//! Helpers for the integration tests: the whole system for real (a `tcpserver`
+//! process on MariaDB and Redis, an `httpserver` process in front of it), a small
+//! HTTP/1.1 client with a cookie jar over `std::net::TcpStream`, and test data.
+//!
+//! Each [`Stack`] has its own Redis prefix, username prefix and directory of
+//! static files and avatars, and removes its keys, rows and files when dropped,
+//! so tests run in parallel and leave nothing behind.
+
+#![allow(dead_code)] // Each test file uses a different part of this module.
+
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use serde_json::Value;
+
+/// How long a test waits for any one response before failing.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("httpserver sits in the workspace").to_owned()
+}
+
+/// Where the tests find MySQL, Redis and the pepper.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// The test database's URL, with the application's password.
+    pub mysql_url: String,
+    /// The Redis URL.
+    pub redis_url: String,
+    /// The pepper file.
+    pub pepper_file: PathBuf,
+}
+
+impl TestEnv {
+    /// From the variables `./test.sh` exports, or else from `run/secrets/`.
+    pub fn load() -> TestEnv {
+        let root = workspace_root();
+        let mysql_url = std::env::var("USERMGMT_TEST_MYSQL_URL").unwrap_or_else(|_| {
+            let password = fs::read_to_string(root.join("run/secrets/mysql_password"))
+                .expect("run ./test.sh once to create run/secrets/mysql_password");
+            format!("mysql://usermgmt:{}@127.0.0.1:3306/usermgmt_test", password.trim())
+        });
+        let redis_url =
+            std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+        let pepper_file = std::env::var("USERMGMT_TEST_PEPPER_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("run/secrets/pepper"));
+        TestEnv { mysql_url, redis_url, pepper_file }
+    }
+}
+
+/// A random lowercase hex string of `n` digits.
+pub fn random_hex(n: usize) -> String {
+    let mut s = String::new();
+    while s.len() < n {
+        s.push_str(&format!("{:016x}", rand::random::<u64>()));
+    }
+    s.truncate(n);
+    s
+}
+
+/// The tcpserver binary, built once per test process into this target directory.
+/// (`cargo test -p httpserver` does not build other packages' binaries.)
+pub fn tcpserver_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        // <target>/<profile>/deps/<test binary>
+        let profile_dir =
+            exe.parent().and_then(Path::parent).expect("test binary in <target>/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("profile dir in target dir");
+        let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        cargo
+            .args(["build", "--quiet", "-p", "tcpserver", "--manifest-path"])
+            .arg(workspace_root().join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo build -p tcpserver");
+        assert!(status.success(), "cargo build -p tcpserver failed");
+        let binary = profile_dir.join("tcpserver");
+        assert!(binary.exists(), "no tcpserver at {}", binary.display());
+        binary
+    })
+}
+
+/// Spawns `program` with `args`, stderr to `log`, and waits for its
+/// `listening on <addr>` line.
+fn spawn_listening(program: &Path, args: &[String], log: &Path) -> (Child, SocketAddr) {
+    let stderr = fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let mut child = Command::new(program)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+    let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok()).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = fs::read_to_string(log).unwrap_or_default();
+        panic!("{} did not start: stdout {line:?}, log:\n{log}", program.display())
+    });
+    (child, addr)
+}
+
+/// Options for [`Stack::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra httpserver arguments, added last (so they override the defaults).
+    pub front_args: Vec<String>,
+}
+
+impl Options {
+    /// Adds `--flag value` to httpserver's command line.
+    pub fn front(mut self, flag: &str, value: impl ToString) -> Options {
+        self.front_args.push(flag.to_owned());
+        self.front_args.push(value.to_string());
+        self
+    }
+}
+
+/// A running system: tcpserver and httpserver, with their own namespace.
+pub struct Stack {
+    backend: Option<Child>,
+    front: Option<Child>,
+    /// tcpserver's address (fixed for the life of the stack, so it can restart).
+    pub backend_addr: SocketAddr,
+    /// httpserver's address.
+    pub addr: SocketAddr,
+    /// Redis key prefix of this stack.
+    pub redis_prefix: String,
+    /// Prefix of every username this stack creates.
+    pub user_prefix: String,
+    /// Scratch directory: logs, static files, avatars.
+    pub dir: PathBuf,
+    env: TestEnv,
+    backend_args: Vec<String>,
+}
+
+impl Stack {
+    /// Both servers with test defaults.
+    pub fn start() -> Stack {
+        Stack::start_with(Options::default())
+    }
+
+    /// Both servers, httpserver with extra arguments.
+    pub fn start_with(options: Options) -> Stack {
+        let env = TestEnv::load();
+        let id = random_hex(8);
+        let dir = std::env::temp_dir().join(format!("httpserver-test-{id}"));
+        let static_dir = dir.join("static");
+        fs::create_dir_all(static_dir.join("avatars")).expect("temp dir");
+        for file in ["style.css", "icon.svg"] {
+            fs::copy(workspace_root().join("static").join(file), static_dir.join(file))
+                .expect("copy static file");
+        }
+        let (mysql_url, password) = split_mysql_url(&env.mysql_url);
+        let password_file = dir.join("mysql_password");
+        fs::write(&password_file, format!("{password}\n")).expect("password file");
+        let redis_prefix = format!("umtest:http:{id}:");
+        let backend_args: Vec<String> = vec![
+            "--workers".into(),
+            "4".into(),
+            "--mysql-url".into(),
+            mysql_url,
+            "--mysql-password-file".into(),
+            password_file.display().to_string(),
+            "--redis-url".into(),
+            env.redis_url.clone(),
+            "--redis-prefix".into(),
+            redis_prefix.clone(),
+            "--avatar-dir".into(),
+            static_dir.join("avatars").display().to_string(),
+            "--pepper-file".into(),
+            env.pepper_file.display().to_string(),
+        ];
+        let mut stack = Stack {
+            backend: None,
+            front: None,
+            backend_addr: "127.0.0.1:0".parse().expect("address"),
+            addr: "127.0.0.1:0".parse().expect("address"),
+            redis_prefix,
+            user_prefix: format!("h{id}_"),
+            dir,
+            env,
+            backend_args,
+        };
+        stack.start_backend();
+        let mut front_args: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            &stack.backend_addr.to_string(),
+            "--html-dir",
+            &workspace_root().join("html").display().to_string(),
+            "--static-dir",
+            &static_dir.display().to_string(),
+            "--rpc-pool",
+            "8",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        front_args.extend(options.front_args);
+        let (front, addr) = spawn_listening(
+            Path::new(env!("CARGO_BIN_EXE_httpserver")),
+            &front_args,
+            &stack.dir.join("httpserver.log"),
+        );
+        stack.front = Some(front);
+        stack.addr = addr;
+        stack
+    }
+
+    /// Starts tcpserver, on the same port as before if it ran already.
+    pub fn start_backend(&mut self) {
+        assert!(self.backend.is_none(), "tcpserver is already running");
+        let mut args = vec!["--listen".to_string(), self.backend_addr.to_string()];
+        args.extend(self.backend_args.iter().cloned());
+        let (child, addr) = spawn_listening(tcpserver_binary(), &args, &self.dir.join("tcpserver.log"));
+        self.backend = Some(child);
+        self.backend_addr = addr;
+    }
+
+    /// Kills tcpserver (SIGKILL: the harshest way for it to go) and waits for it.
+    pub fn kill_backend(&mut self) {
+        let mut child = self.backend.take().expect("tcpserver is running");
+        child.kill().expect("kill tcpserver");
+        child.wait().expect("reap tcpserver");
+    }
+
+    /// Whether httpserver is still the process it was (it must never need a restart).
+    pub fn front_is_running(&mut self) -> bool {
+        self.front.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// A username unique to this stack: its prefix plus `suffix` (at most 22 chars).
+    pub fn username(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.user_prefix)
+    }
+
+    /// A new HTTP client (own connection, own cookie jar).
+    pub fn client(&self) -> Http {
+        Http::new(self.addr)
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What both servers wrote to standard error so far.
+    pub fn logs(&self) -> String {
+        let read = |name: &str| fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        format!("--- httpserver\n{}--- tcpserver\n{}", read("httpserver.log"), read("tcpserver.log"))
+    }
+
+    /// Signs up `suffix` through the JSON API; returns the full username.
+    pub fn sign_up(&self, suffix: &str, password: &str) -> String {
+        let username = self.username(suffix);
+        let reply = self.client().api_post("/signUp", &[("username", &username), ("password", password)]);
+        assert_eq!(reply.status, 201, "sign-up of {username}: {}", reply.text());
+        username
+    }
+
+    /// Signs up and logs in through the JSON API; returns the username and token.
+    pub fn user_with_token(&self, suffix: &str, password: &str) -> (String, String) {
+        let username = self.sign_up(suffix, password);
+        let reply = self.client().api_post("/login", &[("username", &username), ("password", password)]);
+        assert_eq!(reply.status, 200, "log-in of {username}: {}", reply.text());
+        let token = reply.json()["data"]["token"].as_str().expect("token in login data").to_owned();
+        (username, token)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for child in [self.front.take(), self.backend.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Clean up even when the test failed; failures here must not hide that one.
+        if let Ok(mut redis) =
+            redis::Client::open(self.env.redis_url.as_str()).and_then(|c| c.get_connection())
+        {
+            let keys = redis_keys(&mut redis, &self.redis_prefix);
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut redis);
+            }
+        }
+        if let Ok(Ok(mut mysql)) = mysql::Opts::from_url(&self.env.mysql_url).map(mysql::Conn::new) {
+            // Credentials go with their user (ON DELETE CASCADE); '_' is escaped for LIKE.
+            let pattern = format!("{}%", self.user_prefix.replace('_', "\\_"));
+            let _ = mysql.exec_drop("DELETE FROM users WHERE username LIKE ?", (pattern,));
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The MySQL URL without its password, and the password.
+fn split_mysql_url(url: &str) -> (String, String) {
+    let opts = mysql::Opts::from_url(url).expect("valid MySQL URL");
+    let bare = format!(
+        "mysql://{}@{}:{}/{}",
+        opts.get_user().unwrap_or("usermgmt"),
+        opts.get_ip_or_hostname(),
+        opts.get_tcp_port(),
+        opts.get_db_name().unwrap_or("usermgmt_test")
+    );
+    (bare, opts.get_pass().unwrap_or_default().to_owned())
+}
+
+/// Every key under a prefix (SCAN, never KEYS).
+fn redis_keys(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let Ok((next, batch)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query(redis)
+        else {
+            return keys;
+        };
+        keys.extend(batch);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// Headers, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name` (lowercase).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics with the body if it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// The JSON `code`.
+    pub fn code(&self) -> i64 {
+        self.json()["code"].as_i64().unwrap_or_else(|| panic!("no code in {}", self.text()))
+    }
+}
+
+/// Reads one response from `stream`; `head_only` for replies to HEAD.
+pub fn read_reply(stream: &mut TcpStream, head_only: bool) -> Reply {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(len) = parsed.parse(&buf).expect("valid response head") {
+            let status = parsed.code.expect("status");
+            let headers: Vec<(String, String)> = parsed
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect();
+            if status == 100 {
+                buf.drain(..len);
+                continue;
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .map(|(_, v)| v.parse().expect("numeric Content-Length"))
+                .expect("every response has a Content-Length");
+            let want = if head_only { 0 } else { length };
+            while buf.len() < len + want {
+                let n = stream.read(&mut chunk).expect("read the body in time");
+                assert!(n > 0, "connection closed mid-body");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Reply { status, headers, body: buf[len..len + want].to_vec() };
+        }
+        let n = stream.read(&mut chunk).expect("read a response in time");
+        assert!(n > 0, "connection closed before a response; got {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Opens a connection with the test timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to httpserver");
+    stream.set_read_timeout(Some(RESPONSE_TIMEOUT)).expect("timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Sends raw bytes on a new connection and reads one response.
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Reply {
+    let mut stream = connect(addr);
+    stream.write_all(bytes).expect("send request");
+    read_reply(&mut stream, false)
+}
+
+/// Whether the server closes `stream` (EOF or reset) before the test timeout.
+pub fn is_closed(stream: &mut TcpStream) -> bool {
+    let mut chunk = [0u8; 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A keep-alive HTTP/1.1 client with a cookie jar, like a minimal browser.
+pub struct Http {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    /// Cookies received, by name.
+    pub jar: Vec<(String, String)>,
+    /// `Set-Cookie` values received with the last response.
+    pub last_set_cookies: Vec<String>,
+}
+
+impl Http {
+    /// A client for the server at `addr`.
+    pub fn new(addr: SocketAddr) -> Http {
+        Http { addr, stream: None, jar: Vec::new(), last_set_cookies: Vec::new() }
+    }
+
+    /// A cookie's value.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.jar.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Sets a cookie by hand.
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.jar.retain(|(n, _)| n != name);
+        self.jar.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Sends a request with the jar's cookies; reads the response and stores its cookies.
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        if !self.jar.is_empty() {
+            let cookies: Vec<String> = self.jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            head.push_str(&format!("Cookie: {}\r\n", cookies.join("; ")));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if method == "POST" || !body.is_empty() {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
+        // A kept-alive connection may have been closed by the server meanwhile;
+        // one retry on a fresh connection covers that (tests never send twice otherwise).
+        let reply = match self.try_send(&bytes, method == "HEAD") {
+            Some(reply) => reply,
+            None => {
+                self.stream = None;
+                self.try_send(&bytes, method == "HEAD").expect("server answers on a fresh connection")
+            }
+        };
+        if reply.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+            self.stream = None;
+        }
+        self.last_set_cookies = reply.all("set-cookie").into_iter().map(str::to_owned).collect();
+        for set in self.last_set_cookies.clone() {
+            let pair = set.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                self.jar.retain(|(n, _)| n != name);
+                if !value.is_empty() && !set.contains("Max-Age=0") {
+                    self.jar.push((name.to_owned(), value.to_owned()));
+                }
+            }
+        }
+        reply
+    }
+
+    fn try_send(&mut self, bytes: &[u8], head_only: bool) -> Option<Reply> {
+        let fresh = self.stream.is_none();
+        let stream = self.stream.get_or_insert_with(|| connect(self.addr));
+        if stream.write_all(bytes).is_err() && !fresh {
+            return None;
+        }
+        if !fresh {
+            // Detect a connection the server closed while idle before waiting on it.
+            let mut probe = [0u8; 1];
+            stream.set_nonblocking(true).ok()?;
+            let closed = matches!(stream.peek(&mut probe), Ok(0));
+            stream.set_nonblocking(false).ok()?;
+            if closed {
+                return None;
+            }
+        }
+        Some(read_reply(stream, head_only))
+    }
+
+    /// GET with the jar's cookies.
+    pub fn get(&mut self, path: &str) -> Reply {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// GET asking for JSON.
+    pub fn api_get(&mut self, path: &str) -> Reply {
+        self.request("GET", path, &[("Accept", "application/json")], b"")
+    }
+
+    /// POST of a urlencoded form, as a browser sends it (no JSON Accept).
+    pub fn form_post(&mut self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+        let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        all.extend_from_slice(headers);
+        self.request("POST", path, &all, urlencode(fields).as_bytes())
+    }
+
+    /// POST of a JSON object asking for JSON.
+    pub fn api_post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        self.api_post_with(path, fields, &[])
+    }
+
+    /// POST of a JSON object asking for JSON, with extra headers.
+    pub fn api_post_with(&mut self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+        let object: serde_json::Map<String, Value> =
+            fields.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
+        let body = serde_json::to_vec(&object).expect("JSON");
+        let mut all = vec![("Content-Type", "application/json"), ("Accept", "application/json")];
+        all.extend_from_slice(headers);
+        self.request("POST", path, &all, &body)
+    }
+
+    /// Browser-style: loads `page` to get the CSRF cookie and field, then posts the
+    /// form with the token, as the page's own form would.
+    pub fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Reply {
+        let page = self.get(page);
+        let token = csrf_field(&page.text()).unwrap_or_else(|| panic!("no csrf field in {}", page.text()));
+        let mut all = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        let origin = format!("http://{}", self.addr);
+        self.form_post(action, &all, &[("Origin", &origin)])
+    }
+}
+
+/// The value of the hidden `csrf` field in a page.
+pub fn csrf_field(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let end = html[at..].find('"')?;
+    Some(html[at..at + end].to_owned())
+}
+
+/// `a=1&b=two%20words`.
+pub fn urlencode(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+/// A multipart/form-data body: text fields, then one file field. Returns the
+/// Content-Type and the body.
+pub fn multipart(fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = format!("----usermgmt{}", random_hex(16));
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some((name, filename, data)) = file {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A valid `size`×`size` RGB PNG of a diagonal gradient, written with stored
+/// (uncompressed) deflate blocks and real checksums.
+pub fn png(size: u32) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for y in 0..size {
+        raw.push(0); // filter: none
+        for x in 0..size {
+            let t = (x + y) * 255 / (2 * size.max(1));
+            raw.extend_from_slice(&[(92 + t / 3) as u8, (124 - t / 4) as u8, (250 - t / 5) as u8]);
+        }
+    }
+    let mut zlib = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        zlib.push(u8::from(i + 1 == blocks.len()));
+        let len = block.len() as u16;
+        zlib.extend_from_slice(&len.to_le_bytes());
+        zlib.extend_from_slice(&(!len).to_le_bytes());
+        zlib.extend_from_slice(block);
+    }
+    zlib.extend_from_slice(&adler32(&raw).to_be_bytes());
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&size.to_be_bytes());
+    ihdr.extend_from_slice(&size.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(b"IHDR", ihdr.as_slice()), (b"IDAT", &zlib), (b"IEND", &[])] {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        let crc = crc32(&png[start..]);
+        png.extend_from_slice(&crc.to_be_bytes());
+    }
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn adler32(bytes: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in bytes {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    b << 16 | a
+}
