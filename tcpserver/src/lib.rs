@@ -7,6 +7,8 @@
 //! ([`pool`]), each with its own database connections, and their replies come
 //! back through a channel and a waker. [`run`] puts it together.
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 pub mod avatar_store;
 pub mod config;
 pub mod conn;

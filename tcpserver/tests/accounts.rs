@@ -319,3 +319,23 @@ fn a_raised_hash_cost_upgrades_the_stored_hash_at_login() {
     // The old server still verifies the new hash: the cost travels with it.
     old.connect().log_in(&username, PASSWORD);
 }
+
+#[test]
+fn a_corrupt_session_entry_is_an_internal_error_not_a_crash() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let (_, token) = server.user_with_session(&mut c, "corrupt", PASSWORD);
+    let hash = hex::encode(Sha256::digest(token.expose().as_bytes()));
+    let mut redis = server.env.redis();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}sess:{hash}", server.redis_prefix))
+        .arg("not a session")
+        .query(&mut redis)
+        .unwrap();
+    let reply = c.call(Message::GetProfile { token: token.clone(), username: None });
+    let Message::Error(e) = reply else { panic!("{reply:?}") };
+    assert_eq!(e.code, ErrorCode::Internal);
+    assert!(!e.message.contains("session"), "internal details stay in the log: {}", e.message);
+    assert!(server.stderr().contains("corrupt Redis entry: session"));
+    assert_eq!(c.call(Message::Ping), Message::Pong);
+}
