@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Turns the measurements of one perf/run.sh into a table and a chart.
+
+    perf/report.py table <results.jsonl> <output prefix>
+    perf/report.py line '<loadgen --json output>'
+
+`table` reads one JSON object per line (written by perf/run.sh: the machine, the seed,
+every loadgen and wrk run, peak memory) and writes <prefix>.md (the table the
+README shows), <prefix>.json (everything, for scripts) and <prefix>.svg (QPS and
+p99 per scenario at both concurrencies). `line` prints one run in
+a line for the console. Standard library only, so it runs on a fresh machine
+with nothing but python3.
+"""
+
+import json
+import sys
+from html import escape
+
+SCENARIOS = ["login-fixed", "login-random", "profile", "nickname"]
+LEVELS = [200, 2000]
+
+# The issue's goals, checked against the numbers of the same run.
+QPS_GOALS = {"login-fixed": 12000, "login-random": 6000, "profile": 20000}
+P99_GOAL_MS = 50
+C2000_SHARE = 0.8
+RSS_GOALS_MB = {"tcpserver": 100, "httpserver": 300}
+
+
+def load(path):
+    runs, wrk, machine, seed, rss = {}, [], {}, None, {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            item = json.loads(line)
+            kind = item.get("kind")
+            if kind == "machine":
+                machine = item
+            elif kind == "seed":
+                seed = item.get("summary")
+            elif kind == "loadgen":
+                r = item["result"]
+                runs[(r["scenario"], r["concurrency"])] = r
+            elif kind == "wrk":
+                wrk.append(item)
+            elif kind == "rss":
+                rss[item["concurrency"]] = item["peak_mb"]
+    return runs, wrk, machine, seed, rss
+
+
+def fmt_int(n):
+    return f"{n:,.0f}"
+
+
+def fmt_ms(x):
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def ceiling_of(wrk, concurrency):
+    for w in wrk:
+        if w["target"] == "nginx" and w["concurrency"] == concurrency:
+            return w["result"]["qps"]
+    return None
+
+
+def table(runs, wrk, machine, seed, rss):
+    out = []
+    date = machine.get("date", "?")
+    commit = machine.get("commit", "?")
+    out.append(f"# usermgmt benchmark — {date}, commit `{commit}`\n")
+    out.append(
+        f"Machine: {machine.get('cores', '?')} cores ({machine.get('cpu', '?')}), "
+        f"{machine.get('memory', '?')} RAM, Linux {machine.get('kernel', '?')}. "
+        "The load generator, both servers, MariaDB and Redis share these cores.\n"
+    )
+    out.append(
+        f"Command: `{machine.get('command', 'perf/run.sh')}` — each run {machine.get('duration', '?')} s, "
+        f"{fmt_int(machine.get('accounts', 0))} seeded accounts, password-hash cost "
+        f"{machine.get('hash_cost', '?')} (PBKDF2-HMAC-SHA256).\n"
+    )
+    out.append("| scenario | concurrency | requests | QPS | of ceiling | p50 ms | p90 ms | p99 ms | max ms | errors |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for scenario in SCENARIOS:
+        for c in LEVELS:
+            r = runs.get((scenario, c))
+            if r is None:
+                continue
+            lat = r["latency_ms"]
+            ceiling = ceiling_of(wrk, c)
+            share = f"{100 * r['qps'] / ceiling:.0f} %" if ceiling else "–"
+            out.append(
+                f"| {scenario} | {c} | {fmt_int(r['requests'])} | **{fmt_int(r['qps'])}** | {share} | "
+                f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | {fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | "
+                f"{errors_text(r)} |"
+            )
+    for w in wrk:
+        if w["target"] != "nginx":
+            continue
+        r = w["result"]
+        lat = r["latency_ms"]
+        out.append(
+            f"| ceiling: nginx fixed 200 (wrk) | {w['concurrency']} | {fmt_int(r['requests'])} | "
+            f"{fmt_int(r['qps'])} | 100 % | {fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | "
+            f"{fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | {r['errors']} |"
+        )
+    out.append("")
+    if rss:
+        for c, peaks in sorted(rss.items()):
+            parts = [f"{name} {mb:.0f} MB" for name, mb in sorted(peaks.items())]
+            out.append(f"Peak resident memory during the concurrency-{c} runs: {', '.join(parts)}.\n")
+    cross = [w for w in wrk if w["target"] == "httpserver"]
+    if cross:
+        out.append("Cross-check of the load generator against wrk (same scenario, same machine, same run):\n")
+        out.append("| tool | scenario | concurrency | QPS | p50 ms | p99 ms | errors |")
+        out.append("|---|---|---:|---:|---:|---:|---:|")
+        for w in cross:
+            r = w["result"]
+            mine = runs.get((r["scenario"], w["concurrency"]))
+            if mine:
+                lat = mine["latency_ms"]
+                out.append(
+                    f"| loadgen | {r['scenario']} | {w['concurrency']} | {fmt_int(mine['qps'])} | "
+                    f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {mine['errors']} |"
+                )
+            lat = r["latency_ms"]
+            out.append(
+                f"| wrk ({w.get('threads', 1)} thread) | {r['scenario']} | {w['concurrency']} | {fmt_int(r['qps'])} | "
+                f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {r['errors']} |"
+            )
+        out.append("")
+    out.append("Goals of the issue, checked on these numbers:\n")
+    out.extend(goals(runs, rss))
+    out.append("")
+    if seed:
+        out.append("Seed (`seed`, as run by perf/run.sh; a no-op when the accounts exist):\n")
+        out.append("```")
+        out.append(seed.rstrip())
+        out.append("```")
+        out.append("")
+    return "\n".join(out)
+
+
+def errors_text(r):
+    if not r["errors"]:
+        return "0"
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(r.get("errors_by_kind", {}).items()))
+    return f"{r['errors']} ({kinds})"
+
+
+def goals(runs, rss):
+    lines = []
+
+    def mark(ok):
+        return "✅" if ok else "❌"
+
+    for scenario, goal in QPS_GOALS.items():
+        r = runs.get((scenario, 200))
+        if r:
+            lines.append(f"- {mark(r['qps'] >= goal)} {scenario} at 200: {fmt_int(r['qps'])}/s (goal ≥ {fmt_int(goal)})")
+    for scenario in SCENARIOS:
+        low, high = runs.get((scenario, 200)), runs.get((scenario, 2000))
+        if low and high:
+            share = high["qps"] / low["qps"] if low["qps"] else 0
+            ok = high["errors"] == 0 and share >= C2000_SHARE
+            lines.append(
+                f"- {mark(ok)} {scenario} at 2000: {high['errors']} errors, {100 * share:.0f} % of the "
+                f"concurrency-200 throughput (goal: 0 errors, ≥ {100 * C2000_SHARE:.0f} %)"
+            )
+    for scenario in SCENARIOS:
+        r = runs.get((scenario, 200))
+        if r:
+            p99 = r["latency_ms"]["p99"]
+            lines.append(f"- {mark(p99 < P99_GOAL_MS)} {scenario} p99 at 200: {fmt_ms(p99)} ms (goal < {P99_GOAL_MS} ms)")
+    peaks = rss.get(2000, {})
+    for name, goal in RSS_GOALS_MB.items():
+        if name in peaks:
+            lines.append(f"- {mark(peaks[name] < goal)} {name} peak RSS at 2000: {peaks[name]:.0f} MB (goal < {goal} MB)")
+    return lines
+
+
+def chart(runs, wrk):
+    """Two panels of grouped bars: QPS and p99 per scenario, c=200 and c=2000."""
+    width, height = 960, 380
+    panel_w, top, bottom, left = 400, 60, 300, 70
+    colors = {200: "#2b6cb0", 2000: "#dd6b20"}
+    svg = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+    ]
+    ceiling = ceiling_of(wrk, 200)
+
+    def panel(x0, title, value, unit, line=None):
+        values = [value(runs[(s, c)]) for s in SCENARIOS for c in LEVELS if (s, c) in runs]
+        top_value = max(values + ([line] if line else []) + [1]) * 1.12
+        scale = (bottom - top) / top_value
+        svg.append(f'<text x="{x0 + panel_w / 2}" y="30" text-anchor="middle" font-size="15" font-weight="bold">{escape(title)}</text>')
+        svg.append(f'<line x1="{x0}" y1="{bottom}" x2="{x0 + panel_w}" y2="{bottom}" stroke="#333"/>')
+        for i in range(5):
+            v = top_value * i / 4
+            y = bottom - v * scale
+            svg.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + panel_w}" y2="{y:.1f}" stroke="#eee"/>')
+            svg.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#555">{v:,.0f}</text>')
+        group = panel_w / len(SCENARIOS)
+        bar = group * 0.32
+        for i, s in enumerate(SCENARIOS):
+            gx = x0 + i * group + group * 0.16
+            for j, c in enumerate(LEVELS):
+                r = runs.get((s, c))
+                if r is None:
+                    continue
+                v = value(r)
+                h = v * scale
+                x = gx + j * bar
+                svg.append(f'<rect x="{x:.1f}" y="{bottom - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" fill="{colors[c]}"/>')
+                label = f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+                svg.append(f'<text x="{x + bar / 2 - 1:.1f}" y="{bottom - h - 4:.1f}" text-anchor="middle" font-size="10">{label}</text>')
+            svg.append(f'<text x="{gx + bar:.1f}" y="{bottom + 18}" text-anchor="middle">{s}</text>')
+        if line:
+            y = bottom - line * scale
+            svg.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + panel_w}" y2="{y:.1f}" stroke="#c53030" stroke-dasharray="6,4"/>')
+            svg.append(f'<text x="{x0 + panel_w}" y="{y - 5:.1f}" text-anchor="end" fill="#c53030">nginx fixed 200: {line:,.0f}/s</text>')
+        svg.append(f'<text x="{x0 - 55}" y="{(top + bottom) / 2}" transform="rotate(-90 {x0 - 55} {(top + bottom) / 2})" text-anchor="middle" fill="#555">{unit}</text>')
+
+    panel(left, "Throughput (answers checked correct)", lambda r: r["qps"], "requests / s", ceiling)
+    panel(left + panel_w + 90, "p99 latency", lambda r: r["latency_ms"]["p99"], "ms")
+    for j, c in enumerate(LEVELS):
+        x = left + j * 160
+        svg.append(f'<rect x="{x}" y="{height - 40}" width="14" height="14" fill="{colors[c]}"/>')
+        svg.append(f'<text x="{x + 20}" y="{height - 28}">concurrency {c}</text>')
+    svg.append("</svg>")
+    return "\n".join(svg)
+
+
+def line(r):
+    lat = r["latency_ms"]
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(r.get("errors_by_kind", {}).items()))
+    return (
+        f"  {r['scenario']:<13} c={r['concurrency']:<5} {r['qps']:>9,.0f}/s  "
+        f"p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  errors {r['errors']}" + (f" ({kinds})" if kinds else "")
+    )
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "line":
+        print(line(json.loads(sys.argv[2])))
+        return
+    if len(sys.argv) != 4 or sys.argv[1] != "table":
+        sys.exit("usage: perf/report.py table <results.jsonl> <output prefix> | line '<loadgen json>'")
+    runs, wrk, machine, seed, rss = load(sys.argv[2])
+    prefix = sys.argv[3]
+    with open(prefix + ".md", "w", encoding="utf-8") as f:
+        f.write(table(runs, wrk, machine, seed, rss))
+    with open(prefix + ".json", "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "machine": machine,
+                "runs": list(runs.values()),
+                "wrk": wrk,
+                "peak_rss_mb": {str(c): p for c, p in rss.items()},
+                "seed": seed,
+            },
+            f,
+            indent=2,
+            ensure_ascii=False,
+        )
+    with open(prefix + ".svg", "w", encoding="utf-8") as f:
+        f.write(chart(runs, wrk))
+
+
+if __name__ == "__main__":
+    main()
