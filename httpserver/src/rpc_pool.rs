@@ -340,3 +340,186 @@ fn remaining(deadline: Instant) -> Option<Duration> {
 fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::thread;
+
+    use proto::{ErrorCode, Profile, Secret};
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Reads one request frame from a fake back end's side of a connection.
+    fn read_request(stream: &mut TcpStream) -> Option<Frame> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            if let Ok(Some((frame, _))) = Frame::decode(&buf) {
+                return Some(frame);
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn reply(stream: &mut TcpStream, request_id: u64, message: Message) {
+        let mut out = Vec::new();
+        Frame { request_id, message }.encode(&mut out).unwrap();
+        stream.write_all(&out).unwrap();
+    }
+
+    fn profile() -> Message {
+        Message::ProfileReply(Profile { username: "u".into(), nickname: "n".into(), avatar: None })
+    }
+
+    fn get_profile() -> Message {
+        Message::GetProfile { token: Secret::new("t"), username: None }
+    }
+
+    /// A fake back end whose connections are each handled by `script`, in order.
+    fn backend(scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>>) -> (String, thread::JoinHandle<TcpListener>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let handle = thread::spawn(move || {
+            for script in scripts {
+                let (stream, _) = listener.accept().unwrap();
+                script(stream);
+            }
+            listener
+        });
+        (addr, handle)
+    }
+
+    /// True if nobody else connected to the listener after its scripts ran.
+    fn no_further_connection(listener: &TcpListener) -> bool {
+        listener.set_nonblocking(true).unwrap();
+        matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock)
+    }
+
+    #[test]
+    fn a_connection_closed_while_idle_is_replaced_before_use() {
+        let (tx, rx) = mpsc::channel();
+        let (addr, server) = backend(vec![
+            Box::new(move |mut s| {
+                let f = read_request(&mut s).unwrap();
+                reply(&mut s, f.request_id, Message::Pong);
+                drop(s); // the back end restarts
+                tx.send(()).unwrap();
+            }),
+            Box::new(|mut s| {
+                let f = read_request(&mut s).unwrap();
+                reply(&mut s, f.request_id, Message::LoggedOut);
+            }),
+        ]);
+        let pool = RpcPool::new(addr, 4, TIMEOUT);
+        assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
+        rx.recv().unwrap();
+        // Not idempotent, so this works only because the dead connection is
+        // noticed before anything is written to it.
+        assert_eq!(pool.call(Message::Logout { token: Secret::new("t") }).unwrap(), Message::LoggedOut);
+        assert_eq!(pool.open_connections(), 1);
+        assert!(no_further_connection(&server.join().unwrap()));
+    }
+
+    #[test]
+    fn a_state_change_lost_mid_flight_is_not_sent_again() {
+        let (addr, server) = backend(vec![Box::new(|mut s| {
+            read_request(&mut s).unwrap();
+            // Applied, maybe, but the reply never comes.
+        })]);
+        let pool = RpcPool::new(addr, 4, TIMEOUT);
+        let nickname =
+            Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() };
+        assert!(matches!(pool.call(nickname), Err(RpcError::Interrupted)));
+        assert!(no_further_connection(&server.join().unwrap()), "the request must not be repeated");
+        assert_eq!(pool.open_connections(), 0, "the broken connection's slot is freed");
+    }
+
+    #[test]
+    fn an_idempotent_read_lost_mid_flight_is_sent_again_once() {
+        let (addr, server) = backend(vec![
+            Box::new(|mut s| {
+                read_request(&mut s).unwrap();
+            }),
+            Box::new(|mut s| {
+                let f = read_request(&mut s).unwrap();
+                reply(&mut s, f.request_id, profile());
+            }),
+        ]);
+        let pool = RpcPool::new(addr, 4, TIMEOUT);
+        assert_eq!(pool.call(get_profile()).unwrap(), profile());
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn error_replies_are_replies_and_wrong_ids_are_refused() {
+        let (addr, server) = backend(vec![Box::new(|mut s| {
+            let f = read_request(&mut s).unwrap();
+            reply(&mut s, f.request_id, Message::error(ErrorCode::Forbidden, "no"));
+            let f = read_request(&mut s).unwrap();
+            reply(&mut s, f.request_id + 1, Message::Pong);
+        })]);
+        let pool = RpcPool::new(addr, 1, TIMEOUT);
+        assert!(matches!(pool.call(get_profile()), Ok(Message::Error(e)) if e.code == ErrorCode::Forbidden));
+        assert!(matches!(pool.call(Message::Ping), Err(RpcError::UnexpectedReply)));
+        assert_eq!(pool.open_connections(), 0, "a connection out of step is not reused");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_silent_back_end_times_out_and_a_missing_one_is_unreachable() {
+        let (release, wait) = mpsc::channel::<()>();
+        let (addr, server) = backend(vec![Box::new(move |mut s| {
+            read_request(&mut s).unwrap();
+            let _ = wait.recv();
+        })]);
+        let pool = RpcPool::new(addr, 1, Duration::from_millis(200));
+        assert!(matches!(pool.call(Message::Ping), Err(RpcError::Timeout)));
+        release.send(()).unwrap();
+        let listener = server.join().unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let gone = RpcPool::new(format!("127.0.0.1:{port}"), 1, TIMEOUT);
+        assert!(matches!(gone.call(Message::Ping), Err(RpcError::Unreachable(_))));
+        assert_eq!(gone.open_connections(), 0);
+    }
+
+    #[test]
+    fn callers_wait_for_a_free_connection_but_not_past_their_deadline() {
+        let (got_request, request_seen) = mpsc::channel();
+        let (release, wait) = mpsc::channel::<()>();
+        let (addr, server) = backend(vec![
+            Box::new(move |mut s| {
+                let f = read_request(&mut s).unwrap();
+                got_request.send(()).unwrap();
+                wait.recv().unwrap();
+                let mut out = Vec::new();
+                Frame { request_id: f.request_id, message: Message::Pong }.encode(&mut out).unwrap();
+                let _ = s.write_all(&out);
+            }),
+            Box::new(|mut s| {
+                let f = read_request(&mut s).unwrap();
+                reply(&mut s, f.request_id, Message::Pong);
+            }),
+        ]);
+        let pool = std::sync::Arc::new(RpcPool::new(addr, 1, Duration::from_millis(300)));
+        let first = {
+            let pool = std::sync::Arc::clone(&pool);
+            thread::spawn(move || pool.call(Message::Ping))
+        };
+        request_seen.recv().unwrap();
+        assert!(matches!(pool.call(Message::Ping), Err(RpcError::Busy)), "the only connection is leased");
+        release.send(()).unwrap();
+        let _ = first.join().unwrap(); // Pong or Timeout, depending on who was first
+        // Whatever happened to the first call, its slot came back.
+        assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
+        assert_eq!(pool.open_connections(), 1);
+        server.join().unwrap();
+    }
+}

@@ -131,6 +131,12 @@ impl Options {
         self.front_args.push(value.to_string());
         self
     }
+
+    /// Adds a switch such as `--secure-cookies` to httpserver's command line.
+    pub fn front_switch(mut self, flag: &str) -> Options {
+        self.front_args.push(flag.to_owned());
+        self
+    }
 }
 
 /// A running system: tcpserver and httpserver, with their own namespace.
@@ -389,40 +395,37 @@ impl Reply {
     }
 }
 
-/// Reads one response from `stream`; `head_only` for replies to HEAD.
+/// Reads one response from `stream`; `head_only` for replies to HEAD. Reads the
+/// head a byte at a time so that pipelined responses after it stay in the socket.
 pub fn read_reply(stream: &mut TcpStream, head_only: bool) -> Reply {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
     loop {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).expect("read a response in time");
+            assert!(n > 0, "connection closed before a response; got {:?}", String::from_utf8_lossy(&head));
+            head.push(byte[0]);
+        }
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut parsed = httparse::Response::new(&mut headers);
-        if let httparse::Status::Complete(len) = parsed.parse(&buf).expect("valid response head") {
-            let status = parsed.code.expect("status");
-            let headers: Vec<(String, String)> = parsed
-                .headers
-                .iter()
-                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
-                .collect();
-            if status == 100 {
-                buf.drain(..len);
-                continue;
-            }
-            let length: usize = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .map(|(_, v)| v.parse().expect("numeric Content-Length"))
-                .expect("every response has a Content-Length");
-            let want = if head_only { 0 } else { length };
-            while buf.len() < len + want {
-                let n = stream.read(&mut chunk).expect("read the body in time");
-                assert!(n > 0, "connection closed mid-body");
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Reply { status, headers, body: buf[len..len + want].to_vec() };
+        assert!(parsed.parse(&head).expect("valid response head").is_complete());
+        let status = parsed.code.expect("status");
+        if status == 100 {
+            continue;
         }
-        let n = stream.read(&mut chunk).expect("read a response in time");
-        assert!(n > 0, "connection closed before a response; got {:?}", String::from_utf8_lossy(&buf));
-        buf.extend_from_slice(&chunk[..n]);
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.parse().expect("numeric Content-Length"))
+            .expect("every response has a Content-Length");
+        let mut body = vec![0u8; if head_only { 0 } else { length }];
+        stream.read_exact(&mut body).expect("read the body in time");
+        return Reply { status, headers, body };
     }
 }
 
