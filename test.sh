@@ -16,4 +16,9 @@ export USERMGMT_TEST_MYSQL_URL="mysql://usermgmt:${MYSQL_APP_PASSWORD}@127.0.0.1
 export USERMGMT_TEST_REDIS_URL="redis://127.0.0.1:6379/"
 export USERMGMT_TEST_PEPPER_FILE="$PEPPER_FILE"
 
-cargo test --workspace "$@"
+# With no arguments every crate is tested; with `-p <crate>` only that one.
+if [ $# -gt 0 ]; then
+  cargo test "$@"
+else
+  cargo test --workspace
+fi

@@ -133,10 +133,12 @@ impl PasswordHasher {
         std::hint::black_box(key);
     }
 
-    /// Whether `stored` was made with another cost than the configured one and
-    /// should be replaced at the next successful login.
+    /// Whether `stored` was made with a lower cost than the configured one and
+    /// should be replaced at the next successful login. Only upgrades: two
+    /// servers configured with different costs never keep rewriting each
+    /// other's hashes, and lowering the setting never weakens stored rows.
     pub fn needs_rehash(&self, stored: &str) -> bool {
-        StoredHash::parse(stored).map_or(true, |h| h.iterations != self.iterations)
+        StoredHash::parse(stored).map_or(true, |h| h.iterations < self.iterations)
     }
 
     fn derive(&self, password: &str, salt: &[u8], iterations: u32) -> [u8; HASH_LEN] {
@@ -224,6 +226,8 @@ mod tests {
         assert!(raised.verify("pw", &old).unwrap());
         assert!(raised.needs_rehash(&old));
         assert!(!raised.needs_rehash(&raised.hash("pw").unwrap()));
+        let lowered = hasher();
+        assert!(!lowered.needs_rehash(&raised.hash("pw").unwrap()), "a lower setting must not downgrade");
     }
 
     #[test]
