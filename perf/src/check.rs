@@ -33,6 +33,9 @@ pub struct Expect {
 pub enum Failure {
     /// The connection could not be opened.
     Connect,
+    /// The TCP handshake did not finish within the request timeout (a full
+    /// listen queue drops SYNs, and the client retries after 1, 3, 7 s...).
+    ConnectTimeout,
     /// No complete answer within the request timeout.
     Timeout,
     /// The server closed or reset the connection before a complete answer.
@@ -55,6 +58,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Connect => f.write_str("connect"),
+            Failure::ConnectTimeout => f.write_str("connect timeout"),
             Failure::Timeout => f.write_str("timeout"),
             Failure::Closed => f.write_str("closed"),
             Failure::BadResponse => f.write_str("bad response"),

@@ -343,7 +343,7 @@ impl<'a> Engine<'a> {
         let conn = &mut self.conns[idx];
         conn.stream = None;
         conn.expect = None;
-        if failure == Failure::Connect {
+        if matches!(failure, Failure::Connect | Failure::ConnectTimeout) {
             conn.phase = Phase::Backoff(now + CONNECT_BACKOFF);
         } else {
             self.start_next(idx, now);
@@ -352,12 +352,10 @@ impl<'a> Engine<'a> {
 
     fn tick(&mut self, now: Instant) {
         for idx in 0..self.conns.len() {
+            let late = now.duration_since(self.conns[idx].started) > self.timeout;
             match self.conns[idx].phase {
-                Phase::Connecting | Phase::Sending | Phase::Receiving
-                    if now.duration_since(self.conns[idx].started) > self.timeout =>
-                {
-                    self.fail(idx, Failure::Timeout, now);
-                }
+                Phase::Connecting if late => self.fail(idx, Failure::ConnectTimeout, now),
+                Phase::Sending | Phase::Receiving if late => self.fail(idx, Failure::Timeout, now),
                 Phase::Backoff(until) if now >= until => self.start_next(idx, now),
                 _ => {}
             }
