@@ -18,7 +18,8 @@
 #
 # Settings (environment): PERF_DURATION seconds per run [10], PERF_ACCOUNTS
 # seeded accounts [10000000], PERF_LEVELS concurrencies ["200 2000"],
-# PERF_SCENARIOS ["login-fixed login-random profile nickname"].
+# PERF_SCENARIOS ["login-fixed login-random profile nickname"], PERF_ADDR
+# httpserver [127.0.0.1:1088], PERF_BACKEND_ADDR tcpserver [127.0.0.1:1099].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,7 +29,8 @@ levels=${PERF_LEVELS:-200 2000}
 scenarios=${PERF_SCENARIOS:-login-fixed login-random profile nickname}
 # The command that starts the whole system (and `<it> stop` stops it).
 system=${PERF_SYSTEM:-./run.sh}
-http_addr=127.0.0.1:1088
+http_addr=${PERF_ADDR:-127.0.0.1:1088}
+backend_addr=${PERF_BACKEND_ADDR:-127.0.0.1:1099}
 ceiling_addr=127.0.0.1:8089
 stamp=$(date -u +%Y%m%d-%H%M)
 work=$root/run/perf/$stamp
@@ -134,16 +136,19 @@ done
 nginx_started=
 
 # --- 5. the matrix ----------------------------------------------------------
+# The process listening on a port (the servers ./run.sh started, not test
+# instances elsewhere on the machine).
+pid_on_port() { ss -ltnpH "sport = :${1##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
+
 # Peak VmRSS of both servers, sampled five times a second while it runs.
 sample_rss() { # sample_rss <output file>
-  local t_peak=0 h_peak=0 name pid kb
+  local t_pid h_pid t_peak=0 h_peak=0 kb
+  t_pid=$(pid_on_port "$backend_addr")
+  h_pid=$(pid_on_port "$http_addr")
+  rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
   while :; do
-    for name in tcpserver httpserver; do
-      pid=$(pgrep -x -o "$name" || true)
-      [ -n "$pid" ] || continue
-      kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-      if [ "$name" = tcpserver ]; then ((kb > t_peak)) && t_peak=$kb; else ((kb > h_peak)) && h_peak=$kb; fi
-    done
+    if [ -n "$t_pid" ]; then kb=$(rss_kb "$t_pid"); ((kb > t_peak)) && t_peak=$kb; fi
+    if [ -n "$h_pid" ]; then kb=$(rss_kb "$h_pid"); ((kb > h_peak)) && h_peak=$kb; fi
     echo "{\"tcpserver\": $((t_peak / 1024)), \"httpserver\": $((h_peak / 1024))}" >"$1.tmp"
     mv "$1.tmp" "$1"
     sleep 0.2

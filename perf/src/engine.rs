@@ -203,11 +203,16 @@ impl<'a> Engine<'a> {
             for event in events.iter() {
                 let idx = event.token().0;
                 let Some(conn) = self.conns.get(idx) else { continue };
+                // Readiness is edge-triggered and reported per direction: a
+                // writable edge (the peer acknowledged the request) while an
+                // answer is awaited needs no read, and vice versa.
+                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                let writable = event.is_writable() || event.is_write_closed() || event.is_error();
                 match conn.phase {
-                    Phase::Connecting => self.connected(idx, now),
-                    Phase::Sending => self.send(idx, now),
-                    Phase::Receiving => self.receive(idx, now),
-                    Phase::Idle | Phase::Backoff(_) => {}
+                    Phase::Connecting if writable => self.connected(idx, now),
+                    Phase::Sending if writable => self.send(idx, now),
+                    Phase::Receiving if readable => self.receive(idx, now),
+                    _ => {}
                 }
             }
             if now >= next_tick {
@@ -266,6 +271,9 @@ impl<'a> Engine<'a> {
         let Some(stream) = self.conns[idx].stream.as_ref() else { return };
         match (stream.take_error(), stream.peer_addr()) {
             (Ok(None), Ok(_)) => {
+                // Like browsers and wrk: a request goes out in one segment at
+                // once, never held back by Nagle's algorithm.
+                let _ = stream.set_nodelay(true);
                 self.conns[idx].phase = Phase::Sending;
                 self.send(idx, now);
             }
