@@ -1,0 +1,227 @@
+//! The seed corpus: small valid inputs of every kind for each target.
+//!
+//! `cargo run --bin make-corpus` writes them to `corpus/<target>/`. The image
+//! seeds are real files made by ImageMagick and cwebp (see the README) and are
+//! committed as they are; the others are built here from the same types the
+//! servers use, so they stay valid when a format changes and the corpus is
+//! regenerated.
+
+use std::net::IpAddr;
+
+use proto::{ErrorCode, ErrorReply, Frame, Message, Profile, Secret};
+
+/// A named seed: file name and bytes.
+pub type Seed = (String, Vec<u8>);
+
+/// One frame of every message type (both shapes of each optional field), and
+/// two pipelined frames.
+pub fn frames() -> Vec<Seed> {
+    let v4: IpAddr = IpAddr::from([192, 0, 2, 7]);
+    let v6: IpAddr = IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+    let profile = |avatar: Option<&str>| Profile {
+        username: "bruce_lee".into(),
+        nickname: "李小龍 🐉".into(),
+        avatar: avatar.map(str::to_owned),
+    };
+    let token = || Secret::new("a".repeat(43));
+    let mut messages = vec![
+        (
+            "signup",
+            Message::SignUp {
+                username: "alice".into(),
+                password: "correct horse".into(),
+                nickname: Some("Alice ä".into()),
+                client: Some(v4),
+            },
+        ),
+        (
+            "signup-bare",
+            Message::SignUp {
+                username: "bob".into(),
+                password: "hunter22".into(),
+                nickname: None,
+                client: None,
+            },
+        ),
+        (
+            "login",
+            Message::Login { username: "alice".into(), password: "correct horse".into(), client: Some(v6) },
+        ),
+        ("logout", Message::Logout { token: token() }),
+        ("get-profile", Message::GetProfile { token: token(), username: None }),
+        ("get-profile-of", Message::GetProfile { token: token(), username: Some("bob".into()) }),
+        (
+            "update-nickname",
+            Message::UpdateNickname { token: token(), username: None, nickname: "Ali 🐉".into() },
+        ),
+        (
+            "set-avatar",
+            Message::SetAvatar {
+                token: token(),
+                username: Some("alice".into()),
+                image: b"\x89PNG\r\n\x1a\n".to_vec(),
+            },
+        ),
+        ("ping", Message::Ping),
+        ("signed-up", Message::SignedUp(profile(None))),
+        ("logged-in", Message::LoggedIn { token: token(), profile: profile(Some("ab.png")) }),
+        ("logged-out", Message::LoggedOut),
+        ("profile", Message::ProfileReply(profile(Some("cd.webp")))),
+        ("nickname-updated", Message::NicknameUpdated(profile(None))),
+        ("avatar-set", Message::AvatarSet(profile(Some("ef.gif")))),
+        ("pong", Message::Pong),
+    ];
+    for code in [ErrorCode::BadRequest, ErrorCode::TooManyAttempts, ErrorCode::UnexpectedMessage] {
+        let reply = ErrorReply { code, message: "why".into(), retry_after_secs: 3 };
+        messages.push(("error", Message::Error(reply)));
+    }
+    let mut seeds: Vec<Seed> = messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, message))| (format!("{i:02}-{name}.bin"), encode(i as u64 + 1, message)))
+        .collect();
+    let mut pipelined = encode(1, Message::Ping);
+    pipelined.extend(encode(2, Message::Logout { token: token() }));
+    seeds.push(("pipelined.bin".into(), pipelined));
+    seeds
+}
+
+fn encode(request_id: u64, message: Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    match (Frame { request_id, message }).encode(&mut out) {
+        Ok(()) => out,
+        Err(e) => panic!("seed frame does not encode: {e}"),
+    }
+}
+
+const BOUNDARY: &str = "----WebKitFormBoundary7MA4YWxkTrZu0gW";
+
+/// A browser's upload form body: CSRF token, username and a picture.
+fn upload_body(image: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nq1w2e3r4t5\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"me.png\"\r\n\
+         Content-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(image);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// Content-Type line, newline, body: the `multipart` target's input format.
+pub fn multipart() -> Vec<Seed> {
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\r\n--not-the-boundary\r\n";
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let with = |content_type: &str, body: &[u8]| [content_type.as_bytes(), b"\n", body].concat();
+    vec![
+        ("upload.txt".into(), with(&content_type, &upload_body(png))),
+        (
+            "quoted-boundary.txt".into(),
+            with(
+                "multipart/form-data; charset=utf-8; boundary=\"a b:c\"",
+                b"preamble\r\n--a b:c  \r\nContent-Disposition: form-data; name=nick\r\n\r\n\
+                  \xe6\x9d\x8e\r\n--a b:c--epilogue",
+            ),
+        ),
+        (
+            "empty-file.txt".into(),
+            with(
+                "multipart/form-data; boundary=x",
+                b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"\"\r\n\
+                  Content-Type: application/octet-stream\r\n\r\n\r\n--x--\r\n",
+            ),
+        ),
+        ("no-parts.txt".into(), with("multipart/form-data; boundary=x", b"--x--\r\n")),
+    ]
+}
+
+/// Raw requests as browsers, curl and the API clients send them, some pipelined.
+pub fn http() -> Vec<Seed> {
+    let form = "username=alice&password=correct+horse&nickname=Ali%20%F0%9F%90%89&csrf=q1w2e3r4t5";
+    let json = r#"{"username":"alice","password":"correct horse","nickname":null}"#;
+    let upload = upload_body(b"\x89PNG\r\n\x1a\n");
+    let mut upload_request = format!(
+        "POST /uploadProfilePic HTTP/1.1\r\nHost: localhost:1088\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\
+         Cookie: um_session={}; um_csrf=q1w2e3r4t5\r\nOrigin: http://localhost:1088\r\n\r\n",
+        upload.len(),
+        "a".repeat(43)
+    )
+    .into_bytes();
+    upload_request.extend_from_slice(&upload);
+    let text = |s: String| s.into_bytes();
+    vec![
+        ("get.txt".into(), text("GET /login HTTP/1.1\r\nHost: localhost:1088\r\nAccept: text/html\r\n\r\n".into())),
+        (
+            "get-query.txt".into(),
+            text("GET /profile?username=bob%2E&x=%E2%9C%93 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".into()),
+        ),
+        (
+            "post-form.txt".into(),
+            text(format!(
+                "POST /signup HTTP/1.1\r\nHost: localhost:1088\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+                 Cookie: um_csrf=q1w2e3r4t5\r\nSec-Fetch-Site: same-origin\r\n\r\n{form}",
+                form.len()
+            )),
+        ),
+        (
+            "post-json.txt".into(),
+            text(format!(
+                "POST /api/login HTTP/1.1\r\nHost: localhost:1088\r\nAccept: application/json\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                json.len()
+            )),
+        ),
+        (
+            "post-chunked.txt".into(),
+            text(
+                "POST /api/nickname HTTP/1.1\r\nHost: localhost:1088\r\nAuthorization: Bearer aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 5;ext=1\r\nnickn\r\n9\r\name=Ali+B\r\n0\r\nX-Trailer: y\r\n\r\n"
+                    .into(),
+            ),
+        ),
+        ("upload.txt".into(), upload_request),
+        (
+            "raw-image.txt".into(),
+            text(
+                "POST /uploadProfilePic HTTP/1.1\r\nHost: a\r\nContent-Type: image/gif\r\n\
+                 Expect: 100-continue\r\nContent-Length: 6\r\n\r\nGIF89a"
+                    .into(),
+            ),
+        ),
+        (
+            "pipelined.txt".into(),
+            text(
+                "GET / HTTP/1.1\r\nHost: a\r\n\r\nHEAD /static/app.css HTTP/1.1\r\nHost: a\r\n\r\n\
+                 POST /logout HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .into(),
+            ),
+        ),
+        (
+            "too-large.txt".into(),
+            text(format!("POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: 17000\r\n\r\n{}", "x".repeat(17000))),
+        ),
+    ]
+}
+
+/// Chunked bodies for the `chunked` target: a cut-count byte, the cut points,
+/// then the body (see [`crate::chunked::run`]).
+pub fn chunked() -> Vec<Seed> {
+    let with_cuts = |cuts: &[u8], body: &[u8]| [&[cuts.len() as u8], cuts, body].concat();
+    vec![
+        (
+            "wiki.txt".into(),
+            with_cuts(&[3, 9, 17], b"4\r\nWiki\r\n7;ext=1\r\npedia i\r\nB\r\nn \r\nchunks.\r\n0\r\n\r\nNEXT"),
+        ),
+        ("trailers.txt".into(), with_cuts(&[1], b"1\r\na\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n")),
+        ("empty.txt".into(), with_cuts(&[], b"0\r\n\r\n")),
+        (
+            "uppercase-hex.txt".into(),
+            with_cuts(&[2, 2, 5], b"1F\r\n0123456789abcdef0123456789abcde\r\n0\r\n\r\n"),
+        ),
+    ]
+}
