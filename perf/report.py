@@ -179,6 +179,16 @@ def goals(runs, rss):
     return lines
 
 
+def nice_ceiling(x):
+    """The smallest of 1, 2, 4, 8 (times a power of ten) at or above x, so
+    that the four grid steps are round numbers."""
+    power = 10 ** max(0, len(str(int(x))) - 1)
+    for step in (1, 2, 4, 8, 10):
+        if step * power >= x:
+            return step * power
+    return 10 * power
+
+
 def chart(runs, wrk):
     """Two panels of grouped bars: QPS and p99 per scenario, c=200 and c=2000."""
     width, height = 960, 380
@@ -193,7 +203,7 @@ def chart(runs, wrk):
 
     def panel(x0, title, value, unit, line=None):
         values = [value(runs[(s, c)]) for s in SCENARIOS for c in LEVELS if (s, c) in runs]
-        top_value = max(values + ([line] if line else []) + [1]) * 1.12
+        top_value = nice_ceiling(max(values + [1]) * 1.08)
         scale = (bottom - top) / top_value
         svg.append(f'<text x="{x0 + panel_w / 2}" y="30" text-anchor="middle" font-size="15" font-weight="bold">{escape(title)}</text>')
         svg.append(f'<line x1="{x0}" y1="{bottom}" x2="{x0 + panel_w}" y2="{bottom}" stroke="#333"/>')
@@ -217,14 +227,17 @@ def chart(runs, wrk):
                 label = f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
                 svg.append(f'<text x="{x + bar / 2 - 1:.1f}" y="{bottom - h - 4:.1f}" text-anchor="middle" font-size="10">{label}</text>')
             svg.append(f'<text x="{gx + bar:.1f}" y="{bottom + 18}" text-anchor="middle">{s}</text>')
-        if line:
+        if line and line > top_value:
+            # Far above the bars: a note instead of a scale that flattens them.
+            svg.append(f'<text x="{x0 + panel_w}" y="{top - 8}" text-anchor="end" fill="#c53030">nginx fixed 200 (the ceiling): {line:,.0f}/s, above the scale</text>')
+        elif line:
             y = bottom - line * scale
             svg.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + panel_w}" y2="{y:.1f}" stroke="#c53030" stroke-dasharray="6,4"/>')
             svg.append(f'<text x="{x0 + panel_w}" y="{y - 5:.1f}" text-anchor="end" fill="#c53030">nginx fixed 200: {line:,.0f}/s</text>')
         svg.append(f'<text x="{x0 - 55}" y="{(top + bottom) / 2}" transform="rotate(-90 {x0 - 55} {(top + bottom) / 2})" text-anchor="middle" fill="#555">{unit}</text>')
 
-    panel(left, "Throughput (answers checked correct)", lambda r: r["qps"], "requests / s", ceiling)
-    panel(left + panel_w + 90, "p99 latency", lambda r: r["latency_ms"]["p99"], "ms")
+    panel(left, "Throughput (correct answers / s)", lambda r: r["qps"], "requests / s", ceiling)
+    panel(left + panel_w + 90, "p99 latency (ms)", lambda r: r["latency_ms"]["p99"], "ms")
     for j, c in enumerate(LEVELS):
         x = left + j * 160
         svg.append(f'<rect x="{x}" y="{height - 40}" width="14" height="14" fill="{colors[c]}"/>')
