@@ -693,3 +693,5 @@ fn adler32(bytes: &[u8]) -> u32 {
     }
     b << 16 | a
 }
+
+pub mod webdriver;

@@ -1,0 +1,80 @@
+//! The pages in a real browser: headless Chromium driven over WebDriver signs up,
+//! logs in, changes the nickname to Chinese with an emoji, uploads a picture and
+//! sees it rendered, logs out, and meets a wrong-password error. A screenshot of
+//! the home page is saved to `target/test-artifacts/home.png` for people to look at.
+
+mod util;
+
+use serde_json::json;
+use util::webdriver::Browser;
+use util::{Stack, png, workspace_root};
+
+const PASSWORD: &str = "correct horse battery";
+const NICKNAME: &str = "李小龍 🐉";
+const PICTURE_SIZE: u32 = 96;
+
+#[test]
+fn a_person_signs_up_edits_the_profile_and_logs_out_in_chromium() {
+    let stack = Stack::start();
+    let browser = Browser::start(&stack.dir);
+    let username = stack.username("browser");
+
+    // Sign up.
+    browser.goto(&stack.url("/signup"));
+    browser.type_into(&browser.find("#username"), &username);
+    browser.type_into(&browser.find("#password"), PASSWORD);
+    browser.click(&browser.find("#signup-form button[type=submit]"));
+    assert!(browser.url().contains("/?created="), "after sign-up: {}", browser.url());
+    assert!(browser.text(&browser.find(".alert.notice")).contains("Your account is ready"));
+
+    // Log in (the username is already filled in).
+    browser.type_into(&browser.find("#password"), PASSWORD);
+    browser.click(&browser.find("#login-form button[type=submit]"));
+    assert_eq!(browser.url(), stack.url("/home"));
+    assert_eq!(browser.text(&browser.find("#username")), username);
+    assert!(browser.exists(".avatar.placeholder"), "no picture yet");
+
+    // Change the nickname (filled by script: ChromeDriver cannot type the dragon).
+    let field = browser.find("#nickname-form input[name=nickname]");
+    browser.clear(&field);
+    browser.set_value(&field, NICKNAME);
+    browser.click(&browser.find("#nickname-form button[type=submit]"));
+    assert_eq!(browser.url(), stack.url("/home?saved=nickname"));
+    assert_eq!(browser.text(&browser.find("#nickname")), NICKNAME);
+    assert!(browser.text(&browser.find(".alert.notice")).contains("nickname is saved"));
+
+    // Upload a picture and see it rendered.
+    let picture = stack.dir.join("me.png");
+    std::fs::write(&picture, png(PICTURE_SIZE)).expect("write the picture");
+    browser.type_into(&browser.find("#picture-form input[type=file]"), &picture.display().to_string());
+    browser.click(&browser.find("#picture-form button[type=submit]"));
+    assert_eq!(browser.url(), stack.url("/home?saved=picture"));
+    let width = browser.wait_for(
+        "the picture to load",
+        "const img = document.getElementById('avatar'); \
+         return img && img.tagName === 'IMG' && img.complete ? img.naturalWidth : 0;",
+        json!([]),
+    );
+    assert_eq!(width, PICTURE_SIZE, "the uploaded picture is displayed at its real size");
+    let source = browser.execute("return document.getElementById('avatar').getAttribute('src');", json!([]));
+    assert!(source.as_str().is_some_and(|s| s.starts_with("/static/avatars/")), "{source}");
+
+    let shot = workspace_root().join("target/test-artifacts/home.png");
+    browser.screenshot(&shot);
+    assert!(std::fs::metadata(&shot).map(|m| m.len() > 1000).unwrap_or(false), "screenshot saved");
+
+    // Log out: back on the log-in page, and home is closed.
+    browser.click(&browser.find("#logout-form button[type=submit]"));
+    assert_eq!(browser.url(), stack.url("/"));
+    assert!(browser.exists("#login-form"));
+    browser.goto(&stack.url("/home"));
+    assert_eq!(browser.url(), stack.url("/"), "without a session /home sends the browser to log in");
+
+    // A wrong password shows an error on the log-in page.
+    browser.type_into(&browser.find("#username"), &username);
+    browser.type_into(&browser.find("#password"), "definitely wrong");
+    browser.click(&browser.find("#login-form button[type=submit]"));
+    assert!(browser.exists("#login-form"));
+    assert_eq!(browser.text(&browser.find(".alert.error")), "Wrong username or password.");
+    browser.screenshot(&workspace_root().join("target/test-artifacts/login-error.png"));
+}
