@@ -164,7 +164,7 @@ def goals(runs, rss):
             share = high["qps"] / low["qps"] if low["qps"] else 0
             ok = high["errors"] == 0 and share >= C2000_SHARE
             lines.append(
-                f"- {mark(ok)} {scenario} at 2000: {high['errors']} errors, {100 * share:.0f} % of the "
+                f"- {mark(ok)} {scenario} at 2000: {high['errors']} errors, {100 * share:.1f} % of the "
                 f"concurrency-200 throughput (goal: 0 errors, ≥ {100 * C2000_SHARE:.0f} %)"
             )
     for scenario in SCENARIOS:

@@ -61,7 +61,7 @@ sql/setup.sh usermgmt "$MYSQL_APP_PASSWORD"
 log "making sure $accounts seeded accounts exist"
 seed_summary=$("$bin/seed" --accounts "$accounts")
 echo "$seed_summary" >&2
-hash_cost=$(sed -n 's/.*hash cost: \([0-9]*\).*/\1/p' <<<"$seed_summary")
+hash_cost=$(sed -n 's/.*hash cost[^0-9]*\([0-9][0-9]*\).*/\1/p' <<<"$seed_summary")
 
 # One JSON line per fact; perf/report.py turns them into the table.
 emit() { # emit <kind> <json object of the rest>
@@ -69,9 +69,14 @@ emit() { # emit <kind> <json object of the rest>
     "$1" "$2" >>"$results"
 }
 emit seed "$(python3 -c 'import json,sys; print(json.dumps({"summary": sys.argv[1]}))' "$seed_summary")"
+# The command as run, with the settings that differ from the defaults.
+command="perf/run.sh"
+for var in PERF_DURATION PERF_ACCOUNTS PERF_LEVELS PERF_SCENARIOS PERF_ADDR PERF_BACKEND_ADDR PERF_SYSTEM; do
+  [ -n "${!var:-}" ] && command="$var='${!var}' $command"
+done
 commit=$(git rev-parse --short HEAD)
 git diff --quiet HEAD -- . 2>/dev/null || commit="$commit-dirty"
-emit machine "$(python3 - "$commit" "$duration" "$accounts" "${hash_cost:-1000}" <<'PY'
+emit machine "$(python3 - "$commit" "$duration" "$accounts" "${hash_cost:-1000}" "$command" <<'PY'
 import json, os, platform, sys, time
 cpu = "?"
 with open("/proc/cpuinfo") as f:
@@ -88,7 +93,7 @@ print(json.dumps({
     "cpu": cpu,
     "memory": f"{mem_kb / 1048576:.0f} GiB",
     "kernel": platform.release(),
-    "command": "perf/run.sh",
+    "command": sys.argv[5],
     "duration": int(sys.argv[2]),
     "accounts": int(sys.argv[3]),
     "hash_cost": int(sys.argv[4]),

@@ -40,6 +40,8 @@ pub struct Summary {
     pub added: u64,
     /// PBKDF2 iterations of the new hashes.
     pub hash_cost: u32,
+    /// PBKDF2 iterations of the last account that was already there, if any.
+    pub existing_cost: Option<u32>,
     /// Threads that hashed.
     pub threads: usize,
     /// Time spent hashing, over all batches.
@@ -66,9 +68,7 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
     let hasher = PasswordHasher::new(pepper, config.hash_cost)?;
     let mut db = Database::connect(&config.mysql_url)?;
     let before = db.seeded_up_to()?;
-    if before > 0 {
-        check_pepper(&mut db, &hasher, before)?;
-    }
+    let existing_cost = if before > 0 { check_pepper(&mut db, &hasher, before)? } else { None };
 
     let wanted = config.accounts;
     let (mut hashing, mut loading) = (Duration::ZERO, Duration::ZERO);
@@ -113,6 +113,7 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
         before,
         added: wanted.saturating_sub(before),
         hash_cost: config.hash_cost,
+        existing_cost,
         threads: config.threads,
         hashing,
         loading,
@@ -124,12 +125,17 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
 
 /// Verifies the password of one seeded account against its stored hash, so a
 /// changed pepper is caught before more accounts are made that no one could
-/// use (the load generator would see nothing but failed logins).
-fn check_pepper(db: &mut Database, hasher: &PasswordHasher, id: u64) -> Result<(), Error> {
+/// use (the load generator would see nothing but failed logins). Returns the
+/// cost that account was hashed with.
+fn check_pepper(db: &mut Database, hasher: &PasswordHasher, id: u64) -> Result<Option<u32>, Error> {
     let Some(stored) = db.password_hash(id)? else {
-        return Ok(());
+        return Ok(None);
     };
-    if hasher.verify(&accounts::password(id), &stored)? { Ok(()) } else { Err(Error::PepperMismatch { id }) }
+    if !hasher.verify(&accounts::password(id), &stored)? {
+        return Err(Error::PepperMismatch { id });
+    }
+    // `$pbkdf2-sha256$i=<cost>$...`, already validated by `verify`.
+    Ok(stored.split('$').nth(2).and_then(|c| c.strip_prefix("i=")).and_then(|c| c.parse().ok()))
 }
 
 impl fmt::Display for Summary {
@@ -162,6 +168,9 @@ impl fmt::Display for Summary {
             )?;
         } else {
             writeln!(f, "  nothing to do")?;
+            if let Some(cost) = self.existing_cost {
+                writeln!(f, "  hash cost of the seeded accounts: {cost} PBKDF2-HMAC-SHA256 iterations")?;
+            }
         }
         writeln!(
             f,
