@@ -3,7 +3,7 @@
 //! httpserver reads requests only from a `TcpStream` ([`HttpConnection`]), and
 //! the head parser (`Head::from_parsed` and `framing` in `request.rs`) is
 //! private, so the target does what the server does: it writes the input into
-//! a loopback connection, closes the writing side, and reads requests from the
+//! a connected socket, closes the writing side, and reads requests from the
 //! other end with [`HttpConnection::read_head`] and
 //! [`HttpConnection::read_request`] under the server's own body limits
 //! ([`router::body_limit`]), pipelined requests included. Each request is then
@@ -16,9 +16,11 @@
 //! the path is a prefix of the target and starts with `/`; and form encoding
 //! round-trips the path.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpStream};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use httpserver::input::Fields;
@@ -26,46 +28,37 @@ use httpserver::request::{Body, BodyBudget, Framing, HttpConnection, Timeouts};
 use httpserver::{csrf, form, router, session_cookie};
 
 /// Longest input used; the rest is ignored. Past the 16 KiB head cap and the
-/// 16 KiB body cap, and small enough for one loopback socket buffer, so the
-/// whole input is usually buffered before the reader starts, which keeps runs
-/// repeatable (the fuzzer measures that as "stability").
+/// 16 KiB body cap, and well inside a Unix socket's send buffer (about 200 KiB
+/// by default), so the whole input is written before the reader starts and a
+/// run is repeatable (what the fuzzer reports as "stability").
 pub const MAX_INPUT: usize = 40 * 1024;
 
 /// Most requests read from one input, so a long pipeline stays cheap.
 const MAX_REQUESTS: usize = 8;
 
-/// How long the reader waits for the writer to finish before reading anyway.
-const WRITE_WAIT: Duration = Duration::from_millis(200);
-
-/// Generous next to a loopback write; no input waits for them, since the writing
+/// Generous next to a local write; no input waits for them, since the writing
 /// side is shut down after the input.
 const TIMEOUTS: Timeouts =
     Timeouts { idle: Duration::from_secs(5), head: Duration::from_secs(5), body: Duration::from_secs(5) };
 
-/// One listener for the whole process; each input gets a new connection.
-fn listener() -> &'static TcpListener {
-    static LISTENER: OnceLock<TcpListener> = OnceLock::new();
-    LISTENER.get_or_init(|| match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)) {
-        Ok(listener) => listener,
-        Err(e) => panic!("cannot listen on loopback: {e}"),
-    })
-}
-
-/// A connected pair: (client, server).
-fn connect() -> (TcpStream, TcpStream) {
-    let listener = listener();
-    let addr = match listener.local_addr() {
-        Ok(addr) => addr,
-        Err(e) => panic!("listener has no address: {e}"),
+/// A connected pair of stream sockets, the server's end typed as the
+/// `TcpStream` that [`HttpConnection`] takes.
+///
+/// A Unix socket pair rather than a loopback TCP connection: the reader sees
+/// the same stream semantics (partial reads, EOF after the peer's shutdown,
+/// read timeouts), but no port is used and nothing lingers in TIME_WAIT, which
+/// at a thousand inputs a second would tie up tens of thousands of loopback
+/// ports that other programs on the machine need.
+fn socket_pair() -> (UnixStream, TcpStream) {
+    let (client, server) = match UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(e) => panic!("cannot create a socket pair: {e}"),
     };
-    let client = match TcpStream::connect(addr) {
-        Ok(client) => client,
-        Err(e) => panic!("cannot connect to {addr}: {e}"),
-    };
-    match listener.accept() {
-        Ok((server, _)) => (client, server),
-        Err(e) => panic!("cannot accept: {e}"),
-    }
+    // SAFETY: the descriptor is an open stream socket whose ownership moves
+    // into the TcpStream; HttpConnection only reads, writes and sets timeouts
+    // on it, which behave the same on a Unix stream socket.
+    let server = unsafe { TcpStream::from_raw_fd(server.into_raw_fd()) };
+    (client, server)
 }
 
 /// Sends `data` as a client would and reads it as the server would.
@@ -85,26 +78,19 @@ pub fn run(data: &[u8]) {
 /// When the reader or a decoder panics or a property breaks.
 pub fn requests_read(data: &[u8]) -> usize {
     let data = &data[..data.len().min(MAX_INPUT)];
-    let (mut client, server) = connect();
-    let (written, wait) = mpsc::channel();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let _ = client.write_all(data);
-            let _ = client.shutdown(Shutdown::Write);
-            let _ = written.send(());
-            // Drain any `100 Continue` until the server closes, so the close is
-            // a clean FIN rather than a reset that would change what it reads.
-            let mut sink = [0u8; 1024];
-            while matches!(client.read(&mut sink), Ok(n) if n > 0) {}
-        });
-        let _ = wait.recv_timeout(WRITE_WAIT);
-        serve(HttpConnection::new(server, TIMEOUTS, Arc::new(BodyBudget::default())))
-    })
+    let (mut client, server) = socket_pair();
+    if let Err(e) = client.write_all(data).and_then(|()| client.shutdown(Shutdown::Write)) {
+        panic!("cannot write {} bytes to the socket pair: {e}", data.len());
+    }
+    // The client end stays open while the server reads, so that a
+    // `100 Continue` written to it lands in its buffer instead of failing.
+    let read = serve(HttpConnection::new(server, TIMEOUTS, Arc::new(BodyBudget::default())));
+    drop(client);
+    read
 }
 
 /// Reads and decodes requests until the input ends or one is refused, and
-/// returns how many were read whole; dropping the connection at the end lets
-/// the writer thread finish.
+/// returns how many were read whole.
 fn serve(mut conn: HttpConnection) -> usize {
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     for read in 0..MAX_REQUESTS {
