@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Brings the whole usermgmt system up on this machine, in the background.
+#
+#   ./run.sh          install what is missing (MariaDB, Redis, a Rust toolchain),
+#                     create the database, build in release mode, seed the
+#                     accounts, start tcpserver and httpserver, wait until they
+#                     answer, print the URL and a login to try
+#   ./run.sh status   say what is running
+#   ./run.sh stop     stop both servers (SIGTERM, then wait)
+#   ./run.sh restart  stop, then start
+#
+# Safe to run again: what is done is not redone, and servers already up stay up.
+# Logs and pid files live under run/ (run/logs/*.log, run/*.pid).
+#
+# Settings (environment):
+#   HTTPSERVER_LISTEN  [0.0.0.0:1088]    where the web front end listens
+#   TCPSERVER_LISTEN   [127.0.0.1:1099]  where the back end listens
+#   SEED_ACCOUNTS      [the seed tool's default: 10,000,000] accounts to seed;
+#                      the first full seed takes about 15 minutes on two cores,
+#                      SEED_ACCOUNTS=10000 takes seconds; 0 skips seeding
+#   CARGO_TARGET_DIR   [target]          where cargo builds
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+source scripts/services.sh
+
+RUN_DIR=$STATE_DIR
+LOG_DIR=$RUN_DIR/logs
+BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
+HTTP_LISTEN=${HTTPSERVER_LISTEN:-0.0.0.0:1088}
+TCP_LISTEN=${TCPSERVER_LISTEN:-127.0.0.1:1099}
+HTTP_PORT=${HTTP_LISTEN##*:}
+DEMO_USER=demo
+DEMO_PASSWORD=demo-password
+# How long the servers may take to answer after starting, and to stop after SIGTERM.
+START_TIMEOUT_SECS=60
+STOP_TIMEOUT_SECS=20
+
+# The pid in run/<name>.pid if that process is alive and is really <name>
+# (a stale pid file may name a pid reused by something else).
+running_pid() {
+  local pid_file="$RUN_DIR/$1.pid" pid
+  [ -s "$pid_file" ] || return 1
+  pid=$(cat "$pid_file")
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "/$1 " || return 1
+  echo "$pid"
+}
+
+# One HTTP request to httpserver with bash's /dev/tcp (no curl on a fresh
+# machine); prints the status line and the body.
+http_request() { # http_request <method> <path> [json body]
+  local body=${3:-}
+  timeout 10 bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
+    printf "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s" \
+      "$1" "$2" "${#3}" "$3" >&3
+    cat <&3' "$HTTP_PORT" "$1" "$2" "$body" 2>/dev/null
+}
+
+healthy() { http_request GET /healthz | head -n1 | grep -q ' 200 '; }
+
+ensure_build_tools() {
+  command -v cc >/dev/null 2>&1 || apt_install build-essential pkg-config
+  if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+      PATH="$HOME/.cargo/bin:$PATH"
+    else
+      log "installing Rust with rustup (https://rustup.rs)"
+      command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
+      curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
+      PATH="$HOME/.cargo/bin:$PATH"
+    fi
+  fi
+}
+
+build() {
+  log "building in release mode"
+  cargo build --release --quiet -p tcpserver -p httpserver -p seed
+}
+
+seed() {
+  if [ "${SEED_ACCOUNTS:-}" = 0 ]; then
+    return 0
+  fi
+  log "seeding accounts (${SEED_ACCOUNTS:-default number}); a rerun only checks"
+  if ! "$BIN_DIR/seed" >>"$LOG_DIR/seed.log" 2>&1; then
+    log "seeding failed (see $LOG_DIR/seed.log); carrying on with the demo account only"
+    return 0
+  fi
+  tail -n 6 "$LOG_DIR/seed.log" | grep -m1 'seeded accounts' >&2 || true
+}
+
+start_tcpserver() {
+  if pid=$(running_pid tcpserver); then
+    log "tcpserver already running (pid $pid)"
+    return 0
+  fi
+  log "starting tcpserver on $TCP_LISTEN"
+  nohup "$BIN_DIR/tcpserver" --listen "$TCP_LISTEN" \
+    --mysql-password-file "$RUN_DIR/secrets/mysql_password" --pepper-file "$PEPPER_FILE" \
+    --avatar-dir "$ROOT/static/avatars" >>"$LOG_DIR/tcpserver.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/tcpserver.pid"
+}
+
+start_httpserver() {
+  if pid=$(running_pid httpserver); then
+    log "httpserver already running (pid $pid)"
+    return 0
+  fi
+  log "starting httpserver on $HTTP_LISTEN"
+  nohup "$BIN_DIR/httpserver" --listen "$HTTP_LISTEN" --backend "$TCP_LISTEN" \
+    --static-dir "$ROOT/static" --html-dir "$ROOT/html" >>"$LOG_DIR/httpserver.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/httpserver.pid"
+}
+
+wait_until_healthy() {
+  local i
+  for ((i = 0; i < START_TIMEOUT_SECS * 5; i++)); do
+    healthy && return 0
+    for name in tcpserver httpserver; do
+      if ! running_pid "$name" >/dev/null; then
+        log "$name exited; the end of $LOG_DIR/$name.log:"
+        tail -n 20 "$LOG_DIR/$name.log" >&2
+        return 1
+      fi
+    done
+    sleep 0.2
+  done
+  log "the servers did not answer /healthz within $START_TIMEOUT_SECS s; see $LOG_DIR/"
+  return 1
+}
+
+# The demo account, signed up through the API (409: it exists already).
+ensure_demo_user() {
+  local reply
+  reply=$(http_request POST /signUp "{\"username\":\"$DEMO_USER\",\"password\":\"$DEMO_PASSWORD\",\"nickname\":\"Demo\"}")
+  case $(head -n1 <<<"$reply") in
+  *" 201 "* | *" 409 "*) ;;
+  *) log "could not create the demo account: $(head -n1 <<<"$reply")" ;;
+  esac
+}
+
+print_welcome() {
+  local host=${HTTP_LISTEN%:*}
+  [ "$host" = 0.0.0.0 ] && host=localhost
+  echo
+  echo "usermgmt is up: http://$host:$HTTP_PORT/"
+  echo "  log in as $DEMO_USER / $DEMO_PASSWORD"
+  if [ "${SEED_ACCOUNTS:-}" != 0 ]; then
+    echo "  or as any seeded account, e.g. user00000001 / pass00000001"
+  fi
+  echo "  logs: $LOG_DIR/   stop: ./run.sh stop   status: ./run.sh status"
+}
+
+start() {
+  mkdir -p "$LOG_DIR" "$ROOT/static/avatars"
+  if running_pid tcpserver >/dev/null && running_pid httpserver >/dev/null && healthy; then
+    log "usermgmt is already running"
+    print_welcome
+    return 0
+  fi
+  ensure_services
+  sql/setup.sh usermgmt "$MYSQL_APP_PASSWORD" >/dev/null
+  ensure_build_tools
+  build
+  seed
+  start_tcpserver
+  start_httpserver
+  wait_until_healthy
+  ensure_demo_user
+  print_welcome
+}
+
+stop_one() {
+  local name=$1 pid i
+  if ! pid=$(running_pid "$name"); then
+    echo "$name: not running"
+    rm -f "$RUN_DIR/$name.pid"
+    return 0
+  fi
+  kill -TERM "$pid"
+  for ((i = 0; i < STOP_TIMEOUT_SECS * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+    echo "$name: did not stop within $STOP_TIMEOUT_SECS s of SIGTERM; killed (pid $pid)"
+  else
+    echo "$name: stopped (pid $pid)"
+  fi
+  rm -f "$RUN_DIR/$name.pid"
+}
+
+stop() {
+  # The front end first, so that no request arrives at a back end going away.
+  stop_one httpserver
+  stop_one tcpserver
+}
+
+status() {
+  local name pid up=0
+  for name in tcpserver httpserver; do
+    if pid=$(running_pid "$name"); then
+      echo "$name: running (pid $pid), log $LOG_DIR/$name.log"
+      up=$((up + 1))
+    else
+      echo "$name: stopped"
+    fi
+  done
+  if [ "$up" = 2 ] && healthy; then
+    echo "health: http://localhost:$HTTP_PORT/healthz answers 200 (front end reaches the back end)"
+  elif [ "$up" -gt 0 ]; then
+    echo "health: /healthz does not answer 200"
+    return 1
+  else
+    return 3
+  fi
+}
+
+case "${1:-start}" in
+start) start ;;
+stop) stop ;;
+status) status ;;
+restart) stop && start ;;
+*)
+  echo "usage: $0 [start|stop|status|restart]" >&2
+  exit 2
+  ;;
+esac
