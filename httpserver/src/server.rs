@@ -53,6 +53,12 @@ const LINGER_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// How long requests in progress may take to finish after SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections the kernel may queue before `accept`. std's `bind` asks for 128,
+/// which overflows when a couple of thousand clients connect at once (each
+/// overflow costs a client a SYN retransmission, a second or more). The kernel
+/// caps it at `net.core.somaxconn`, which `sysctl/tune.sh` raises.
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
 /// After an accept error such as EMFILE, wait this long rather than spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -65,6 +71,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub fn run(config: Config) -> Result<(), StartError> {
     let app = Arc::new(App::new(config)?);
     let listener = TcpListener::bind(app.config.listen).map_err(StartError::Bind)?;
+    widen_backlog(&listener);
     let local = listener.local_addr().map_err(StartError::Bind)?;
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
@@ -76,6 +83,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
     server.in_flight.wait_idle(DRAIN_TIMEOUT);
     eprintln!("httpserver: stopped");
     Ok(())
+}
+
+/// Raises the listen backlog of an already listening socket to [`LISTEN_BACKLOG`]:
+/// calling `listen` again on Linux only changes the queue length.
+fn widen_backlog(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on a descriptor this listener owns and keeps open; it
+    // touches no memory of ours.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        eprintln!("httpserver: cannot raise the listen backlog: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// On SIGTERM/SIGINT, sets `stop` and wakes the accept loop with a connection.
