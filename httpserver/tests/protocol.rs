@@ -218,3 +218,20 @@ fn a_client_that_vanishes_mid_body_does_not_hurt_the_server() {
     }
     assert_eq!(stack.client().get("/healthz").status, 200);
 }
+
+#[test]
+fn deeply_nested_json_is_refused_without_harm() {
+    let stack = Stack::start();
+    let mut http = stack.client();
+    // Within the 16 KiB body cap, far past serde_json's nesting limit: the
+    // connection threads' small stacks must hold up.
+    let deep = format!("{{\"username\":{}{}}}", "[".repeat(8000), "]".repeat(8000));
+    let reply = http.request(
+        "POST",
+        "/login",
+        &[("Content-Type", "application/json"), ("Accept", "application/json")],
+        deep.as_bytes(),
+    );
+    assert_eq!((reply.status, reply.code()), (400, 107));
+    assert_eq!(stack.client().get("/healthz").status, 200, "the server is still up");
+}
