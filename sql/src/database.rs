@@ -41,7 +41,8 @@ impl Database {
     /// # Errors
     ///
     /// [`Error::Mysql`] if the server cannot be reached or refuses the login;
-    /// [`Error::LocalInfileDisabled`] if it does not allow local infile.
+    /// [`Error::LocalInfileDisabled`] if it does not allow local infile;
+    /// [`Error::AlreadyRunning`] if another seed is filling the same database.
     pub fn connect(url: &str) -> Result<Database, Error> {
         let opts = Opts::from_url(url).map_err(|e| Error::Mysql(e.into()))?;
         let mut conn = Conn::new(opts)?;
@@ -50,6 +51,14 @@ impl Database {
         let allowed: Option<bool> = conn.query_first("SELECT @@GLOBAL.local_infile")?;
         if allowed != Some(true) {
             return Err(Error::LocalInfileDisabled);
+        }
+        // One seed per database at a time: a second one would hash the same
+        // batch in vain and then collide with the first one's rows. The lock
+        // goes with the connection, so a killed run never leaves it behind.
+        let locked: Option<Option<u8>> =
+            conn.query_first("SELECT GET_LOCK(CONCAT('usermgmt-seed:', DATABASE()), 0)")?;
+        if locked.flatten() != Some(1) {
+            return Err(Error::AlreadyRunning);
         }
         conn.query_drop("SET SESSION unique_checks = 0, foreign_key_checks = 0")?;
         Ok(Database { conn, infile })
@@ -147,8 +156,11 @@ impl Database {
         self.conn.query_drop(sql)?;
         let stored = self.conn.affected_rows();
         if stored != sent {
+            // The server skipped rows with a warning each; the first says why.
+            let warning: Option<(String, u32, String)> = self.conn.query_first("SHOW WARNINGS LIMIT 1")?;
             self.conn.query_drop("ROLLBACK")?;
-            return Err(Error::ShortLoad { table, sent, stored });
+            let first_warning = warning.map(|(_, _, message)| message).unwrap_or_default();
+            return Err(Error::ShortLoad { table, sent, stored, first_warning });
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ pub enum Error {
     Mysql(mysql::Error),
     /// The server does not allow `LOAD DATA LOCAL INFILE`.
     LocalInfileDisabled,
+    /// Another seed holds the database's seed lock.
+    AlreadyRunning,
     /// The accounts already seeded do not verify with this pepper: they were
     /// made for another `run/secrets/pepper`, and no one could log in as them.
     PepperMismatch { id: u64 },
@@ -27,7 +29,7 @@ pub enum Error {
     Conflict { first: u64, last: u64, rows: u64 },
     /// A `LOAD DATA` statement stored fewer rows than it was sent (the server
     /// skips rows that collide with a unique key and only warns).
-    ShortLoad { table: &'static str, sent: u64, stored: u64 },
+    ShortLoad { table: &'static str, sent: u64, stored: u64, first_warning: String },
     /// The final count check found other numbers than the seed should have left.
     CountMismatch { table: &'static str, expected: u64, found: u64 },
 }
@@ -45,6 +47,9 @@ impl fmt::Display for Error {
                 "the server has local_infile=OFF, so LOAD DATA LOCAL INFILE is refused; \
                  run sql/mariadb/apply.sh (or SET GLOBAL local_infile=ON as root)",
             ),
+            Error::AlreadyRunning => {
+                f.write_str("another seed is running against this database; wait for it or stop it")
+            }
             Error::PepperMismatch { id } => write!(
                 f,
                 "account {id} was seeded with another pepper than the one given, so its password \
@@ -56,10 +61,10 @@ impl fmt::Display for Error {
                  {first}..={last}; the seed reserves ids below 100000000 and usernames \
                  user00000001..user99999999; move those rows or seed into a fresh database"
             ),
-            Error::ShortLoad { table, sent, stored } => write!(
+            Error::ShortLoad { table, sent, stored, first_warning } => write!(
                 f,
-                "LOAD DATA into {table} stored {stored} of {sent} rows (the others collided with \
-                 existing keys); the batch was rolled back"
+                "LOAD DATA into {table} stored {stored} of {sent} rows (first warning: \
+                 {first_warning:?}); the batch was rolled back"
             ),
             Error::CountMismatch { table, expected, found } => write!(
                 f,

@@ -113,3 +113,18 @@ fn another_pepper_is_refused_before_adding_accounts_no_one_could_use() {
     assert!(text(&other).contains("another pepper"), "{}", text(&other));
     assert_eq!(db.count("users"), 100);
 }
+
+#[test]
+fn a_second_seed_at_the_same_time_is_turned_away() {
+    let mut db = TestDb::create();
+    let pepper = Pepper::new();
+    // Hold the lock a running seed would hold, on a connection of our own.
+    let name = db.name.clone();
+    let held: Option<u8> =
+        db.conn().exec_first("SELECT GET_LOCK(CONCAT('usermgmt-seed:', ?), 0)", (name,)).unwrap();
+    assert_eq!(held, Some(1));
+    let run = seed(&db, 100, &pepper);
+    assert!(!run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("another seed is running"), "{}", text(&run));
+    assert_eq!(db.count("users"), 0);
+}
