@@ -7,7 +7,7 @@
 #    tunes the kernel (sysctl/tune.sh) and MariaDB (sql/mariadb/apply.sh);
 # 2. builds everything in release mode and makes sure the ten million seeded
 #    accounts exist (the seeding tool is a no-op when they do);
-# 3. brings the system up with ./run.sh;
+# 3. (re)starts the system with ./run.sh stop and ./run.sh;
 # 4. measures the machine's ceiling: wrk against nginx serving a fixed 200;
 # 5. runs the matrix: login-fixed, login-random, profile and nickname at
 #    concurrency 200 and 2000, sampling the servers' resident memory during
@@ -102,7 +102,10 @@ PY
 )"
 
 # --- 3. the system ----------------------------------------------------------
-log "starting the system ($system)"
+# A fresh start, so the servers are the binaries just built and their memory
+# peaks are this run's.
+log "restarting the system ($system stop; $system)"
+$system stop >&2 || true
 $system
 http_up() { (exec 3<>"/dev/tcp/${http_addr%:*}/${http_addr#*:}") 2>/dev/null; }
 wait_for httpserver http_up 60
