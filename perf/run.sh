@@ -106,7 +106,7 @@ PY
 # peaks are this run's.
 log "restarting the system ($system stop; $system)"
 $system stop >&2 || true
-$system
+$system >&2
 http_up() { (exec 3<>"/dev/tcp/${http_addr%:*}/${http_addr#*:}") 2>/dev/null; }
 wait_for httpserver http_up 60
 
