@@ -24,13 +24,14 @@ fn a_person_signs_up_edits_the_profile_and_logs_out_in_chromium() {
     browser.type_into(&browser.find("#username"), &username);
     browser.type_into(&browser.find("#password"), PASSWORD);
     browser.click(&browser.find("#signup-form button[type=submit]"));
-    assert!(browser.url().contains("/?created="), "after sign-up: {}", browser.url());
+    browser.wait_for_url("the log-in page after sign-up", |url| url.contains("/?created="));
     assert!(browser.text(&browser.find(".alert.notice")).contains("Your account is ready"));
 
     // Log in (the username is already filled in).
     browser.type_into(&browser.find("#password"), PASSWORD);
     browser.click(&browser.find("#login-form button[type=submit]"));
-    assert_eq!(browser.url(), stack.url("/home"));
+    let home = stack.url("/home");
+    browser.wait_for_url("home after log-in", |url| url == home);
     assert_eq!(browser.text(&browser.find("#username")), username);
     assert!(browser.exists(".avatar.placeholder"), "no picture yet");
 
@@ -39,7 +40,8 @@ fn a_person_signs_up_edits_the_profile_and_logs_out_in_chromium() {
     browser.clear(&field);
     browser.set_value(&field, NICKNAME);
     browser.click(&browser.find("#nickname-form button[type=submit]"));
-    assert_eq!(browser.url(), stack.url("/home?saved=nickname"));
+    let saved = stack.url("/home?saved=nickname");
+    browser.wait_for_url("home after the nickname change", |url| url == saved);
     assert_eq!(browser.text(&browser.find("#nickname")), NICKNAME);
     assert!(browser.text(&browser.find(".alert.notice")).contains("nickname is saved"));
 
@@ -48,7 +50,8 @@ fn a_person_signs_up_edits_the_profile_and_logs_out_in_chromium() {
     std::fs::write(&picture, png(PICTURE_SIZE)).expect("write the picture");
     browser.type_into(&browser.find("#picture-form input[type=file]"), &picture.display().to_string());
     browser.click(&browser.find("#picture-form button[type=submit]"));
-    assert_eq!(browser.url(), stack.url("/home?saved=picture"));
+    let saved = stack.url("/home?saved=picture");
+    browser.wait_for_url("home after the upload", |url| url == saved);
     let width = browser.wait_for(
         "the picture to load",
         "const img = document.getElementById('avatar'); \
@@ -65,15 +68,17 @@ fn a_person_signs_up_edits_the_profile_and_logs_out_in_chromium() {
 
     // Log out: back on the log-in page, and home is closed.
     browser.click(&browser.find("#logout-form button[type=submit]"));
-    assert_eq!(browser.url(), stack.url("/"));
+    let login = stack.url("/");
+    browser.wait_for_url("the log-in page after log-out", |url| url == login);
     assert!(browser.exists("#login-form"));
-    browser.goto(&stack.url("/home"));
-    assert_eq!(browser.url(), stack.url("/"), "without a session /home sends the browser to log in");
+    browser.goto(&home);
+    assert_eq!(browser.url(), login, "without a session /home sends the browser to log in");
 
     // A wrong password shows an error on the log-in page.
     browser.type_into(&browser.find("#username"), &username);
     browser.type_into(&browser.find("#password"), "definitely wrong");
     browser.click(&browser.find("#login-form button[type=submit]"));
+    browser.wait_for("the error", "return document.querySelector('.alert.error') !== null;", json!([]));
     assert!(browser.exists("#login-form"));
     assert_eq!(browser.text(&browser.find(".alert.error")), "Wrong username or password.");
     browser.screenshot(&workspace_root().join("target/test-artifacts/login-error.png"));

@@ -126,6 +126,20 @@ impl Browser {
         self.session_command("GET", "/url", None).as_str().unwrap_or_default().to_owned()
     }
 
+    /// Waits until the current URL satisfies `done` (a click that submits a form
+    /// may return before the next page is there); returns it, or panics.
+    pub fn wait_for_url(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let mut url = String::new();
+        for _ in 0..200 {
+            url = self.url();
+            if done(&url) && self.execute("return document.readyState;", json!([])) == "complete" {
+                return url;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}; the URL is {url}");
+    }
+
     /// The first element matching a CSS selector.
     pub fn find(&self, css: &str) -> Element {
         let found =
