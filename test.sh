@@ -10,6 +10,8 @@ cd "$(dirname "$0")"
 source scripts/services.sh
 
 ensure_services
+# Chromium and chromedriver for the browser test (e2e/tests/browser.rs); never skipped.
+e2e/tests/browser/setup.sh
 sql/setup.sh usermgmt_test "$MYSQL_APP_PASSWORD"
 
 export USERMGMT_TEST_MYSQL_URL="mysql://usermgmt:${MYSQL_APP_PASSWORD}@127.0.0.1:3306/usermgmt_test"

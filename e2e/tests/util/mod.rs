@@ -24,7 +24,7 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("httpserver sits in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e sits in the workspace").to_owned()
 }
 
 /// Where the tests find MySQL, Redis and the pepper.
@@ -66,31 +66,40 @@ pub fn random_hex(n: usize) -> String {
     s
 }
 
-/// The tcpserver binary, built once per test process into this target directory.
-/// (`cargo test -p httpserver` does not build other packages' binaries.)
+/// The `tcpserver` binary, built on first use (see [`workspace_binary`]).
 pub fn tcpserver_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test binary path");
-        // <target>/<profile>/deps/<test binary>
-        let profile_dir =
-            exe.parent().and_then(Path::parent).expect("test binary in <target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("profile dir in target dir");
-        let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        cargo
-            .args(["build", "--quiet", "-p", "tcpserver", "--manifest-path"])
-            .arg(workspace_root().join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cargo.arg("--release");
-        }
-        let status = cargo.status().expect("run cargo build -p tcpserver");
-        assert!(status.success(), "cargo build -p tcpserver failed");
-        let binary = profile_dir.join("tcpserver");
-        assert!(binary.exists(), "no tcpserver at {}", binary.display());
-        binary
-    })
+    BINARY.get_or_init(|| workspace_binary("tcpserver"))
+}
+
+/// The `httpserver` binary, built on first use (see [`workspace_binary`]).
+pub fn httpserver_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| workspace_binary("httpserver"))
+}
+
+/// Builds the binary of workspace package `package` into this test's own target
+/// directory and profile, and returns its path. (`cargo test -p e2e` does not
+/// build other packages' binaries, and `CARGO_BIN_EXE_*` names only a package's own.)
+fn workspace_binary(package: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // <target>/<profile>/deps/<test binary>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("test binary in <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("profile dir in target dir");
+    let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cargo
+        .args(["build", "--quiet", "-p", package, "--manifest-path"])
+        .arg(workspace_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
+    assert!(status.success(), "cargo build -p {package} failed");
+    let binary = profile_dir.join(package);
+    assert!(binary.exists(), "no {package} at {}", binary.display());
+    binary
 }
 
 /// Spawns `program` with `args`, stderr to `log`, and waits for its
@@ -222,11 +231,8 @@ impl Stack {
         .map(|s| s.to_string())
         .collect();
         front_args.extend(options.front_args);
-        let (front, addr) = spawn_listening(
-            Path::new(env!("CARGO_BIN_EXE_httpserver")),
-            &front_args,
-            &stack.dir.join("httpserver.log"),
-        );
+        let (front, addr) =
+            spawn_listening(httpserver_binary(), &front_args, &stack.dir.join("httpserver.log"));
         stack.front = Some(front);
         stack.addr = addr;
         stack

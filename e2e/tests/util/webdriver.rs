@@ -44,7 +44,7 @@ impl Browser {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(binary).exists(),
-                "{binary} is missing: run httpserver/tests/browser/setup.sh (./test.sh does)"
+                "{binary} is missing: run e2e/tests/browser/setup.sh (./test.sh does)"
             );
         }
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the browser test (httpserver/tests/browser.rs) drives: Debian's
+# Installs what the browser test (e2e/tests/browser.rs) drives: Debian's
 # headless-capable Chromium and the matching chromedriver, at /usr/bin/chromium and
 # /usr/bin/chromedriver. Safe to run again: it does nothing when both are present.
 #
