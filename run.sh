@@ -23,6 +23,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 source scripts/services.sh
+# Open-files soft limit up to the hard limit, for 2000 concurrent connections.
+source sysctl/limits.sh
 
 RUN_DIR=$STATE_DIR
 LOG_DIR=$RUN_DIR/logs
@@ -162,6 +164,11 @@ start() {
     return 0
   fi
   ensure_services
+  # Buffer pool, redo log and local_infile before the seed (sql/mariadb/usermgmt.cnf);
+  # a no-op when the server already has every setting.
+  sql/mariadb/apply.sh
+  # Kernel settings for high concurrency; reports rather than fails where refused.
+  sysctl/tune.sh >/dev/null || log "sysctl/tune.sh could not apply every setting (see sysctl/tune.sh --check)"
   sql/setup.sh usermgmt "$MYSQL_APP_PASSWORD" >/dev/null
   ensure_build_tools
   build

@@ -23,7 +23,9 @@ CREATE TABLE IF NOT EXISTS users (
     updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
     PRIMARY KEY (id),
     UNIQUE KEY uk_users_username (username)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+    -- Ids below 100,000,000 are reserved for seeded accounts (sql/README.md), so
+    -- real sign-ups never take an id the seeding tool will want.
+) ENGINE = InnoDB AUTO_INCREMENT = 100000000 DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- One row per user, keyed by the user's id. Login looks a user up by name
 -- through uk_credentials_username and reads the profile columns in the same
