@@ -28,6 +28,7 @@ pub mod session;
 pub mod shutdown;
 pub mod throttle;
 pub mod validate;
+pub mod verified;
 
 pub use config::Config;
 pub use server::{Server, ServerError, run};

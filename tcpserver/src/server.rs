@@ -27,6 +27,7 @@ use crate::reactor::{Reactor, WAKER};
 use crate::service::{Service, Shared};
 use crate::session::Lifetimes;
 use crate::shutdown::Shutdown;
+use crate::verified::VerifiedCache;
 
 /// Why the server could not start, or stopped with an error.
 #[derive(Debug)]
@@ -45,7 +46,8 @@ pub enum ServerError {
         /// Its length.
         len: usize,
     },
-    /// The hasher refused the settings (hash cost too low).
+    /// The hasher refused the settings (hash cost too low), or the OS
+    /// generator gave no key for the verified-credentials cache.
     Hasher(PasswordError),
     /// The MySQL password file cannot be read.
     ReadMysqlPassword {
@@ -143,8 +145,9 @@ impl Server {
         let avatars = AvatarStore::open(&config.avatar_dir)
             .map_err(|source| ServerError::AvatarDir { path: config.avatar_dir.clone(), source })?;
         let lifetimes = Lifetimes { idle_secs: config.session_idle_secs, max_secs: config.session_max_secs };
-        let shared =
-            Arc::new(Shared::new(hasher, Keys::new(config.redis_prefix.clone()), lifetimes, avatars));
+        let verified = VerifiedCache::new().map_err(ServerError::Hasher)?;
+        let keys = Keys::new(config.redis_prefix.clone());
+        let shared = Arc::new(Shared::new(hasher, verified, keys, lifetimes, avatars));
 
         let listener = TcpListener::bind(config.listen)
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;

@@ -82,8 +82,18 @@ impl Service {
             None => None,
         };
         let hasher = &self.shared.hasher;
+        let cache = &self.shared.verified;
         let verified = match &row {
-            Some(row) => hasher.verify(password.expose(), &row.password_hash)?,
+            // A hit means this exact password was verified against this exact
+            // stored hash by this process recently; anything else pays the full cost.
+            Some(row) if cache.contains(row.user_id, &row.password_hash, password.expose()) => true,
+            Some(row) => {
+                let ok = hasher.verify(password.expose(), &row.password_hash)?;
+                if ok {
+                    cache.remember(row.user_id, &row.password_hash, password.expose());
+                }
+                ok
+            }
             None => {
                 hasher.verify_nothing(password.expose());
                 false

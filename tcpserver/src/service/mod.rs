@@ -23,6 +23,7 @@ use crate::keys::Keys;
 use crate::password::PasswordHasher;
 use crate::profile_cache::{self, Versioned};
 use crate::session::{self, Lifetimes, Session};
+use crate::verified::VerifiedCache;
 
 /// Cache writes remembered for later when Redis failed after a MySQL commit.
 /// Beyond this an outage has lasted long enough that the log says so, and
@@ -34,6 +35,8 @@ pub const MAX_UNSYNCED: usize = 100_000;
 pub struct Shared {
     /// Hashes and verifies passwords.
     pub hasher: PasswordHasher,
+    /// Credentials this process verified recently, to spare repeated log-ins the hash.
+    pub verified: VerifiedCache,
     /// The Redis key layout.
     pub keys: Keys,
     /// Session lifetimes.
@@ -49,8 +52,14 @@ pub struct Shared {
 
 impl Shared {
     /// The shared state of a server.
-    pub fn new(hasher: PasswordHasher, keys: Keys, lifetimes: Lifetimes, avatars: AvatarStore) -> Shared {
-        Shared { hasher, keys, lifetimes, avatars, unsynced: Mutex::new(HashMap::new()) }
+    pub fn new(
+        hasher: PasswordHasher,
+        verified: VerifiedCache,
+        keys: Keys,
+        lifetimes: Lifetimes,
+        avatars: AvatarStore,
+    ) -> Shared {
+        Shared { hasher, verified, keys, lifetimes, avatars, unsynced: Mutex::new(HashMap::new()) }
     }
 
     fn unsynced(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Versioned>> {
