@@ -36,7 +36,13 @@ impl Keys {
 
     /// A user's cached profile.
     pub fn profile(&self, user_id: u64) -> String {
-        format!("{}prof:{user_id}", self.prefix)
+        format!("{}{user_id}", self.profile_prefix())
+    }
+
+    /// What a cached profile's key is before the user id (for a script that
+    /// finds the id in a session entry).
+    pub fn profile_prefix(&self) -> String {
+        format!("{}prof:", self.prefix)
     }
 
     /// Failed log-ins for a username.

@@ -72,8 +72,20 @@ pub fn store(redis: &mut RedisLink, keys: &Keys, user_id: u64, entry: &Versioned
 /// [`Error::Unavailable`] if Redis is down.
 pub fn load(redis: &mut RedisLink, keys: &Keys, user_id: u64) -> Result<Option<Versioned>, Error> {
     let key = keys.profile(user_id);
-    let fields: (Option<String>, Option<String>, Option<String>, Option<String>) =
+    let fields: Fields =
         redis.run(|c| redis::cmd("HMGET").arg(&key).arg("v").arg("u").arg("n").arg("a").query(c))?;
+    decode(fields)
+}
+
+/// An entry's fields `v`, `u`, `n`, `a` as `HMGET` returns them (`None`: missing).
+pub type Fields = (Option<String>, Option<String>, Option<String>, Option<String>);
+
+/// The profile an entry's fields hold, or `None` if any is missing (no entry).
+///
+/// # Errors
+///
+/// [`Error::Internal`] if the version is not a number.
+pub fn decode(fields: Fields) -> Result<Option<Versioned>, Error> {
     let (Some(version), Some(username), Some(nickname), Some(avatar)) = fields else {
         return Ok(None);
     };

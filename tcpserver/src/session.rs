@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::db::redis::RedisLink;
 use crate::error::{Error, Internal};
 use crate::keys::Keys;
+use crate::profile_cache::{self, Versioned};
 
 /// Random bytes in a token: 256 bits, beyond any guessing.
 pub const TOKEN_BYTES: usize = 32;
@@ -123,16 +124,73 @@ pub fn resume(
     // GETEX reads and restarts the idle timer in one round trip.
     let value: Option<String> =
         redis.run(|c| redis::cmd("GETEX").arg(&key).arg("EX").arg(lifetimes.idle_secs).query(c))?;
+    check_lifetime(redis, &key, value, lifetimes)
+}
+
+/// KEYS[1] = session; ARGV = idle lifetime, profile key prefix. `GETEX`s the
+/// session and, when its value starts with a user id, `HMGET`s that user's
+/// cached profile: `nil` for no session, else `{session, v, u, n, a}`.
+const RESUME_WITH_PROFILE: &str = r"
+local value = redis.call('GETEX', KEYS[1], 'EX', ARGV[1])
+if not value then
+  return false
+end
+local id = string.match(value, '^(%d+):')
+if not id then
+  return {value}
+end
+local f = redis.call('HMGET', ARGV[2] .. id, 'v', 'u', 'n', 'a')
+return {value, f[1], f[2], f[3], f[4]}
+";
+
+/// As [`resume`], and the cached profile of the session's user, read in the
+/// same round trip (`None` if the cache holds no entry for them).
+///
+/// # Errors
+///
+/// As [`resume`]; [`Error::Internal`] for a corrupt profile entry.
+pub fn resume_with_profile(
+    redis: &mut RedisLink,
+    keys: &Keys,
+    token: &Secret,
+    lifetimes: Lifetimes,
+) -> Result<(Session, Option<Versioned>), Error> {
+    let hash = token_hash(token.expose()).ok_or(Error::Unauthenticated)?;
+    let key = keys.session(&hash);
+    let prefix = keys.profile_prefix();
+    let reply: Option<Vec<Option<String>>> = redis.run(|c| {
+        redis::cmd("EVAL")
+            .arg(RESUME_WITH_PROFILE)
+            .arg(1)
+            .arg(&key)
+            .arg(lifetimes.idle_secs)
+            .arg(&prefix)
+            .query(c)
+    })?;
+    let mut fields = reply.unwrap_or_default().into_iter();
+    let session = check_lifetime(redis, &key, fields.next().flatten(), lifetimes)?;
+    let mut next = || fields.next().flatten();
+    let profile = profile_cache::decode((next(), next(), next(), next()))?;
+    Ok((session, profile))
+}
+
+/// The session in a `GETEX`ed value, if it is still within its absolute lifetime.
+fn check_lifetime(
+    redis: &mut RedisLink,
+    key: &str,
+    value: Option<String>,
+    lifetimes: Lifetimes,
+) -> Result<Session, Error> {
     let session = Session::decode(&value.ok_or(Error::Unauthenticated)?)
         .ok_or(Error::Internal(Internal::CorruptEntry("session")))?;
     let now = unix_now();
     if now >= session.expires_at {
-        redis.run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))?;
+        redis.run(|c| redis::cmd("DEL").arg(key).query::<()>(c))?;
         return Err(Error::Unauthenticated);
     }
     if session.expires_at - now < lifetimes.idle_secs {
         // In its last idle period the key must expire with the session itself.
-        redis.run(|c| redis::cmd("EXPIREAT").arg(&key).arg(session.expires_at).query::<()>(c))?;
+        redis.run(|c| redis::cmd("EXPIREAT").arg(key).arg(session.expires_at).query::<()>(c))?;
     }
     Ok(session)
 }

@@ -90,9 +90,22 @@ impl Service {
     /// The session a token names, checked against the username a request names.
     fn authenticate(&mut self, token: &Secret, username: Option<&str>) -> Result<Session, Error> {
         let session = session::resume(&mut self.redis, &self.shared.keys, token, self.shared.lifetimes)?;
-        match username {
-            Some(name) if !name.eq_ignore_ascii_case(&session.username) => Err(Error::Forbidden),
-            _ => Ok(session),
+        allowed(session, username)
+    }
+
+    /// The profile of the session a token names, checked against the username a
+    /// request names. The session and the cached profile come in one round trip;
+    /// a cache miss (or a cache write still owed after a Redis failure) takes
+    /// the [`Service::read_profile`] path.
+    fn authenticated_profile(&mut self, token: &Secret, username: Option<&str>) -> Result<Profile, Error> {
+        let keys = &self.shared.keys;
+        let (session, cached) =
+            session::resume_with_profile(&mut self.redis, keys, token, self.shared.lifetimes)?;
+        let session = allowed(session, username)?;
+        let owed = self.shared.unsynced().contains_key(&session.user_id);
+        match cached {
+            Some(entry) if !owed => Ok(entry.profile),
+            _ => self.read_profile(&session),
         }
     }
 
@@ -140,5 +153,13 @@ impl Service {
         if map.get(&user_id).is_none_or(|e| e.version < entry.version) {
             map.insert(user_id, entry);
         }
+    }
+}
+
+/// The session, unless the request names another user than its own.
+fn allowed(session: Session, username: Option<&str>) -> Result<Session, Error> {
+    match username {
+        Some(name) if !name.eq_ignore_ascii_case(&session.username) => Err(Error::Forbidden),
+        _ => Ok(session),
     }
 }

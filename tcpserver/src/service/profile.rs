@@ -16,8 +16,7 @@ impl Service {
     /// [`Error::Unauthenticated`] without a valid session, [`Error::Forbidden`]
     /// if `username` names someone else.
     pub fn get_profile(&mut self, token: &Secret, username: Option<&str>) -> Result<Message, Error> {
-        let session = self.authenticate(token, username)?;
-        Ok(Message::ProfileReply(self.read_profile(&session)?))
+        Ok(Message::ProfileReply(self.authenticated_profile(token, username)?))
     }
 
     /// Changes the session user's nickname.
