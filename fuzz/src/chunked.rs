@@ -4,8 +4,9 @@
 //! The decoder is fed whatever each socket read delivered, so its promise is
 //! that a body split anywhere decodes the same. The input is decoded twice:
 //! whole, and in pieces cut where the input's first bytes say, and the two
-//! results (data, bytes used, done, error) must agree. Neither may exceed its
-//! cap or use more bytes than it was given.
+//! results (data, bytes used, done, error) must agree, except the bytes used
+//! before an error, which mean nothing once the connection is closed. Neither
+//! may exceed its cap or use more bytes than it was given.
 
 use httpserver::chunked::{ChunkError, ChunkedDecoder};
 
@@ -36,7 +37,10 @@ fn decode<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
                 }
             }
             Err(e) => {
+                // After an error the connection is closed, so how much was
+                // used before it means nothing; only the error must agree.
                 outcome.error = Some(e);
+                outcome.used = 0;
                 break;
             }
         }
