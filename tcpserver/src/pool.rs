@@ -11,6 +11,7 @@
 //! queued, and the drop waits for them.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -63,6 +64,11 @@ pub enum SubmitError {
 pub struct WorkerPool {
     sender: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
+    /// Set by the worker that wakes the reactor, cleared by the reactor just
+    /// before it drains the completions: while it is set, a wake is already on
+    /// its way, and other workers skip theirs (one `eventfd` write and one
+    /// reactor wakeup per batch of replies, not per reply).
+    wake_pending: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for WorkerPool {
@@ -88,8 +94,14 @@ impl WorkerPool {
         let (sender, receiver) = sync_channel::<Job>(queue_len);
         let receiver = Arc::new(Mutex::new(receiver));
         let make_service = Arc::new(make_service);
-        let mut pool = WorkerPool { sender: Some(sender), workers: Vec::with_capacity(workers) };
+        let wake_pending = Arc::new(AtomicBool::new(false));
+        let mut pool = WorkerPool {
+            sender: Some(sender),
+            workers: Vec::with_capacity(workers),
+            wake_pending: Arc::clone(&wake_pending),
+        };
         for i in 0..workers {
+            let wake_pending = Arc::clone(&wake_pending);
             let receiver = Arc::clone(&receiver);
             let make_service = Arc::clone(&make_service);
             let completions = completions.clone();
@@ -97,11 +109,17 @@ impl WorkerPool {
             let handle = thread::Builder::new().name(format!("worker-{i}")).spawn(move || {
                 let mut service = make_service(i);
                 service.warm_up();
-                work(&mut service, &receiver, &completions, &waker);
+                work(&mut service, &receiver, &completions, &Wake { waker: &waker, pending: &wake_pending });
             })?;
             pool.workers.push(handle);
         }
         Ok(pool)
+    }
+
+    /// Called by the reactor right before it drains the completions: a
+    /// completion sent after this wakes the reactor again.
+    pub fn rearm_wake(&self) {
+        self.wake_pending.store(false, Ordering::SeqCst);
     }
 
     /// Queues a job without blocking.
@@ -132,8 +150,31 @@ impl Drop for WorkerPool {
     }
 }
 
+/// How a worker wakes the reactor: only when no wake is pending already.
+struct Wake<'a> {
+    waker: &'a Waker,
+    pending: &'a AtomicBool,
+}
+
+impl Wake<'_> {
+    /// Wakes the reactor unless a wake is already on its way (sent after the
+    /// reactor's last [`WorkerPool::rearm_wake`], so it will drain this
+    /// completion too).
+    fn wake(&self) -> io::Result<()> {
+        if self.pending.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.waker.wake()
+    }
+}
+
 /// A worker's loop: take a job, run it, send the reply, wake the reactor.
-fn work(service: &mut Service, jobs: &Mutex<Receiver<Job>>, completions: &Sender<Completion>, waker: &Waker) {
+fn work(
+    service: &mut Service,
+    jobs: &Mutex<Receiver<Job>>,
+    completions: &Sender<Completion>,
+    waker: &Wake<'_>,
+) {
     loop {
         // The lock is held only while waiting for a job, never while running one.
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();

@@ -354,6 +354,9 @@ impl Reactor {
     }
 
     fn drain_completions(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.rearm_wake();
+        }
         while let Ok(done) = self.completions.try_recv() {
             // The connection may be gone, or its slot reused by a newer one.
             let Some(conn) = self.conns.get_mut(done.token.0).filter(|c| c.id == done.conn_id) else {
