@@ -23,4 +23,7 @@ if [ $# -gt 0 ]; then
   cargo test "$@"
 else
   cargo test --workspace
+  # The short pass of every fuzz target: seed corpus and saved crash inputs
+  # replayed through each target's checks (fuzz/ is its own cargo project).
+  fuzz/smoke.sh
 fi
