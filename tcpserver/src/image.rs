@@ -3,8 +3,8 @@
 //!
 //! Each format is identified by its magic bytes and then walked far enough to
 //! find its dimensions and to see that its outer structure holds together
-//! (PNG chunks up to `IEND`, JPEG segments up to the scan, the GIF trailer, the
-//! RIFF size of a WebP). This is no decoder: it refuses files that are plainly
+//! (PNG chunks up to `IEND`, JPEG segments up to the scan, GIF blocks up to the
+//! trailer, the RIFF size of a WebP). This is no decoder: it refuses files that are plainly
 //! not images, truncated uploads and absurd dimensions, so that what is stored
 //! and later served under an image type really is one.
 
@@ -178,12 +178,50 @@ fn jpeg(b: &[u8]) -> Option<(u32, u32)> {
     }
 }
 
-/// Header, logical screen size, and the trailer byte at the very end.
+/// Header and logical screen, then the block stream: extensions and images,
+/// each ending in a run of data sub-blocks, up to the trailer, which must be the
+/// last byte. At least one image is required.
+///
+/// Checking only the header and the last byte would accept any text that starts
+/// with ten bytes of GIF header and ends in `;`, an HTML page for instance.
 fn gif(b: &[u8]) -> Option<(u32, u32)> {
-    if b.len() < 14 || b.last() != Some(&0x3B) {
-        return None;
+    let dims = (le16(b, 6)?, le16(b, 8)?);
+    let mut at = 13 + gif_color_table_len(*b.get(10)?);
+    let mut seen_image = false;
+    loop {
+        match *b.get(at)? {
+            // Trailer.
+            0x3B => return (at + 1 == b.len() && seen_image).then_some(dims),
+            // Extension: introducer, label, then sub-blocks.
+            0x21 => at = gif_sub_blocks(b, at + 2)?,
+            // Image: a 10-byte descriptor whose last byte flags a local color
+            // table, the table, the LZW minimum code size, then sub-blocks.
+            0x2C => {
+                let table = gif_color_table_len(*b.get(at + 9)?);
+                at = gif_sub_blocks(b, at + 10 + table + 1)?;
+                seen_image = true;
+            }
+            _ => return None,
+        }
     }
-    Some((le16(b, 6)?, le16(b, 8)?))
+}
+
+/// Bytes of the color table that a GIF flags byte announces: bit 7 says there
+/// is one, bits 0-2 give its size as 2^(n+1) RGB entries.
+fn gif_color_table_len(flags: u8) -> usize {
+    if flags & 0x80 == 0 { 0 } else { 3 << ((flags & 0x07) + 1) }
+}
+
+/// Skips a run of GIF data sub-blocks (a length byte, then that many bytes,
+/// until a zero length) starting at `at`; returns the position after it.
+fn gif_sub_blocks(b: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = usize::from(*b.get(at)?);
+        at += 1 + len;
+        if len == 0 {
+            return Some(at);
+        }
+    }
 }
 
 /// RIFF size consistent with the file, then the first chunk's frame header.
@@ -306,6 +344,36 @@ mod tests {
         fake.extend_from_slice(b"this is not a chunk stream");
         assert_eq!(inspect(&fake), Err(ImageError::Malformed(ImageKind::Png)));
         assert_eq!(inspect(&[0xFF, 0xD8, 0xFF, 0xFF, 0xFF]), Err(ImageError::Malformed(ImageKind::Jpeg)));
+    }
+
+    /// Regression: a GIF header on other content, ending in the trailer byte,
+    /// was accepted as a GIF (found while triaging the `image` fuzz target).
+    #[test]
+    fn gif_header_on_html_is_refused() {
+        let mut polyglot = b"GIF89a\x01\x00\x01\x00".to_vec();
+        polyglot.extend_from_slice(b"<html><script>alert(1)</script></html>;");
+        assert_eq!(inspect(&polyglot), Err(ImageError::Malformed(ImageKind::Gif)));
+        // Real block structure but no image, or bytes after the trailer.
+        let no_image = b"GIF89a\x01\x00\x01\x00\x00\x00\x00\x21\xFE\x02hi\x00\x3B";
+        assert_eq!(inspect(no_image), Err(ImageError::Malformed(ImageKind::Gif)));
+        let mut trailing = samples::gif();
+        trailing.extend_from_slice(b"<p>;");
+        assert_eq!(inspect(&trailing), Err(ImageError::Malformed(ImageKind::Gif)));
+    }
+
+    #[test]
+    fn gif_extensions_and_local_color_tables_are_walked() {
+        let mut b = b"GIF89a\x02\x00\x01\x00\x00\x00\x00".to_vec();
+        // Graphic control extension, then a comment split over two sub-blocks.
+        b.extend_from_slice(&[0x21, 0xF9, 4, 0, 0, 0, 0, 0]);
+        b.extend_from_slice(&[0x21, 0xFE, 2, b'h', b'i', 1, b'!', 0]);
+        // An image with a local color table of 2 entries.
+        b.extend_from_slice(&[0x2C, 0, 0, 0, 0, 2, 0, 1, 0, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF]);
+        b.extend_from_slice(&[2, 2, 0x4C, 1, 0, 0x3B]);
+        assert_eq!(inspect(&b), Ok(ImageKind::Gif));
+        for n in 0..b.len() {
+            assert!(inspect(&b[..n]).is_err(), "cut at {n} was accepted");
+        }
     }
 
     #[test]
