@@ -56,6 +56,67 @@ impl Backoff {
     }
 }
 
+/// A lazily made connection of one worker to one dependency, remade after it
+/// breaks, with [`Backoff`] between failed attempts. An outage is logged once
+/// when it starts and once when it ends, whatever the dependency.
+#[derive(Debug)]
+struct Reconnecting<C> {
+    conn: Option<C>,
+    backoff: Backoff,
+    /// Whether the last connection attempt failed.
+    down: bool,
+    /// `MySQL` or `Redis`, for the log.
+    name: &'static str,
+    /// The owning worker's number, for the log.
+    worker: usize,
+}
+
+impl<C> Reconnecting<C> {
+    fn new(name: &'static str, worker: usize) -> Reconnecting<C> {
+        Reconnecting { conn: None, backoff: Backoff::default(), down: false, name, worker }
+    }
+
+    /// Whether a connection is open (and so would be reused).
+    fn is_open(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The open connection, making one with `connect` if there is none and the
+    /// backoff allows an attempt; `None` when there is no connection to use.
+    fn get<E: std::fmt::Display>(&mut self, connect: impl FnOnce() -> Result<C, E>) -> Option<&mut C> {
+        if self.conn.is_none() {
+            let now = Instant::now();
+            if !self.backoff.ready(now) {
+                return None;
+            }
+            match connect() {
+                Ok(conn) => {
+                    if self.down {
+                        crate::log!("worker {}: {} connection restored", self.worker, self.name);
+                        self.down = false;
+                    }
+                    self.backoff.succeeded();
+                    self.conn = Some(conn);
+                }
+                Err(e) => {
+                    if !self.down {
+                        crate::log!("worker {}: cannot connect to {}: {e}", self.worker, self.name);
+                        self.down = true;
+                    }
+                    self.backoff.failed(now);
+                    return None;
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    /// Forgets a connection that failed; the next [`Reconnecting::get`] makes a new one.
+    fn forget(&mut self) {
+        self.conn = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,11 +15,10 @@
 //! is reported, never retried.
 
 use std::io;
-use std::time::Instant;
 
 use mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts};
 
-use super::{Backoff, CONNECT_TIMEOUT, IO_TIMEOUT};
+use super::{CONNECT_TIMEOUT, IO_TIMEOUT, Reconnecting};
 
 /// Prepared statements kept per connection: more than the server uses, so none
 /// is ever evicted and re-prepared.
@@ -82,19 +81,13 @@ enum Stage {
 #[derive(Debug)]
 pub struct MysqlLink {
     opts: Opts,
-    conn: Option<Conn>,
-    backoff: Backoff,
-    /// Whether the last connection attempt failed, so that an outage is logged
-    /// once when it starts and once when it ends.
-    down: bool,
-    /// The owning worker's number, for the log.
-    worker: usize,
+    link: Reconnecting<Conn>,
 }
 
 impl MysqlLink {
     /// A link that connects on first use.
     pub fn new(opts: Opts, worker: usize) -> MysqlLink {
-        MysqlLink { opts, conn: None, backoff: Backoff::default(), down: false, worker }
+        MysqlLink { opts, link: Reconnecting::new("MySQL", worker) }
     }
 
     /// Connects now, so the first request does not pay for it; a failure is
@@ -105,31 +98,8 @@ impl MysqlLink {
 
     /// The open connection, making one if needed and allowed by the backoff.
     fn conn(&mut self) -> mysql::Result<&mut Conn> {
-        if self.conn.is_none() {
-            let now = Instant::now();
-            if !self.backoff.ready(now) {
-                return Err(not_connected());
-            }
-            match Conn::new(self.opts.clone()) {
-                Ok(conn) => {
-                    if self.down {
-                        crate::log!("worker {}: MySQL connection restored", self.worker);
-                        self.down = false;
-                    }
-                    self.backoff.succeeded();
-                    self.conn = Some(conn);
-                }
-                Err(e) => {
-                    if !self.down {
-                        crate::log!("worker {}: cannot connect to MySQL: {e}", self.worker);
-                        self.down = true;
-                    }
-                    self.backoff.failed(now);
-                    return Err(not_connected());
-                }
-            }
-        }
-        self.conn.as_mut().ok_or_else(not_connected)
+        let opts = &self.opts;
+        self.link.get(|| Conn::new(opts.clone())).ok_or_else(not_connected)
     }
 
     /// Forgets a connection that failed, and says whether the caller may retry.
@@ -137,10 +107,10 @@ impl MysqlLink {
         if !is_connection_error(e) {
             return false;
         }
-        self.conn = None;
+        self.link.forget();
         let retry = reused && is_retryable(e);
         if retry {
-            crate::log!("worker {}: idle MySQL connection was lost ({e}); reconnecting", self.worker);
+            crate::log!("worker {}: idle MySQL connection was lost ({e}); reconnecting", self.link.worker);
         }
         retry
     }
@@ -152,7 +122,7 @@ impl MysqlLink {
     ///
     /// The operation's error, or a connectivity error if MySQL cannot be reached.
     pub fn read<T>(&mut self, mut op: impl FnMut(&mut Conn) -> mysql::Result<T>) -> mysql::Result<T> {
-        let reused = self.conn.is_some();
+        let reused = self.link.is_open();
         let result = op(self.conn()?);
         match result {
             Err(e) if self.discard_if_broken(&e, reused) => {
@@ -178,7 +148,7 @@ impl MysqlLink {
         &mut self,
         mut body: impl FnMut(&mut Transaction<'_>) -> mysql::Result<T>,
     ) -> mysql::Result<T> {
-        let reused = self.conn.is_some();
+        let reused = self.link.is_open();
         let result = run_transaction(self.conn()?, &mut body);
         match result {
             Ok(value) => Ok(value),

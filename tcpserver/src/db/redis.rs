@@ -7,11 +7,10 @@
 //! connection turns out to be dead simply runs once more on a new one.
 
 use std::io;
-use std::time::Instant;
 
 use redis::{Client, Connection, RedisResult};
 
-use super::{Backoff, CONNECT_TIMEOUT, IO_TIMEOUT};
+use super::{CONNECT_TIMEOUT, IO_TIMEOUT, Reconnecting};
 
 /// Whether an error means the connection is unusable or Redis unreachable, as
 /// opposed to a command Redis refused.
@@ -33,20 +32,15 @@ fn not_connected() -> redis::RedisError {
 /// A lazily made, self-repairing Redis connection.
 pub struct RedisLink {
     client: Client,
-    conn: Option<Connection>,
-    backoff: Backoff,
-    /// Whether the last connection attempt failed (an outage is logged once).
-    down: bool,
-    /// The owning worker's number, for the log.
-    worker: usize,
+    link: Reconnecting<Connection>,
 }
 
 impl std::fmt::Debug for RedisLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLink")
-            .field("connected", &self.conn.is_some())
-            .field("down", &self.down)
-            .field("worker", &self.worker)
+            .field("connected", &self.link.is_open())
+            .field("down", &self.link.down)
+            .field("worker", &self.link.worker)
             .finish_non_exhaustive()
     }
 }
@@ -54,7 +48,7 @@ impl std::fmt::Debug for RedisLink {
 impl RedisLink {
     /// A link that connects on first use.
     pub fn new(client: Client, worker: usize) -> RedisLink {
-        RedisLink { client, conn: None, backoff: Backoff::default(), down: false, worker }
+        RedisLink { client, link: Reconnecting::new("Redis", worker) }
     }
 
     /// Connects now; a failure is logged and left for the next use to retry.
@@ -63,46 +57,25 @@ impl RedisLink {
     }
 
     fn conn(&mut self) -> RedisResult<&mut Connection> {
-        if self.conn.is_none() {
-            let now = Instant::now();
-            if !self.backoff.ready(now) {
-                return Err(not_connected());
-            }
-            let made = self.client.get_connection_with_timeout(CONNECT_TIMEOUT).and_then(|conn| {
+        let client = &self.client;
+        self.link
+            .get(|| {
+                let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
                 conn.set_read_timeout(Some(IO_TIMEOUT))?;
                 conn.set_write_timeout(Some(IO_TIMEOUT))?;
-                Ok(conn)
-            });
-            match made {
-                Ok(conn) => {
-                    if self.down {
-                        crate::log!("worker {}: Redis connection restored", self.worker);
-                        self.down = false;
-                    }
-                    self.backoff.succeeded();
-                    self.conn = Some(conn);
-                }
-                Err(e) => {
-                    if !self.down {
-                        crate::log!("worker {}: cannot connect to Redis: {e}", self.worker);
-                        self.down = true;
-                    }
-                    self.backoff.failed(now);
-                    return Err(not_connected());
-                }
-            }
-        }
-        self.conn.as_mut().ok_or_else(not_connected)
+                Ok::<_, redis::RedisError>(conn)
+            })
+            .ok_or_else(not_connected)
     }
 
     fn discard_if_broken(&mut self, e: &redis::RedisError, reused: bool) -> bool {
         if !is_connection_error(e) {
             return false;
         }
-        self.conn = None;
+        self.link.forget();
         let retry = reused && is_retryable(e);
         if retry {
-            crate::log!("worker {}: idle Redis connection was lost ({e}); reconnecting", self.worker);
+            crate::log!("worker {}: idle Redis connection was lost ({e}); reconnecting", self.link.worker);
         }
         retry
     }
@@ -114,7 +87,7 @@ impl RedisLink {
     ///
     /// The operation's error, or a connectivity error if Redis cannot be reached.
     pub fn run<T>(&mut self, mut op: impl FnMut(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
-        let reused = self.conn.is_some();
+        let reused = self.link.is_open();
         let result = op(self.conn()?);
         match result {
             Err(e) if self.discard_if_broken(&e, reused) => {
