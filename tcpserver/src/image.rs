@@ -141,8 +141,11 @@ fn png(b: &[u8]) -> Option<(u32, u32)> {
     }
 }
 
-/// Walks the marker segments from SOI to the first SOS; a frame header (SOFn)
-/// must come before it, and an EOI marker after it.
+/// Walks the marker segments from SOI to the first SOS. Each segment must lie
+/// inside the file, and the fields read from one must lie inside its declared
+/// length: a frame header (SOFn) is `8 + 3 * components` bytes, a scan header
+/// (SOS) `6 + 2 * components`. Exactly one frame header must come before the
+/// scan, and an EOI marker must follow the scan header.
 fn jpeg(b: &[u8]) -> Option<(u32, u32)> {
     let mut at = 2;
     let mut dims = None;
@@ -162,16 +165,27 @@ fn jpeg(b: &[u8]) -> Option<(u32, u32)> {
             0xD8 | 0xD9 | 0x00 => return None,
             _ => {}
         }
+        // The segment, its two length bytes included.
         let len = be16(b, at)? as usize;
-        if len < 2 || at + len > b.len() {
-            return None;
-        }
+        let segment = b.get(at..at.checked_add(len)?)?;
         match marker {
-            // The entropy-coded scan follows; a complete file ends it with EOI.
-            0xDA => return b[at..].windows(2).any(|w| w == [0xFF, 0xD9]).then_some(dims).flatten(),
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                dims = Some((be16(b, at + 5)?, be16(b, at + 3)?));
+            // The entropy-coded scan follows its header; a complete file ends it with EOI.
+            0xDA => {
+                let components = usize::from(*segment.get(2)?);
+                if components == 0 || len != 6 + 2 * components {
+                    return None;
+                }
+                let scan = &b[at + len..];
+                return scan.windows(2).any(|w| w == [0xFF, 0xD9]).then_some(dims).flatten();
             }
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let components = usize::from(*segment.get(7)?);
+                if dims.is_some() || components == 0 || len != 8 + 3 * components {
+                    return None;
+                }
+                dims = Some((be16(segment, 5)?, be16(segment, 3)?));
+            }
+            _ if len < 2 => return None,
             _ => {}
         }
         at += len;
@@ -359,6 +373,64 @@ mod tests {
         let mut trailing = samples::gif();
         trailing.extend_from_slice(b"<p>;");
         assert_eq!(inspect(&trailing), Err(ImageError::Malformed(ImageKind::Gif)));
+    }
+
+    /// Regression: a segment whose length runs past the end of the file must
+    /// not be skipped over or read from.
+    #[test]
+    fn jpeg_segment_length_past_the_end_is_refused() {
+        let mut b = samples::jpeg();
+        // APP0's length, then the frame header's, each pointing past the end.
+        for at in [4, 22] {
+            let mut long = b.clone();
+            long[at..at + 2].copy_from_slice(&0xFFF0u16.to_be_bytes());
+            assert_eq!(inspect(&long), Err(ImageError::Malformed(ImageKind::Jpeg)), "length at {at}");
+        }
+        // A length below 2 cannot even cover itself.
+        b[4..6].copy_from_slice(&1u16.to_be_bytes());
+        assert_eq!(inspect(&b), Err(ImageError::Malformed(ImageKind::Jpeg)));
+    }
+
+    /// Regression: the frame header's size fields were read at fixed offsets
+    /// whatever the segment's length, so a frame header declared too short took
+    /// its "dimensions" from the bytes of the markers after it, and the file was
+    /// accepted with a size it never stated.
+    #[test]
+    fn jpeg_frame_header_shorter_than_its_fields_is_refused() {
+        let mut b = vec![0xFF, 0xD8];
+        // SOF0 of length 4 (precision and one byte of height), a TEM marker,
+        // then a scan: the old walk read 255 x 511 out of the TEM marker.
+        b.extend_from_slice(&[0xFF, 0xC0, 0, 4, 8, 0, 0xFF, 0x01]);
+        b.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 0x3F, 0, 0x12, 0xFF, 0xD9]);
+        assert_eq!(inspect(&b), Err(ImageError::Malformed(ImageKind::Jpeg)));
+        // A frame header whose length disagrees with its component count.
+        let mut odd = samples::jpeg();
+        odd[29] = 2; // Two components announced, one present.
+        assert_eq!(inspect(&odd), Err(ImageError::Malformed(ImageKind::Jpeg)));
+    }
+
+    /// Regression: the end-of-image marker was looked for from the start of the
+    /// scan header, so the header's own bytes could stand in for it.
+    #[test]
+    fn jpeg_end_marker_inside_the_scan_header_is_not_the_end() {
+        let mut b = samples::jpeg();
+        b.truncate(b.len() - 2); // No EOI after the scan data.
+        let sos = b.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        b[sos + 5..sos + 7].copy_from_slice(&[0xFF, 0xD9]); // Component selector and tables.
+        assert_eq!(inspect(&b), Err(ImageError::Malformed(ImageKind::Jpeg)));
+    }
+
+    #[test]
+    fn jpeg_scan_needs_a_frame_header_before_it_and_only_one() {
+        let b = samples::jpeg();
+        let sof = b.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let mut no_frame = b.clone();
+        no_frame.drain(sof..sof + 13);
+        assert_eq!(inspect(&no_frame), Err(ImageError::Malformed(ImageKind::Jpeg)));
+        let mut two = b.clone();
+        let frame: Vec<u8> = b[sof..sof + 13].to_vec();
+        two.splice(sof..sof, frame);
+        assert_eq!(inspect(&two), Err(ImageError::Malformed(ImageKind::Jpeg)));
     }
 
     #[test]
