@@ -131,6 +131,8 @@ fn spawn_listening(program: &Path, args: &[String], log: &Path) -> (Child, Socke
 pub struct Options {
     /// Extra httpserver arguments, added last (so they override the defaults).
     pub front_args: Vec<String>,
+    /// Extra tcpserver arguments, added last (e.g. another `--redis-url`).
+    pub back_args: Vec<String>,
 }
 
 impl Options {
@@ -138,6 +140,13 @@ impl Options {
     pub fn front(mut self, flag: &str, value: impl ToString) -> Options {
         self.front_args.push(flag.to_owned());
         self.front_args.push(value.to_string());
+        self
+    }
+
+    /// Adds `--flag value` to tcpserver's command line.
+    pub fn back(mut self, flag: &str, value: impl ToString) -> Options {
+        self.back_args.push(flag.to_owned());
+        self.back_args.push(value.to_string());
         self
     }
 
@@ -187,7 +196,7 @@ impl Stack {
         let password_file = dir.join("mysql_password");
         fs::write(&password_file, format!("{password}\n")).expect("password file");
         let redis_prefix = format!("umtest:http:{id}:");
-        let backend_args: Vec<String> = vec![
+        let mut backend_args: Vec<String> = vec![
             "--workers".into(),
             "4".into(),
             "--mysql-url".into(),
@@ -203,6 +212,7 @@ impl Stack {
             "--pepper-file".into(),
             env.pepper_file.display().to_string(),
         ];
+        backend_args.extend(options.back_args);
         let mut stack = Stack {
             backend: None,
             front: None,
@@ -253,6 +263,21 @@ impl Stack {
         let mut child = self.backend.take().expect("tcpserver is running");
         child.kill().expect("kill tcpserver");
         child.wait().expect("reap tcpserver");
+    }
+
+    /// Hands tcpserver's process to the caller, to signal and reap it itself.
+    pub fn take_backend(&mut self) -> Child {
+        self.backend.take().expect("tcpserver is running")
+    }
+
+    /// Hands httpserver's process to the caller, to signal and reap it itself.
+    pub fn take_front(&mut self) -> Child {
+        self.front.take().expect("httpserver is running")
+    }
+
+    /// The process ids of tcpserver and httpserver (0 for one that was taken or stopped).
+    pub fn pids(&self) -> (u32, u32) {
+        (self.backend.as_ref().map_or(0, Child::id), self.front.as_ref().map_or(0, Child::id))
     }
 
     /// Whether httpserver is still the process it was (it must never need a restart).
@@ -700,4 +725,6 @@ fn adler32(bytes: &[u8]) -> u32 {
     b << 16 | a
 }
 
+pub mod probe;
+pub mod services;
 pub mod webdriver;
