@@ -6,8 +6,9 @@
 //! threads answer `503` with `Retry-After` at once and close it, and if even
 //! those are all busy the connection is closed outright.
 //!
-//! SIGTERM and SIGINT stop the accept loop; requests in progress get a few
-//! seconds to finish before the process exits.
+//! SIGTERM and SIGINT stop the accept loop and close the listener, so new
+//! connections are refused at once; requests in progress get a few seconds to
+//! finish, their responses say `Connection: close`, and then the process exits.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -78,8 +79,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(Arc::clone(&stop), local)?;
-    let server = Server::new(app);
+    let server = Server::new(app, Arc::clone(&stop));
     server.accept_loop(&listener, &stop);
+    // Refuse new connections while the requests in progress finish, rather than
+    // leave them in the backlog until the exit resets them.
+    drop(listener);
     server.in_flight.wait_idle(DRAIN_TIMEOUT);
     eprintln!("httpserver: stopped");
     Ok(())
@@ -127,16 +131,19 @@ struct Server {
     connections: Arc<AtomicUsize>,
     rejecting: Arc<AtomicUsize>,
     in_flight: Arc<InFlight>,
+    /// Set on SIGTERM/SIGINT: connections end after the response in progress.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Server {
-    fn new(app: Arc<App>) -> Server {
+    fn new(app: Arc<App>, stopping: Arc<AtomicBool>) -> Server {
         Server {
             app,
             budget: Arc::new(BodyBudget::default()),
             connections: Arc::new(AtomicUsize::new(0)),
             rejecting: Arc::new(AtomicUsize::new(0)),
             in_flight: Arc::new(InFlight::default()),
+            stopping,
         }
     }
 
@@ -168,9 +175,10 @@ impl Server {
         let app = Arc::clone(&self.app);
         let budget = Arc::clone(&self.budget);
         let in_flight = Arc::clone(&self.in_flight);
+        let stopping = Arc::clone(&self.stopping);
         let spawned = thread::Builder::new().stack_size(CONNECTION_STACK_SIZE).spawn(move || {
             let _slot = slot;
-            serve(&app, stream, peer, budget, &in_flight);
+            serve(&app, stream, peer, budget, &in_flight, &stopping);
         });
         if let Err(e) = spawned {
             eprintln!("httpserver: cannot start a connection thread: {e}");
@@ -232,8 +240,16 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// Serves requests on one connection until either side closes it.
-fn serve(app: &App, stream: TcpStream, peer: SocketAddr, budget: Arc<BodyBudget>, in_flight: &Arc<InFlight>) {
+/// Serves requests on one connection until either side closes it, or until
+/// the server is stopping and the request in progress has been answered.
+fn serve(
+    app: &App,
+    stream: TcpStream,
+    peer: SocketAddr,
+    budget: Arc<BodyBudget>,
+    in_flight: &Arc<InFlight>,
+    stopping: &AtomicBool,
+) {
     // Responses are written whole; there is nothing to gain from Nagle's delay.
     if stream.set_nodelay(true).and_then(|()| stream.set_write_timeout(Some(WRITE_TIMEOUT))).is_err() {
         return;
@@ -250,6 +266,9 @@ fn serve(app: &App, stream: TcpStream, peer: SocketAddr, budget: Arc<BodyBudget>
             Ok(None) => return,
             Err(e) => return refuse(app, &mut conn, &e, Client::Api, None, peer),
         };
+        // From a whole head until the response is written, shutdown waits for
+        // this request: its response must not be cut off by the exit.
+        let _busy = in_flight.enter();
         let (keep_alive, http11, head_only) = (head.keep_alive(), head.http11, head.method == Method::Head);
         let client = Client::of(&head);
         let path = head.path().to_owned();
@@ -257,11 +276,9 @@ fn serve(app: &App, stream: TcpStream, peer: SocketAddr, budget: Arc<BodyBudget>
             Ok(request) => request,
             Err(e) => return refuse(app, &mut conn, &e, client, Some(&path), peer),
         };
-        let response = {
-            let _busy = in_flight.enter();
-            router::route(app, &request)
-        };
+        let response = router::route(app, &request);
         drop(request);
+        let keep_alive = keep_alive && !stopping.load(Ordering::SeqCst);
         let close = response.close || !keep_alive;
         if response.write_to(conn.stream(), head_only, keep_alive, http11).is_err() {
             return;
