@@ -114,6 +114,18 @@ fn first_success_after(outcomes: &[Outcome], from: Instant, op: Option<&str>) ->
         .min()
 }
 
+/// Time from `from` to the start of the last failed outcome after it: until
+/// then some requests still failed (a worker whose reconnection backoff had
+/// not run out yet).
+fn last_failure_after(outcomes: &[Outcome], from: Instant) -> Duration {
+    outcomes
+        .iter()
+        .filter(|o| o.started >= from && !o.ok())
+        .map(|o| o.started - from)
+        .max()
+        .unwrap_or_default()
+}
+
 /// Checks that requests which started `SETTLED_AFTER` past `back` all succeeded.
 fn assert_settled(outcomes: &[Outcome], back: Instant) {
     let settled: Vec<&Outcome> = outcomes.iter().filter(|o| o.started >= back + SETTLED_AFTER).collect();
@@ -193,9 +205,10 @@ fn redis_restart_gives_quick_503s_and_service_resumes_by_itself() {
     let failed = outcomes.iter().filter(|o| !o.ok()).count();
     eprintln!(
         "redis restart: {} requests, {} during the {OUTAGE:?} outage (all 503, slowest {worst:?}), \
-         {failed} failed in all; first log-in {recovery:?} after Redis was restarted",
+         {failed} failed in all; first log-in {recovery:?} after Redis was restarted, last failure {:?} after",
         outcomes.len(),
-        during.len()
+        during.len(),
+        last_failure_after(&outcomes, back)
     );
 }
 
@@ -278,9 +291,10 @@ fn mariadb_crash_gives_quick_503s_loses_no_acknowledged_sign_up_and_service_resu
     eprintln!(
         "mariadb crash: {} sign-ups ({acknowledged} acknowledged, all stored; {unknown_but_stored} answered 503 \
          but committed), {} during the outage all 503 (slowest {worst:?}); first log-in {login_back:?} and \
-         first sign-up {sign_up_back:?} after mariadbd accepted connections again",
+         first sign-up {sign_up_back:?} after mariadbd accepted connections again, last failure {:?} after",
         sign_up_outcomes.len(),
-        writes_during.len() + logins_during.len()
+        writes_during.len() + logins_during.len(),
+        last_failure_after(&outcomes, back).max(last_failure_after(&sign_up_outcomes, back))
     );
 }
 

@@ -118,7 +118,7 @@ impl Probe {
     }
 
     fn exchange(&mut self, bytes: &[u8]) -> Result<Reply, String> {
-        if self.stream.as_ref().is_some_and(|s| closed_by_peer(s)) {
+        if self.stream.as_ref().is_some_and(closed_by_peer) {
             // Closed while idle: nothing was sent on it, so a new connection is safe.
             self.stream = None;
         }
