@@ -145,7 +145,7 @@ fn redis_restart_gives_quick_503s_and_service_resumes_by_itself() {
     // Set just before Redis comes back empty: a session from before is gone then.
     let restarted = AtomicBool::new(false);
 
-    let (down, back, outcomes) = thread::scope(|s| {
+    let (killing, down, back, outcomes) = thread::scope(|s| {
         let handles: Vec<_> = users
             .iter()
             .map(|username| {
@@ -167,8 +167,10 @@ fn redis_restart_gives_quick_503s_and_service_resumes_by_itself() {
             })
             .collect();
         thread::sleep(Duration::from_millis(1500));
-        let down = Instant::now();
+        let killing = Instant::now();
         redis.kill();
+        // Dead and reaped: whatever starts from now on meets no Redis.
+        let down = Instant::now();
         thread::sleep(OUTAGE);
         restarted.store(true, Ordering::SeqCst);
         let back = Instant::now();
@@ -176,10 +178,10 @@ fn redis_restart_gives_quick_503s_and_service_resumes_by_itself() {
         eprintln!("redis restart: redis-server answering {:?} after its start", back.elapsed());
         thread::sleep(SETTLED_AFTER + Duration::from_secs(2));
         stop.store(true, Ordering::SeqCst);
-        (down, back, collect(handles))
+        (killing, down, back, collect(handles))
     });
 
-    let before: Vec<&Outcome> = outcomes.iter().filter(|o| o.ended() < down).collect();
+    let before: Vec<&Outcome> = outcomes.iter().filter(|o| o.ended() < killing).collect();
     assert!(before.len() >= 10, "the load ran before the fault");
     if let Some(failed) = before.iter().find(|o| !o.ok()) {
         panic!("before the fault: {}", failed.describe());
@@ -247,8 +249,9 @@ fn mariadb_crash_gives_quick_503s_loses_no_acknowledged_sign_up_and_service_resu
             load(s, &stop, move |out| out.push(profile_probe.profile(token))),
         ];
         thread::sleep(Duration::from_millis(1500));
-        let down = Instant::now();
         db.kill();
+        // Dead and reaped: whatever starts from now on meets no MariaDB.
+        let down = Instant::now();
         thread::sleep(OUTAGE);
         let restart = Instant::now();
         db.restart();

@@ -87,23 +87,38 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/<pid>/status")
 }
 
-/// Polls `ready` every 50 ms until it holds; panics with `what` and the log
-/// after [`START_TIMEOUT`] or when `child` exits.
-fn wait_ready(child: &mut Child, what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
+/// Polls `ready` every 50 ms until it holds while `child` runs; on failure
+/// (the child exited, e.g. because another server took its port, or
+/// [`START_TIMEOUT`] passed) kills the child and returns its log.
+fn wait_ready(child: &mut Child, log: &Path, mut ready: impl FnMut() -> bool) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if ready() {
-            return;
-        }
         let exited = child.try_wait().ok().flatten();
+        if exited.is_none() && ready() {
+            return Ok(());
+        }
         if exited.is_some() || Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             let log = fs::read_to_string(log).unwrap_or_default();
-            panic!("{what} did not come up ({exited:?}); log:\n{log}");
+            return Err(format!("exit status {exited:?}; log:\n{log}"));
         }
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Starts a server on a free port with `start`, trying another port if the
+/// first is taken meanwhile (by a test running beside this one).
+fn on_a_free_port(what: &str, mut start: impl FnMut(u16) -> Result<(), String>) -> u16 {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        match start(port) {
+            Ok(()) => return port,
+            Err(e) => last = e,
+        }
+    }
+    panic!("{what} did not start on any of five free ports: {last}");
 }
 
 /// A redis-server of the test's own: no persistence, so a restart loses every
@@ -118,8 +133,11 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Starts one on a free port and waits until it answers `PING`.
     pub fn start() -> PrivateRedis {
-        let mut redis = PrivateRedis { child: None, port: free_port(), dir: scratch_dir("redis") };
-        redis.restart();
+        let mut redis = PrivateRedis { child: None, port: 0, dir: scratch_dir("redis") };
+        redis.port = on_a_free_port("redis-server", |port| {
+            redis.port = port;
+            redis.spawn()
+        });
         redis
     }
 
@@ -148,9 +166,13 @@ impl PrivateRedis {
         child.wait().expect("reap redis-server");
     }
 
-    /// Starts it (again) on the same port and waits until it answers `PING`.
+    /// Starts it again on the same port and waits until it answers `PING`.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "redis-server is already running");
+        self.spawn().unwrap_or_else(|e| panic!("redis-server did not come back: {e}"));
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
         let log = self.dir.join("redis.log");
         let port = self.port.to_string();
         let dir = self.dir.display().to_string();
@@ -180,13 +202,16 @@ impl PrivateRedis {
             .spawn()
             .expect("spawn redis-server (install it with scripts/services.sh)");
         let url = self.url();
-        wait_ready(&mut child, "redis-server", &log, || {
+        let pid = child.id();
+        // Ready when the server on the port is this one (not another test's).
+        wait_ready(&mut child, &log, || {
             redis::Client::open(url.as_str())
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-        });
+                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c))
+                .is_ok_and(|info| info.lines().any(|l| l.trim() == format!("process_id:{pid}")))
+        })?;
         self.child = Some(child);
+        Ok(())
     }
 }
 
@@ -221,6 +246,8 @@ impl PrivateMariadb {
         let install = Command::new("mariadb-install-db")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            // Its own temp dir: bootstraps running side by side clash in /tmp.
+            .arg(format!("--tmpdir={}", dir.display()))
             .args([
                 "--user=root",
                 "--auth-root-authentication-method=normal",
@@ -232,9 +259,11 @@ impl PrivateMariadb {
             .output()
             .expect("run mariadb-install-db (installed with mariadb-server by scripts/services.sh)");
         assert!(install.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&install.stderr));
-        let mut db =
-            PrivateMariadb { child: None, port: free_port(), dir, password: format!("pw{}", random_hex(20)) };
-        db.restart();
+        let mut db = PrivateMariadb { child: None, port: 0, dir, password: format!("pw{}", random_hex(20)) };
+        db.port = on_a_free_port("mariadbd", |port| {
+            db.port = port;
+            db.spawn()
+        });
         let schema =
             fs::read_to_string(workspace_root().join("sql/schema.sql")).expect("read sql/schema.sql");
         let mut root = db.try_root(None).expect("root connection to the private MariaDB");
@@ -295,10 +324,14 @@ impl PrivateMariadb {
         child.wait().expect("reap mariadbd");
     }
 
-    /// Starts mariadbd (again) on the same data directory and port, and waits
-    /// until it accepts connections.
+    /// Starts mariadbd again on the same data directory and port, and waits
+    /// until it accepts connections (after InnoDB's crash recovery).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "mariadbd is already running");
+        self.spawn().unwrap_or_else(|e| panic!("mariadbd did not come back: {e}"));
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
         let log = self.dir.join("error.log");
         // Debian installs it in /usr/sbin, which is not on every PATH.
         let program =
@@ -307,6 +340,7 @@ impl PrivateMariadb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.dir.join("data").display()))
             .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--tmpdir={}", self.dir.display()))
             .arg(format!("--pid-file={}", self.dir.join("mariadbd.pid").display()))
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--port={}", self.port))
@@ -328,11 +362,12 @@ impl PrivateMariadb {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn mariadbd (installed with mariadb-server by scripts/services.sh)");
+        // The socket is this server's own, and mariadbd creates it only after
+        // binding its TCP port (it exits if the port is taken).
         let tcp = SocketAddr::from(([127, 0, 0, 1], self.port));
-        wait_ready(&mut child, "mariadbd", &log, || {
-            self.try_root(None).is_ok() && TcpStream::connect(tcp).is_ok()
-        });
+        wait_ready(&mut child, &log, || self.try_root(None).is_ok() && TcpStream::connect(tcp).is_ok())?;
         self.child = Some(child);
+        Ok(())
     }
 }
 
