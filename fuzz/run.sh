@@ -36,7 +36,7 @@ export AFL_NO_UI=1               # Plain status lines, fit for logs.
 export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
 out="out/$target"
 mkdir -p "$out"
-# One timeout for all: the http target sets up a loopback connection per input.
+# One generous timeout for all targets; no input needs more than milliseconds.
 cargo afl fuzz -V "$seconds" -t 2000 -i "corpus/$target" -o "$out" -x "dict/$target.dict" \
   "$CARGO_TARGET_DIR/release/$target"
 

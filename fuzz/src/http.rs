@@ -1,71 +1,86 @@
-//! Target `http`: the HTTP/1.1 request reader and the body decoders behind it.
+//! Target `http`: the HTTP/1.1 request head parser, the request reader and the
+//! body decoders behind it.
 //!
-//! httpserver reads requests only from a `TcpStream` ([`HttpConnection`]), and
-//! the head parser (`Head::from_parsed` and `framing` in `request.rs`) is
-//! private, so the target does what the server does: it writes the input into
-//! a connected socket, closes the writing side, and reads requests from the
-//! other end with [`HttpConnection::read_head`] and
+//! Each input is first given whole to the byte-level head parser,
+//! [`request::parse_head`]. Then it is read as the server reads a connection:
+//! an [`HttpConnection`] over an in-memory [`Transport`] that hands out the
+//! input and then reports end of file, with [`HttpConnection::read_head`] and
 //! [`HttpConnection::read_request`] under the server's own body limits
 //! ([`router::body_limit`]), pipelined requests included. Each request is then
 //! decoded as the handlers would: fields from the body (urlencoded, JSON,
 //! multipart, raw image) and from the query string, the session credential and
-//! the CSRF check.
+//! the CSRF check. No socket is involved, so a run is repeatable and uses no
+//! ports.
 //!
-//! Properties: nothing panics; a body is exactly as long as its Content-Length
-//! and never over its limit; "too large" is only said of a body over its limit;
-//! the path is a prefix of the target and starts with `/`; and form encoding
-//! round-trips the path.
+//! Properties: nothing panics; a complete head is at most `MAX_HEAD_LEN` bytes,
+//! parses the same without the bytes after it and is incomplete one byte short;
+//! the connection reads the same first head as the byte parser, and refuses
+//! what it refuses; a body is exactly as long as its Content-Length and never
+//! over its limit; "too large" is only said of a body over its limit; the path
+//! is a prefix of the target and starts with `/`; and form encoding round-trips
+//! the path.
 
-use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpStream};
-use std::os::fd::{FromRawFd, IntoRawFd};
-use std::os::unix::net::UnixStream;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use httpserver::input::Fields;
-use httpserver::request::{Body, BodyBudget, Framing, HttpConnection, Timeouts};
+use httpserver::request::{
+    self, Body, BodyBudget, Framing, Head, HttpConnection, MAX_HEAD_LEN, RequestError, Timeouts, Transport,
+};
 use httpserver::{csrf, form, router, session_cookie};
 
 /// Longest input used; the rest is ignored. Past the 16 KiB head cap and the
-/// 16 KiB body cap, and well inside a Unix socket's send buffer (about 200 KiB
-/// by default), so the whole input is written before the reader starts and a
-/// run is repeatable (what the fuzzer reports as "stability").
+/// 16 KiB body cap, so that both limits are reached.
 pub const MAX_INPUT: usize = 40 * 1024;
 
 /// Most requests read from one input, so a long pipeline stays cheap.
 const MAX_REQUESTS: usize = 8;
 
-/// Generous next to a local write; no input waits for them, since the writing
-/// side is shut down after the input.
+/// Never reached: reads from [`Replay`] do not wait.
 const TIMEOUTS: Timeouts =
     Timeouts { idle: Duration::from_secs(5), head: Duration::from_secs(5), body: Duration::from_secs(5) };
 
-/// A connected pair of stream sockets, the server's end typed as the
-/// `TcpStream` that [`HttpConnection`] takes.
-///
-/// A Unix socket pair rather than a loopback TCP connection: the reader sees
-/// the same stream semantics (partial reads, EOF after the peer's shutdown,
-/// read timeouts), but no port is used and nothing lingers in TIME_WAIT, which
-/// at a thousand inputs a second would tie up tens of thousands of loopback
-/// ports that other programs on the machine need.
-fn socket_pair() -> (UnixStream, TcpStream) {
-    let (client, server) = match UnixStream::pair() {
-        Ok(pair) => pair,
-        Err(e) => panic!("cannot create a socket pair: {e}"),
-    };
-    // SAFETY: the descriptor is an open stream socket whose ownership moves
-    // into the TcpStream; HttpConnection only reads, writes and sets timeouts
-    // on it, which behave the same on a Unix stream socket.
-    let server = unsafe { TcpStream::from_raw_fd(server.into_raw_fd()) };
-    (client, server)
+/// A client connection in memory: reads hand out the input, then end of file,
+/// as a socket does once the client has sent everything and shut down its
+/// writing side; what the server writes (a `100 Continue`) is dropped.
+#[derive(Debug)]
+struct Replay<'a> {
+    input: &'a [u8],
 }
 
-/// Sends `data` as a client would and reads it as the server would.
+impl Read for Replay<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.input.read(out)
+    }
+}
+
+impl Write for Replay<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for Replay<'_> {
+    fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Parses `data` as the server would.
 ///
 /// # Panics
 ///
-/// When the reader or a decoder panics or a property breaks.
+/// When the parser, the reader or a decoder panics or a property breaks.
 pub fn run(data: &[u8]) {
     requests_read(data);
 }
@@ -75,29 +90,44 @@ pub fn run(data: &[u8]) {
 ///
 /// # Panics
 ///
-/// When the reader or a decoder panics or a property breaks.
+/// When the parser, the reader or a decoder panics or a property breaks.
 pub fn requests_read(data: &[u8]) -> usize {
     let data = &data[..data.len().min(MAX_INPUT)];
-    let (mut client, server) = socket_pair();
-    if let Err(e) = client.write_all(data).and_then(|()| client.shutdown(Shutdown::Write)) {
-        panic!("cannot write {} bytes to the socket pair: {e}", data.len());
+    let first = check_head_parser(data);
+    let mut conn = HttpConnection::new(Replay { input: data }, TIMEOUTS, Arc::new(BodyBudget::default()));
+    match (&first, conn.read_head()) {
+        (Ok(Some(expected)), Ok(Some(head))) => {
+            assert_eq!(&head, expected, "the connection read another head than parse_head");
+            serve(conn, head)
+        }
+        (Err(_), Err(_)) | (Ok(None), Ok(None) | Err(RequestError::Closed)) => 0,
+        (first, read) => panic!("parse_head gave {first:?} but the connection read {read:?}"),
     }
-    // The client end stays open while the server reads, so that a
-    // `100 Continue` written to it lands in its buffer instead of failing.
-    let read = serve(HttpConnection::new(server, TIMEOUTS, Arc::new(BodyBudget::default())));
-    drop(client);
-    read
 }
 
-/// Reads and decodes requests until the input ends or one is refused, and
-/// returns how many were read whole.
-fn serve(mut conn: HttpConnection) -> usize {
+/// Checks [`request::parse_head`] on the whole input and returns its result.
+fn check_head_parser(data: &[u8]) -> Result<Option<Head>, RequestError> {
+    let Some((head, len)) = request::parse_head(data)? else {
+        return Ok(None);
+    };
+    assert!(len <= MAX_HEAD_LEN && len <= data.len(), "head of {len} bytes in {}", data.len());
+    match request::parse_head(&data[..len]) {
+        Ok(Some((alone, alone_len))) => {
+            assert_eq!((&alone, alone_len), (&head, len), "the bytes after the head changed it")
+        }
+        other => panic!("the head alone parses as {other:?}"),
+    }
+    let short = request::parse_head(&data[..len - 1]);
+    assert!(matches!(short, Ok(None)), "a head one byte short parses as {short:?}");
+    Ok(Some(head))
+}
+
+/// Reads and decodes requests, `head` first, until the input ends or one is
+/// refused, and returns how many were read whole.
+fn serve(mut conn: HttpConnection<Replay<'_>>, head: Head) -> usize {
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut head = head;
     for read in 0..MAX_REQUESTS {
-        let head = match conn.read_head() {
-            Ok(Some(head)) => head,
-            Ok(None) | Err(_) => return read,
-        };
         let path = head.path().to_owned();
         assert!(
             path.starts_with('/') && head.target.starts_with(&path),
@@ -121,6 +151,10 @@ fn serve(mut conn: HttpConnection) -> usize {
             (Body::TooLarge, framing) => panic!("too large with framing {framing:?}"),
         }
         decode_fields(&request);
+        head = match conn.read_head() {
+            Ok(Some(next)) => next,
+            Ok(None) | Err(_) => return read + 1,
+        };
     }
     MAX_REQUESTS
 }

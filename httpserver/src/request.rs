@@ -8,6 +8,10 @@
 //! Content-Length or chunked Transfer-Encoding, never both (400), and capped per
 //! endpoint (413). Bytes after one request stay buffered for the next, so
 //! pipelined requests work.
+//!
+//! The head parser itself, [`parse_head`], works on bytes alone, and
+//! [`HttpConnection`] reads from any [`Transport`], so both can be driven
+//! without a socket (the unit tests and the `http` fuzz target do).
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
@@ -72,7 +76,7 @@ pub enum Framing {
 }
 
 /// A parsed request head.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     /// The method.
     pub method: Method,
@@ -163,6 +167,34 @@ impl Head {
             Ok(head) => head,
             Err(e) => panic!("bad test head {raw:?}: {e}"),
         }
+    }
+}
+
+/// Parses the request head at the start of `buf`, the bytes received so far.
+///
+/// Returns `Ok(None)` while the head is incomplete and still under
+/// [`MAX_HEAD_LEN`], or the head and its length in bytes (the body, or the next
+/// request, starts there). Needs no socket: [`HttpConnection::read_head`] calls
+/// it each time more bytes arrive, and the fuzz target calls it directly.
+///
+/// # Errors
+///
+/// [`RequestError::HeadTooLarge`] or [`RequestError::TooManyHeaders`] past the
+/// limits, [`RequestError::Malformed`] for anything that is not an HTTP/1.x
+/// request head, and the framing errors of [`Head`] (conflicting lengths, an
+/// unsupported transfer coding).
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, RequestError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_LEN => {
+            Ok(Some((Head::from_parsed(&parsed)?, len)))
+        }
+        Ok(httparse::Status::Complete(_)) => Err(RequestError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_LEN => Err(RequestError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(RequestError::TooManyHeaders),
+        Err(_) => Err(RequestError::Malformed("not an HTTP/1.x request head")),
     }
 }
 
@@ -364,24 +396,53 @@ impl Drop for Reservation {
     }
 }
 
+/// The byte stream an [`HttpConnection`] reads requests from: a `TcpStream` in
+/// the server, something in memory in tests and the fuzz target.
+pub trait Transport: Read + Write {
+    /// Bounds each following read; a read that waits longer fails with
+    /// `WouldBlock` or `TimedOut`.
+    ///
+    /// # Errors
+    ///
+    /// When the stream cannot take the setting.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Bounds each following write, like [`Transport::set_read_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// When the stream cannot take the setting.
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+}
+
 /// The reading side of one client connection, with the bytes received but not
 /// yet used.
 #[derive(Debug)]
-pub struct HttpConnection {
-    stream: TcpStream,
+pub struct HttpConnection<S = TcpStream> {
+    stream: S,
     buf: Vec<u8>,
     timeouts: Timeouts,
     budget: Arc<BodyBudget>,
 }
 
-impl HttpConnection {
+impl<S: Transport> HttpConnection<S> {
     /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream, timeouts: Timeouts, budget: Arc<BodyBudget>) -> HttpConnection {
+    pub fn new(stream: S, timeouts: Timeouts, budget: Arc<BodyBudget>) -> HttpConnection<S> {
         HttpConnection { stream, buf: Vec::with_capacity(READ_CHUNK), timeouts, budget }
     }
 
-    /// The socket, for writing responses.
-    pub fn stream(&mut self) -> &mut TcpStream {
+    /// The stream, for writing responses.
+    pub fn stream(&mut self) -> &mut S {
         &mut self.stream
     }
 
@@ -396,21 +457,9 @@ impl HttpConnection {
         loop {
             if !self.buf.is_empty() {
                 head_deadline.get_or_insert_with(|| Instant::now() + self.timeouts.head);
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut parsed = httparse::Request::new(&mut headers);
-                match parsed.parse(&self.buf) {
-                    Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_LEN => {
-                        let head = Head::from_parsed(&parsed)?;
-                        self.buf.drain(..len);
-                        return Ok(Some(head));
-                    }
-                    Ok(httparse::Status::Complete(_)) => return Err(RequestError::HeadTooLarge),
-                    Ok(httparse::Status::Partial) if self.buf.len() >= MAX_HEAD_LEN => {
-                        return Err(RequestError::HeadTooLarge);
-                    }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
-                    Err(_) => return Err(RequestError::Malformed("not an HTTP/1.x request head")),
+                if let Some((head, len)) = parse_head(&self.buf)? {
+                    self.buf.drain(..len);
+                    return Ok(Some(head));
                 }
             }
             let idle = head_deadline.is_none();
@@ -549,11 +598,109 @@ mod tests {
     use super::*;
 
     fn parse(raw: &str) -> Result<Head, RequestError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(raw.as_bytes()) {
-            Ok(httparse::Status::Complete(_)) => Head::from_parsed(&parsed),
-            other => panic!("test head does not parse: {other:?}"),
+        match parse_head(raw.as_bytes()) {
+            Ok(Some((head, len))) => {
+                assert_eq!(len, raw.len(), "the whole test head is used");
+                Ok(head)
+            }
+            Ok(None) => panic!("test head {raw:?} is incomplete"),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A connection in memory: reads give `input` in pieces of at most `piece`
+    /// bytes, then end of file; writes are kept.
+    #[derive(Debug)]
+    struct Memory {
+        input: Vec<u8>,
+        piece: usize,
+        written: Vec<u8>,
+    }
+
+    impl Read for Memory {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(self.piece).min(self.input.len());
+            out[..n].copy_from_slice(&self.input[..n]);
+            self.input.drain(..n);
+            Ok(n)
+        }
+    }
+
+    impl Write for Memory {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Memory {
+        fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn connection(input: &[u8], piece: usize) -> HttpConnection<Memory> {
+        let timeouts = Timeouts {
+            idle: Duration::from_secs(1),
+            head: Duration::from_secs(1),
+            body: Duration::from_secs(1),
+        };
+        let memory = Memory { input: input.to_vec(), piece, written: Vec::new() };
+        HttpConnection::new(memory, timeouts, Arc::new(BodyBudget::default()))
+    }
+
+    #[test]
+    fn a_head_is_incomplete_until_its_blank_line_and_errors_are_told_apart() {
+        let raw = b"GET /home HTTP/1.1\r\nHost: a\r\n\r\nNEXT";
+        for cut in 0..raw.len() - 4 {
+            assert!(matches!(parse_head(&raw[..cut]), Ok(None)), "cut at {cut}");
+        }
+        let (head, len) = parse_head(raw).unwrap().unwrap();
+        assert_eq!((head.path(), &raw[len..]), ("/home", &b"NEXT"[..]));
+        assert!(matches!(parse_head(b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n"), Err(RequestError::Malformed(_))));
+        assert!(matches!(parse_head(&[b'a'; MAX_HEAD_LEN]), Err(RequestError::HeadTooLarge)));
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD_LEN));
+        assert!(matches!(parse_head(long.as_bytes()), Err(RequestError::HeadTooLarge)));
+    }
+
+    #[test]
+    fn pipelined_requests_read_the_same_in_any_piece_size() {
+        let raw = b"POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+                    POST /login HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n\
+                    GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let peer = IpAddr::from([127, 0, 0, 1]);
+        for piece in [1, 2, 7, 64, READ_CHUNK] {
+            let mut conn = connection(raw, piece);
+            let mut bodies = Vec::new();
+            while let Some(head) = conn.read_head().unwrap() {
+                match conn.read_request(head, MAX_BODY_LEN, peer).unwrap().body {
+                    Body::Complete(body) => bodies.push(body),
+                    Body::TooLarge => panic!("too large"),
+                }
+            }
+            assert_eq!(bodies, [b"abc".to_vec(), b"de".to_vec(), Vec::new()], "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn a_head_cut_short_is_closed_and_continue_is_sent_only_while_the_body_is_to_come() {
+        let mut cut = connection(b"GET / HTTP/1.1\r\nHost:", 5);
+        assert!(matches!(cut.read_head(), Err(RequestError::Closed)));
+        let raw = b"POST /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi";
+        // Sent when the body is still to come; not when it arrived with the head.
+        for (piece, continued) in [(1, true), (raw.len(), false)] {
+            let mut conn = connection(raw, piece);
+            let head = conn.read_head().unwrap().unwrap();
+            conn.read_request(head, MAX_BODY_LEN, IpAddr::from([127, 0, 0, 1])).unwrap();
+            assert_eq!(conn.stream().written.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"), continued);
         }
     }
 
