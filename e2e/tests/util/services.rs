@@ -242,7 +242,14 @@ pub struct PrivateMariadb {
 impl PrivateMariadb {
     /// Installs a data directory, starts the server and sets up the database.
     pub fn start() -> PrivateMariadb {
-        let dir = scratch_dir("mariadb");
+        // Made first, so that its drop removes the directory whatever fails below.
+        let mut db = PrivateMariadb {
+            child: None,
+            port: 0,
+            dir: scratch_dir("mariadb"),
+            password: format!("pw{}", random_hex(20)),
+        };
+        let dir = &db.dir;
         let install = Command::new("mariadb-install-db")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
@@ -259,7 +266,6 @@ impl PrivateMariadb {
             .output()
             .expect("run mariadb-install-db (installed with mariadb-server by scripts/services.sh)");
         assert!(install.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&install.stderr));
-        let mut db = PrivateMariadb { child: None, port: 0, dir, password: format!("pw{}", random_hex(20)) };
         db.port = on_a_free_port("mariadbd", |port| {
             db.port = port;
             db.spawn()
