@@ -540,7 +540,7 @@ fn terminate_with_requests_in_flight(
 
 /// Requests that were sent well before the signal and had no answer yet
 /// (`DEBUG SLEEP` holds them) must all be answered with a success.
-fn assert_in_flight_finished(load: &WriteLoad, t: &Termination) -> usize {
+fn assert_in_flight_finished<'a>(load: &'a WriteLoad, t: &Termination) -> Vec<&'a Outcome> {
     let in_flight: Vec<&Outcome> = load
         .all()
         .filter(|o| o.started + Duration::from_millis(500) < t.signalled && o.ended() > t.signalled)
@@ -549,7 +549,7 @@ fn assert_in_flight_finished(load: &WriteLoad, t: &Termination) -> usize {
     for outcome in &in_flight {
         assert!(outcome.ok(), "in flight at SIGTERM: {}", outcome.describe());
     }
-    in_flight.len()
+    in_flight
 }
 
 #[test]
@@ -563,7 +563,7 @@ fn sigterm_to_tcpserver_under_load_finishes_in_flight_requests_and_loses_no_ackn
     assert!(t.status.success(), "tcpserver exited with {}", t.status);
     assert!(t.took < Duration::from_secs(10), "tcpserver took {:?} to stop", t.took);
     assert!(t.refused_while_draining, "tcpserver stopped accepting before it exited");
-    let in_flight = assert_in_flight_finished(&load, &t);
+    let in_flight = assert_in_flight_finished(&load, &t).len();
     // httpserver stays up: every request got an answer, a success or a retryable 503.
     for outcome in load.all() {
         assert!(outcome.ok() || outcome.is_retryable_503(), "{}", outcome.describe());
@@ -589,6 +589,12 @@ fn sigterm_to_httpserver_under_load_finishes_in_flight_requests_and_loses_no_ack
     assert!(t.took < Duration::from_secs(10), "httpserver took {:?} to stop", t.took);
     assert!(t.refused_while_draining, "httpserver stopped accepting before it exited");
     let in_flight = assert_in_flight_finished(&load, &t);
+    for outcome in &in_flight {
+        // So that the client does not send another request into the exit.
+        let close = outcome.reply.as_ref().ok().and_then(|r| r.header("connection"));
+        assert_eq!(close, Some("close"), "in flight at SIGTERM: {}", outcome.describe());
+    }
+    let in_flight = in_flight.len();
     for outcome in load.all() {
         // After the signal a request may find no server (refused), never a hang.
         let refused = outcome.started > t.signalled && outcome.reply.is_err();
