@@ -613,10 +613,16 @@ fn sigterm_to_httpserver_under_load_finishes_in_flight_requests_and_loses_no_ack
 fn a_back_end_slower_than_its_callers_gives_quick_503s_bounded_memory_and_recovers() {
     let redis = PrivateRedis::start();
     let stack = Stack::start_with(
-        Options::default().back("--redis-url", redis.url()).back("--workers", 1).back("--queue", 4),
+        Options::default()
+            .back("--redis-url", redis.url())
+            .back("--workers", 1)
+            .back("--queue", 4)
+            // More RPC connections than callers: what is measured is tcpserver's
+            // full queue, not callers waiting for a connection (the next test).
+            .front("--rpc-pool", 32),
     );
     let (back_pid, front_pid) = stack.pids();
-    let (_, token) = stack.user_with_token("busy", PASSWORD);
+    let (username, token) = stack.user_with_token("busy", PASSWORD);
     let mut warm = Probe::new(stack.addr);
     for _ in 0..20 {
         assert!(warm.profile(&token).ok());
@@ -627,7 +633,9 @@ fn a_back_end_slower_than_its_callers_gives_quick_503s_bounded_memory_and_recove
 
     let (slow_for, outcomes) = thread::scope(|s| {
         // Redis answers only between sleeps of 200 ms: the one worker does about
-        // five requests a second, far fewer than sixteen callers ask for.
+        // five requests a second, far fewer than sixteen callers ask for
+        // (log-ins and profile reads: a worker may take several profile reads
+        // at once, but a log-in alone).
         let slow_redis = s.spawn(|| {
             let mut conn = redis.conn().expect("Redis connection");
             let start = Instant::now();
@@ -639,8 +647,11 @@ fn a_back_end_slower_than_its_callers_gives_quick_503s_bounded_memory_and_recove
         let handles: Vec<_> = (0..16)
             .map(|_| {
                 let mut probe = Probe::new(stack.addr);
-                let token = &token;
-                load(s, &stop, move |out| out.push(probe.profile(token)))
+                let (username, token) = (&username, &token);
+                load(s, &stop, move |out| {
+                    out.push(probe.login(username, PASSWORD));
+                    out.push(probe.profile(token));
+                })
             })
             .collect();
         thread::sleep(Duration::from_secs(8));
