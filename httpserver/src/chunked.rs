@@ -32,9 +32,9 @@ pub enum ChunkError {
 impl fmt::Display for ChunkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ChunkError::BadSize => "malformed chunk size",
-            ChunkError::MissingCrlf => "chunk data not followed by CRLF",
-            ChunkError::LineTooLong => "chunk-size line or trailers too long",
+            ChunkError::BadSize => "a chunk size is not a hexadecimal number ending in CRLF",
+            ChunkError::MissingCrlf => "a chunk's data is not followed by CRLF",
+            ChunkError::LineTooLong => "a chunk-size line or the trailers are too long",
             ChunkError::TooLarge => "chunked body exceeds the size cap",
         })
     }

@@ -58,8 +58,9 @@ impl Fields {
                 json::parse_fields(body).map_err(|e| malformed(format!("Bad JSON: {e}.")))?,
             ),
             "multipart/form-data" => {
-                let boundary = multipart::boundary(content_type).map_err(|e| malformed(format!("{e}.")))?;
-                let parts = multipart::parse(body, &boundary).map_err(|e| malformed(format!("{e}.")))?;
+                let bad = |e: multipart::MultipartError| malformed(format!("Bad multipart form data: {e}."));
+                let boundary = multipart::boundary(content_type).map_err(bad)?;
+                let parts = multipart::parse(body, &boundary).map_err(bad)?;
                 Fields::from_parts(parts)
             }
             image if image.starts_with("image/") => Fields::default().with_file(body),
@@ -99,7 +100,7 @@ impl Fields {
                     let value = String::from_utf8(part.data.to_vec()).map_err(|_| {
                         Failure::http_because(
                             HttpError::MalformedBody,
-                            format!("Field {} is not UTF-8.", part.name),
+                            format!("The field {} is not valid UTF-8.", shown(&part.name)),
                         )
                     })?;
                     fields.add_text(part.name, value)?;

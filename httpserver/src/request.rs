@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::chunked::{ChunkError, ChunkedDecoder};
-use crate::error::HttpError;
+use crate::error::{Failure, HttpError};
 
 /// Largest request head (request line and headers). 16 KiB holds any real
 /// browser's headers with room for large cookies; more is an attack or a bug.
@@ -194,7 +194,19 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, RequestError> {
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_LEN => Err(RequestError::HeadTooLarge),
         Ok(httparse::Status::Partial) => Ok(None),
         Err(httparse::Error::TooManyHeaders) => Err(RequestError::TooManyHeaders),
-        Err(_) => Err(RequestError::Malformed("not an HTTP/1.x request head")),
+        Err(e) => Err(RequestError::Malformed(syntax_error(e))),
+    }
+}
+
+/// What was wrong with a head that `httparse` refused, in words for the client.
+fn syntax_error(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::Token => "the request line is not a method, a target and a version",
+        httparse::Error::Version => "the version is not HTTP/1.0 or HTTP/1.1",
+        httparse::Error::HeaderName => "a header line is not a name, a colon and a value",
+        httparse::Error::HeaderValue => "a header value has a control character",
+        httparse::Error::NewLine => "a line does not end in CRLF",
+        httparse::Error::Status | httparse::Error::TooManyHeaders => "not an HTTP/1.x request head",
     }
 }
 
@@ -205,10 +217,13 @@ fn framing(headers: &[(String, Vec<u8>)], http11: bool) -> Result<Framing, Reque
         // A list such as "5, 5" is allowed if every member agrees.
         for item in value.split(|&b| b == b',') {
             let item = item.trim_ascii();
-            if item.is_empty() || item.len() > 18 || !item.iter().all(u8::is_ascii_digit) {
-                return Err(RequestError::Malformed("Content-Length is not a number"));
+            if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+                return Err(RequestError::Malformed("Content-Length is not a number of bytes"));
             }
-            let n: usize = item.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0'));
+            // A number too big for usize is still a length, just one over every
+            // cap: it saturates, and the body is refused as too large (413).
+            let n =
+                item.iter().fold(0usize, |n, d| n.saturating_mul(10).saturating_add(usize::from(d - b'0')));
             match length {
                 Some(seen) if seen != n => return Err(RequestError::ConflictingLength),
                 _ => length = Some(n),
@@ -320,6 +335,23 @@ impl RequestError {
             RequestError::UnsupportedTransferEncoding => HttpError::UnsupportedTransferEncoding,
             RequestError::BodyTooLarge => HttpError::BodyTooLarge,
             RequestError::Busy => HttpError::Busy,
+        })
+    }
+
+    /// What the client is told, or `None` when the connection should just
+    /// close. A malformed head or chunked body says what was wrong with it, so
+    /// the author of a client can fix it; those details are about the syntax
+    /// the client sent, never about the server.
+    pub fn failure(&self) -> Option<Failure> {
+        let kind = self.http_error()?;
+        Some(match self {
+            RequestError::Malformed(why) => {
+                Failure::http_because(kind, format!("The request is not valid HTTP: {why}."))
+            }
+            RequestError::BadChunk(e) => {
+                Failure::http_because(kind, format!("The chunked body is malformed: {e}."))
+            }
+            _ => Failure::http(kind),
         })
     }
 }
@@ -722,10 +754,13 @@ mod tests {
         let both =
             parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert!(matches!(both, Err(RequestError::ConflictingLength)));
-        for bad in ["-1", "+5", "5a", "", "0x10", "99999999999999999999"] {
+        for bad in ["-1", "+5", "5a", "", "0x10", "1 2"] {
             let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {bad}\r\n\r\n");
             assert!(matches!(parse(&raw), Err(RequestError::Malformed(_))), "{bad:?}");
         }
+        // Past 64 bits it is still a number, one over every cap.
+        let huge = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n");
+        assert_eq!(huge.unwrap().framing, Framing::Length(usize::MAX));
     }
 
     #[test]

@@ -299,15 +299,15 @@ fn refuse(
     path: Option<&str>,
     peer: SocketAddr,
 ) {
-    let Some(kind) = error.http_error() else {
+    let Some(failure) = error.failure() else {
         return;
     };
     if !matches!(error, RequestError::Timeout | RequestError::BodyTooLarge) {
         eprintln!("httpserver: {peer}: {error}");
     }
-    let failure = match (kind, path) {
-        (HttpError::BodyTooLarge, Some(path)) => router::too_large(path),
-        _ => Failure::http(kind),
+    let failure = match (error, path) {
+        (RequestError::BodyTooLarge, Some(path)) => router::too_large(path),
+        _ => failure,
     };
     let response = handlers::failure(app, client, &failure).closing();
     if response.write_to(conn.stream(), false, false, true).is_ok() {
