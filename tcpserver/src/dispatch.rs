@@ -4,7 +4,7 @@
 //! message can be answered at once (`Ping`, or a reply type sent as a request)
 //! or needs a worker. [`handle`] runs on a worker and calls the operation.
 
-use proto::{ErrorCode, Message};
+use proto::{ErrorCode, Message, Secret};
 
 use crate::error::Error;
 use crate::service::Service;
@@ -57,6 +57,42 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
             Route::Answer(reply) | Route::Work(reply) => Ok(reply),
         },
     }
+}
+
+/// Runs a worker's batch of requests, replies in order. Profile reads in the
+/// batch share one Redis round trip ([`Service::authenticated_profiles`]);
+/// everything else runs one by one, as [`handle`] would.
+pub fn handle_batch(service: &mut Service, messages: Vec<Message>) -> Vec<Result<Message, Error>> {
+    let reads: Vec<(&Secret, Option<&str>)> = messages
+        .iter()
+        .filter_map(|message| match message {
+            Message::GetProfile { token, username } => Some((token, username.as_deref())),
+            _ => None,
+        })
+        .collect();
+    if reads.len() < 2 {
+        return messages.into_iter().map(|message| handle(service, message)).collect();
+    }
+    let mut profiles = match service.authenticated_profiles(&reads) {
+        Ok(profiles) => {
+            profiles.into_iter().map(|p| p.map(Message::ProfileReply)).collect::<Vec<_>>().into_iter()
+        }
+        // One failure for the whole batch (Redis down): the first read carries
+        // the error (and so is logged once), the others its reply.
+        Err(e) => {
+            let reply = e.to_message();
+            let rest = std::iter::repeat_n(reply, reads.len() - 1).map(Ok);
+            std::iter::once(Err(e)).chain(rest).collect::<Vec<_>>().into_iter()
+        }
+    };
+    drop(reads);
+    messages
+        .into_iter()
+        .map(|message| match message {
+            Message::GetProfile { .. } => profiles.next().unwrap_or(Err(Error::Unauthenticated)),
+            other => handle(service, other),
+        })
+        .collect()
 }
 
 /// A short name for the log.

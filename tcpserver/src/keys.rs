@@ -45,6 +45,11 @@ impl Keys {
         format!("{}prof:", self.prefix)
     }
 
+    /// The log-in record of a username (see [`crate::login_record`]).
+    pub fn login_record(&self, username: &str) -> String {
+        format!("{}login:{username}", self.prefix)
+    }
+
     /// Failed log-ins for a username.
     pub fn login_failures_by_user(&self, username: &str) -> String {
         format!("{}thr:login:user:{username}", self.prefix)

@@ -152,6 +152,19 @@ impl PasswordHasher {
     }
 }
 
+/// Bytes of a [`stamp`]: 128 bits, so two stored hashes never share one.
+const STAMP_LEN: usize = 16;
+
+/// A short name for one stored hash string: hex of the first [`STAMP_LEN`]
+/// bytes of its SHA-256. It changes whenever the stored hash does (new
+/// password, new salt, new cost), and tells nothing about the password that
+/// the stored hash itself does not, so it may be kept where the hash may not
+/// (Redis, see [`crate::login_record`]).
+pub fn stamp(stored: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&Sha256::digest(stored.as_bytes())[..STAMP_LEN])
+}
+
 /// The parts of a stored hash string.
 struct StoredHash {
     iterations: u32,

@@ -3,17 +3,18 @@
 //! The reactor hands each request to the pool as a [`Job`] through a bounded
 //! queue, without ever blocking: when the queue is full, [`WorkerPool::submit`]
 //! gives the job back and the reactor answers `Overloaded`. Each worker owns a
-//! [`Service`] (its own MySQL and Redis connections), runs the job, sends a
-//! [`Completion`] back through a channel and wakes the reactor's poll with the
-//! shared [`Waker`]. Workers never touch client sockets.
+//! [`Service`] (its own MySQL and Redis connections), takes a batch from the
+//! [`JobQueue`] (profile reads together, anything else alone), runs it, sends
+//! a [`Completion`] per job back through a channel and wakes the reactor's
+//! poll with the shared [`Waker`]. Workers never touch client sockets.
 //!
 //! Dropping the pool closes the queue; the workers finish the jobs already
 //! queued, and the drop waits for them.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::{fmt, io, thread};
 
@@ -22,6 +23,7 @@ use proto::{ErrorCode, Message};
 
 use crate::dispatch;
 use crate::error::Error;
+use crate::queue::{JobQueue, MAX_BATCH};
 use crate::service::Service;
 
 /// One request on its way to a worker.
@@ -62,7 +64,7 @@ pub enum SubmitError {
 
 /// A fixed set of worker threads behind a bounded queue.
 pub struct WorkerPool {
-    sender: Option<SyncSender<Job>>,
+    queue: Arc<JobQueue>,
     workers: Vec<JoinHandle<()>>,
     /// Set by the worker that wakes the reactor, cleared by the reactor just
     /// before it drains the completions: while it is set, a wake is already on
@@ -91,25 +93,24 @@ impl WorkerPool {
         completions: Sender<Completion>,
         waker: Arc<Waker>,
     ) -> io::Result<WorkerPool> {
-        let (sender, receiver) = sync_channel::<Job>(queue_len);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let queue = Arc::new(JobQueue::new(queue_len));
         let make_service = Arc::new(make_service);
         let wake_pending = Arc::new(AtomicBool::new(false));
         let mut pool = WorkerPool {
-            sender: Some(sender),
+            queue: Arc::clone(&queue),
             workers: Vec::with_capacity(workers),
             wake_pending: Arc::clone(&wake_pending),
         };
         for i in 0..workers {
             let wake_pending = Arc::clone(&wake_pending);
-            let receiver = Arc::clone(&receiver);
+            let queue = Arc::clone(&queue);
             let make_service = Arc::clone(&make_service);
             let completions = completions.clone();
             let waker = Arc::clone(&waker);
             let handle = thread::Builder::new().name(format!("worker-{i}")).spawn(move || {
                 let mut service = make_service(i);
                 service.warm_up();
-                work(&mut service, &receiver, &completions, &Wake { waker: &waker, pending: &wake_pending });
+                work(&mut service, &queue, &completions, &Wake { waker: &waker, pending: &wake_pending });
             })?;
             pool.workers.push(handle);
         }
@@ -128,20 +129,14 @@ impl WorkerPool {
     ///
     /// [`SubmitError`] if the queue is full or closed; the job is dropped.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        let Some(sender) = &self.sender else {
-            return Err(SubmitError::Closed);
-        };
-        sender.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => SubmitError::Full,
-            TrySendError::Disconnected(_) => SubmitError::Closed,
-        })
+        self.queue.push(job)
     }
 }
 
 impl Drop for WorkerPool {
     fn drop(&mut self) {
         // Closing the queue ends each worker's loop once the queue is empty.
-        self.sender = None;
+        self.queue.close();
         for worker in self.workers.drain(..) {
             if worker.join().is_err() {
                 crate::log!("a worker thread panicked outside a request");
@@ -168,40 +163,44 @@ impl Wake<'_> {
     }
 }
 
-/// A worker's loop: take a job, run it, send the reply, wake the reactor.
-fn work(
-    service: &mut Service,
-    jobs: &Mutex<Receiver<Job>>,
-    completions: &Sender<Completion>,
-    waker: &Wake<'_>,
-) {
+/// A worker's loop: take a batch (see [`JobQueue::take`]), run it, send the
+/// replies, wake the reactor once.
+fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion>, waker: &Wake<'_>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH + 1);
     loop {
-        // The lock is held only while waiting for a job, never while running one.
-        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(job) = job else { return };
-        let operation = dispatch::operation_name(&job.message);
-        let outcome = catch_unwind(AssertUnwindSafe(|| dispatch::handle(service, job.message)));
-        let reply = match outcome {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
-                if let Error::Internal(cause) = &e {
-                    crate::log!(
-                        "{operation} (connection {}, request {}): {cause}",
-                        job.token.0,
-                        job.request_id
-                    );
-                }
-                e.to_message()
-            }
-            Err(_) => {
-                crate::log!("{operation} (connection {}, request {}): panicked", job.token.0, job.request_id);
-                Message::error(ErrorCode::Internal, "Something went wrong on our side. Please try again.")
-            }
-        };
-        let completion =
-            Completion { token: job.token, conn_id: job.conn_id, request_id: job.request_id, reply };
-        if completions.send(completion).is_err() {
+        if !queue.take(&mut batch) {
             return;
+        }
+        let (meta, messages): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|job| {
+                let operation = dispatch::operation_name(&job.message);
+                ((job.token, job.conn_id, job.request_id, operation), job.message)
+            })
+            .unzip();
+        let count = messages.len();
+        let outcomes = catch_unwind(AssertUnwindSafe(|| dispatch::handle_batch(service, messages)));
+        let outcomes: Vec<Result<Message, Option<Error>>> = match outcomes {
+            Ok(outcomes) => outcomes.into_iter().map(|outcome| outcome.map_err(Some)).collect(),
+            Err(_) => (0..count).map(|_| Err(None)).collect(),
+        };
+        for ((token, conn_id, request_id, operation), outcome) in meta.into_iter().zip(outcomes) {
+            let reply = match outcome {
+                Ok(reply) => reply,
+                Err(Some(e)) => {
+                    if let Error::Internal(cause) = &e {
+                        crate::log!("{operation} (connection {}, request {request_id}): {cause}", token.0);
+                    }
+                    e.to_message()
+                }
+                Err(None) => {
+                    crate::log!("{operation} (connection {}, request {request_id}): panicked", token.0);
+                    Message::error(ErrorCode::Internal, "Something went wrong on our side. Please try again.")
+                }
+            };
+            if completions.send(Completion { token, conn_id, request_id, reply }).is_err() {
+                return;
+            }
         }
         // A failed wake means the poll is gone: the reactor has exited.
         if waker.wake().is_err() {

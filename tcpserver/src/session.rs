@@ -7,6 +7,7 @@
 //! but never past the absolute expiry. Logging out deletes the entry, so the
 //! token stops working at once.
 
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::Secret;
@@ -143,35 +144,67 @@ local f = redis.call('HMGET', ARGV[2] .. id, 'v', 'u', 'n', 'a')
 return {value, f[1], f[2], f[3], f[4]}
 ";
 
-/// As [`resume`], and the cached profile of the session's user, read in the
-/// same round trip (`None` if the cache holds no entry for them).
+/// [`RESUME_WITH_PROFILE`], sent by its SHA-1 (`EVALSHA`): the hottest request
+/// sends 40 bytes instead of the script.
+static RESUME_WITH_PROFILE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(RESUME_WITH_PROFILE));
+
+/// A session with its user's cached profile (`None` if the cache holds no
+/// entry for them), or why there is none.
+pub type Resumed = Result<(Session, Option<Versioned>), Error>;
+
+/// As [`resume`] for each of `tokens`, with the cached profile of each session's
+/// user, all in one round trip: a worker answers a batch of profile reads with
+/// one write to Redis and one read back.
 ///
 /// # Errors
 ///
-/// As [`resume`]; [`Error::Internal`] for a corrupt profile entry.
-pub fn resume_with_profile(
+/// [`Error::Unavailable`] if Redis is down (for the whole batch); otherwise
+/// each token gets its own outcome, as [`resume`] would give, or
+/// [`Error::Internal`] for a corrupt profile entry.
+pub fn resume_with_profiles(
     redis: &mut RedisLink,
     keys: &Keys,
-    token: &Secret,
+    tokens: &[&Secret],
     lifetimes: Lifetimes,
-) -> Result<(Session, Option<Versioned>), Error> {
-    let hash = token_hash(token.expose()).ok_or(Error::Unauthenticated)?;
-    let key = keys.session(&hash);
+) -> Result<Vec<Resumed>, Error> {
+    let session_keys: Vec<Option<String>> =
+        tokens.iter().map(|token| token_hash(token.expose()).map(|hash| keys.session(&hash))).collect();
+    let script = &*RESUME_WITH_PROFILE_SCRIPT;
     let prefix = keys.profile_prefix();
-    let reply: Option<Vec<Option<String>>> = redis.run(|c| {
-        redis::cmd("EVAL")
-            .arg(RESUME_WITH_PROFILE)
-            .arg(1)
-            .arg(&key)
-            .arg(lifetimes.idle_secs)
-            .arg(&prefix)
-            .query(c)
-    })?;
-    let mut fields = reply.unwrap_or_default().into_iter();
-    let session = check_lifetime(redis, &key, fields.next().flatten(), lifetimes)?;
-    let mut next = || fields.next().flatten();
-    let profile = profile_cache::decode((next(), next(), next(), next()))?;
-    Ok((session, profile))
+    let mut pipe = redis::pipe();
+    for key in session_keys.iter().flatten() {
+        pipe.cmd("EVALSHA").arg(script.get_hash()).arg(1).arg(key).arg(lifetimes.idle_secs).arg(&prefix);
+    }
+    /// Per token: `nil` for no session, else the session value and the profile fields.
+    type Reply = Vec<Option<Vec<Option<String>>>>;
+    let mut replies = if pipe.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        redis
+            .run(|c| match pipe.query::<Reply>(c) {
+                // Redis lost its script cache (a restart): load it, send again.
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    script.load(c)?;
+                    pipe.query(c)
+                }
+                other => other,
+            })?
+            .into_iter()
+    };
+    let mut resumed = Vec::with_capacity(tokens.len());
+    for key in &session_keys {
+        let Some(key) = key else {
+            resumed.push(Err(Error::Unauthenticated));
+            continue;
+        };
+        let mut fields = replies.next().flatten().unwrap_or_default().into_iter();
+        let session = check_lifetime(redis, key, fields.next().flatten(), lifetimes);
+        let mut next = || fields.next().flatten();
+        let profile = profile_cache::decode((next(), next(), next(), next()));
+        resumed.push(session.and_then(|session| Ok((session, profile?))));
+    }
+    Ok(resumed)
 }
 
 /// The session in a `GETEX`ed value, if it is still within its absolute lifetime.

@@ -52,8 +52,19 @@ pub fn check(redis: &mut RedisLink, counters: &[(String, Limit)]) -> Result<(), 
         pipe.cmd("SCARD").arg(key).cmd("TTL").arg(key);
     }
     let replies: Vec<i64> = redis.run(|c| pipe.query(c))?;
+    verdict(counters, &replies)
+}
+
+/// Refuses with [`Error::TooManyAttempts`] if any counter is at its limit, given
+/// each counter's `SCARD` and `TTL` replies in order (`counts[2 * i]` and
+/// `counts[2 * i + 1]` for `counters[i]`).
+///
+/// # Errors
+///
+/// [`Error::TooManyAttempts`].
+pub fn verdict(counters: &[(String, Limit)], counts: &[i64]) -> Result<(), Error> {
     let mut retry_after = None;
-    for ((_, limit), pair) in counters.iter().zip(replies.chunks_exact(2)) {
+    for ((_, limit), pair) in counters.iter().zip(counts.chunks_exact(2)) {
         let &[count, ttl] = pair else { continue };
         if count >= 0 && count as u64 >= limit.max_attempts {
             // A negative TTL (no expiry set) cannot normally happen; wait a window.

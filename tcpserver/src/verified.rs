@@ -4,7 +4,8 @@
 //!
 //! What it holds: for each cached user, one HMAC-SHA256 under a key drawn from
 //! the OS generator when the process starts (never stored, never logged) over
-//! the user id, the stored password-hash string and the password. It holds no
+//! the user id, the [stamp](crate::password::stamp) of the stored password-hash
+//! string and the password. It holds no
 //! password and no unkeyed fast hash of one: without the process key an entry
 //! cannot be tested against guesses, so a memory dump yields HMACs, not
 //! passwords or anything cheaper to attack than the database's PBKDF2 hashes.
@@ -12,7 +13,7 @@
 //! Why it is safe to trust a hit: an entry only ever comes from a full
 //! [`PasswordHasher::verify`](crate::password::PasswordHasher::verify) that
 //! succeeded; failures are never cached, so a wrong password always costs the
-//! full hash (and the throttle counts it). The stored hash string is part of
+//! full hash (and the throttle counts it). The stored hash's stamp is part of
 //! the HMAC, so when a password (or its hash, after a cost upgrade) changes, the
 //! old entry no longer matches anything and is simply overwritten later.
 //!
@@ -107,8 +108,8 @@ impl VerifiedCache {
         self.len() == 0
     }
 
-    /// Whether `password` was verified recently against exactly `stored` for
-    /// this user. A `false` says nothing: the caller runs the full check.
+    /// Whether `password` was verified recently against exactly the stored
+    /// hash whose stamp is `stored`, for this user. A `false` says nothing: the caller runs the full check.
     pub fn contains(&self, user_id: u64, stored: &str, password: &str) -> bool {
         let mac = self.mac(user_id, stored, password);
         let (shard, index) = self.place(user_id);

@@ -279,10 +279,51 @@ fn lost_database_connections_are_replaced_and_service_resumes() {
     assert!(log.contains("Redis connection restored"), "{log}");
 }
 
+/// A user who logs in again with the password this server verified recently
+/// is answered from Redis (the log-in record and the profile cache), so such
+/// log-ins go on while MySQL is unreachable; anything that needs the stored
+/// hash (a wrong password, a user not seen before) says the service is
+/// unavailable instead of guessing.
+#[test]
+fn repeated_logins_need_no_mysql() {
+    let env = util::TestEnv::load();
+    let mysql_proxy = Proxy::start(upstream(&env.mysql_url, 3306));
+    let (mysql_url, _) = env.split_mysql_url();
+    let db = mysql_url.rsplit('/').next().unwrap_or("usermgmt_test");
+    let server = TestServer::start_with(
+        Options::default()
+            .arg("--workers", 1)
+            .arg("--mysql-url", format!("mysql://usermgmt@{}/{db}?prefer_socket=false", mysql_proxy.addr)),
+    );
+    let mut c = server.connect();
+    let username = server.sign_up(&mut c, "regular", PASSWORD);
+    let (_, first) = c.log_in(&username, PASSWORD);
+
+    mysql_proxy.set_refusing(true);
+    mysql_proxy.cut();
+    let (token, again) = c.log_in(&username, PASSWORD);
+    assert_eq!(again, first, "the same profile, from the cache");
+    let profile = c.call(Message::GetProfile { token, username: None });
+    assert!(matches!(profile, Message::ProfileReply(p) if p.username == username));
+
+    let wrong = c.call(Message::Login {
+        username: username.clone(),
+        password: "not the password".into(),
+        client: None,
+    });
+    assert_eq!(error_code(&wrong), ErrorCode::Unavailable);
+    let stranger = c.call(Message::Login {
+        username: server.username("stranger"),
+        password: PASSWORD.into(),
+        client: None,
+    });
+    assert_eq!(error_code(&stranger), ErrorCode::Unavailable);
+}
+
 #[test]
 fn sigterm_answers_requests_in_flight_then_exits_zero() {
     let mut server =
-        TestServer::start_with(Options::default().arg("--workers", 1).arg("--hash-cost", 300_000));
+        TestServer::start_with(Options::default().arg("--workers", 1).arg("--hash-cost", 100_000));
     let mut c = server.connect();
     let login =
         c.send(Message::Login { username: server.username("late"), password: PASSWORD.into(), client: None });

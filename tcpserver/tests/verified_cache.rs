@@ -1,6 +1,7 @@
 //! The cache of recently verified credentials, seen from outside: a log-in it
 //! spares the hash still refuses a wrong password, and a password change (a new
-//! stored hash) makes the old password fail at once.
+//! stored hash, and its log-in record dropped as README says) makes the old
+//! password fail at once.
 
 mod util;
 
@@ -50,6 +51,13 @@ fn a_changed_password_hash_drops_the_cached_login() {
     mysql
         .exec_drop("UPDATE credentials SET password_hash = ? WHERE username = ?", (&bobs_hash, &alice))
         .expect("update");
+    // A change made behind the server's back also drops the user's log-in
+    // record, as the README's operator note says (without that, the record's
+    // 15-minute lifetime bounds it).
+    let mut redis = server.env.redis();
+    let record = format!("{}login:{alice}", server.redis_prefix);
+    let dropped: i64 = redis::cmd("DEL").arg(&record).query(&mut redis).expect("DEL");
+    assert_eq!(dropped, 1, "the repeated log-ins left a record at {record}");
 
     let reply = log_in(&mut c, &alice, PASSWORD);
     assert_eq!(error_code(&reply), ErrorCode::BadCredentials, "the old password after the change");

@@ -7,7 +7,9 @@ use proto::{Message, Profile, Secret};
 use super::Service;
 use crate::db::users::{self, ER_DUP_ENTRY};
 use crate::error::Error;
-use crate::profile_cache;
+use crate::login_record;
+use crate::password;
+use crate::profile_cache::{self, Versioned};
 use crate::session::{self, Session};
 use crate::throttle::{self, LOGIN_FAILURES_PER_ADDR, LOGIN_FAILURES_PER_USER, Limit, SIGNUPS_PER_ADDR};
 use crate::validate;
@@ -53,7 +55,9 @@ impl Service {
     ///
     /// An unknown username and a wrong password give the same error after the
     /// same amount of hashing, so neither the answer nor its timing tells which
-    /// usernames exist.
+    /// usernames exist. A repeated log-in whose password this process verified
+    /// recently is answered from Redis alone (see [`crate::login_record`]);
+    /// every other one reads MySQL.
     ///
     /// # Errors
     ///
@@ -67,7 +71,7 @@ impl Service {
     ) -> Result<Message, Error> {
         let keys = &self.shared.keys;
         // A name that breaks the rules cannot exist: it is answered like an
-        // unknown one, and gets no counter of its own.
+        // unknown one, and gets no counter or record of its own.
         let username = validate::username(username).ok();
         let user_key = username.as_ref().map(|name| keys.login_failures_by_user(name));
         let counters: Vec<(String, Limit)> = user_key
@@ -75,63 +79,96 @@ impl Service {
             .map(|key| (key.clone(), LOGIN_FAILURES_PER_USER))
             .chain(client.map(|addr| (keys.login_failures_by_addr(addr), LOGIN_FAILURES_PER_ADDR)))
             .collect();
-        throttle::check(&mut self.redis, &counters)?;
+        let record = login_record::lookup(&mut self.redis, keys, username.as_deref(), &counters)?;
 
-        let row = match &username {
-            Some(name) => self.mysql.read(|c| users::find_login(c, name))?,
-            None => None,
-        };
-        let hasher = &self.shared.hasher;
-        let cache = &self.shared.verified;
-        let verified = match &row {
-            // A hit means this exact password was verified against this exact
-            // stored hash by this process recently; anything else pays the full cost.
-            Some(row) if cache.contains(row.user_id, &row.password_hash, password.expose()) => true,
-            Some(row) => {
-                let ok = hasher.verify(password.expose(), &row.password_hash)?;
-                if ok {
-                    cache.remember(row.user_id, &row.password_hash, password.expose());
+        let login = match record.and_then(|record| self.recently_verified(record, password)) {
+            Some(login) => login,
+            None => match self.verify_from_mysql(username.as_deref(), password)? {
+                Some(login) => login,
+                None => {
+                    throttle::record(&mut self.redis, &counters)?;
+                    return Err(Error::BadCredentials);
                 }
-                ok
-            }
-            None => {
-                hasher.verify_nothing(password.expose());
-                false
-            }
+            },
         };
-        let Some(row) = row.filter(|_| verified) else {
-            throttle::record(&mut self.redis, &counters)?;
-            return Err(Error::BadCredentials);
-        };
-
-        if hasher.needs_rehash(&row.password_hash) {
-            // The log-in succeeds even if the upgrade fails; it is tried again next time.
-            let upgraded = hasher.hash(password.expose()).map_err(Error::from).and_then(|hash| {
-                self.mysql.read(|c| users::update_password_hash(c, row.user_id, &hash)).map_err(Error::from)
-            });
-            if let Err(e) = upgraded {
-                crate::log!("user {}: password hash upgrade failed: {e:?}", row.user_id);
-            }
-        }
 
         let (token, token_hash) = session::new_token()?;
         let lifetimes = self.shared.lifetimes;
         let session = Session {
-            user_id: row.user_id,
-            username: row.profile.profile.username.clone(),
+            user_id: login.user_id,
+            username: login.profile.profile.username.clone(),
             expires_at: session::unix_now() + lifetimes.max_secs,
         };
         // One round trip: the session, the reset of this user's failure
-        // counter, and a warm profile cache for the pages that follow.
+        // counter, and, after a MySQL read, the record and a warm profile cache
+        // for the log-ins and pages that follow.
         let keys = &self.shared.keys;
         let mut pipe = redis::pipe();
         session::store(&mut pipe, keys, &token_hash, &session, lifetimes);
         if let Some(key) = &user_key {
             throttle::clear(&mut pipe, key);
         }
-        pipe.add_command(profile_cache::store_cmd(keys, row.user_id, &row.profile)).ignore();
+        if login.from_mysql {
+            login_record::store(&mut pipe, keys, &session.username, login.user_id, &login.stamp);
+            pipe.add_command(profile_cache::store_cmd(keys, login.user_id, &login.profile)).ignore();
+        }
         self.redis.run(|c| pipe.query::<()>(c))?;
-        Ok(Message::LoggedIn { token, profile: row.profile.profile })
+        Ok(Message::LoggedIn { token, profile: login.profile.profile })
+    }
+
+    /// The log-in, if Redis had everything it needs and this process verified
+    /// this password for this stored hash recently.
+    fn recently_verified(&self, record: login_record::Record, password: &Secret) -> Option<Login> {
+        let profile = record.profile?;
+        // A profile write still owed to Redis means the cached one is old.
+        let owed = self.shared.unsynced().contains_key(&record.user_id);
+        let hit = !owed && self.shared.verified.contains(record.user_id, &record.stamp, password.expose());
+        hit.then_some(Login { user_id: record.user_id, stamp: record.stamp, profile, from_mysql: false })
+    }
+
+    /// The log-in, if MySQL knows the user and the password matches; the full
+    /// hash unless the verified cache spares it. Upgrades a hash made at a
+    /// lower cost.
+    fn verify_from_mysql(
+        &mut self,
+        username: Option<&str>,
+        password: &Secret,
+    ) -> Result<Option<Login>, Error> {
+        let row = match username {
+            Some(name) => self.mysql.read(|c| users::find_login(c, name))?,
+            None => None,
+        };
+        let hasher = &self.shared.hasher;
+        let cache = &self.shared.verified;
+        let Some(row) = row else {
+            hasher.verify_nothing(password.expose());
+            return Ok(None);
+        };
+        let mut stamp = password::stamp(&row.password_hash);
+        // A hit means this exact password was verified against this exact
+        // stored hash by this process recently; anything else pays the full cost.
+        if !cache.contains(row.user_id, &stamp, password.expose()) {
+            if !hasher.verify(password.expose(), &row.password_hash)? {
+                return Ok(None);
+            }
+            cache.remember(row.user_id, &stamp, password.expose());
+        }
+
+        if hasher.needs_rehash(&row.password_hash) {
+            // The log-in succeeds even if the upgrade fails; it is tried again next time.
+            let upgraded = hasher.hash(password.expose()).map_err(Error::from).and_then(|hash| {
+                self.mysql.read(|c| users::update_password_hash(c, row.user_id, &hash))?;
+                Ok(hash)
+            });
+            match upgraded {
+                Ok(hash) => {
+                    stamp = password::stamp(&hash);
+                    cache.remember(row.user_id, &stamp, password.expose());
+                }
+                Err(e) => crate::log!("user {}: password hash upgrade failed: {e:?}", row.user_id),
+            }
+        }
+        Ok(Some(Login { user_id: row.user_id, stamp, profile: row.profile, from_mysql: true }))
     }
 
     /// Ends a session. Logging out with an unknown, expired or malformed token
@@ -144,4 +181,15 @@ impl Service {
         session::end(&mut self.redis, &self.shared.keys, token)?;
         Ok(Message::LoggedOut)
     }
+}
+
+/// A checked log-in, on its way to becoming a session.
+struct Login {
+    user_id: u64,
+    /// The stamp of the user's stored password hash, for the log-in record.
+    stamp: String,
+    profile: Versioned,
+    /// Whether it was read from MySQL (then the record and the profile cache
+    /// are written back).
+    from_mysql: bool,
 }

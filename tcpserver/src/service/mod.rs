@@ -94,19 +94,46 @@ impl Service {
     }
 
     /// The profile of the session a token names, checked against the username a
-    /// request names. The session and the cached profile come in one round trip;
-    /// a cache miss (or a cache write still owed after a Redis failure) takes
-    /// the [`Service::read_profile`] path.
+    /// request names; see [`Service::authenticated_profiles`].
     fn authenticated_profile(&mut self, token: &Secret, username: Option<&str>) -> Result<Profile, Error> {
-        let keys = &self.shared.keys;
-        let (session, cached) =
-            session::resume_with_profile(&mut self.redis, keys, token, self.shared.lifetimes)?;
-        let session = allowed(session, username)?;
-        let owed = self.shared.unsynced().contains_key(&session.user_id);
-        match cached {
-            Some(entry) if !owed => Ok(entry.profile),
-            _ => self.read_profile(&session),
+        let mut profiles = self.authenticated_profiles(&[(token, username)])?;
+        profiles.pop().unwrap_or(Err(Error::Unauthenticated))
+    }
+
+    /// For each (token, username) pair, the profile of the session the token
+    /// names, checked against the username. The sessions and their cached
+    /// profiles come in one round trip for the whole batch; a cache miss (or a
+    /// cache write still owed after a Redis failure) takes the
+    /// [`Service::read_profile`] path for that one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] for the whole batch if Redis is down; otherwise
+    /// one outcome per pair, in order.
+    pub fn authenticated_profiles(
+        &mut self,
+        requests: &[(&Secret, Option<&str>)],
+    ) -> Result<Vec<Result<Profile, Error>>, Error> {
+        let tokens: Vec<&Secret> = requests.iter().map(|(token, _)| *token).collect();
+        let resumed = session::resume_with_profiles(
+            &mut self.redis,
+            &self.shared.keys,
+            &tokens,
+            self.shared.lifetimes,
+        )?;
+        let mut profiles = Vec::with_capacity(requests.len());
+        for (outcome, (_, username)) in resumed.into_iter().zip(requests) {
+            let profile = outcome.and_then(|(session, cached)| {
+                let session = allowed(session, *username)?;
+                let owed = self.shared.unsynced().contains_key(&session.user_id);
+                match cached {
+                    Some(entry) if !owed => Ok(entry.profile),
+                    _ => self.read_profile(&session),
+                }
+            });
+            profiles.push(profile);
         }
+        Ok(profiles)
     }
 
     /// A user's profile: from the cache, or from MySQL (filling the cache).

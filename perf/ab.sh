@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Compares two builds of the servers on one scenario, in one run: both stacks
+# run side by side (A on ports 2088/2099, B on 3088/3099, same MariaDB and
+# Redis), and short loadgen runs alternate between them, so that the machine's
+# noise falls on both alike. Prints each run and the median QPS and p99 of each.
+#
+#   perf/ab.sh BIN_DIR_A BIN_DIR_B [SCENARIO] [ROUNDS] [SECS] [CONCURRENCY]
+#   perf/ab.sh /work/targets/base/release target/release login-fixed 5 5 200
+#
+# Each BIN_DIR holds `tcpserver` and `httpserver` release binaries; loadgen is
+# taken from target/release. Needs the system's secrets (./run.sh start made
+# them) and the seeded accounts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+A=${1:?bin dir A} B=${2:?bin dir B}
+SCENARIO=${3:-login-fixed} ROUNDS=${4:-5} SECS=${5:-5} CONCURRENCY=${6:-200}
+LOADGEN=$ROOT/target/release/loadgen
+WORK=$(mktemp -d /tmp/ab.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+start_stack() { # name bin_dir http_port tcp_port
+  local name=$1 dir=$2 http=$3 tcp=$4
+  "$dir/tcpserver" --listen "127.0.0.1:$tcp" \
+    --mysql-password-file "$ROOT/run/secrets/mysql_password" --pepper-file "$ROOT/run/secrets/pepper" \
+    --avatar-dir "$WORK/avatars-$name" >"$WORK/$name-tcp.log" 2>&1 &
+  PIDS+=($!)
+  "$dir/httpserver" --listen "127.0.0.1:$http" --backend "127.0.0.1:$tcp" \
+    --static-dir "$ROOT/static" --html-dir "$ROOT/html" >"$WORK/$name-http.log" 2>&1 &
+  PIDS+=($!)
+}
+
+start_stack a "$A" 2088 2099
+start_stack b "$B" 3088 3099
+for port in 2088 3088; do
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break
+    sleep 0.2
+  done
+done
+
+run() { # name port
+  "$LOADGEN" --addr "127.0.0.1:$2" --scenario "$SCENARIO" --duration "$SECS" \
+    --concurrency "$CONCURRENCY" --json 2>/dev/null | tail -n 1 >>"$WORK/$1.jsonl" || true
+  tail -n 1 "$WORK/$1.jsonl" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print("%s: qps=%.0f p99=%.1fms errors=%d" % (sys.argv[1], r["qps"], r["latency_ms"]["p99"], r["errors"]))' "$1" \
+    2>/dev/null || echo "$1: no report"
+}
+
+for ((i = 0; i < ROUNDS; i++)); do
+  if ((i % 2 == 0)); then run a 2088; run b 3088; else run b 3088; run a 2088; fi
+done
+
+python3 - "$WORK" <<'EOF'
+import json, statistics, sys
+for name in "ab":
+    rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{name}.jsonl") if l.strip()]
+    if rows:
+        qps = statistics.median(r["qps"] for r in rows)
+        p99 = statistics.median(r["latency_ms"]["p99"] for r in rows)
+        print(f"{name.upper()}: median qps {qps:.0f}, median p99 {p99:.1f} ms over {len(rows)} runs")
+EOF

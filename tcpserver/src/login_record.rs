@@ -1,0 +1,116 @@
+//! The log-in record: what a repeated log-in needs, kept in Redis so that it
+//! does not need MySQL.
+//!
+//! A log-in needs the user's id, something that identifies their stored
+//! password hash (to ask the verified-credentials cache), their profile (for
+//! the reply) and the throttle counters. The record `login:<username>` holds
+//! the id and the hash's [`stamp`](crate::password::stamp), a digest of the
+//! stored hash string that helps no one guess a password (the stored hash is
+//! already salted, peppered PBKDF2; its digest is one step further away). The
+//! profile comes from the versioned profile cache. [`lookup`] reads the
+//! counters, the record and the profile in one round trip; when all three are
+//! there and the verified cache holds the password for that stamp, the log-in
+//! is answered without MySQL. Anything missing takes the full path, which
+//! reads MySQL and writes the record back.
+//!
+//! Why the record cannot let an old password in: the stamp changes with the
+//! stored hash, so a verified-cache entry for an old hash does not match a
+//! new record; the only code that changes a stored hash (the cost upgrade at
+//! log-in) writes the new stamp in the same pipeline that opens the session.
+//! The record expires after [`TTL_SECS`], which also bounds how long a hash
+//! changed behind the server's back (by hand in MySQL) could still be
+//! answered from the record.
+
+use std::sync::LazyLock;
+
+use redis::{Pipeline, Script};
+
+use crate::db::redis::RedisLink;
+use crate::error::{Error, Internal};
+use crate::keys::Keys;
+use crate::profile_cache::{self, Versioned};
+use crate::throttle::{self, Limit};
+
+/// Lifetime of a record. Fifteen minutes covers a user who logs in again and
+/// again (the case the record is for), while ten million users logging in at
+/// random leave at most one quarter-hour's log-ins in Redis (about 100 bytes each).
+pub const TTL_SECS: u64 = 15 * 60;
+
+/// KEYS[1] = the record, KEYS[2..] = throttle counters; ARGV[1] = profile key
+/// prefix. Returns `SCARD`, `TTL` for each counter, then the record's id and
+/// stamp, then the profile entry's `v`, `u`, `n`, `a` (missing fields are nil).
+const LOOKUP: &str = r"
+local out = {}
+for i = 2, #KEYS do
+  out[#out + 1] = tostring(redis.call('SCARD', KEYS[i]))
+  out[#out + 1] = tostring(redis.call('TTL', KEYS[i]))
+end
+local record = redis.call('HMGET', KEYS[1], 'id', 's')
+out[#out + 1] = record[1]
+out[#out + 1] = record[2]
+if record[1] then
+  local f = redis.call('HMGET', ARGV[1] .. record[1], 'v', 'u', 'n', 'a')
+  for i = 1, 4 do out[#out + 1] = f[i] end
+end
+return out
+";
+
+/// [`LOOKUP`], sent by its SHA-1 (`EVALSHA`) once Redis has it.
+static LOOKUP_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LOOKUP));
+
+/// A record found in Redis, with the profile cached for its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `users.id`.
+    pub user_id: u64,
+    /// The stamp of the stored password hash.
+    pub stamp: String,
+    /// The cached profile, if the cache holds one.
+    pub profile: Option<Versioned>,
+}
+
+/// Reads the counters, `username`'s record (if a username is given) and the
+/// record's cached profile in one round trip, and refuses while a counter is
+/// at its limit.
+///
+/// # Errors
+///
+/// [`Error::TooManyAttempts`], [`Error::Unavailable`] if Redis is down,
+/// [`Error::Internal`] for a corrupt entry.
+pub fn lookup(
+    redis: &mut RedisLink,
+    keys: &Keys,
+    username: Option<&str>,
+    counters: &[(String, Limit)],
+) -> Result<Option<Record>, Error> {
+    // Without a username there is no record; an empty key name is never written.
+    let record_key = username.map(|name| keys.login_record(name)).unwrap_or_default();
+    let mut invocation = LOOKUP_SCRIPT.key(&record_key);
+    invocation.arg(keys.profile_prefix());
+    for (key, _) in counters {
+        invocation.key(key);
+    }
+    let reply: Vec<Option<String>> = redis.run(|c| invocation.invoke(c))?;
+    let (counts, rest) = reply.split_at(reply.len().min(2 * counters.len()));
+    let counts: Vec<i64> =
+        counts.iter().map(|v| v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)).collect();
+    throttle::verdict(counters, &counts)?;
+    decode(rest)
+}
+
+fn decode(fields: &[Option<String>]) -> Result<Option<Record>, Error> {
+    let field = |i: usize| fields.get(i).cloned().flatten();
+    let (Some(id), Some(stamp)) = (field(0), field(1)) else {
+        return Ok(None);
+    };
+    let user_id = id.parse().map_err(|_| Error::Internal(Internal::CorruptEntry("login record")))?;
+    let profile = profile_cache::decode((field(2), field(3), field(4), field(5)))?;
+    Ok(Some(Record { user_id, stamp, profile }))
+}
+
+/// Adds the commands that write `username`'s record to a pipeline.
+pub fn store(pipe: &mut Pipeline, keys: &Keys, username: &str, user_id: u64, stamp: &str) {
+    let key = keys.login_record(username);
+    pipe.cmd("HSET").arg(&key).arg("id").arg(user_id).arg("s").arg(stamp).ignore();
+    pipe.cmd("EXPIRE").arg(&key).arg(TTL_SECS).ignore();
+}
