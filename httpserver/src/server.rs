@@ -4,7 +4,7 @@
 //! requests one after another while the client keeps the connection alive. Past
 //! the cap a new connection is not left hanging in the backlog: a few short-lived
 //! threads answer `503` with `Retry-After` at once and close it, and if even
-//! those are all busy the connection is closed outright.
+//! those are all busy the accept loop answers it itself, without waiting.
 //!
 //! SIGTERM and SIGINT stop the accept loop and close the listener, so new
 //! connections are refused at once; requests in progress get a few seconds to
@@ -319,7 +319,7 @@ fn refuse(
 /// thread so the accept loop never waits on a client.
 fn reject(stream: TcpStream, rejecting: &Arc<AtomicUsize>) {
     let Some(slot) = Slot::take(rejecting, MAX_REJECTING) else {
-        return; // Dropping the stream closes it: the client sees a reset and may retry.
+        return refuse_now(stream);
     };
     let spawned = thread::Builder::new().stack_size(REJECT_STACK_SIZE).spawn(move || {
         let _slot = slot;
@@ -333,14 +333,38 @@ fn reject(stream: TcpStream, rejecting: &Arc<AtomicUsize>) {
         // before the client has read the answer.
         let mut scratch = [0u8; 4096];
         let _ = stream.read(&mut scratch);
-        let problem = Failure::http(HttpError::TooManyConnections).problem();
-        if Response::json_problem(&problem).closing().write_to(&mut stream, false, false, true).is_ok() {
+        if too_many_connections().write_to(&mut stream, false, false, true).is_ok() {
             linger(&mut stream);
         }
     });
     if spawned.is_err() {
         eprintln!("httpserver: cannot start a thread to refuse a connection");
     }
+}
+
+/// When every rejecting thread is busy (a burst over the cap), answers on the
+/// accept loop itself, without waiting: takes in what the client has sent so
+/// far, so that closing does not turn into a reset, writes the 503 (a few
+/// hundred bytes, for which a new socket's send buffer always has room) and
+/// closes. A client whose request arrives only after that may see a reset.
+fn refuse_now(mut stream: TcpStream) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 4096];
+    for _ in 0..4 {
+        if !matches!(stream.read(&mut scratch), Ok(n) if n > 0) {
+            break;
+        }
+    }
+    if too_many_connections().write_to(&mut stream, false, false, true).is_ok() {
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// The answer past the connection cap: 503 with `Retry-After`, then close.
+fn too_many_connections() -> Response {
+    Response::json_problem(&Failure::http(HttpError::TooManyConnections).problem()).closing()
 }
 
 /// Half-closes, then reads and drops what the client still sends for a moment,
