@@ -18,9 +18,10 @@ pub struct Config {
     /// `host:port` of tcpserver; resolved again at each connect so a restarted back
     /// end on another address is found.
     pub backend: String,
-    /// Most RPC connections open to tcpserver at once.
+    /// RPC connections to tcpserver, each shared by up to
+    /// [`crate::rpc_pool::MAX_CALLS_PER_CONNECTION`] calls at once.
     pub rpc_pool_size: usize,
-    /// Longest one RPC may take, waiting for a pooled connection included.
+    /// Longest one RPC may take.
     pub rpc_timeout: Duration,
     /// Most HTTP connections served at once; beyond it clients get a quick 503.
     pub max_connections: usize,
@@ -79,8 +80,8 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
 
   --listen ADDR           HTTPSERVER_LISTEN     [0.0.0.0:1088]
   --backend HOST:PORT     BACKEND_ADDR          [127.0.0.1:1099]
-  --rpc-pool N            RPC_POOL_SIZE         [64]     connections to tcpserver
-  --rpc-timeout-ms MS     RPC_TIMEOUT_MS        [5000]   per call, pool wait included
+  --rpc-pool N            RPC_POOL_SIZE         [16]     shared connections to tcpserver
+  --rpc-timeout-ms MS     RPC_TIMEOUT_MS        [5000]   per call
   --max-connections N     HTTP_MAX_CONNECTIONS  [4096]   beyond it: 503 + Retry-After
   --static-dir DIR        STATIC_DIR            [static]
   --html-dir DIR          HTML_DIR              [html]
@@ -99,7 +100,7 @@ struct Setting {
 
 const LISTEN: Setting = Setting { flag: "--listen", env: "HTTPSERVER_LISTEN", default: "0.0.0.0:1088" };
 const BACKEND: Setting = Setting { flag: "--backend", env: "BACKEND_ADDR", default: "127.0.0.1:1099" };
-const RPC_POOL: Setting = Setting { flag: "--rpc-pool", env: "RPC_POOL_SIZE", default: "64" };
+const RPC_POOL: Setting = Setting { flag: "--rpc-pool", env: "RPC_POOL_SIZE", default: "16" };
 const RPC_TIMEOUT: Setting = Setting { flag: "--rpc-timeout-ms", env: "RPC_TIMEOUT_MS", default: "5000" };
 const MAX_CONNECTIONS: Setting =
     Setting { flag: "--max-connections", env: "HTTP_MAX_CONNECTIONS", default: "4096" };
@@ -251,7 +252,7 @@ mod tests {
         assert_eq!(c.static_dir, PathBuf::from("static"));
         assert_eq!(c.html_dir, PathBuf::from("html"));
         assert!(!c.secure_cookies);
-        assert_eq!(c.rpc_pool_size, 64);
+        assert_eq!(c.rpc_pool_size, 16);
     }
 
     #[test]

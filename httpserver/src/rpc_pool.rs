@@ -1,29 +1,50 @@
-//! The RPC client: a bounded pool of persistent TCP connections to tcpserver.
+//! The RPC client: a few persistent TCP connections to tcpserver, each shared
+//! by many callers at once.
 //!
-//! A call leases one connection, writes one frame, reads the one reply, and gives
-//! the connection back, so each connection carries one request at a time and a
-//! reply can never be matched to the wrong caller. At most `size` connections are
-//! open; a caller that finds them all busy waits, but never past its deadline.
+//! A call picks a connection (round robin), registers its request id, writes
+//! its frame and waits; one reader thread per connection reads the replies as
+//! they come, in any order, and hands each to the caller whose id it carries.
+//! So one connection carries many requests at a time: tcpserver reads a whole
+//! batch of frames with one `read` and answers a batch with one `write`, and
+//! no caller waits for another's reply to come back before sending its own.
 //!
-//! tcpserver may restart at any moment. An idle connection is checked before use
-//! (a closed peer shows up as a readable EOF), and a dead one is replaced in the
-//! same slot, so the front end carries on by itself. A request is never applied
-//! twice: it is sent again on a fresh connection only if none of it was written,
-//! or if it is idempotent (`Ping`, `GetProfile`). A state-changing request whose
-//! connection broke after it was sent fails with [`RpcError::Interrupted`].
+//! Bounds: `size` connections; at most [`MAX_CALLS_PER_CONNECTION`] calls on
+//! each (what tcpserver takes from one connection before it stops reading
+//! it). A call that finds every connection full is refused at once with
+//! [`RpcError::Busy`], and every call ends by its deadline.
+//!
+//! tcpserver may restart at any moment. A reader that sees its connection end
+//! fails the calls waiting on it; the next call opens a new one in the same
+//! slot, and an idle connection is checked for a closed peer before it is
+//! written to, so the front end carries on by itself. A request is never
+//! applied twice: it is sent again on a fresh connection only if none of it was
+//! written, or if it is idempotent (`Ping`, `GetProfile`). A state-changing
+//! request whose connection broke after it was sent fails with
+//! [`RpcError::Interrupted`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use proto::{Frame, Message};
 
-/// Bytes read from a socket at a time. Replies are small (a profile); a larger
-/// one simply takes more reads.
-const READ_CHUNK: usize = 4096;
+/// Calls in flight on one connection, at most: tcpserver stops reading a
+/// connection with this many requests at its workers (`MAX_IN_FLIGHT` in
+/// `tcpserver/src/conn.rs`), so more would only wait in socket buffers.
+pub const MAX_CALLS_PER_CONNECTION: usize = 256;
+
+/// Bytes a reader asks the socket for at a time: a batch of replies (a profile
+/// is a few hundred bytes) in one `read`.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Stack of a reader thread: it only decodes frames into a heap buffer.
+const READER_STACK_SIZE: usize = 128 * 1024;
 
 /// Why a call failed without a reply from tcpserver.
 #[derive(Debug)]
@@ -35,11 +56,12 @@ pub enum RpcError {
     /// The connection broke after a state-changing request was written; it may
     /// or may not have been applied.
     Interrupted,
-    /// Every connection stayed leased until the deadline.
+    /// Every connection already carries its maximum of calls.
     Busy,
     /// The reply bytes are not a valid frame.
     Protocol(proto::Error),
-    /// A valid frame that does not answer this request (wrong id, or a request type).
+    /// A valid frame that answers no request sent (an id never issued, or a
+    /// request type).
     UnexpectedReply,
     /// The request could not be encoded (a field over the wire format's limits).
     Encode(proto::Error),
@@ -51,7 +73,7 @@ impl fmt::Display for RpcError {
             RpcError::Unreachable(e) => write!(f, "back end unreachable: {e}"),
             RpcError::Timeout => f.write_str("back end did not answer in time"),
             RpcError::Interrupted => f.write_str("connection to the back end broke mid-request"),
-            RpcError::Busy => f.write_str("every back-end connection stayed busy"),
+            RpcError::Busy => f.write_str("every back-end connection is at its limit of calls"),
             RpcError::Protocol(e) => write!(f, "garbled reply from the back end: {e}"),
             RpcError::UnexpectedReply => f.write_str("reply does not answer the request"),
             RpcError::Encode(e) => write!(f, "request cannot be encoded: {e}"),
@@ -69,36 +91,29 @@ impl std::error::Error for RpcError {
     }
 }
 
-/// A bounded pool of connections to one tcpserver.
+/// A fixed set of shared connections to one tcpserver.
 #[derive(Debug)]
 pub struct RpcPool {
     backend: String,
-    size: usize,
     timeout: Duration,
-    state: Mutex<PoolState>,
-    /// Signalled whenever a connection is returned or a slot freed.
-    freed: Condvar,
+    links: Vec<Arc<Link>>,
+    /// Calls on one connection at most ([`MAX_CALLS_PER_CONNECTION`]; lower in tests).
+    calls_per_connection: usize,
+    /// Round-robin position for the next call.
+    next_link: AtomicUsize,
     next_id: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-struct PoolState {
-    /// Connections ready for use, most recently used last (warmest first out).
-    idle: Vec<Connection>,
-    /// Open or opening connections, leased ones included; never above `size`.
-    open: usize,
-}
-
 impl RpcPool {
-    /// A pool of at most `size` connections to `backend` (`host:port`, resolved at
-    /// each connect), where each call takes at most `timeout`. Opens nothing yet.
+    /// A pool of `size` connections to `backend` (`host:port`, resolved at each
+    /// connect), where each call takes at most `timeout`. Opens nothing yet.
     pub fn new(backend: impl Into<String>, size: usize, timeout: Duration) -> RpcPool {
         RpcPool {
             backend: backend.into(),
-            size: size.max(1),
             timeout,
-            state: Mutex::new(PoolState::default()),
-            freed: Condvar::new(),
+            links: (0..size.max(1)).map(|_| Arc::new(Link::default())).collect(),
+            calls_per_connection: MAX_CALLS_PER_CONNECTION,
+            next_link: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }
     }
@@ -118,14 +133,11 @@ impl RpcPool {
         Frame { request_id, message }.encode(&mut request).map_err(RpcError::Encode)?;
         // The encoded frame is all that is needed from here on; an image is not kept twice.
 
-        let mut lease = self.lease(deadline)?;
+        let reserved = self.pick_link()?;
         let mut resent = false;
         loop {
-            let failure = match lease.connection()?.exchange(&request, request_id, deadline) {
-                Ok(reply) => {
-                    lease.give_back();
-                    return Ok(reply);
-                }
+            let failure = match reserved.exchange(&self.backend, &request, request_id, deadline) {
+                Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
             let may_resend = match failure {
@@ -133,12 +145,12 @@ impl RpcPool {
                 Exchange::Lost => idempotent,
                 _ => false,
             };
-            if may_resend && !resent {
+            if may_resend && !resent && remaining(deadline).is_some() {
                 resent = true;
-                lease.reconnect(&self.backend, deadline)?;
                 continue;
             }
             return Err(match failure {
+                Exchange::Unreachable(e) => RpcError::Unreachable(e),
                 Exchange::NotSent => RpcError::Unreachable(closed()),
                 Exchange::Lost if idempotent => RpcError::Unreachable(closed()),
                 Exchange::Lost => RpcError::Interrupted,
@@ -149,45 +161,28 @@ impl RpcPool {
         }
     }
 
-    /// How many connections are open (leased or idle); for tests and health output.
+    /// How many connections are open; for tests and health output.
     pub fn open_connections(&self) -> usize {
-        self.lock().open
+        self.links.iter().filter(|link| link.writer().is_some()).count()
     }
 
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        // A panic while holding this lock cannot leave the state inconsistent
-        // (every update is a single push, pop or counter change).
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The next connection in turn that has room for a call, reserving a place
+    /// on it; [`RpcError::Busy`] if none has.
+    fn pick_link(&self) -> Result<Reserved<'_>, RpcError> {
+        let start = self.next_link.fetch_add(1, Ordering::Relaxed);
+        (0..self.links.len())
+            .map(|i| &self.links[(start + i) % self.links.len()])
+            .find_map(|link| link.reserve(self.calls_per_connection))
+            .ok_or(RpcError::Busy)
     }
+}
 
-    /// Takes an idle connection, or opens one if there is room, or waits.
-    fn lease(&self, deadline: Instant) -> Result<Lease<'_>, RpcError> {
-        let mut state = self.lock();
-        loop {
-            if let Some(conn) = state.idle.pop() {
-                drop(state);
-                let mut lease = Lease { pool: self, conn: Some(conn), returned: false };
-                if !lease.conn.as_ref().is_some_and(Connection::is_alive) {
-                    // tcpserver closed it (restart, idle reaping): same slot, new socket.
-                    lease.reconnect(&self.backend, deadline)?;
-                }
-                return Ok(lease);
-            }
-            if state.open < self.size {
-                state.open += 1;
-                drop(state);
-                let mut lease = Lease { pool: self, conn: None, returned: false };
-                lease.reconnect(&self.backend, deadline)?;
-                return Ok(lease);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(RpcError::Busy);
-            }
-            state = match self.freed.wait_timeout(state, deadline - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+impl Drop for RpcPool {
+    /// Closes the connections, which ends their reader threads.
+    fn drop(&mut self) {
+        for link in &self.links {
+            let mut writer = link.writer();
+            link.end_connection(&mut writer, &Exchange::Lost);
         }
     }
 }
@@ -196,137 +191,324 @@ fn closed() -> io::Error {
     io::Error::new(ErrorKind::ConnectionAborted, "connection to the back end closed")
 }
 
-/// One slot of the pool, held for the length of a call. Dropping it without
-/// [`Lease::give_back`] closes the connection and frees the slot, so an error on
-/// any path can never leak a slot or return a half-used connection.
-struct Lease<'a> {
-    pool: &'a RpcPool,
-    conn: Option<Connection>,
-    returned: bool,
-}
-
-impl Lease<'_> {
-    fn connection(&mut self) -> Result<&mut Connection, RpcError> {
-        self.conn.as_mut().ok_or_else(|| RpcError::Unreachable(closed()))
-    }
-
-    /// Replaces the connection in this slot with a fresh one.
-    fn reconnect(&mut self, backend: &str, deadline: Instant) -> Result<(), RpcError> {
-        self.conn = None;
-        self.conn = Some(Connection::open(backend, deadline).map_err(RpcError::Unreachable)?);
-        Ok(())
-    }
-
-    fn give_back(mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool.lock().idle.push(conn);
-            self.returned = true;
-            self.pool.freed.notify_one();
-        }
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if !self.returned {
-            let mut state = self.pool.lock();
-            state.open = state.open.saturating_sub(1);
-            drop(state);
-            self.pool.freed.notify_one();
-        }
-    }
-}
-
-/// How one request/reply exchange on a connection ended, when it did not succeed.
+/// How one attempt at a call ended, when it did not succeed.
 #[derive(Debug)]
 enum Exchange {
+    /// No connection could be opened.
+    Unreachable(io::Error),
     /// The socket failed before any byte of the request was accepted.
     NotSent,
-    /// The socket failed after the request (or part of it) was written.
+    /// The connection ended after the request (or part of it) was written.
     Lost,
     /// The deadline passed.
     TimedOut,
-    /// The reply is not a valid frame.
+    /// The back end sent bytes that are not a frame.
     Garbled(proto::Error),
-    /// A valid frame, but not the reply to this request.
+    /// The back end sent a frame that answers nothing sent.
     WrongReply,
 }
 
-/// One persistent connection and its read buffer.
-#[derive(Debug)]
-struct Connection {
-    stream: TcpStream,
-    buf: Vec<u8>,
+impl Exchange {
+    /// The same outcome for another waiting call (errors are not `Clone`).
+    fn copy(&self) -> Exchange {
+        match self {
+            Exchange::Unreachable(e) => Exchange::Unreachable(io::Error::new(e.kind(), e.to_string())),
+            Exchange::NotSent => Exchange::NotSent,
+            Exchange::Lost => Exchange::Lost,
+            Exchange::TimedOut => Exchange::TimedOut,
+            Exchange::Garbled(e) => Exchange::Garbled(e.clone()),
+            Exchange::WrongReply => Exchange::WrongReply,
+        }
+    }
 }
 
-impl Connection {
-    fn open(backend: &str, deadline: Instant) -> io::Result<Connection> {
-        let mut last = io::Error::new(ErrorKind::NotFound, "back-end address resolves to nothing");
-        for addr in backend.to_socket_addrs()? {
-            let left = remaining(deadline).ok_or_else(|| io::Error::from(ErrorKind::TimedOut))?;
-            match TcpStream::connect_timeout(&addr, left) {
-                Ok(stream) => {
-                    // Requests are single small frames: send them now, not after 40 ms.
-                    stream.set_nodelay(true)?;
-                    return Ok(Connection { stream, buf: Vec::with_capacity(READ_CHUNK) });
-                }
-                Err(e) => last = e,
+/// One slot of the pool: at most one open connection at a time, its writing
+/// half, and the calls waiting for replies on it.
+#[derive(Debug, Default)]
+struct Link {
+    /// The open connection, if any. Held while connecting, while writing a
+    /// frame (so frames never interleave) and while ending a connection.
+    writer: Mutex<Option<TcpStream>>,
+    /// Calls waiting for a reply on the current connection, by request id.
+    waiting: Mutex<Waiting>,
+    /// Calls on this link (writing or waiting), at most
+    /// [`MAX_CALLS_PER_CONNECTION`].
+    calls: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Which connection of this link is current: each new one gets the next
+    /// number, so a reader can tell its own connection from a successor.
+    /// Changed only with the writer lock held.
+    connection: u64,
+    calls: HashMap<u64, Arc<Slot>>,
+    /// The highest request id written on the current connection: a reply with
+    /// a higher id answers nothing sent.
+    highest_sent: u64,
+}
+
+/// A place reserved on a link for one call; given back when dropped.
+struct Reserved<'a>(&'a Arc<Link>);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Reserved<'_> {
+    /// One attempt: send the frame on the link's connection (opening one if
+    /// needed) and wait for its reply.
+    fn exchange(
+        &self,
+        backend: &str,
+        request: &[u8],
+        request_id: u64,
+        deadline: Instant,
+    ) -> Result<Message, Exchange> {
+        let link = self.0;
+        let slot = Arc::new(Slot::default());
+        {
+            let mut writer = link.writer();
+            if writer.as_ref().is_some_and(|stream| link.is_idle() && !peer_still_open(stream)) {
+                // tcpserver closed it while idle (a restart): replace it before
+                // writing anything, so even a state change is safe to send.
+                link.end_connection(&mut writer, &Exchange::Lost);
+            }
+            if writer.is_none() {
+                *writer = Some(link.connect(backend, deadline).map_err(Exchange::Unreachable)?);
+            }
+            let Some(stream) = writer.as_mut() else { return Err(Exchange::NotSent) };
+            {
+                let mut waiting = link.waiting();
+                waiting.calls.insert(request_id, Arc::clone(&slot));
+                waiting.highest_sent = waiting.highest_sent.max(request_id);
+            }
+            if let Err(written) = write_frame(stream, request, deadline) {
+                link.waiting().calls.remove(&request_id);
+                // Half a frame leaves the stream out of step: end this connection
+                // and fail the other calls on it.
+                link.end_connection(&mut writer, &Exchange::Lost);
+                return Err(match written {
+                    0 => Exchange::NotSent,
+                    _ if remaining(deadline).is_none() => Exchange::TimedOut,
+                    _ => Exchange::Lost,
+                });
             }
         }
-        Err(last)
+        let outcome = slot.wait(deadline);
+        if outcome.is_none() {
+            link.waiting().calls.remove(&request_id);
+        }
+        // A reply may have landed between the timeout and the removal.
+        outcome.or_else(|| slot.take()).unwrap_or(Err(Exchange::TimedOut))
+    }
+}
+
+impl Link {
+    fn reserve(self: &Arc<Link>, max_calls: usize) -> Option<Reserved<'_>> {
+        self.calls
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max_calls).then_some(n + 1))
+            .ok()
+            .map(|_| Reserved(self))
     }
 
-    /// An idle connection must have nothing to read: EOF means tcpserver closed
-    /// it, and stray bytes mean the stream is out of step. Either way, replace it.
-    fn is_alive(&self) -> bool {
-        if self.stream.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let mut probe = [0u8; 1];
-        let alive = matches!(self.stream.peek(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock);
-        alive && self.stream.set_nonblocking(false).is_ok()
+    fn writer(&self) -> MutexGuard<'_, Option<TcpStream>> {
+        // Every change is one assignment: a panic cannot leave it torn.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn exchange(&mut self, request: &[u8], request_id: u64, deadline: Instant) -> Result<Message, Exchange> {
-        let mut written = 0;
-        while written < request.len() {
-            let left = remaining(deadline).ok_or(Exchange::TimedOut)?;
-            self.stream.set_write_timeout(Some(left)).map_err(|_| Exchange::NotSent)?;
-            match self.stream.write(&request[written..]) {
-                Ok(0) => return Err(if written == 0 { Exchange::NotSent } else { Exchange::Lost }),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(Exchange::TimedOut),
-                Err(_) => return Err(if written == 0 { Exchange::NotSent } else { Exchange::Lost }),
-            }
-        }
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
-        self.buf.clear();
-        loop {
-            match Frame::decode(&self.buf) {
-                Ok(Some((frame, used))) => {
-                    // One request in flight, so exactly one reply and nothing after it.
-                    let answers = frame.request_id == request_id
-                        && used == self.buf.len()
-                        && !frame.message.message_type().is_request();
-                    return if answers { Ok(frame.message) } else { Err(Exchange::WrongReply) };
-                }
-                Ok(None) => {}
-                Err(e) => return Err(Exchange::Garbled(e)),
+    /// Whether no call is waiting on this link (the caller's own is reserved
+    /// but not yet registered).
+    fn is_idle(&self) -> bool {
+        self.waiting().calls.is_empty()
+    }
+
+    /// Opens a connection and starts its reader thread, which holds the link
+    /// for as long as the connection lasts. Called with the writer lock held.
+    fn connect(self: &Arc<Link>, backend: &str, deadline: Instant) -> io::Result<TcpStream> {
+        let stream = open(backend, deadline)?;
+        let reader = stream.try_clone()?;
+        let connection = {
+            let mut waiting = self.waiting();
+            waiting.connection += 1;
+            waiting.highest_sent = 0;
+            waiting.connection
+        };
+        let link = Arc::clone(self);
+        thread::Builder::new()
+            .name("rpc-reader".into())
+            .stack_size(READER_STACK_SIZE)
+            .spawn(move || link.read_replies(reader, connection))?;
+        Ok(stream)
+    }
+
+    /// Closes the current connection and fails every call waiting on it with
+    /// `why`. Called with the writer lock held.
+    fn end_connection(&self, writer: &mut Option<TcpStream>, why: &Exchange) {
+        if let Some(stream) = writer.take() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let failed: Vec<Arc<Slot>> = {
+            let mut waiting = self.waiting();
+            // Whatever the old connection's reader still delivers is refused.
+            waiting.connection += 1;
+            waiting.calls.drain().map(|(_, slot)| slot).collect()
+        };
+        for slot in failed {
+            slot.fill(Err(why.copy()));
+        }
+    }
+
+    /// A reader's loop: decode replies and hand each to its caller until the
+    /// connection ends, then end it for the writers too (unless a caller
+    /// already has, and maybe opened the next one).
+    fn read_replies(&self, mut stream: TcpStream, connection: u64) {
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let ending = loop {
+            if let Err(failure) = drain_frames(&mut buf, |frame| self.deliver(frame, connection)) {
+                break failure;
             }
-            let left = remaining(deadline).ok_or(Exchange::TimedOut)?;
-            self.stream.set_read_timeout(Some(left)).map_err(|_| Exchange::Lost)?;
-            let start = self.buf.len();
-            self.buf.resize(start + READ_CHUNK, 0);
-            let read = self.stream.read(&mut self.buf[start..]);
-            self.buf.truncate(start + *read.as_ref().unwrap_or(&0));
+            let start = buf.len();
+            buf.resize(start + READ_CHUNK, 0);
+            let read = stream.read(&mut buf[start..]);
+            buf.truncate(start + *read.as_ref().unwrap_or(&0));
             match read {
-                Ok(0) => return Err(Exchange::Lost),
+                Ok(0) => break Exchange::Lost,
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(Exchange::TimedOut),
-                Err(_) => return Err(Exchange::Lost),
+                Err(_) => break Exchange::Lost,
             }
+        };
+        let _ = stream.shutdown(Shutdown::Both);
+        let mut writer = self.writer();
+        if self.waiting().connection == connection {
+            self.end_connection(&mut writer, &ending);
+        }
+    }
+
+    /// Hands one reply to its caller. A reply nobody waits for any more (its
+    /// caller timed out) is dropped; one for an id never sent on this
+    /// connection, or a request sent back, ends the connection.
+    fn deliver(&self, frame: Frame, connection: u64) -> Result<(), Exchange> {
+        let mut waiting = self.waiting();
+        if waiting.connection != connection {
+            // A caller ended this connection; its calls were failed already.
+            return Err(Exchange::Lost);
+        }
+        if frame.message.message_type().is_request() || frame.request_id > waiting.highest_sent {
+            return Err(Exchange::WrongReply);
+        }
+        if let Some(slot) = waiting.calls.remove(&frame.request_id) {
+            drop(waiting);
+            slot.fill(Ok(frame.message));
+        }
+        Ok(())
+    }
+}
+
+/// Decodes and hands over every whole frame at the front of `buf`.
+fn drain_frames(
+    buf: &mut Vec<u8>,
+    mut deliver: impl FnMut(Frame) -> Result<(), Exchange>,
+) -> Result<(), Exchange> {
+    let mut used_total = 0;
+    let result = loop {
+        match Frame::decode(&buf[used_total..]) {
+            Ok(Some((frame, used))) => {
+                used_total += used;
+                if let Err(e) = deliver(frame) {
+                    break Err(e);
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(Exchange::Garbled(e)),
+        }
+    };
+    buf.drain(..used_total);
+    result
+}
+
+/// Writes a whole frame before `deadline`; on failure, how many bytes went out.
+fn write_frame(stream: &mut TcpStream, frame: &[u8], deadline: Instant) -> Result<(), usize> {
+    let mut written = 0;
+    while written < frame.len() {
+        let left = remaining(deadline).ok_or(written)?;
+        stream.set_write_timeout(Some(left)).map_err(|_| written)?;
+        match stream.write(&frame[written..]) {
+            Ok(0) => return Err(written),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Err(written),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the peer has not closed an idle connection: nothing to read yet
+/// (bytes waiting on an idle connection are read by its reader, so only EOF
+/// or an error shows here).
+fn peer_still_open(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    // SAFETY: recv writes at most `probe.len()` bytes into `probe`.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            probe.as_mut_ptr().cast(),
+            probe.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0 || (n < 0 && io::Error::last_os_error().kind() == ErrorKind::WouldBlock)
+}
+
+fn open(backend: &str, deadline: Instant) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(ErrorKind::NotFound, "back-end address resolves to nothing");
+    for addr in backend.to_socket_addrs()? {
+        let left = remaining(deadline).ok_or_else(|| io::Error::from(ErrorKind::TimedOut))?;
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(stream) => {
+                // Requests are single small frames: send them now, not after 40 ms.
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Where a reader leaves one call's outcome.
+#[derive(Debug, Default)]
+struct Slot {
+    outcome: Mutex<Option<Result<Message, Exchange>>>,
+    filled: Condvar,
+}
+
+impl Slot {
+    fn fill(&self, outcome: Result<Message, Exchange>) {
+        *self.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+        self.filled.notify_one();
+    }
+
+    fn take(&self) -> Option<Result<Message, Exchange>> {
+        self.outcome.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// The outcome, or `None` once `deadline` passes without one.
+    fn wait(&self, deadline: Instant) -> Option<Result<Message, Exchange>> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(done) = outcome.take() {
+                return Some(done);
+            }
+            let left = remaining(deadline)?;
+            outcome = self.filled.wait_timeout(outcome, left).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 }
@@ -337,15 +519,10 @@ fn remaining(deadline: Instant) -> Option<Duration> {
     deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::TcpListener;
     use std::sync::mpsc;
-    use std::thread;
 
     use proto::{ErrorCode, Profile, Secret};
 
@@ -353,19 +530,29 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// Reads one request frame from a fake back end's side of a connection.
-    fn read_request(stream: &mut TcpStream) -> Option<Frame> {
+    /// Reads request frames from a fake back end's side of a connection until
+    /// `n` have come.
+    fn read_requests(stream: &mut TcpStream, n: usize) -> Option<Vec<Frame>> {
         let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
+        let mut frames = Vec::new();
+        let mut chunk = [0u8; 4096];
         loop {
-            if let Ok(Some((frame, _))) = Frame::decode(&buf) {
-                return Some(frame);
+            while let Ok(Some((frame, used))) = Frame::decode(&buf) {
+                buf.drain(..used);
+                frames.push(frame);
+            }
+            if frames.len() >= n {
+                return Some(frames);
             }
             match stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
             }
         }
+    }
+
+    fn read_request(stream: &mut TcpStream) -> Option<Frame> {
+        read_requests(stream, 1)?.pop()
     }
 
     fn reply(stream: &mut TcpStream, request_id: u64, message: Message) {
@@ -374,12 +561,12 @@ mod tests {
         stream.write_all(&out).unwrap();
     }
 
-    fn profile() -> Message {
-        Message::ProfileReply(Profile { username: "u".into(), nickname: "n".into(), avatar: None })
+    fn profile(name: &str) -> Message {
+        Message::ProfileReply(Profile { username: name.into(), nickname: "n".into(), avatar: None })
     }
 
-    fn get_profile() -> Message {
-        Message::GetProfile { token: Secret::new("t"), username: None }
+    fn get_profile(token: &str) -> Message {
+        Message::GetProfile { token: Secret::new(token), username: None }
     }
 
     /// A fake back end whose connections are each handled by `script`, in order.
@@ -402,6 +589,40 @@ mod tests {
         matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock)
     }
 
+    /// Waits (briefly) for the pool's readers to notice closed connections.
+    fn open_connections_settle(pool: &RpcPool, expected: usize) -> usize {
+        let deadline = Instant::now() + TIMEOUT;
+        while pool.open_connections() != expected && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        pool.open_connections()
+    }
+
+    #[test]
+    fn many_calls_share_one_connection_and_each_gets_its_own_reply() {
+        const CALLS: usize = 20;
+        let (addr, server) = backend(vec![Box::new(|mut s| {
+            let frames = read_requests(&mut s, CALLS).unwrap();
+            // Answered in reverse order, each with the name its token carried.
+            for frame in frames.into_iter().rev() {
+                let Message::GetProfile { token, .. } = frame.message else { panic!("{frame:?}") };
+                reply(&mut s, frame.request_id, profile(token.expose()));
+            }
+        })]);
+        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT));
+        let callers: Vec<_> = (0..CALLS)
+            .map(|i| {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || (i, pool.call(get_profile(&format!("user{i}")))))
+            })
+            .collect();
+        for caller in callers {
+            let (i, reply) = caller.join().unwrap();
+            assert_eq!(reply.unwrap(), profile(&format!("user{i}")));
+        }
+        server.join().unwrap();
+    }
+
     #[test]
     fn a_connection_closed_while_idle_is_replaced_before_use() {
         let (tx, rx) = mpsc::channel();
@@ -417,13 +638,12 @@ mod tests {
                 reply(&mut s, f.request_id, Message::LoggedOut);
             }),
         ]);
-        let pool = RpcPool::new(addr, 4, TIMEOUT);
+        let pool = RpcPool::new(addr, 1, TIMEOUT);
         assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
         rx.recv().unwrap();
         // Not idempotent, so this works only because the dead connection is
         // noticed before anything is written to it.
         assert_eq!(pool.call(Message::Logout { token: Secret::new("t") }).unwrap(), Message::LoggedOut);
-        assert_eq!(pool.open_connections(), 1);
         assert!(no_further_connection(&server.join().unwrap()));
     }
 
@@ -438,7 +658,7 @@ mod tests {
             Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() };
         assert!(matches!(pool.call(nickname), Err(RpcError::Interrupted)));
         assert!(no_further_connection(&server.join().unwrap()), "the request must not be repeated");
-        assert_eq!(pool.open_connections(), 0, "the broken connection's slot is freed");
+        assert_eq!(open_connections_settle(&pool, 0), 0, "the broken connection is closed");
     }
 
     #[test]
@@ -449,16 +669,16 @@ mod tests {
             }),
             Box::new(|mut s| {
                 let f = read_request(&mut s).unwrap();
-                reply(&mut s, f.request_id, profile());
+                reply(&mut s, f.request_id, profile("u"));
             }),
         ]);
-        let pool = RpcPool::new(addr, 4, TIMEOUT);
-        assert_eq!(pool.call(get_profile()).unwrap(), profile());
+        let pool = RpcPool::new(addr, 1, TIMEOUT);
+        assert_eq!(pool.call(get_profile("t")).unwrap(), profile("u"));
         server.join().unwrap();
     }
 
     #[test]
-    fn error_replies_are_replies_and_wrong_ids_are_refused() {
+    fn error_replies_are_replies_and_replies_to_nothing_sent_are_refused() {
         let (addr, server) = backend(vec![Box::new(|mut s| {
             let f = read_request(&mut s).unwrap();
             reply(&mut s, f.request_id, Message::error(ErrorCode::Forbidden, "no"));
@@ -466,9 +686,11 @@ mod tests {
             reply(&mut s, f.request_id + 1, Message::Pong);
         })]);
         let pool = RpcPool::new(addr, 1, TIMEOUT);
-        assert!(matches!(pool.call(get_profile()), Ok(Message::Error(e)) if e.code == ErrorCode::Forbidden));
+        assert!(
+            matches!(pool.call(get_profile("t")), Ok(Message::Error(e)) if e.code == ErrorCode::Forbidden)
+        );
         assert!(matches!(pool.call(Message::Ping), Err(RpcError::UnexpectedReply)));
-        assert_eq!(pool.open_connections(), 0, "a connection out of step is not reused");
+        assert_eq!(open_connections_settle(&pool, 0), 0, "a connection out of step is not reused");
         server.join().unwrap();
     }
 
@@ -491,35 +713,37 @@ mod tests {
     }
 
     #[test]
-    fn callers_wait_for_a_free_connection_but_not_past_their_deadline() {
-        let (got_request, request_seen) = mpsc::channel();
+    fn a_call_beyond_every_connections_limit_is_refused_at_once() {
+        let (got_requests, requests_seen) = mpsc::channel();
         let (release, wait) = mpsc::channel::<()>();
-        let (addr, server) = backend(vec![
-            Box::new(move |mut s| {
-                let f = read_request(&mut s).unwrap();
-                got_request.send(()).unwrap();
-                wait.recv().unwrap();
-                let mut out = Vec::new();
-                Frame { request_id: f.request_id, message: Message::Pong }.encode(&mut out).unwrap();
-                let _ = s.write_all(&out);
-            }),
-            Box::new(|mut s| {
-                let f = read_request(&mut s).unwrap();
+        let (addr, server) = backend(vec![Box::new(move |mut s| {
+            let frames = read_requests(&mut s, 2).unwrap();
+            got_requests.send(()).unwrap();
+            wait.recv().unwrap();
+            for f in frames {
                 reply(&mut s, f.request_id, Message::Pong);
-            }),
-        ]);
-        let pool = std::sync::Arc::new(RpcPool::new(addr, 1, Duration::from_millis(300)));
-        let first = {
-            let pool = std::sync::Arc::clone(&pool);
-            thread::spawn(move || pool.call(Message::Ping))
-        };
-        request_seen.recv().unwrap();
-        assert!(matches!(pool.call(Message::Ping), Err(RpcError::Busy)), "the only connection is leased");
+            }
+            let f = read_request(&mut s).unwrap();
+            reply(&mut s, f.request_id, Message::Pong);
+        })]);
+        let mut pool = RpcPool::new(addr, 1, TIMEOUT);
+        pool.calls_per_connection = 2;
+        let pool = Arc::new(pool);
+        let busy: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || pool.call(Message::Ping))
+            })
+            .collect();
+        requests_seen.recv().unwrap();
+        let started = Instant::now();
+        assert!(matches!(pool.call(Message::Ping), Err(RpcError::Busy)));
+        assert!(started.elapsed() < TIMEOUT, "refused without waiting for the deadline");
         release.send(()).unwrap();
-        let _ = first.join().unwrap(); // Pong or Timeout, depending on who was first
-        // Whatever happened to the first call, its slot came back.
-        assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
-        assert_eq!(pool.open_connections(), 1);
+        for caller in busy {
+            assert_eq!(caller.join().unwrap().unwrap(), Message::Pong);
+        }
+        assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong, "places are given back");
         server.join().unwrap();
     }
 }

@@ -31,10 +31,13 @@ pub const DEFAULT_REDIS_PREFIX: &str = "um:";
 /// 16 also keeps MySQL at 16 connections, far below its default `max_connections`.
 pub const DEFAULT_WORKERS: usize = 16;
 
-/// Jobs waiting for a worker. At about 1 ms per login this is one second of work
-/// at 16 workers' pace: a longer queue would only make callers time out instead
-/// of getting a quick `Overloaded` they can act on.
-pub const DEFAULT_QUEUE_LEN: usize = 1024;
+/// Jobs waiting for a worker: as many as httpserver serves HTTP connections by
+/// default, so one request from each of them fits (the front end shares a few
+/// connections and sends every call at once). At a few thousand requests a
+/// second that is about a second of work, well inside the front end's 5 s call
+/// timeout: a longer queue would only make callers time out instead of getting
+/// a quick `Overloaded` they can act on.
+pub const DEFAULT_QUEUE_LEN: usize = 4096;
 
 /// Open client connections. `httpserver` uses a small pool of persistent
 /// connections, and load generators a few thousand; 4096 stays well inside the
@@ -133,7 +136,7 @@ const SETTINGS: [Setting; 13] = [
     Setting { flag: "--redis-url", env: "REDIS_URL", help: "Redis URL [redis://127.0.0.1:6379/]" },
     Setting { flag: "--redis-prefix", env: "REDIS_PREFIX", help: "prefix of every Redis key [um:]" },
     Setting { flag: "--workers", env: "WORKERS", help: "worker threads [16]" },
-    Setting { flag: "--queue", env: "QUEUE_LEN", help: "jobs waiting for a worker before Overloaded [1024]" },
+    Setting { flag: "--queue", env: "QUEUE_LEN", help: "jobs waiting for a worker before Overloaded [4096]" },
     Setting { flag: "--max-connections", env: "MAX_CONNECTIONS", help: "open client connections [4096]" },
     Setting { flag: "--hash-cost", env: "HASH_COST", help: "PBKDF2 iterations, at least 1000 [1000]" },
     Setting { flag: "--session-idle-secs", env: "SESSION_IDLE_SECS", help: "idle session lifetime [1800]" },

@@ -19,10 +19,10 @@ use std::thread::JoinHandle;
 use std::{fmt, io, thread};
 
 use mio::{Token, Waker};
-use proto::{ErrorCode, Message};
+use proto::{ErrorCode, ErrorReply, Message};
 
 use crate::dispatch;
-use crate::error::Error;
+use crate::error::{Error, RETRY_AFTER_BUSY_SECS};
 use crate::queue::{JobQueue, MAX_BATCH};
 use crate::service::Service;
 
@@ -145,6 +145,16 @@ impl Drop for WorkerPool {
     }
 }
 
+/// The reply when no worker can take a request now (`Overloaded`: the queue is
+/// full, or the request waited too long; `Unavailable`: shutting down).
+pub fn busy(code: ErrorCode) -> Message {
+    let message = match code {
+        ErrorCode::Overloaded => "The server is busy. Please try again in a moment.",
+        _ => "The server is shutting down. Please try again in a moment.",
+    };
+    Message::Error(ErrorReply { code, message: message.into(), retry_after_secs: RETRY_AFTER_BUSY_SECS })
+}
+
 /// How a worker wakes the reactor: only when no wake is pending already.
 struct Wake<'a> {
     waker: &'a Waker,
@@ -167,9 +177,18 @@ impl Wake<'_> {
 /// replies, wake the reactor once.
 fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion>, waker: &Wake<'_>) {
     let mut batch = Vec::with_capacity(MAX_BATCH + 1);
+    let mut stale = Vec::new();
     loop {
-        if !queue.take(&mut batch) {
+        if !queue.take(&mut batch, &mut stale) {
             return;
+        }
+        for job in stale.drain(..) {
+            let reply = busy(ErrorCode::Overloaded);
+            let completion =
+                Completion { token: job.token, conn_id: job.conn_id, request_id: job.request_id, reply };
+            if completions.send(completion).is_err() {
+                return;
+            }
         }
         let (meta, messages): (Vec<_>, Vec<_>) = batch
             .drain(..)

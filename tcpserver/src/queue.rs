@@ -7,9 +7,15 @@
 //! MySQL never holds up other requests behind it in the same worker, and the
 //! other workers stay busy. Each lane is first in, first out; a worker takes
 //! one other request (if any) before the reads, so neither lane starves.
+//!
+//! A job that waited longer than [`MAX_QUEUE_WAIT`] is handed out as stale,
+//! to be answered `Overloaded` rather than run: when the back end is slower
+//! than its callers, they hear so within that time instead of at their own
+//! timeout, and the workers spend their time on requests still worth answering.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use proto::Message;
 
@@ -20,6 +26,12 @@ use crate::pool::{Job, SubmitError};
 /// to its last read's latency to a few Redis round trips' worth of work.
 pub const MAX_BATCH: usize = 16;
 
+/// Longest a job waits for a worker before it is answered `Overloaded`
+/// instead: well inside httpserver's 5 s call timeout, and well above the
+/// waits of a busy but healthy server (a second at most, at concurrency 2000
+/// in the benchmark).
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
 /// The queue; see the module documentation.
 #[derive(Debug)]
 pub struct JobQueue {
@@ -28,12 +40,17 @@ pub struct JobQueue {
     arrived: Condvar,
     /// Jobs queued in both lanes together, at most.
     capacity: usize,
+    /// See [`MAX_QUEUE_WAIT`].
+    max_wait: Duration,
 }
+
+/// A job and when it was queued.
+type Queued = (Instant, Job);
 
 #[derive(Debug, Default)]
 struct Lanes {
-    reads: VecDeque<Job>,
-    others: VecDeque<Job>,
+    reads: VecDeque<Queued>,
+    others: VecDeque<Queued>,
     closed: bool,
 }
 
@@ -46,7 +63,17 @@ impl Lanes {
 impl JobQueue {
     /// An empty queue that holds at most `capacity` jobs (at least one).
     pub fn new(capacity: usize) -> JobQueue {
-        JobQueue { state: Mutex::new(Lanes::default()), arrived: Condvar::new(), capacity: capacity.max(1) }
+        JobQueue::with_max_wait(capacity, MAX_QUEUE_WAIT)
+    }
+
+    /// As [`JobQueue::new`], with another limit on a job's wait.
+    pub fn with_max_wait(capacity: usize, max_wait: Duration) -> JobQueue {
+        JobQueue {
+            state: Mutex::new(Lanes::default()),
+            arrived: Condvar::new(),
+            capacity: capacity.max(1),
+            max_wait,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Lanes> {
@@ -68,9 +95,10 @@ impl JobQueue {
         if lanes.len() >= self.capacity {
             return Err(SubmitError::Full);
         }
-        match job.message {
-            Message::GetProfile { .. } => lanes.reads.push_back(job),
-            _ => lanes.others.push_back(job),
+        let queued = (Instant::now(), job);
+        match queued.1.message {
+            Message::GetProfile { .. } => lanes.reads.push_back(queued),
+            _ => lanes.others.push_back(queued),
         }
         drop(lanes);
         self.arrived.notify_one();
@@ -79,8 +107,9 @@ impl JobQueue {
 
     /// Waits for work and moves it into `batch`: one request that is not a
     /// profile read, if any is queued, and up to [`MAX_BATCH`] profile reads.
-    /// Returns `false` once the queue is closed and empty.
-    pub fn take(&self, batch: &mut Vec<Job>) -> bool {
+    /// Jobs met on the way that waited too long go to `stale` instead. Returns
+    /// `false` once the queue is closed and empty.
+    pub fn take(&self, batch: &mut Vec<Job>, stale: &mut Vec<Job>) -> bool {
         let mut lanes = self.lock();
         while lanes.len() == 0 {
             if lanes.closed {
@@ -88,9 +117,25 @@ impl JobQueue {
             }
             lanes = self.arrived.wait(lanes).unwrap_or_else(PoisonError::into_inner);
         }
-        batch.extend(lanes.others.pop_front());
-        let reads = lanes.reads.len().min(MAX_BATCH);
-        batch.extend(lanes.reads.drain(..reads));
+        let now = Instant::now();
+        let fresh = |queued_at: Instant| now.duration_since(queued_at) <= self.max_wait;
+        while let Some((queued_at, job)) = lanes.others.pop_front() {
+            if fresh(queued_at) {
+                batch.push(job);
+                break;
+            }
+            stale.push(job);
+        }
+        let mut reads = 0;
+        while reads < MAX_BATCH {
+            let Some((queued_at, job)) = lanes.reads.pop_front() else { break };
+            if fresh(queued_at) {
+                batch.push(job);
+                reads += 1;
+            } else {
+                stale.push(job);
+            }
+        }
         true
     }
 
@@ -132,12 +177,13 @@ mod tests {
         }
         queue.push(logout(100)).unwrap();
         queue.push(logout(101)).unwrap();
-        let mut batch = Vec::new();
-        assert!(queue.take(&mut batch));
+        let (mut batch, mut stale) = (Vec::new(), Vec::new());
+        assert!(queue.take(&mut batch, &mut stale));
         assert_eq!(ids(&batch), [100].into_iter().chain(1..=16).collect::<Vec<_>>());
         batch.clear();
-        assert!(queue.take(&mut batch));
+        assert!(queue.take(&mut batch, &mut stale));
         assert_eq!(ids(&batch), vec![101, 17, 18, 19, 20]);
+        assert!(stale.is_empty());
     }
 
     #[test]
@@ -148,12 +194,12 @@ mod tests {
         assert_eq!(queue.push(read(3)).unwrap_err(), SubmitError::Full);
         queue.close();
         assert_eq!(queue.push(read(4)).unwrap_err(), SubmitError::Closed);
-        let mut batch = Vec::new();
-        assert!(queue.take(&mut batch), "jobs queued before closing are still handed out");
+        let (mut batch, mut stale) = (Vec::new(), Vec::new());
+        assert!(queue.take(&mut batch, &mut stale), "jobs queued before closing are still handed out");
         assert_eq!(ids(&batch), vec![1, 2]);
         batch.clear();
-        assert!(!queue.take(&mut batch));
-        assert!(batch.is_empty());
+        assert!(!queue.take(&mut batch, &mut stale));
+        assert!(batch.is_empty() && stale.is_empty());
     }
 
     #[test]
@@ -162,11 +208,25 @@ mod tests {
         let worker = {
             let queue = std::sync::Arc::clone(&queue);
             std::thread::spawn(move || {
-                let mut batch = Vec::new();
-                queue.take(&mut batch).then(|| ids(&batch))
+                let (mut batch, mut stale) = (Vec::new(), Vec::new());
+                queue.take(&mut batch, &mut stale).then(|| ids(&batch))
             })
         };
         queue.push(logout(7)).unwrap();
         assert_eq!(worker.join().unwrap(), Some(vec![7]));
+    }
+
+    #[test]
+    fn jobs_that_waited_too_long_are_handed_out_as_stale() {
+        let queue = JobQueue::with_max_wait(10, Duration::from_millis(50));
+        queue.push(logout(1)).unwrap();
+        queue.push(read(2)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        queue.push(logout(3)).unwrap();
+        queue.push(read(4)).unwrap();
+        let (mut batch, mut stale) = (Vec::new(), Vec::new());
+        assert!(queue.take(&mut batch, &mut stale));
+        assert_eq!(ids(&batch), vec![3, 4]);
+        assert_eq!(ids(&stale), vec![1, 2]);
     }
 }

@@ -21,13 +21,12 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use proto::{ErrorCode, ErrorReply, Frame, Message};
+use proto::{ErrorCode, Frame, Message};
 use slab::Slab;
 
 use crate::conn::{Connection, ReadStatus};
 use crate::dispatch::{self, Route};
-use crate::error::RETRY_AFTER_BUSY_SECS;
-use crate::pool::{Completion, Job, SubmitError, WorkerPool};
+use crate::pool::{Completion, Job, SubmitError, WorkerPool, busy};
 use crate::shutdown::Shutdown;
 
 /// The listening socket's token.
@@ -438,13 +437,4 @@ impl Reactor {
             }
         }
     }
-}
-
-/// The reply when no worker can take a request now.
-fn busy(code: ErrorCode) -> Message {
-    let message = match code {
-        ErrorCode::Overloaded => "The server is busy. Please try again in a moment.",
-        _ => "The server is shutting down. Please try again in a moment.",
-    };
-    Message::Error(ErrorReply { code, message: message.into(), retry_after_secs: RETRY_AFTER_BUSY_SECS })
 }
