@@ -369,18 +369,24 @@ impl Link {
     /// connection ends, then end it for the writers too (unless a caller
     /// already has, and maybe opened the next one).
     fn read_replies(&self, mut stream: TcpStream, connection: u64) {
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        // Zeroed once: bytes `..filled` are read but not yet decoded. It grows
+        // (rarely: replies are small) only when one frame needs more room.
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut filled = 0;
         let ending = loop {
-            if let Err(failure) = drain_frames(&mut buf, |frame| self.deliver(frame, connection)) {
-                break failure;
+            match drain_frames(&buf[..filled], |frame| self.deliver(frame, connection)) {
+                Ok(used) => {
+                    buf.copy_within(used..filled, 0);
+                    filled -= used;
+                }
+                Err(failure) => break failure,
             }
-            let start = buf.len();
-            buf.resize(start + READ_CHUNK, 0);
-            let read = stream.read(&mut buf[start..]);
-            buf.truncate(start + *read.as_ref().unwrap_or(&0));
-            match read {
+            if filled == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            match stream.read(&mut buf[filled..]) {
                 Ok(0) => break Exchange::Lost,
-                Ok(_) => {}
+                Ok(n) => filled += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => break Exchange::Lost,
             }
@@ -412,26 +418,23 @@ impl Link {
     }
 }
 
-/// Decodes and hands over every whole frame at the front of `buf`.
+/// Decodes and hands over every whole frame at the front of `bytes`; returns
+/// how many bytes they took.
 fn drain_frames(
-    buf: &mut Vec<u8>,
+    bytes: &[u8],
     mut deliver: impl FnMut(Frame) -> Result<(), Exchange>,
-) -> Result<(), Exchange> {
+) -> Result<usize, Exchange> {
     let mut used_total = 0;
-    let result = loop {
-        match Frame::decode(&buf[used_total..]) {
+    loop {
+        match Frame::decode(&bytes[used_total..]) {
             Ok(Some((frame, used))) => {
                 used_total += used;
-                if let Err(e) = deliver(frame) {
-                    break Err(e);
-                }
+                deliver(frame)?;
             }
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(Exchange::Garbled(e)),
+            Ok(None) => return Ok(used_total),
+            Err(e) => return Err(Exchange::Garbled(e)),
         }
-    };
-    buf.drain(..used_total);
-    result
+    }
 }
 
 /// Writes a whole frame before `deadline`; on failure, how many bytes went out.
