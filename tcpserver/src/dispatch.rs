@@ -7,7 +7,7 @@
 use proto::{ErrorCode, Message, Secret};
 
 use crate::error::Error;
-use crate::service::Service;
+use crate::service::{LoginRequest, Service};
 
 /// Where a request goes.
 #[derive(Debug)]
@@ -60,8 +60,9 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
 }
 
 /// Runs a worker's batch of requests, replies in order. Profile reads in the
-/// batch share one Redis round trip ([`Service::authenticated_profiles`]);
-/// everything else runs one by one, as [`handle`] would.
+/// batch share one Redis round trip ([`Service::authenticated_profiles`]),
+/// log-ins share theirs ([`Service::log_in_batch`]); everything else runs one
+/// by one, as [`handle`] would.
 pub fn handle_batch(service: &mut Service, messages: Vec<Message>) -> Vec<Result<Message, Error>> {
     let reads: Vec<(&Secret, Option<&str>)> = messages
         .iter()
@@ -70,29 +71,42 @@ pub fn handle_batch(service: &mut Service, messages: Vec<Message>) -> Vec<Result
             _ => None,
         })
         .collect();
-    if reads.len() < 2 {
-        return messages.into_iter().map(|message| handle(service, message)).collect();
-    }
-    let mut profiles = match service.authenticated_profiles(&reads) {
-        Ok(profiles) => {
-            profiles.into_iter().map(|p| p.map(Message::ProfileReply)).collect::<Vec<_>>().into_iter()
-        }
-        // One failure for the whole batch (Redis down): the first read carries
-        // the error (and so is logged once), the others its reply.
-        Err(e) => {
-            let reply = e.to_message();
-            let rest = std::iter::repeat_n(reply, reads.len() - 1).map(Ok);
-            std::iter::once(Err(e)).chain(rest).collect::<Vec<_>>().into_iter()
-        }
-    };
-    drop(reads);
+    let logins: Vec<LoginRequest<'_>> = messages
+        .iter()
+        .filter_map(|message| match message {
+            Message::Login { username, password, client } => {
+                Some(LoginRequest { username, password, client: *client })
+            }
+            _ => None,
+        })
+        .collect();
+    let mut profiles = shared_outcomes(reads.len(), || {
+        let profiles = service.authenticated_profiles(&reads)?;
+        Ok(profiles.into_iter().map(|profile| profile.map(Message::ProfileReply)).collect())
+    });
+    let mut logged_in = shared_outcomes(logins.len(), || service.log_in_batch(&logins));
+    drop((reads, logins));
     messages
         .into_iter()
         .map(|message| match message {
             Message::GetProfile { .. } => profiles.next().unwrap_or(Err(Error::Unauthenticated)),
+            Message::Login { .. } => logged_in.next().unwrap_or(Err(Error::BadCredentials)),
             other => handle(service, other),
         })
         .collect()
+}
+
+/// The outcomes of `n` requests run together by `run` (nothing is run for
+/// none); a failure of the whole run is every request's failure.
+fn shared_outcomes(
+    n: usize,
+    run: impl FnOnce() -> Result<Vec<Result<Message, Error>>, Error>,
+) -> std::vec::IntoIter<Result<Message, Error>> {
+    let outcomes = match n {
+        0 => Vec::new(),
+        _ => run().unwrap_or_else(|e| e.shared_by(n).into_iter().map(Err).collect()),
+    };
+    outcomes.into_iter()
 }
 
 /// A short name for the log.

@@ -87,6 +87,8 @@ pub enum Internal {
     CorruptEntry(&'static str),
     /// A row the server expects (the user behind a credentials row) is missing.
     MissingRow(&'static str),
+    /// The same failure as the first request of the worker's batch (logged with that one).
+    SameAsBatch,
 }
 
 impl fmt::Display for Internal {
@@ -98,11 +100,25 @@ impl fmt::Display for Internal {
             Internal::Storage(e) => write!(f, "storing a picture: {e}"),
             Internal::CorruptEntry(what) => write!(f, "corrupt Redis entry: {what}"),
             Internal::MissingRow(what) => write!(f, "missing row: {what}"),
+            Internal::SameAsBatch => f.write_str("failed with the first request of its batch"),
         }
     }
 }
 
 impl Error {
+    /// This error for each of `n` requests that shared one failed operation (a
+    /// batch's Redis round trip): the first keeps the cause, for the log; the
+    /// others get `Unavailable` like it, or an internal error that points to
+    /// the first (causes cannot be cloned).
+    pub fn shared_by(self, n: usize) -> Vec<Error> {
+        let unavailable = match &self {
+            Error::Unavailable(dependency) => Some(*dependency),
+            _ => None,
+        };
+        let same = || unavailable.map_or(Error::Internal(Internal::SameAsBatch), Error::Unavailable);
+        std::iter::once(self).chain(std::iter::repeat_with(same)).take(n).collect()
+    }
+
     /// The protocol's code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -69,33 +69,58 @@ pub struct Record {
     pub profile: Option<Versioned>,
 }
 
-/// Reads the counters, `username`'s record (if a username is given) and the
-/// record's cached profile in one round trip, and refuses while a counter is
-/// at its limit.
+/// What one log-in looks up: its username (if it is a valid one) and its
+/// throttle counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    /// The username, lowercased; `None` for a name that breaks the rules.
+    pub username: Option<&'a str>,
+    /// The counters that must be below their limits.
+    pub counters: &'a [(String, Limit)],
+}
+
+/// For each log-in, in one round trip for all: reads the counters, the
+/// username's record and the record's cached profile, and refuses
+/// ([`Error::TooManyAttempts`]) while a counter is at its limit.
 ///
 /// # Errors
 ///
-/// [`Error::TooManyAttempts`], [`Error::Unavailable`] if Redis is down,
+/// [`Error::Unavailable`] for all if Redis is down; otherwise one outcome per
+/// log-in: the record if there is one, [`Error::TooManyAttempts`], or
 /// [`Error::Internal`] for a corrupt entry.
 pub fn lookup(
     redis: &mut RedisLink,
     keys: &Keys,
-    username: Option<&str>,
-    counters: &[(String, Limit)],
-) -> Result<Option<Record>, Error> {
-    // Without a username there is no record; an empty key name is never written.
-    let record_key = username.map(|name| keys.login_record(name)).unwrap_or_default();
-    let mut invocation = LOOKUP_SCRIPT.key(&record_key);
-    invocation.arg(keys.profile_prefix());
-    for (key, _) in counters {
-        invocation.key(key);
+    lookups: &[Lookup<'_>],
+) -> Result<Vec<Result<Option<Record>, Error>>, Error> {
+    let script = &*LOOKUP_SCRIPT;
+    let prefix = keys.profile_prefix();
+    let mut pipe = redis::pipe();
+    for lookup in lookups {
+        // Without a username there is no record; an empty key name is never written.
+        let record_key = lookup.username.map(|name| keys.login_record(name)).unwrap_or_default();
+        let command =
+            pipe.cmd("EVALSHA").arg(script.get_hash()).arg(1 + lookup.counters.len()).arg(record_key);
+        for (key, _) in lookup.counters {
+            command.arg(key);
+        }
+        command.arg(&prefix);
     }
-    let reply: Vec<Option<String>> = redis.run(|c| invocation.invoke(c))?;
-    let (counts, rest) = reply.split_at(reply.len().min(2 * counters.len()));
-    let counts: Vec<i64> =
-        counts.iter().map(|v| v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)).collect();
-    throttle::verdict(counters, &counts)?;
-    decode(rest)
+    if lookups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let replies: Vec<Vec<Option<String>>> = redis.run_scripts(&pipe, &[script])?;
+    Ok(lookups
+        .iter()
+        .zip(replies)
+        .map(|(lookup, reply)| {
+            let (counts, rest) = reply.split_at(reply.len().min(2 * lookup.counters.len()));
+            let counts: Vec<i64> =
+                counts.iter().map(|v| v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)).collect();
+            throttle::verdict(lookup.counters, &counts)?;
+            decode(rest)
+        })
+        .collect())
 }
 
 fn decode(fields: &[Option<String>]) -> Result<Option<Record>, Error> {

@@ -4,7 +4,7 @@
 //! queue, without ever blocking: when the queue is full, [`WorkerPool::submit`]
 //! gives the job back and the reactor answers `Overloaded`. Each worker owns a
 //! [`Service`] (its own MySQL and Redis connections), takes a batch from the
-//! [`JobQueue`] (profile reads together, anything else alone), runs it, sends
+//! [`JobQueue`] (profile reads and log-ins together, anything else alone), runs it, sends
 //! a [`Completion`] per job back through a channel and wakes the reactor's
 //! poll with the shared [`Waker`]. Workers never touch client sockets.
 //!

@@ -1,12 +1,15 @@
 //! The bounded queue between the reactor and the workers.
 //!
-//! Profile reads wait in a lane of their own, so that a worker can take
-//! several of them at once and answer them with one Redis round trip
+//! Profile reads and log-ins wait in a lane of their own, so that a worker can
+//! take several of them at once and share Redis round trips among them
 //! ([`crate::dispatch::handle_batch`]), while every other request is taken one
-//! at a time: a sign-up or a log-in that has to hash a password or wait for
-//! MySQL never holds up other requests behind it in the same worker, and the
-//! other workers stay busy. Each lane is first in, first out; a worker takes
-//! one other request (if any) before the reads, so neither lane starves.
+//! at a time. A worker takes its share of that lane: what is queued there
+//! divided between itself and the workers idle at that moment, at most
+//! [`MAX_BATCH`]. When every other worker is busy it takes a whole batch;
+//! when some are idle it leaves them their part, so a log-in that has to hash
+//! a password or wait for MySQL holds up few others.
+//! Each lane is first in, first out; a worker takes one other request (if
+//! any) before its batch, so neither lane starves.
 //!
 //! A job that waited longer than [`MAX_QUEUE_WAIT`] is handed out as stale,
 //! to be answered `Overloaded` rather than run: when the back end is slower
@@ -21,9 +24,9 @@ use proto::Message;
 
 use crate::pool::{Job, SubmitError};
 
-/// Profile reads a worker takes at once, at most. A batch is whatever is
+/// Batchable requests a worker takes at once, at most. A batch is what is
 /// queued (it never waits for more to arrive); sixteen keeps what a batch adds
-/// to its last read's latency to a few Redis round trips' worth of work.
+/// to its last request's latency to a few Redis round trips' worth of work.
 pub const MAX_BATCH: usize = 16;
 
 /// Longest a job waits for a worker before it is answered `Overloaded`
@@ -49,14 +52,17 @@ type Queued = (Instant, Job);
 
 #[derive(Debug, Default)]
 struct Lanes {
-    reads: VecDeque<Queued>,
+    /// Profile reads and log-ins.
+    batchable: VecDeque<Queued>,
     others: VecDeque<Queued>,
     closed: bool,
+    /// Workers waiting for a job right now.
+    idle: usize,
 }
 
 impl Lanes {
     fn len(&self) -> usize {
-        self.reads.len() + self.others.len()
+        self.batchable.len() + self.others.len()
     }
 }
 
@@ -97,7 +103,7 @@ impl JobQueue {
         }
         let queued = (Instant::now(), job);
         match queued.1.message {
-            Message::GetProfile { .. } => lanes.reads.push_back(queued),
+            Message::GetProfile { .. } | Message::Login { .. } => lanes.batchable.push_back(queued),
             _ => lanes.others.push_back(queued),
         }
         drop(lanes);
@@ -105,8 +111,8 @@ impl JobQueue {
         Ok(())
     }
 
-    /// Waits for work and moves it into `batch`: one request that is not a
-    /// profile read, if any is queued, and up to [`MAX_BATCH`] profile reads.
+    /// Waits for work and moves it into `batch`: one request that is not
+    /// batchable, if any is queued, and a fair share of the batchable ones.
     /// Jobs met on the way that waited too long go to `stale` instead. Returns
     /// `false` once the queue is closed and empty.
     pub fn take(&self, batch: &mut Vec<Job>, stale: &mut Vec<Job>) -> bool {
@@ -115,7 +121,9 @@ impl JobQueue {
             if lanes.closed {
                 return false;
             }
+            lanes.idle += 1;
             lanes = self.arrived.wait(lanes).unwrap_or_else(PoisonError::into_inner);
+            lanes.idle -= 1;
         }
         let now = Instant::now();
         let fresh = |queued_at: Instant| now.duration_since(queued_at) <= self.max_wait;
@@ -126,12 +134,13 @@ impl JobQueue {
             }
             stale.push(job);
         }
-        let mut reads = 0;
-        while reads < MAX_BATCH {
-            let Some((queued_at, job)) = lanes.reads.pop_front() else { break };
+        let share = batch_share(lanes.batchable.len(), lanes.idle);
+        let mut taken = 0;
+        while taken < share {
+            let Some((queued_at, job)) = lanes.batchable.pop_front() else { break };
             if fresh(queued_at) {
                 batch.push(job);
-                reads += 1;
+                taken += 1;
             } else {
                 stale.push(job);
             }
@@ -144,6 +153,12 @@ impl JobQueue {
         self.lock().closed = true;
         self.arrived.notify_all();
     }
+}
+
+/// How many of `queued` batchable jobs a worker takes when `idle` other
+/// workers are waiting: an even split, at most [`MAX_BATCH`].
+fn batch_share(queued: usize, idle: usize) -> usize {
+    queued.div_ceil(idle + 1).min(MAX_BATCH)
 }
 
 #[cfg(test)]
@@ -184,6 +199,15 @@ mod tests {
         assert!(queue.take(&mut batch, &mut stale));
         assert_eq!(ids(&batch), vec![101, 17, 18, 19, 20]);
         assert!(stale.is_empty());
+    }
+
+    #[test]
+    fn a_worker_leaves_idle_workers_their_share() {
+        assert_eq!(batch_share(10, 0), 10, "nobody else is free: the whole batch");
+        assert_eq!(batch_share(40, 0), MAX_BATCH);
+        assert_eq!(batch_share(10, 3), 3, "split four ways, rounded up");
+        assert_eq!(batch_share(1, 15), 1);
+        assert_eq!(batch_share(0, 2), 0);
     }
 
     #[test]

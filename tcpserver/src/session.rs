@@ -181,16 +181,7 @@ pub fn resume_with_profiles(
     let mut replies = if pipe.is_empty() {
         Vec::new().into_iter()
     } else {
-        redis
-            .run(|c| match pipe.query::<Reply>(c) {
-                // Redis lost its script cache (a restart): load it, send again.
-                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                    script.load(c)?;
-                    pipe.query(c)
-                }
-                other => other,
-            })?
-            .into_iter()
+        redis.run_scripts::<Reply>(&pipe, &[script])?.into_iter()
     };
     let mut resumed = Vec::with_capacity(tokens.len());
     for key in &session_keys {

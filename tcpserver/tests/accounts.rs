@@ -339,3 +339,52 @@ fn a_corrupt_session_entry_is_an_internal_error_not_a_crash() {
     assert!(server.stderr().contains("corrupt Redis entry: session"));
     assert_eq!(c.call(Message::Ping), Message::Pong);
 }
+
+/// Log-ins and profile reads sent all at once are answered in worker batches
+/// (one worker here, so batches are as large as they get): each reply still
+/// answers its own request, a wrong password in a batch fails alone, and every
+/// session a batch opened works.
+#[test]
+fn pipelined_logins_and_profile_reads_each_get_their_own_answer() {
+    let server = TestServer::start_with(Options::default().arg("--workers", 1));
+    let mut c = server.connect();
+    let users: Vec<String> =
+        ["ann", "bob", "cat"].iter().map(|name| server.sign_up(&mut c, name, PASSWORD)).collect();
+
+    let mut expected = Vec::new();
+    for round in 0..10 {
+        for user in &users {
+            // Every fourth one with a wrong password (at most 8 per user: under the throttle).
+            let wrong = (round * users.len() + expected.len()) % 4 == 3 && round < 8;
+            let password = if wrong { "not the password" } else { PASSWORD };
+            let id =
+                c.send(Message::Login { username: user.clone(), password: password.into(), client: None });
+            expected.push((id, user.clone(), wrong));
+        }
+    }
+    let mut tokens = Vec::new();
+    for _ in 0..expected.len() {
+        let frame = c.recv();
+        let (_, user, wrong) =
+            expected.iter().find(|(id, _, _)| *id == frame.request_id).expect("a known id");
+        match frame.message {
+            Message::LoggedIn { token, profile } if !wrong => {
+                assert_eq!(&profile.username, user);
+                tokens.push((token, user.clone()));
+            }
+            other if *wrong => assert_eq!(error_code(&other), ErrorCode::BadCredentials, "{user}"),
+            other => panic!("{user}: {other:?}"),
+        }
+    }
+    assert!(tokens.len() >= 20, "{} sessions", tokens.len());
+
+    let reads: Vec<(u64, &String)> = tokens
+        .iter()
+        .map(|(token, user)| (c.send(Message::GetProfile { token: token.clone(), username: None }), user))
+        .collect();
+    for _ in 0..reads.len() {
+        let frame = c.recv();
+        let (_, user) = reads.iter().find(|(id, _)| *id == frame.request_id).expect("a known id");
+        assert!(matches!(&frame.message, Message::ProfileReply(p) if &&p.username == user), "{frame:?}");
+    }
+}

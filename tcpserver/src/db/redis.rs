@@ -100,4 +100,28 @@ impl RedisLink {
             other => other,
         }
     }
+
+    /// Runs a pipeline of `EVALSHA`s (and other commands) as [`RedisLink::run`]
+    /// does; if Redis has lost a script (a restart empties its script cache),
+    /// loads `scripts` and sends the pipeline once more. Every script here only
+    /// reads or writes idempotently, so a second sending is harmless.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisLink::run`].
+    pub fn run_scripts<T: redis::FromRedisValue>(
+        &mut self,
+        pipe: &redis::Pipeline,
+        scripts: &[&redis::Script],
+    ) -> RedisResult<T> {
+        self.run(|c| match pipe.query::<T>(c) {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                for script in scripts {
+                    script.load(c)?;
+                }
+                pipe.query(c)
+            }
+            other => other,
+        })
+    }
 }

@@ -6,8 +6,9 @@ use proto::{Message, Profile, Secret};
 
 use super::Service;
 use crate::db::users::{self, ER_DUP_ENTRY};
-use crate::error::Error;
-use crate::login_record;
+use crate::error::{Dependency, Error};
+use crate::keys::Keys;
+use crate::login_record::{self, Lookup};
 use crate::password;
 use crate::profile_cache::{self, Versioned};
 use crate::session::{self, Session};
@@ -69,29 +70,72 @@ impl Service {
         password: &Secret,
         client: Option<IpAddr>,
     ) -> Result<Message, Error> {
+        let mut outcomes = self.log_in_batch(&[LoginRequest { username, password, client }])?;
+        outcomes.pop().unwrap_or(Err(Error::BadCredentials))
+    }
+
+    /// [`Service::log_in`] for a worker's batch of log-ins: the counters,
+    /// records and cached profiles of all of them come in one Redis round
+    /// trip, and all the new sessions go out in one more. A log-in that needs
+    /// MySQL, or a failure to count, takes its own round trips in between.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] for the whole batch if Redis is down at the
+    /// first round trip; otherwise one outcome per log-in, in order.
+    pub fn log_in_batch(
+        &mut self,
+        requests: &[LoginRequest<'_>],
+    ) -> Result<Vec<Result<Message, Error>>, Error> {
         let keys = &self.shared.keys;
-        // A name that breaks the rules cannot exist: it is answered like an
-        // unknown one, and gets no counter or record of its own.
-        let username = validate::username(username).ok();
-        let user_key = username.as_ref().map(|name| keys.login_failures_by_user(name));
-        let counters: Vec<(String, Limit)> = user_key
+        let prepared: Vec<Prepared> = requests.iter().map(|request| Prepared::new(keys, request)).collect();
+        let lookups: Vec<Lookup<'_>> = prepared
             .iter()
-            .map(|key| (key.clone(), LOGIN_FAILURES_PER_USER))
-            .chain(client.map(|addr| (keys.login_failures_by_addr(addr), LOGIN_FAILURES_PER_ADDR)))
+            .map(|p| Lookup { username: p.username.as_deref(), counters: &p.counters })
             .collect();
-        let record = login_record::lookup(&mut self.redis, keys, username.as_deref(), &counters)?;
+        let records = login_record::lookup(&mut self.redis, keys, &lookups)?;
 
-        let login = match record.and_then(|record| self.recently_verified(record, password)) {
-            Some(login) => login,
-            None => match self.verify_from_mysql(username.as_deref(), password)? {
-                Some(login) => login,
-                None => {
-                    throttle::record(&mut self.redis, &counters)?;
-                    return Err(Error::BadCredentials);
-                }
-            },
-        };
+        let mut sessions = redis::pipe();
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for ((request, prepared), record) in requests.iter().zip(&prepared).zip(records) {
+            let outcome = record.and_then(|record| {
+                let login = match record.and_then(|record| self.recently_verified(record, request.password)) {
+                    Some(login) => login,
+                    None => match self.verify_from_mysql(prepared.username.as_deref(), request.password)? {
+                        Some(login) => login,
+                        None => {
+                            throttle::record(&mut self.redis, &prepared.counters)?;
+                            return Err(Error::BadCredentials);
+                        }
+                    },
+                };
+                let token = self.open_session(&mut sessions, &login, prepared.user_key.as_deref())?;
+                Ok(Message::LoggedIn { token, profile: login.profile.profile })
+            });
+            outcomes.push(outcome);
+        }
+        if !sessions.is_empty()
+            && let Err(e) = self.redis.run(|c| sessions.query::<()>(c))
+        {
+            // No session was stored: none of the successes stands.
+            let opened = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+            let mut errors = Error::from(e).shared_by(opened).into_iter();
+            for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_ok()) {
+                *outcome = Err(errors.next().unwrap_or(Error::Unavailable(Dependency::Redis)));
+            }
+        }
+        Ok(outcomes)
+    }
 
+    /// Adds a new session for `login` to `pipe`, with the reset of the user's
+    /// failure counter and, after a MySQL read, the log-in record and a warm
+    /// profile cache for the log-ins and pages that follow. Returns the token.
+    fn open_session(
+        &self,
+        pipe: &mut redis::Pipeline,
+        login: &Login,
+        failures_key: Option<&str>,
+    ) -> Result<Secret, Error> {
         let (token, token_hash) = session::new_token()?;
         let lifetimes = self.shared.lifetimes;
         let session = Session {
@@ -99,21 +143,16 @@ impl Service {
             username: login.profile.profile.username.clone(),
             expires_at: session::unix_now() + lifetimes.max_secs,
         };
-        // One round trip: the session, the reset of this user's failure
-        // counter, and, after a MySQL read, the record and a warm profile cache
-        // for the log-ins and pages that follow.
         let keys = &self.shared.keys;
-        let mut pipe = redis::pipe();
-        session::store(&mut pipe, keys, &token_hash, &session, lifetimes);
-        if let Some(key) = &user_key {
-            throttle::clear(&mut pipe, key);
+        session::store(pipe, keys, &token_hash, &session, lifetimes);
+        if let Some(key) = failures_key {
+            throttle::clear(pipe, key);
         }
         if login.from_mysql {
-            login_record::store(&mut pipe, keys, &session.username, login.user_id, &login.stamp);
+            login_record::store(pipe, keys, &session.username, login.user_id, &login.stamp);
             pipe.add_command(profile_cache::store_cmd(keys, login.user_id, &login.profile)).ignore();
         }
-        self.redis.run(|c| pipe.query::<()>(c))?;
-        Ok(Message::LoggedIn { token, profile: login.profile.profile })
+        Ok(token)
     }
 
     /// The log-in, if Redis had everything it needs and this process verified
@@ -180,6 +219,42 @@ impl Service {
     pub fn log_out(&mut self, token: &Secret) -> Result<Message, Error> {
         session::end(&mut self.redis, &self.shared.keys, token)?;
         Ok(Message::LoggedOut)
+    }
+}
+
+/// One log-in of a batch, as the request gave it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginRequest<'a> {
+    /// The username as typed.
+    pub username: &'a str,
+    /// The password.
+    pub password: &'a Secret,
+    /// The client's address, for the per-address throttle.
+    pub client: Option<IpAddr>,
+}
+
+/// What a log-in request needs before Redis is asked.
+struct Prepared {
+    /// The lowercased username; `None` for a name that breaks the rules: it
+    /// cannot exist, so it is answered like an unknown one, and gets no
+    /// counter or record of its own.
+    username: Option<String>,
+    /// The username's failure counter.
+    user_key: Option<String>,
+    /// The counters that must be below their limits.
+    counters: Vec<(String, Limit)>,
+}
+
+impl Prepared {
+    fn new(keys: &Keys, request: &LoginRequest<'_>) -> Prepared {
+        let username = validate::username(request.username).ok();
+        let user_key = username.as_ref().map(|name| keys.login_failures_by_user(name));
+        let counters = user_key
+            .iter()
+            .map(|key| (key.clone(), LOGIN_FAILURES_PER_USER))
+            .chain(request.client.map(|addr| (keys.login_failures_by_addr(addr), LOGIN_FAILURES_PER_ADDR)))
+            .collect();
+        Prepared { username, user_key, counters }
     }
 }
 

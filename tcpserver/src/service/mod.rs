@@ -9,6 +9,8 @@
 mod account;
 mod profile;
 
+pub use account::LoginRequest;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
