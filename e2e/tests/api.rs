@@ -80,6 +80,30 @@ fn wrong_password_and_unknown_user_get_the_same_401() {
     assert!(wrong.all("set-cookie").iter().all(|c| !c.starts_with("um_session=")));
 }
 
+/// Five wrong passwords for one username close its throttle: the next
+/// log-in, even with the right password, gets 429 with `Retry-After` and
+/// creates no session, while another user logs in as usual.
+#[test]
+fn failed_logins_are_throttled_with_429_and_retry_after() {
+    let stack = Stack::start();
+    let victim = stack.sign_up("guessed", PASSWORD);
+    let bystander = stack.sign_up("bystander", PASSWORD);
+    let mut http = stack.client();
+    for _ in 0..5 {
+        let wrong = http.api_post("/login", &[("username", &victim), ("password", "not the password")]);
+        assert_eq!((wrong.status, wrong.code()), (401, 6));
+    }
+    let refused = http.api_post("/login", &[("username", &victim), ("password", PASSWORD)]);
+    assert_eq!((refused.status, refused.code()), (429, 7), "{}", refused.text());
+    let retry_after: u64 = refused.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=300).contains(&retry_after), "Retry-After: {retry_after}");
+    assert!(refused.json()["message"].as_str().is_some_and(|m| m.contains("Too many attempts")));
+    assert!(refused.all("set-cookie").iter().all(|c| !c.starts_with("um_session=")));
+
+    let other = stack.client().api_post("/login", &[("username", &bystander), ("password", PASSWORD)]);
+    assert_eq!(other.status, 200, "another user is not slowed: {}", other.text());
+}
+
 #[test]
 fn form_and_multipart_inputs_work_like_json() {
     let stack = Stack::start();
