@@ -122,10 +122,19 @@ pub fn nickname(raw: &str) -> Result<String, NicknameError> {
     if !(1..=NICKNAME_MAX).contains(&trimmed.chars().count()) {
         return Err(NicknameError::Length);
     }
-    if trimmed.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+    if trimmed.chars().any(|c| c.is_control() || is_bidi_control(c) || is_line_break(c)) {
         return Err(NicknameError::ForbiddenCharacter);
     }
     Ok(trimmed.to_owned())
+}
+
+/// The line and paragraph separators (U+2028, U+2029): not `is_control`, but
+/// they break a displayed name across lines like a newline does. (The
+/// direction marks U+200E, U+200F and U+061C stay allowed: names that mix
+/// right-to-left text with digits need them, and they cannot reorder text
+/// beyond their own run the way overrides can.)
+fn is_line_break(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// The embedding/override (U+202A–U+202E) and isolate (U+2066–U+2069) controls.
@@ -165,10 +174,15 @@ mod tests {
         assert_eq!(nickname("李小龍 🐉").unwrap(), "李小龍 🐉");
         assert_eq!(nickname("  Bruce  ").unwrap(), "Bruce");
         assert_eq!(nickname(&"龍".repeat(64)).unwrap(), "龍".repeat(64));
+        assert_eq!(
+            nickname("\u{5E9}\u{5DC}\u{5D5}\u{5DD}\u{200F} 42").unwrap(),
+            "\u{5E9}\u{5DC}\u{5D5}\u{5DD}\u{200F} 42"
+        );
         assert_eq!(nickname(&"龍".repeat(65)), Err(NicknameError::Length));
         assert_eq!(nickname("   "), Err(NicknameError::Length));
         assert_eq!(nickname(""), Err(NicknameError::Length));
-        for bad in ["a\u{7}b", "a\nb", "evil\u{202E}gnp.exe", "x\u{2066}y"] {
+        for bad in ["a\u{7}b", "a\nb", "evil\u{202E}gnp.exe", "x\u{2066}y", "two\u{2028}lines", "p\u{2029}q"]
+        {
             assert_eq!(nickname(bad), Err(NicknameError::ForbiddenCharacter), "{bad:?}");
         }
     }
