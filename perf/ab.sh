@@ -9,7 +9,8 @@
 #
 # Each BIN_DIR holds `tcpserver` and `httpserver` release binaries; loadgen is
 # taken from target/release. Needs the system's secrets (./run.sh start made
-# them) and the seeded accounts.
+# them) and the seeded accounts. AB_TCP_ARGS_A / AB_TCP_ARGS_B add tcpserver
+# flags to one side (to compare settings with one build: pass the same dir twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,9 +25,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_stack() { # name bin_dir http_port tcp_port
+start_stack() { # name bin_dir http_port tcp_port extra_tcpserver_args
   local name=$1 dir=$2 http=$3 tcp=$4
-  "$dir/tcpserver" --listen "127.0.0.1:$tcp" \
+  # shellcheck disable=SC2086 # the extra flags are meant to split into words
+  "$dir/tcpserver" --listen "127.0.0.1:$tcp" $5 \
     --mysql-password-file "$ROOT/run/secrets/mysql_password" --pepper-file "$ROOT/run/secrets/pepper" \
     --avatar-dir "$WORK/avatars-$name" >"$WORK/$name-tcp.log" 2>&1 &
   PIDS+=($!)
@@ -35,8 +37,8 @@ start_stack() { # name bin_dir http_port tcp_port
   PIDS+=($!)
 }
 
-start_stack a "$A" 2088 2099
-start_stack b "$B" 3088 3099
+start_stack a "$A" 2088 2099 "${AB_TCP_ARGS_A:-}"
+start_stack b "$B" 3088 3099 "${AB_TCP_ARGS_B:-}"
 for port in 2088 3088; do
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break
