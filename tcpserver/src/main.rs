@@ -41,33 +41,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Raises the soft limit on open files to the hard limit. Each connection holds
-/// a descriptor, and the soft limit many shells and service managers start a
-/// process with (1024) would make `accept` fail (EMFILE) far below
-/// `--max-connections`; the hard limit is the most this process may ask for.
-/// Warns when even that is too low for the configured cap.
+/// Descriptors needed besides the connections: the listener, the workers'
+/// MySQL and Redis connections, the waker.
+const SPARE_DESCRIPTORS: usize = 256;
+
+/// Raises the soft open-file limit to the hard one (see
+/// [`hostsupport::open_files`]) and logs what needs saying.
 fn raise_open_file_limit(max_connections: usize) {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit only read and write the struct given to them.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit = raised;
-        } else {
-            log!("tcpserver: cannot raise the open-file limit: {}", std::io::Error::last_os_error());
-        }
-    }
-    // The listener, the workers' MySQL and Redis connections, the waker.
-    let spare = 256;
-    if limit.rlim_cur < (max_connections + spare) as libc::rlim_t {
-        log!(
-            "tcpserver: the open-file limit ({}) is below --max-connections ({max_connections}) plus {spare} \
-             spare; connections past it will be refused",
-            limit.rlim_cur
-        );
+    for warning in hostsupport::open_files::raise_soft_limit(max_connections, SPARE_DESCRIPTORS) {
+        log!("tcpserver: {warning}");
     }
 }
