@@ -55,6 +55,28 @@ fn load<'scope, 'env>(
     })
 }
 
+/// Neither server's resident memory (KiB, `(tcpserver, httpserver)`) grew by
+/// 64 MiB or more under an overload.
+fn assert_memory_bounded(before: (u64, u64), after: (u64, u64)) {
+    let grown = |before: u64, after: u64| after.saturating_sub(before) / 1024;
+    let (back_grew, front_grew) = (grown(before.0, after.0), grown(before.1, after.1));
+    assert!(back_grew < 64 && front_grew < 64, "memory grew {back_grew} MiB / {front_grew} MiB");
+}
+
+/// Once the load has dropped, a single caller is served again, every time;
+/// returns how long the first success took.
+fn assert_recovers(stack: &Stack, token: &str) -> Duration {
+    let calm = Instant::now();
+    let mut probe = Probe::new(stack.addr);
+    eventually("a success after the overload", || probe.profile(token).ok());
+    let recovered = calm.elapsed();
+    for _ in 0..20 {
+        let outcome = probe.profile(token);
+        assert!(outcome.ok(), "after the overload: {}", outcome.describe());
+    }
+    recovered
+}
+
 /// Joins load threads and merges their outcomes in order of start.
 fn collect(handles: Vec<thread::ScopedJoinHandle<'_, Vec<Outcome>>>) -> Vec<Outcome> {
     let mut all: Vec<Outcome> = handles.into_iter().flat_map(|h| h.join().expect("load thread")).collect();
@@ -675,19 +697,9 @@ fn a_back_end_slower_than_its_callers_gives_quick_503s_bounded_memory_and_recove
     latencies.sort_unstable();
     let median = latencies[latencies.len() / 2];
     assert!(median < Duration::from_secs(1), "Overloaded is answered at once, not after a wait ({median:?})");
-    let grown = |before: u64, after: u64| after.saturating_sub(before) / 1024;
-    let (back_grew, front_grew) = (grown(rss_before.0, rss_after.0), grown(rss_before.1, rss_after.1));
-    assert!(back_grew < 64 && front_grew < 64, "memory grew {back_grew} MiB / {front_grew} MiB");
+    assert_memory_bounded(rss_before, rss_after);
 
-    // Load dropped: a single caller is served again, every time.
-    let calm = Instant::now();
-    let mut probe = Probe::new(stack.addr);
-    eventually("a success after the overload", || probe.profile(&token).ok());
-    let recovered = calm.elapsed();
-    for _ in 0..20 {
-        let outcome = probe.profile(&token);
-        assert!(outcome.ok(), "after the overload: {}", outcome.describe());
-    }
+    let recovered = assert_recovers(&stack, &token);
     let ok = outcomes.iter().filter(|o| o.ok()).count();
     eprintln!(
         "overload: {} requests over {slow_for:?} of slow Redis, {ok} served, {} Overloaded (503 + Retry-After; \
@@ -759,18 +771,9 @@ fn a_back_end_slower_than_its_callers_sheds_requests_that_waited_too_long() {
         // Before the caller's own timeout: a 503 to act on, never a 504.
         assert!(outcome.latency < CALL_TIMEOUT, "{}", outcome.describe());
     }
-    let grown = |before: u64, after: u64| after.saturating_sub(before) / 1024;
-    let (back_grew, front_grew) = (grown(rss_before.0, rss_after.0), grown(rss_before.1, rss_after.1));
-    assert!(back_grew < 64 && front_grew < 64, "memory grew {back_grew} MiB / {front_grew} MiB");
+    assert_memory_bounded(rss_before, rss_after);
 
-    let calm = Instant::now();
-    let mut probe = Probe::new(stack.addr);
-    eventually("a success after the overload", || probe.profile(&token).ok());
-    let recovered = calm.elapsed();
-    for _ in 0..20 {
-        let outcome = probe.profile(&token);
-        assert!(outcome.ok(), "after the overload: {}", outcome.describe());
-    }
+    let recovered = assert_recovers(&stack, &token);
     let ok = outcomes.iter().filter(|o| o.ok()).count();
     eprintln!(
         "back end slower than its callers: {} requests, {ok} served, {} got 503 Overloaded after {:?} to {:?} \
