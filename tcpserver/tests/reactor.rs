@@ -217,6 +217,14 @@ fn upstream(url: &str, default_port: u16) -> SocketAddr {
     with_port.parse().expect("database address")
 }
 
+/// The test database's URL, through `proxy`; `prefer_socket=false` keeps the
+/// connection on TCP (the crate would otherwise switch to MariaDB's socket).
+fn mysql_url_through(env: &util::TestEnv, proxy: &Proxy) -> String {
+    let (mysql_url, _) = env.split_mysql_url();
+    let db = mysql_url.rsplit('/').next().unwrap_or("usermgmt_test");
+    format!("mysql://usermgmt@{}/{db}?prefer_socket=false", proxy.addr)
+}
+
 /// Connections that die while idle (a restart, an idle timeout) are replaced
 /// without failing the request that finds them dead, and a write that meets a
 /// dead connection is applied exactly once. While a database refuses
@@ -226,14 +234,11 @@ fn lost_database_connections_are_replaced_and_service_resumes() {
     let env = util::TestEnv::load();
     let redis_proxy = Proxy::start(upstream(&env.redis_url, 6379));
     let mysql_proxy = Proxy::start(upstream(&env.mysql_url, 3306));
-    let (mysql_url, _) = env.split_mysql_url();
-    let db = mysql_url.rsplit('/').next().unwrap_or("usermgmt_test");
     let server = TestServer::start_with(
         Options::default()
             .arg("--workers", 1)
             .arg("--redis-url", format!("redis://{}/", redis_proxy.addr))
-            // prefer_socket=false: stay on TCP, through the proxy.
-            .arg("--mysql-url", format!("mysql://usermgmt@{}/{db}?prefer_socket=false", mysql_proxy.addr)),
+            .arg("--mysql-url", mysql_url_through(&env, &mysql_proxy)),
     );
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "survivor", PASSWORD);
@@ -288,12 +293,8 @@ fn lost_database_connections_are_replaced_and_service_resumes() {
 fn repeated_logins_need_no_mysql() {
     let env = util::TestEnv::load();
     let mysql_proxy = Proxy::start(upstream(&env.mysql_url, 3306));
-    let (mysql_url, _) = env.split_mysql_url();
-    let db = mysql_url.rsplit('/').next().unwrap_or("usermgmt_test");
     let server = TestServer::start_with(
-        Options::default()
-            .arg("--workers", 1)
-            .arg("--mysql-url", format!("mysql://usermgmt@{}/{db}?prefer_socket=false", mysql_proxy.addr)),
+        Options::default().arg("--workers", 1).arg("--mysql-url", mysql_url_through(&env, &mysql_proxy)),
     );
     let mut c = server.connect();
     let username = server.sign_up(&mut c, "regular", PASSWORD);
