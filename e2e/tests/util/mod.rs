@@ -437,27 +437,45 @@ pub fn read_reply(stream: &mut TcpStream, head_only: bool) -> Reply {
             assert!(n > 0, "connection closed before a response; got {:?}", String::from_utf8_lossy(&head));
             head.push(byte[0]);
         }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Response::new(&mut headers);
-        assert!(parsed.parse(&head).expect("valid response head").is_complete());
-        let status = parsed.code.expect("status");
-        if status == 100 {
+        let parsed = parse_response_head(&head).expect("valid response head").expect("a whole head");
+        if parsed.status == 100 {
             continue;
         }
-        let headers: Vec<(String, String)> = parsed
-            .headers
-            .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
-            .collect();
-        let length: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map(|(_, v)| v.parse().expect("numeric Content-Length"))
-            .expect("every response has a Content-Length");
+        let ResponseHead { status, headers, .. } = parsed;
+        let length = parsed.content_length.expect("every response has a Content-Length");
         let mut body = vec![0u8; if head_only { 0 } else { length }];
         stream.read_exact(&mut body).expect("read the body in time");
         return Reply { status, headers, body };
     }
+}
+
+/// A response head: its length in bytes, status, headers (names lowercased,
+/// in order) and `Content-Length`, if it has a number.
+pub struct ResponseHead {
+    pub len: usize,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub content_length: Option<usize>,
+}
+
+/// Parses the response head at the start of `buf`: `None` while it is
+/// incomplete, an error for bytes that are not a response head.
+pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(len) = parsed.parse(buf).map_err(|e| format!("bad response head: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let status = parsed.code.ok_or("no status")?;
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect();
+    let content_length =
+        headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok());
+    Ok(Some(ResponseHead { len, status, headers, content_length }))
 }
 
 /// Opens a connection with the test timeouts.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{RESPONSE_TIMEOUT, Reply};
+use super::{RESPONSE_TIMEOUT, Reply, parse_response_head};
 
 /// What became of one request.
 #[derive(Debug)]
@@ -216,22 +216,9 @@ fn read_response(stream: &mut TcpStream) -> Result<Reply, String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Response::new(&mut headers);
-        if let httparse::Status::Complete(head_len) =
-            parsed.parse(&buf).map_err(|e| format!("bad response head: {e}"))?
-        {
-            let status = parsed.code.ok_or("no status")?;
-            let headers: Vec<(String, String)> = parsed
-                .headers
-                .iter()
-                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
-                .collect();
-            let length: usize = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .and_then(|(_, v)| v.parse().ok())
-                .ok_or("no Content-Length")?;
+        if let Some(head) = parse_response_head(&buf)? {
+            let (head_len, status, headers) = (head.len, head.status, head.headers);
+            let length = head.content_length.ok_or("no Content-Length")?;
             while buf.len() < head_len + length {
                 let n = stream.read(&mut chunk).map_err(|e| format!("read body: {e}"))?;
                 if n == 0 {
