@@ -388,3 +388,52 @@ fn pipelined_logins_and_profile_reads_each_get_their_own_answer() {
         assert!(matches!(&frame.message, Message::ProfileReply(p) if &&p.username == user), "{frame:?}");
     }
 }
+
+/// First log-ins, which need MySQL, sent back to back to one worker: the batch
+/// reads all their rows in one query, and still each one gets its own answer:
+/// known users in, a wrong password, an unknown name and a malformed name out,
+/// and a name asked twice in one batch logged in twice.
+#[test]
+fn a_batch_of_first_logins_each_get_their_own_answer() {
+    let server = TestServer::start_with(Options::default().arg("--workers", 1));
+    let mut c = server.connect();
+    let users: Vec<String> = (0..6).map(|i| server.sign_up(&mut c, &format!("first{i}"), PASSWORD)).collect();
+    let unknown = server.username("nobody");
+
+    let mut attempts: Vec<(&str, &str, bool)> =
+        users.iter().map(|user| (user.as_str(), PASSWORD, true)).collect();
+    attempts.push((&users[0], PASSWORD, true));
+    attempts.push((&users[1], "not the password", false));
+    attempts.push((&unknown, PASSWORD, false));
+    attempts.push(("no spaces allowed", PASSWORD, false));
+    attempts.push((&users[2], PASSWORD, true));
+
+    let mut bytes = Vec::new();
+    for (i, (username, password, _)) in attempts.iter().enumerate() {
+        let message =
+            Message::Login { username: username.to_string(), password: (*password).into(), client: None };
+        proto::Frame { request_id: i as u64 + 1, message }.encode(&mut bytes).expect("encodable");
+    }
+    // One write, so the worker finds most of them queued together.
+    c.write_raw(&bytes);
+    let mut tokens = Vec::new();
+    for _ in 0..attempts.len() {
+        let frame = c.recv();
+        let (username, _, should_succeed) = attempts[frame.request_id as usize - 1];
+        match frame.message {
+            Message::LoggedIn { token, profile } if should_succeed => {
+                assert_eq!(profile.username, username);
+                tokens.push((token, username));
+            }
+            other if !should_succeed => {
+                assert_eq!(error_code(&other), ErrorCode::BadCredentials, "{username}")
+            }
+            other => panic!("{username}: {other:?}"),
+        }
+    }
+    assert_eq!(tokens.len(), 8);
+    for (token, username) in tokens {
+        let reply = c.call(Message::GetProfile { token, username: None });
+        assert!(matches!(&reply, Message::ProfileReply(p) if p.username == username), "{reply:?}");
+    }
+}

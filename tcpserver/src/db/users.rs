@@ -4,6 +4,8 @@
 //! Each function takes any `Queryable` (a connection or a transaction), so the
 //! caller decides what runs inside a transaction.
 
+use std::collections::HashMap;
+
 use mysql::Transaction;
 use mysql::prelude::Queryable;
 
@@ -14,7 +16,7 @@ use crate::profile_cache::Versioned;
 /// MySQL's "duplicate entry" error: the username is taken.
 pub const ER_DUP_ENTRY: u16 = 1062;
 
-/// What log-in needs about a user, read in one query.
+/// What log-in needs about a user, read with [`find_logins`].
 #[derive(Debug, Clone)]
 pub struct LoginRow {
     /// `users.id`.
@@ -51,22 +53,43 @@ pub fn insert(
     Ok(id)
 }
 
-/// The credentials and profile of a username, joined in one round trip.
+/// Usernames asked for in one [`find_logins`] statement, at most. A worker's
+/// batch holds at most [`crate::queue::MAX_BATCH`] log-ins; more names are
+/// asked for in several statements.
+pub const MAX_NAMES_PER_QUERY: usize = 16;
+
+/// The credentials and profiles of several usernames, joined, in one round
+/// trip: the rows found, keyed by username (an unknown name has no entry).
+///
+/// The list is padded to a power of two by repeating its last name, so the
+/// connection prepares at most five shapes of the statement (1, 2, 4, 8 and 16
+/// names) rather than one per list length.
 ///
 /// # Errors
 ///
 /// The MySQL error.
-pub fn find_login(q: &mut impl Queryable, username: &str) -> mysql::Result<Option<LoginRow>> {
-    let row: Option<(u64, String, String, Option<String>, u64)> = q.exec_first(
-        "SELECT c.user_id, c.password_hash, u.nickname, u.avatar, u.version \
-         FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.username = ?",
-        (username,),
-    )?;
-    Ok(row.map(|(user_id, password_hash, nickname, avatar, version)| LoginRow {
-        user_id,
-        password_hash,
-        profile: Versioned { version, profile: Profile { username: username.to_owned(), nickname, avatar } },
-    }))
+pub fn find_logins(q: &mut impl Queryable, usernames: &[&str]) -> mysql::Result<HashMap<String, LoginRow>> {
+    let mut found = HashMap::with_capacity(usernames.len());
+    for chunk in usernames.chunks(MAX_NAMES_PER_QUERY) {
+        let Some(last) = chunk.last() else { continue };
+        let padded = chunk.len().next_power_of_two();
+        let mut names: Vec<&str> = chunk.to_vec();
+        names.resize(padded, last);
+        let placeholders = vec!["?"; padded].join(", ");
+        let sql = format!(
+            "SELECT c.user_id, c.username, c.password_hash, u.nickname, u.avatar, u.version \
+             FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.username IN ({placeholders})"
+        );
+        let rows: Vec<(u64, String, String, String, Option<String>, u64)> = q.exec(sql, names)?;
+        for (user_id, username, password_hash, nickname, avatar, version) in rows {
+            let profile = Profile { username: username.clone(), nickname, avatar };
+            found.insert(
+                username,
+                LoginRow { user_id, password_hash, profile: Versioned { version, profile } },
+            );
+        }
+    }
+    Ok(found)
 }
 
 /// Replaces a password hash (after a cost change). Idempotent.

@@ -1,11 +1,12 @@
 //! Sign-up, log-in and log-out.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use proto::{Message, Profile, Secret};
 
 use super::Service;
-use crate::db::users::{self, ER_DUP_ENTRY};
+use crate::db::users::{self, ER_DUP_ENTRY, LoginRow};
 use crate::error::{Dependency, Error};
 use crate::keys::Keys;
 use crate::login_record::{self, Lookup};
@@ -94,20 +95,36 @@ impl Service {
             .map(|p| Lookup { username: p.username.as_deref(), counters: &p.counters })
             .collect();
         let records = login_record::lookup(&mut self.redis, keys, &lookups)?;
+        // What Redis alone answers; `Ok(None)` still needs MySQL.
+        let known: Vec<Result<Option<Login>, Error>> = records
+            .into_iter()
+            .zip(requests)
+            .map(|(record, request)| {
+                record
+                    .map(|record| record.and_then(|record| self.recently_verified(record, request.password)))
+            })
+            .collect();
+        let mut rows = self.find_logins(&prepared, &known);
 
         let mut sessions = redis::pipe();
         let mut outcomes = Vec::with_capacity(requests.len());
-        for ((request, prepared), record) in requests.iter().zip(&prepared).zip(records) {
-            let outcome = record.and_then(|record| {
-                let login = match record.and_then(|record| self.recently_verified(record, request.password)) {
+        for ((request, prepared), known) in requests.iter().zip(&prepared).zip(known) {
+            let outcome = known.and_then(|known| {
+                let login = match known {
                     Some(login) => login,
-                    None => match self.verify_from_mysql(prepared.username.as_deref(), request.password)? {
-                        Some(login) => login,
-                        None => {
-                            throttle::record(&mut self.redis, &prepared.counters)?;
-                            return Err(Error::BadCredentials);
+                    None => {
+                        let row = match prepared.username.as_deref() {
+                            Some(name) => rows.take(name)?,
+                            None => None,
+                        };
+                        match self.verify_row(row, request.password)? {
+                            Some(login) => login,
+                            None => {
+                                throttle::record(&mut self.redis, &prepared.counters)?;
+                                return Err(Error::BadCredentials);
+                            }
                         }
-                    },
+                    }
                 };
                 let token = self.open_session(&mut sessions, &login, prepared.user_key.as_deref())?;
                 Ok(Message::LoggedIn { token, profile: login.profile.profile })
@@ -165,18 +182,31 @@ impl Service {
         hit.then_some(Login { user_id: record.user_id, stamp: record.stamp, profile, from_mysql: false })
     }
 
-    /// The log-in, if MySQL knows the user and the password matches; the full
-    /// hash unless the verified cache spares it. Upgrades a hash made at a
-    /// lower cost.
-    fn verify_from_mysql(
-        &mut self,
-        username: Option<&str>,
-        password: &Secret,
-    ) -> Result<Option<Login>, Error> {
-        let row = match username {
-            Some(name) => self.mysql.read(|c| users::find_login(c, name))?,
-            None => None,
-        };
+    /// The MySQL rows of the log-ins that Redis could not answer, read in
+    /// one round trip.
+    fn find_logins(&mut self, prepared: &[Prepared], known: &[Result<Option<Login>, Error>]) -> FoundRows {
+        let wanted: Vec<&str> = prepared
+            .iter()
+            .zip(known)
+            .filter(|(_, known)| matches!(known, Ok(None)))
+            .filter_map(|(prepared, _)| prepared.username.as_deref())
+            .collect();
+        let mut unique = wanted.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        match unique.is_empty() {
+            true => FoundRows::Found(HashMap::new()),
+            false => match self.mysql.read(|c| users::find_logins(c, &unique)) {
+                Ok(rows) => FoundRows::Found(rows),
+                Err(e) => FoundRows::Failed(Error::from(e).shared_by(wanted.len()).into_iter()),
+            },
+        }
+    }
+
+    /// The log-in, if MySQL knew the user (`row`) and the password matches;
+    /// the full hash unless the verified cache spares it. Upgrades a hash made
+    /// at a lower cost.
+    fn verify_row(&mut self, row: Option<LoginRow>, password: &Secret) -> Result<Option<Login>, Error> {
         let hasher = &self.shared.hasher;
         let cache = &self.shared.verified;
         let Some(row) = row else {
@@ -255,6 +285,26 @@ impl Prepared {
             .chain(request.client.map(|addr| (keys.login_failures_by_addr(addr), LOGIN_FAILURES_PER_ADDR)))
             .collect();
         Prepared { username, user_key, counters }
+    }
+}
+
+/// The answer of [`Service::find_logins`] for a batch.
+enum FoundRows {
+    /// The rows MySQL has, keyed by username.
+    Found(HashMap<String, LoginRow>),
+    /// The query failed: one error for each log-in that needed it.
+    Failed(std::vec::IntoIter<Error>),
+}
+
+impl FoundRows {
+    /// The row of `username` (`None` if MySQL does not know it), or the
+    /// query's error.
+    fn take(&mut self, username: &str) -> Result<Option<LoginRow>, Error> {
+        match self {
+            // A name asked twice in one batch is found twice: clone, not remove.
+            FoundRows::Found(rows) => Ok(rows.get(username).cloned()),
+            FoundRows::Failed(errors) => Err(errors.next().unwrap_or(Error::Unavailable(Dependency::Mysql))),
+        }
     }
 }
 
