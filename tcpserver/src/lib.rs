@@ -20,6 +20,7 @@ pub mod keys;
 pub mod log;
 pub mod login_record;
 pub mod password;
+pub mod pbkdf2_sha256;
 pub mod pool;
 pub mod profile_cache;
 pub mod queue;

@@ -17,11 +17,13 @@ use rand::rngs::SysRng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::pbkdf2_sha256;
+
 /// Salt length in bytes: 128 bits, as NIST SP 800-132 asks for at least.
 pub const SALT_LEN: usize = 16;
 
-/// Derived key length: one SHA-256 block, so PBKDF2 runs its loop exactly once.
-const HASH_LEN: usize = 32;
+/// Derived key length: one SHA-256 output, so PBKDF2 runs its loop exactly once.
+const HASH_LEN: usize = pbkdf2_sha256::OUTPUT_LEN;
 
 /// The lowest accepted iteration count. Below this the hash protects little.
 pub const MIN_ITERATIONS: u32 = 1_000;
@@ -146,9 +148,7 @@ impl PasswordHasher {
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.pepper).expect("HMAC accepts keys of any length");
         mac.update(password.as_bytes());
         let peppered = mac.finalize().into_bytes();
-        let mut key = [0u8; HASH_LEN];
-        pbkdf2::pbkdf2_hmac::<Sha256>(&peppered, salt, iterations, &mut key);
-        key
+        pbkdf2_sha256::derive(&peppered, salt, iterations)
     }
 }
 
