@@ -15,7 +15,10 @@ e2e/tests/browser/setup.sh
 sql/setup.sh usermgmt_test "$MYSQL_APP_PASSWORD"
 
 export USERMGMT_TEST_MYSQL_URL="mysql://usermgmt:${MYSQL_APP_PASSWORD}@127.0.0.1:3306/usermgmt_test"
-export USERMGMT_TEST_REDIS_URL="redis://127.0.0.1:6379/"
+# Redis database 1: the tests' keys (each test under its own prefix) stay apart
+# from the running system's in database 0, which a benchmark may have filled
+# with millions of sessions that every cleanup SCAN would otherwise walk.
+export USERMGMT_TEST_REDIS_URL="redis://127.0.0.1:6379/1"
 export USERMGMT_TEST_PEPPER_FILE="$PEPPER_FILE"
 
 # With no arguments every crate is tested; with `-p <crate>` only that one.

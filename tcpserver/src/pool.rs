@@ -123,13 +123,20 @@ impl WorkerPool {
         self.wake_pending.store(false, Ordering::SeqCst);
     }
 
-    /// Queues a job without blocking.
+    /// Queues a job without blocking; [`WorkerPool::wake_workers`] wakes a
+    /// worker for it.
     ///
     /// # Errors
     ///
     /// [`SubmitError`] if the queue is full or closed; the job is dropped.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
         self.queue.push(job)
+    }
+
+    /// Wakes the workers the jobs submitted since the last call need. The
+    /// reactor calls it once per turn, after its last submit.
+    pub fn wake_workers(&self) {
+        self.queue.wake_workers();
     }
 }
 

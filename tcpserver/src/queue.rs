@@ -3,11 +3,17 @@
 //! Profile reads and log-ins wait in a lane of their own, so that a worker can
 //! take several of them at once and share Redis round trips among them
 //! ([`crate::dispatch::handle_batch`]), while every other request is taken one
-//! at a time. A worker takes its share of that lane: what is queued there
-//! divided between itself and the workers idle at that moment, at most
-//! [`MAX_BATCH`]. When every other worker is busy it takes a whole batch;
-//! when some are idle it leaves them their part, so a log-in that has to hash
-//! a password or wait for MySQL holds up few others.
+//! at a time.
+//!
+//! Pushing a job wakes no one: the reactor pushes everything one turn of its
+//! event loop decoded, then calls [`JobQueue::wake_workers`] once, which wakes
+//! as many idle workers as the queue needs: one per other request and one per
+//! [`MAX_BATCH`] batchable ones. A worker takes its share of the batchable
+//! lane: what is queued there divided between itself and the workers woken
+//! for it and not yet up, at most [`MAX_BATCH`]. Waking a worker per job
+//! instead (the first design) had each woken worker find one or two jobs and
+//! pay a Redis round trip and two context switches for them; waking per turn
+//! lets the requests of a turn share them.
 //! Each lane is first in, first out; a worker takes one other request (if
 //! any) before its batch, so neither lane starves.
 //!
@@ -58,6 +64,9 @@ struct Lanes {
     closed: bool,
     /// Workers waiting for a job right now.
     idle: usize,
+    /// Of the idle workers, those woken by [`JobQueue::wake_workers`] and not
+    /// yet up: the ones a batch is shared with.
+    woken: usize,
 }
 
 impl Lanes {
@@ -87,7 +96,8 @@ impl JobQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a job without blocking.
+    /// Queues a job without blocking, and without waking a worker: call
+    /// [`JobQueue::wake_workers`] after the last push of a turn.
     ///
     /// # Errors
     ///
@@ -106,9 +116,22 @@ impl JobQueue {
             Message::GetProfile { .. } | Message::Login { .. } => lanes.batchable.push_back(queued),
             _ => lanes.others.push_back(queued),
         }
-        drop(lanes);
-        self.arrived.notify_one();
         Ok(())
+    }
+
+    /// Wakes the idle workers that the queued jobs need and that are not
+    /// already on their way: one per request that is not batchable and one per
+    /// [`MAX_BATCH`] batchable ones.
+    pub fn wake_workers(&self) {
+        let mut lanes = self.lock();
+        let needed = lanes.others.len() + lanes.batchable.len().div_ceil(MAX_BATCH);
+        let asleep = lanes.idle.saturating_sub(lanes.woken);
+        let wake = needed.saturating_sub(lanes.woken).min(asleep);
+        lanes.woken += wake;
+        drop(lanes);
+        for _ in 0..wake {
+            self.arrived.notify_one();
+        }
     }
 
     /// Waits for work and moves it into `batch`: one request that is not
@@ -124,6 +147,9 @@ impl JobQueue {
             lanes.idle += 1;
             lanes = self.arrived.wait(lanes).unwrap_or_else(PoisonError::into_inner);
             lanes.idle -= 1;
+            // A spurious wake-up may take a woken worker's place; the count
+            // only steers sharing, so it need not be exact.
+            lanes.woken = lanes.woken.saturating_sub(1).min(lanes.idle);
         }
         let now = Instant::now();
         let fresh = |queued_at: Instant| now.duration_since(queued_at) <= self.max_wait;
@@ -134,7 +160,7 @@ impl JobQueue {
             }
             stale.push(job);
         }
-        let share = batch_share(lanes.batchable.len(), lanes.idle);
+        let share = batch_share(lanes.batchable.len(), lanes.woken);
         let mut taken = 0;
         while taken < share {
             let Some((queued_at, job)) = lanes.batchable.pop_front() else { break };
@@ -155,10 +181,11 @@ impl JobQueue {
     }
 }
 
-/// How many of `queued` batchable jobs a worker takes when `idle` other
-/// workers are waiting: an even split, at most [`MAX_BATCH`].
-fn batch_share(queued: usize, idle: usize) -> usize {
-    queued.div_ceil(idle + 1).min(MAX_BATCH)
+/// How many of `queued` batchable jobs a worker takes when `woken` other
+/// workers are on their way to take some too: an even split, at most
+/// [`MAX_BATCH`].
+fn batch_share(queued: usize, woken: usize) -> usize {
+    queued.div_ceil(woken + 1).min(MAX_BATCH)
 }
 
 #[cfg(test)]
@@ -202,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_leaves_idle_workers_their_share() {
+    fn a_worker_leaves_woken_workers_their_share() {
         assert_eq!(batch_share(10, 0), 10, "nobody else is free: the whole batch");
         assert_eq!(batch_share(40, 0), MAX_BATCH);
         assert_eq!(batch_share(10, 3), 3, "split four ways, rounded up");
@@ -236,7 +263,12 @@ mod tests {
                 queue.take(&mut batch, &mut stale).then(|| ids(&batch))
             })
         };
+        // Wait until the worker sleeps, so the test shows that it is woken.
+        while queue.lock().idle == 0 {
+            std::thread::yield_now();
+        }
         queue.push(logout(7)).unwrap();
+        queue.wake_workers();
         assert_eq!(worker.join().unwrap(), Some(vec![7]));
     }
 

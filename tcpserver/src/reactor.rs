@@ -177,6 +177,10 @@ impl Reactor {
             }
             self.drain_completions();
             self.run_ready();
+            // One wake-up call for all the jobs of this turn (see `queue`).
+            if let Some(pool) = &self.pool {
+                pool.wake_workers();
+            }
             if self.accept_retry_at.is_some_and(|at| Instant::now() >= at) {
                 self.accept_retry_at = None;
                 self.accept_all();

@@ -217,6 +217,14 @@ fn upstream(url: &str, default_port: u16) -> SocketAddr {
     with_port.parse().expect("database address")
 }
 
+/// The test Redis URL, through `proxy`: same database number, so the keys
+/// land where the test's cleanup looks for them.
+fn redis_url_through(env: &util::TestEnv, proxy: &Proxy) -> String {
+    let rest = env.redis_url.split("://").nth(1).unwrap_or(&env.redis_url);
+    let db = rest.split_once('/').map_or("", |(_, db)| db);
+    format!("redis://{}/{db}", proxy.addr)
+}
+
 /// The test database's URL, through `proxy`; `prefer_socket=false` keeps the
 /// connection on TCP (the crate would otherwise switch to MariaDB's socket).
 fn mysql_url_through(env: &util::TestEnv, proxy: &Proxy) -> String {
@@ -237,7 +245,7 @@ fn lost_database_connections_are_replaced_and_service_resumes() {
     let server = TestServer::start_with(
         Options::default()
             .arg("--workers", 1)
-            .arg("--redis-url", format!("redis://{}/", redis_proxy.addr))
+            .arg("--redis-url", redis_url_through(&env, &redis_proxy))
             .arg("--mysql-url", mysql_url_through(&env, &mysql_proxy)),
     );
     let mut c = server.connect();
