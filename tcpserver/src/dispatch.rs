@@ -7,7 +7,7 @@
 use proto::{ErrorCode, Message, Secret};
 
 use crate::error::Error;
-use crate::service::{LoginRequest, Service};
+use crate::service::{LoginRequest, NicknameRequest, Service};
 
 /// Where a request goes.
 #[derive(Debug)]
@@ -61,8 +61,9 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
 
 /// Runs a worker's batch of requests, replies in order. Profile reads in the
 /// batch share one Redis round trip ([`Service::authenticated_profiles`]),
-/// log-ins share theirs ([`Service::log_in_batch`]); everything else runs one
-/// by one, as [`handle`] would.
+/// log-ins share theirs ([`Service::log_in_batch`]), nickname changes theirs
+/// and one MySQL transaction ([`Service::update_nicknames`]); everything else
+/// runs one by one, as [`handle`] would.
 pub fn handle_batch(service: &mut Service, messages: Vec<Message>) -> Vec<Result<Message, Error>> {
     let reads: Vec<(&Secret, Option<&str>)> = messages
         .iter()
@@ -80,17 +81,28 @@ pub fn handle_batch(service: &mut Service, messages: Vec<Message>) -> Vec<Result
             _ => None,
         })
         .collect();
+    let nicknames: Vec<NicknameRequest<'_>> = messages
+        .iter()
+        .filter_map(|message| match message {
+            Message::UpdateNickname { token, username, nickname } => {
+                Some(NicknameRequest { token, username: username.as_deref(), nickname })
+            }
+            _ => None,
+        })
+        .collect();
     let mut profiles = shared_outcomes(reads.len(), || {
         let profiles = service.authenticated_profiles(&reads)?;
         Ok(profiles.into_iter().map(|profile| profile.map(Message::ProfileReply)).collect())
     });
     let mut logged_in = shared_outcomes(logins.len(), || service.log_in_batch(&logins));
-    drop((reads, logins));
+    let mut renamed = shared_outcomes(nicknames.len(), || service.update_nicknames(&nicknames));
+    drop((reads, logins, nicknames));
     messages
         .into_iter()
         .map(|message| match message {
             Message::GetProfile { .. } => profiles.next().unwrap_or(Err(Error::Unauthenticated)),
             Message::Login { .. } => logged_in.next().unwrap_or(Err(Error::BadCredentials)),
+            Message::UpdateNickname { .. } => renamed.next().unwrap_or(Err(Error::Unauthenticated)),
             other => handle(service, other),
         })
         .collect()

@@ -1,6 +1,6 @@
 //! The bounded queue between the reactor and the workers.
 //!
-//! Profile reads and log-ins wait in a lane of their own, so that a worker can
+//! Profile reads, log-ins and nickname changes wait in a lane of their own, so that a worker can
 //! take several of them at once and share Redis round trips among them
 //! ([`crate::dispatch::handle_batch`]), while every other request is taken one
 //! at a time.
@@ -58,7 +58,7 @@ type Queued = (Instant, Job);
 
 #[derive(Debug, Default)]
 struct Lanes {
-    /// Profile reads and log-ins.
+    /// Profile reads, log-ins and nickname changes.
     batchable: VecDeque<Queued>,
     others: VecDeque<Queued>,
     closed: bool,
@@ -113,7 +113,9 @@ impl JobQueue {
         }
         let queued = (Instant::now(), job);
         match queued.1.message {
-            Message::GetProfile { .. } | Message::Login { .. } => lanes.batchable.push_back(queued),
+            Message::GetProfile { .. } | Message::Login { .. } | Message::UpdateNickname { .. } => {
+                lanes.batchable.push_back(queued)
+            }
             _ => lanes.others.push_back(queued),
         }
         Ok(())

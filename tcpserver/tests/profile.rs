@@ -279,3 +279,68 @@ fn the_cache_refuses_an_older_version() {
     assert!(ttl > 0 && ttl as u64 <= tcpserver::profile_cache::TTL_SECS);
     assert_eq!(store(&mut redis, entry(3, "newer")), 1);
 }
+
+/// A nickname change to send: token, the username it names, the nickname, and
+/// the nickname the reply should show or the error it should be.
+type Rename = (Secret, Option<String>, String, Result<String, ErrorCode>);
+
+/// Nickname changes sent back to back to one worker, which applies them in
+/// batches: each gets its own answer (a bad nickname, someone else's name and
+/// an unknown token fail alone), a user changed twice in a row ends with the
+/// second, and MySQL, the cache and a later read agree.
+#[test]
+fn pipelined_nickname_changes_each_get_their_own_answer() {
+    let server = TestServer::start_with(util::Options::default().arg("--workers", 1));
+    let mut c = server.connect();
+    let users: Vec<(String, Secret)> =
+        (0..5).map(|i| server.user_with_session(&mut c, &format!("renamed{i}"), PASSWORD)).collect();
+    let (ann, ann_token) = &users[0];
+
+    let mut changes: Vec<Rename> = users
+        .iter()
+        .enumerate()
+        .map(|(i, (_, token))| {
+            (token.clone(), None, format!("Première {i} 🦀"), Ok(format!("Première {i} 🦀")))
+        })
+        .collect();
+    changes.push((ann_token.clone(), None, "ann again".into(), Ok("ann again".into())));
+    changes.push((users[1].1.clone(), None, "bad\u{0}nul".into(), Err(ErrorCode::InvalidNickname)));
+    changes.push((users[2].1.clone(), Some(ann.clone()), "not mine".into(), Err(ErrorCode::Forbidden)));
+    changes.push((Secret::new("no-such-token"), None, "nobody".into(), Err(ErrorCode::Unauthenticated)));
+
+    let mut bytes = Vec::new();
+    for (i, (token, username, nickname, _)) in changes.iter().enumerate() {
+        let message = Message::UpdateNickname {
+            token: token.clone(),
+            username: username.clone(),
+            nickname: nickname.clone(),
+        };
+        proto::Frame { request_id: i as u64 + 1, message }.encode(&mut bytes).expect("encodable");
+    }
+    // One write, so the worker finds most of them queued together.
+    c.write_raw(&bytes);
+    for _ in 0..changes.len() {
+        let frame = c.recv();
+        let (_, _, nickname, expected) = &changes[frame.request_id as usize - 1];
+        match (&frame.message, expected) {
+            (Message::NicknameUpdated(profile), Ok(wanted)) => assert_eq!(&profile.nickname, wanted),
+            (other, Err(code)) => assert_eq!(error_code(other), *code, "{nickname:?}"),
+            (other, Ok(_)) => panic!("{nickname:?}: {other:?}"),
+        }
+    }
+
+    let finals = ["ann again".to_owned()].into_iter().chain((1..5).map(|i| format!("Première {i} 🦀")));
+    for ((username, token), wanted) in users.iter().zip(finals) {
+        assert_eq!(String::from_utf8(nickname_in_mysql(&server, username)).unwrap(), wanted);
+        let reply = c.call(Message::GetProfile { token: token.clone(), username: None });
+        let Message::ProfileReply(profile) = reply else { panic!("read failed: {reply:?}") };
+        assert_eq!(profile.nickname, wanted, "{username}");
+    }
+    let version: u64 = server
+        .env
+        .mysql()
+        .exec_first("SELECT version FROM users WHERE username = ?", (ann,))
+        .unwrap()
+        .unwrap();
+    assert_eq!(version, 2, "both of ann's changes applied, one after the other");
+}

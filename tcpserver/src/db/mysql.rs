@@ -22,7 +22,7 @@ use super::{CONNECT_TIMEOUT, IO_TIMEOUT, Reconnecting};
 
 /// Prepared statements kept per connection: more than the server uses, so none
 /// is ever evicted and re-prepared.
-const STATEMENT_CACHE_SIZE: usize = 32;
+const STATEMENT_CACHE_SIZE: usize = 64;
 
 /// Connection options for a worker: the URL's, with `password` (if any)
 /// replacing the URL's password, and the timeouts of [`super`].

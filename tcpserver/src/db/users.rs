@@ -115,31 +115,65 @@ pub fn profile(q: &mut impl Queryable, user_id: u64) -> mysql::Result<Option<Ver
     }))
 }
 
-/// One change to a profile.
-#[derive(Debug, Clone, Copy)]
-pub enum Change<'a> {
-    /// A new nickname (already validated).
-    Nickname(&'a str),
-    /// A new picture file name.
-    Avatar(&'a str),
-}
-
-/// Applies a change, bumps the version, and returns the profile as it now is,
-/// or `None` if the user does not exist. Run it in a transaction, so the row
-/// read back is exactly the one this change produced.
+/// New nicknames for several users (distinct ids, at most
+/// [`MAX_NAMES_PER_QUERY`] of them) in two statements: one `UPDATE` that sets
+/// each its own nickname and bumps each version, and one `SELECT` of the rows
+/// as they now are. Returns the new profiles by user id; an id with no user has
+/// none. Run it in a transaction, so the rows read back are exactly the ones
+/// this change produced.
+///
+/// Like [`find_logins`], the lists are padded to a power of two by repeating
+/// the last pair (the `CASE` takes its first match, so a repeated pair changes
+/// nothing), keeping the statement shapes to five.
 ///
 /// # Errors
 ///
 /// The MySQL error.
-pub fn change(q: &mut impl Queryable, user_id: u64, change: Change<'_>) -> mysql::Result<Option<Versioned>> {
-    match change {
-        Change::Nickname(nickname) => q.exec_drop(
-            "UPDATE users SET nickname = ?, version = version + 1 WHERE id = ?",
-            (nickname, user_id),
-        )?,
-        Change::Avatar(avatar) => {
-            q.exec_drop("UPDATE users SET avatar = ?, version = version + 1 WHERE id = ?", (avatar, user_id))?
-        }
+pub fn change_nicknames(
+    q: &mut impl Queryable,
+    changes: &[(u64, &str)],
+) -> mysql::Result<HashMap<u64, Versioned>> {
+    let Some(&last) = changes.last() else { return Ok(HashMap::new()) };
+    debug_assert!(changes.len() <= MAX_NAMES_PER_QUERY, "callers split batches");
+    let padded = changes.len().next_power_of_two();
+    let mut pairs = changes.to_vec();
+    pairs.resize(padded, last);
+
+    let whens = vec!["WHEN ? THEN ?"; padded].join(" ");
+    let placeholders = vec!["?"; padded].join(", ");
+    let mut params: Vec<mysql::Value> = Vec::with_capacity(padded * 3);
+    for (id, nickname) in &pairs {
+        params.push((*id).into());
+        params.push((*nickname).into());
     }
+    params.extend(pairs.iter().map(|(id, _)| mysql::Value::from(*id)));
+    q.exec_drop(
+        format!(
+            "UPDATE users SET nickname = CASE id {whens} END, version = version + 1 WHERE id IN ({placeholders})"
+        ),
+        params,
+    )?;
+    let ids: Vec<u64> = pairs.iter().map(|(id, _)| *id).collect();
+    let rows: Vec<(u64, String, String, Option<String>, u64)> = q.exec(
+        format!("SELECT id, username, nickname, avatar, version FROM users WHERE id IN ({placeholders})"),
+        ids,
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, username, nickname, avatar, version)| {
+            (id, Versioned { version, profile: Profile { username, nickname, avatar } })
+        })
+        .collect())
+}
+
+/// Sets a user's picture (a file name), bumps the version, and returns the
+/// profile as it now is, or `None` if the user does not exist. Run it in a
+/// transaction, so the row read back is exactly the one this change produced.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn set_avatar(q: &mut impl Queryable, user_id: u64, avatar: &str) -> mysql::Result<Option<Versioned>> {
+    q.exec_drop("UPDATE users SET avatar = ?, version = version + 1 WHERE id = ?", (avatar, user_id))?;
     profile(q, user_id)
 }

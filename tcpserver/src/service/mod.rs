@@ -19,8 +19,8 @@ use proto::{Profile, Secret};
 use crate::avatar_store::AvatarStore;
 use crate::db::mysql::MysqlLink;
 use crate::db::redis::RedisLink;
-use crate::db::users::{self, Change};
-use crate::error::Error;
+use crate::db::users;
+use crate::error::{Dependency, Error};
 use crate::keys::Keys;
 use crate::password::PasswordHasher;
 use crate::profile_cache::{self, Versioned};
@@ -138,6 +138,27 @@ impl Service {
         Ok(profiles)
     }
 
+    /// For each (token, username) pair, the session the token names, checked
+    /// against the username; all in one round trip (see
+    /// [`Service::authenticated_profiles`]).
+    fn authenticated_sessions(
+        &mut self,
+        requests: &[(&Secret, Option<&str>)],
+    ) -> Result<Vec<Result<Session, Error>>, Error> {
+        let tokens: Vec<&Secret> = requests.iter().map(|(token, _)| *token).collect();
+        let resumed = session::resume_with_profiles(
+            &mut self.redis,
+            &self.shared.keys,
+            &tokens,
+            self.shared.lifetimes,
+        )?;
+        Ok(resumed
+            .into_iter()
+            .zip(requests)
+            .map(|(outcome, (_, username))| outcome.and_then(|(session, _)| allowed(session, *username)))
+            .collect())
+    }
+
     /// A user's profile: from the cache, or from MySQL (filling the cache).
     fn read_profile(&mut self, session: &Session) -> Result<Profile, Error> {
         let keys = &self.shared.keys;
@@ -157,17 +178,68 @@ impl Service {
         Ok(fresh.profile)
     }
 
-    /// Applies a change in MySQL, then updates the cache before returning, so that
-    /// once the caller acknowledges, no reader can see the old profile.
-    fn change_profile(&mut self, session: &Session, change: Change<'_>) -> Result<Profile, Error> {
+    /// Sets the picture in MySQL, then updates the cache before returning, so
+    /// that once the caller acknowledges, no reader can see the old profile.
+    fn change_avatar(&mut self, session: &Session, avatar: &str) -> Result<Profile, Error> {
         let user_id = session.user_id;
-        let updated: Versioned =
-            self.mysql.transaction(|tx| users::change(tx, user_id, change))?.ok_or(Error::Unauthenticated)?;
+        let updated: Versioned = self
+            .mysql
+            .transaction(|tx| users::set_avatar(tx, user_id, avatar))?
+            .ok_or(Error::Unauthenticated)?;
         if let Err(e) = profile_cache::store(&mut self.redis, &self.shared.keys, user_id, &updated) {
             self.remember_unsynced(user_id, updated);
             return Err(e);
         }
         Ok(updated.profile)
+    }
+
+    /// Sets new nicknames for distinct users in one MySQL transaction, then
+    /// updates the cache in one round trip before returning (as
+    /// [`Service::change_avatar`] does for one change). Returns each
+    /// change's request index with its outcome.
+    fn change_nicknames(&mut self, round: &[(usize, u64, String)]) -> Vec<(usize, Result<Profile, Error>)> {
+        let changes: Vec<(u64, &str)> =
+            round.iter().map(|(_, id, nickname)| (*id, nickname.as_str())).collect();
+        let mut updated = match self.mysql.transaction(|tx| users::change_nicknames(tx, &changes)) {
+            Ok(updated) => updated,
+            Err(e) => {
+                let errors = Error::from(e).shared_by(round.len());
+                return round.iter().map(|(i, _, _)| *i).zip(errors.into_iter().map(Err)).collect();
+            }
+        };
+        let mut pipe = redis::pipe();
+        for (user_id, entry) in &updated {
+            pipe.add_command(profile_cache::store_cmd(&self.shared.keys, *user_id, entry)).ignore();
+        }
+        let cached = match pipe.is_empty() {
+            true => Ok(()),
+            false => self.redis.run(|c| pipe.query::<()>(c)).map_err(Error::from),
+        };
+        // If the cache missed the new profiles, the changes stand in MySQL but
+        // are not acknowledged; readers are steered around the old entries.
+        let mut cache_errors = match cached {
+            Ok(()) => None,
+            Err(e) => {
+                for (user_id, entry) in &updated {
+                    self.remember_unsynced(*user_id, entry.clone());
+                }
+                Some(e.shared_by(updated.len()).into_iter())
+            }
+        };
+        round
+            .iter()
+            .map(|(i, user_id, _)| {
+                let outcome = match (updated.remove(user_id), &mut cache_errors) {
+                    // The user is gone: the session outlived its account.
+                    (None, _) => Err(Error::Unauthenticated),
+                    (Some(_), Some(errors)) => {
+                        Err(errors.next().unwrap_or(Error::Unavailable(Dependency::Redis)))
+                    }
+                    (Some(entry), None) => Ok(entry.profile),
+                };
+                (*i, outcome)
+            })
+            .collect()
     }
 
     fn remember_unsynced(&self, user_id: u64, entry: Versioned) {
@@ -183,6 +255,37 @@ impl Service {
             map.insert(user_id, entry);
         }
     }
+}
+
+/// One nickname change of a batch, as the request gave it.
+#[derive(Debug, Clone, Copy)]
+pub struct NicknameRequest<'a> {
+    /// The session token.
+    pub token: &'a Secret,
+    /// The username the request names, if any.
+    pub username: Option<&'a str>,
+    /// The new nickname, unchecked.
+    pub nickname: &'a str,
+}
+
+/// Takes from `pending` the next round of changes that one statement can
+/// make: at most [`users::MAX_NAMES_PER_QUERY`], each for a different user,
+/// first come first. A later change for a user already in the round waits for
+/// the next round, so a user's changes apply in the order they came.
+fn take_round(pending: &mut Vec<(usize, u64, String)>) -> Vec<(usize, u64, String)> {
+    let mut round: Vec<(usize, u64, String)> = Vec::new();
+    let mut rest = Vec::new();
+    for change in pending.drain(..) {
+        let taken = round.iter().any(|(_, id, _)| *id == change.1);
+        let waiting = rest.iter().any(|(_, id, _): &(usize, u64, String)| *id == change.1);
+        if taken || waiting || round.len() == users::MAX_NAMES_PER_QUERY {
+            rest.push(change);
+        } else {
+            round.push(change);
+        }
+    }
+    *pending = rest;
+    round
 }
 
 /// The session, unless the request names another user than its own.

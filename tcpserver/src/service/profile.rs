@@ -2,8 +2,7 @@
 
 use proto::{MAX_IMAGE_LEN, Message, Secret};
 
-use super::Service;
-use crate::db::users::Change;
+use super::{NicknameRequest, Service, take_round};
 use crate::error::{Error, Internal};
 use crate::image;
 use crate::validate;
@@ -30,9 +29,45 @@ impl Service {
         username: Option<&str>,
         nickname: &str,
     ) -> Result<Message, Error> {
-        let session = self.authenticate(token, username)?;
-        let nickname = validate::nickname(nickname)?;
-        Ok(Message::NicknameUpdated(self.change_profile(&session, Change::Nickname(&nickname))?))
+        let mut outcomes = self.update_nicknames(&[NicknameRequest { token, username, nickname }])?;
+        outcomes.pop().unwrap_or(Err(Error::Unauthenticated))
+    }
+
+    /// [`Service::update_nickname`] for a worker's batch: the sessions come in
+    /// one Redis round trip, the changes go to MySQL in one transaction of two
+    /// statements, and the new profiles to the cache in one more round trip. A
+    /// user named twice in a batch has the changes applied one after the other.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] for the whole batch if Redis is down at the
+    /// first round trip; otherwise one outcome per request, in order.
+    pub fn update_nicknames(
+        &mut self,
+        requests: &[NicknameRequest<'_>],
+    ) -> Result<Vec<Result<Message, Error>>, Error> {
+        let pairs: Vec<(&Secret, Option<&str>)> = requests.iter().map(|r| (r.token, r.username)).collect();
+        let sessions = self.authenticated_sessions(&pairs)?;
+        let mut outcomes: Vec<Result<Message, Error>> = Vec::with_capacity(requests.len());
+        // The changes to make: (request index, user id, checked nickname).
+        let mut pending: Vec<(usize, u64, String)> = Vec::new();
+        for (i, (session, request)) in sessions.into_iter().zip(requests).enumerate() {
+            match session.and_then(|session| Ok((session.user_id, validate::nickname(request.nickname)?))) {
+                Ok((user_id, nickname)) => {
+                    pending.push((i, user_id, nickname));
+                    // Replaced below by the change's own outcome.
+                    outcomes.push(Err(Error::Unauthenticated));
+                }
+                Err(e) => outcomes.push(Err(e)),
+            }
+        }
+        while !pending.is_empty() {
+            let round = take_round(&mut pending);
+            for (i, outcome) in self.change_nicknames(&round) {
+                outcomes[i] = outcome.map(Message::NicknameUpdated);
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Replaces the session user's picture. Nothing is written unless the
@@ -55,6 +90,6 @@ impl Service {
         let kind = image::inspect(image)?;
         let name =
             self.shared.avatars.store(image, kind).map_err(|e| Error::Internal(Internal::Storage(e)))?;
-        Ok(Message::AvatarSet(self.change_profile(&session, Change::Avatar(&name))?))
+        Ok(Message::AvatarSet(self.change_avatar(&session, &name)?))
     }
 }
