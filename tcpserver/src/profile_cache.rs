@@ -9,7 +9,10 @@
 //! overwrite a newer entry, and once a change is acknowledged the cache cannot
 //! serve what it replaced.
 
+use std::sync::LazyLock;
+
 use proto::Profile;
+use redis::Script;
 
 use crate::db::redis::RedisLink;
 use crate::error::{Error, Internal};
@@ -31,6 +34,12 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 ";
 
+/// [`STORE_IF_NEWER`], sent by its SHA-1 (`EVALSHA`): every log-in read from
+/// MySQL and every profile change stores an entry, and sending the script's
+/// text each time had Redis hash it each time. Pipelines holding it go through
+/// [`RedisLink::run_scripts`], which loads it again should Redis have lost it.
+pub static STORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STORE_IF_NEWER));
+
 /// A profile as of a version of its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
@@ -40,10 +49,11 @@ pub struct Versioned {
     pub profile: Profile,
 }
 
-/// The command that stores `entry` unless the cache holds a newer version.
+/// The command that stores `entry` unless the cache holds a newer version; an
+/// `EVALSHA` of [`STORE_SCRIPT`], to be sent with [`RedisLink::run_scripts`].
 pub fn store_cmd(keys: &Keys, user_id: u64, entry: &Versioned) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(STORE_IF_NEWER)
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(STORE_SCRIPT.get_hash())
         .arg(1)
         .arg(keys.profile(user_id))
         .arg(entry.version)
@@ -60,8 +70,9 @@ pub fn store_cmd(keys: &Keys, user_id: u64, entry: &Versioned) -> redis::Cmd {
 ///
 /// [`Error::Unavailable`] if Redis is down.
 pub fn store(redis: &mut RedisLink, keys: &Keys, user_id: u64, entry: &Versioned) -> Result<(), Error> {
-    let cmd = store_cmd(keys, user_id, entry);
-    redis.run(|c| cmd.query::<()>(c))?;
+    let mut pipe = redis::pipe();
+    pipe.add_command(store_cmd(keys, user_id, entry)).ignore();
+    redis.run_scripts::<()>(&pipe, &[&STORE_SCRIPT])?;
     Ok(())
 }
 

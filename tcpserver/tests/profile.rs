@@ -262,6 +262,8 @@ fn the_cache_refuses_an_older_version() {
     let server = TestServer::start();
     let keys = tcpserver::keys::Keys::new(server.redis_prefix.clone());
     let mut redis = server.env.redis();
+    // The command is an EVALSHA: the script must be in Redis's cache.
+    let _: String = tcpserver::profile_cache::STORE_SCRIPT.load(&mut redis).unwrap();
     let entry = |version, nickname: &str| tcpserver::profile_cache::Versioned {
         version,
         profile: Profile { username: "u".into(), nickname: nickname.into(), avatar: None },

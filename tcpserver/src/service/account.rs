@@ -132,7 +132,7 @@ impl Service {
             outcomes.push(outcome);
         }
         if !sessions.is_empty()
-            && let Err(e) = self.redis.run(|c| sessions.query::<()>(c))
+            && let Err(e) = self.redis.run_scripts::<()>(&sessions, &[&profile_cache::STORE_SCRIPT])
         {
             // No session was stored: none of the successes stands.
             let opened = outcomes.iter().filter(|outcome| outcome.is_ok()).count();

@@ -213,7 +213,9 @@ impl Service {
         }
         let cached = match pipe.is_empty() {
             true => Ok(()),
-            false => self.redis.run(|c| pipe.query::<()>(c)).map_err(Error::from),
+            false => {
+                self.redis.run_scripts::<()>(&pipe, &[&profile_cache::STORE_SCRIPT]).map_err(Error::from)
+            }
         };
         // If the cache missed the new profiles, the changes stand in MySQL but
         // are not acknowledged; readers are steered around the old entries.
