@@ -53,9 +53,10 @@ pub fn insert(
     Ok(id)
 }
 
-/// Usernames asked for in one [`find_logins`] statement, at most. A worker's
-/// batch holds at most [`crate::queue::MAX_BATCH`] log-ins; more names are
-/// asked for in several statements.
+/// Users one statement of [`find_logins`] or [`change_nicknames`] reads or
+/// changes, at most: a worker's batch ([`crate::queue::MAX_BATCH`] requests).
+/// `find_logins` asks for more names in several statements; callers of
+/// `change_nicknames` split their changes.
 pub const MAX_NAMES_PER_QUERY: usize = 16;
 
 /// The credentials and profiles of several usernames, joined, in one round

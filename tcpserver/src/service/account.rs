@@ -77,8 +77,9 @@ impl Service {
 
     /// [`Service::log_in`] for a worker's batch of log-ins: the counters,
     /// records and cached profiles of all of them come in one Redis round
-    /// trip, and all the new sessions go out in one more. A log-in that needs
-    /// MySQL, or a failure to count, takes its own round trips in between.
+    /// trip, the MySQL rows of those Redis could not answer in one query, and
+    /// all the new sessions go out in one more round trip. A failure to count
+    /// takes its own round trip in between.
     ///
     /// # Errors
     ///
