@@ -716,9 +716,10 @@ fn a_back_end_slower_than_its_callers_gives_quick_503s_bounded_memory_and_recove
 }
 
 /// The other overload: tcpserver's queue has room, but the back end is slower
-/// than its callers (two workers, and a Redis that answers only between
-/// half-second sleeps, so a nickname change, which a worker runs on its own
-/// with three Redis round trips, takes it about 1.5 s). A request that waited
+/// than its callers (one worker, and a Redis that answers only between
+/// half-second sleeps, so a batch of up to 16 nickname changes, two Redis
+/// round trips, takes the worker about 1 s, while 48 callers keep 48 changes
+/// waiting). A request that waited
 /// longer than the queue's limit (2 s) is answered 503 with `Retry-After`
 /// (code 12, Overloaded) instead of being run, so callers hear within about
 /// that time rather than at their 5 s call timeout, and the workers only spend
@@ -732,7 +733,7 @@ fn a_back_end_slower_than_its_callers_sheds_requests_that_waited_too_long() {
     let stack = Stack::start_with(
         Options::default()
             .back("--redis-url", redis.url())
-            .back("--workers", 2)
+            .back("--workers", 1)
             .front("--rpc-timeout-ms", CALL_TIMEOUT.as_millis()),
     );
     let (back_pid, front_pid) = stack.pids();
@@ -748,7 +749,7 @@ fn a_back_end_slower_than_its_callers_sheds_requests_that_waited_too_long() {
                 redis::cmd("DEBUG").arg("SLEEP").arg(0.5).query::<()>(&mut conn).expect("DEBUG SLEEP");
             }
         });
-        let handles: Vec<_> = (0..24)
+        let handles: Vec<_> = (0..48)
             .map(|i| {
                 let mut probe = Probe::new(stack.addr);
                 let token = &token;

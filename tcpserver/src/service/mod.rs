@@ -193,22 +193,40 @@ impl Service {
         Ok(updated.profile)
     }
 
-    /// Sets new nicknames for distinct users in one MySQL transaction, then
-    /// updates the cache in one round trip before returning (as
-    /// [`Service::change_avatar`] does for one change). Returns each
-    /// change's request index with its outcome.
-    fn change_nicknames(&mut self, round: &[(usize, u64, String)]) -> Vec<(usize, Result<Profile, Error>)> {
-        let changes: Vec<(u64, &str)> =
-            round.iter().map(|(_, id, nickname)| (*id, nickname.as_str())).collect();
-        let mut updated = match self.mysql.transaction(|tx| users::change_nicknames(tx, &changes)) {
-            Ok(updated) => updated,
+    /// Makes nickname changes, in rounds of distinct users (see
+    /// [`into_rounds`]), all in one MySQL transaction, then updates the cache
+    /// with each user's newest profile in one round trip before returning (as
+    /// [`Service::change_avatar`] does for one change). Returns each change's
+    /// request index with its outcome: the profile as that change left it.
+    fn change_nicknames(&mut self, rounds: Vec<Vec<Pending>>) -> Vec<(usize, Result<Profile, Error>)> {
+        // Per change: (request index, user id, the row after it, `None` if the user is gone).
+        let applied = self.mysql.transaction(|tx| {
+            let mut applied: Vec<(usize, u64, Option<Versioned>)> = Vec::new();
+            for round in &rounds {
+                let changes: Vec<(u64, &str)> =
+                    round.iter().map(|(_, id, nickname)| (*id, nickname.as_str())).collect();
+                let mut updated = users::change_nicknames(tx, &changes)?;
+                applied.extend(round.iter().map(|(i, id, _)| (*i, *id, updated.remove(id))));
+            }
+            Ok(applied)
+        });
+        let applied = match applied {
+            Ok(applied) => applied,
             Err(e) => {
-                let errors = Error::from(e).shared_by(round.len());
-                return round.iter().map(|(i, _, _)| *i).zip(errors.into_iter().map(Err)).collect();
+                let indices: Vec<usize> = rounds.iter().flatten().map(|(i, _, _)| *i).collect();
+                let errors = Error::from(e).shared_by(indices.len());
+                return indices.into_iter().zip(errors.into_iter().map(Err)).collect();
             }
         };
+        // The cache keeps only a user's newest profile, so only that is sent.
+        let mut newest: HashMap<u64, &Versioned> = HashMap::new();
+        for (_, user_id, entry) in &applied {
+            if let Some(entry) = entry {
+                newest.entry(*user_id).and_modify(|e| *e = max_version(e, entry)).or_insert(entry);
+            }
+        }
         let mut pipe = redis::pipe();
-        for (user_id, entry) in &updated {
+        for (user_id, entry) in &newest {
             pipe.add_command(profile_cache::store_cmd(&self.shared.keys, *user_id, entry)).ignore();
         }
         let cached = match pipe.is_empty() {
@@ -222,16 +240,17 @@ impl Service {
         let mut cache_errors = match cached {
             Ok(()) => None,
             Err(e) => {
-                for (user_id, entry) in &updated {
-                    self.remember_unsynced(*user_id, entry.clone());
+                for (user_id, entry) in &newest {
+                    self.remember_unsynced(*user_id, (*entry).clone());
                 }
-                Some(e.shared_by(updated.len()).into_iter())
+                let failed = applied.iter().filter(|(_, _, entry)| entry.is_some()).count();
+                Some(e.shared_by(failed).into_iter())
             }
         };
-        round
-            .iter()
-            .map(|(i, user_id, _)| {
-                let outcome = match (updated.remove(user_id), &mut cache_errors) {
+        applied
+            .into_iter()
+            .map(|(i, _, entry)| {
+                let outcome = match (entry, &mut cache_errors) {
                     // The user is gone: the session outlived its account.
                     (None, _) => Err(Error::Unauthenticated),
                     (Some(_), Some(errors)) => {
@@ -239,7 +258,7 @@ impl Service {
                     }
                     (Some(entry), None) => Ok(entry.profile),
                 };
-                (*i, outcome)
+                (i, outcome)
             })
             .collect()
     }
@@ -270,24 +289,32 @@ pub struct NicknameRequest<'a> {
     pub nickname: &'a str,
 }
 
-/// Takes from `pending` the next round of changes that one statement can
-/// make: at most [`users::MAX_NAMES_PER_QUERY`], each for a different user,
-/// first come first. A later change for a user already in the round waits for
-/// the next round, so a user's changes apply in the order they came.
-fn take_round(pending: &mut Vec<(usize, u64, String)>) -> Vec<(usize, u64, String)> {
-    let mut round: Vec<(usize, u64, String)> = Vec::new();
-    let mut rest = Vec::new();
-    for change in pending.drain(..) {
-        let taken = round.iter().any(|(_, id, _)| *id == change.1);
-        let waiting = rest.iter().any(|(_, id, _): &(usize, u64, String)| *id == change.1);
-        if taken || waiting || round.len() == users::MAX_NAMES_PER_QUERY {
-            rest.push(change);
-        } else {
-            round.push(change);
+/// A nickname change waiting to be made: (request index, user id, checked nickname).
+type Pending = (usize, u64, String);
+
+/// Splits changes into rounds that one statement each can make: at most
+/// [`users::MAX_NAMES_PER_QUERY`] changes, each for a different user, first
+/// come first. A later change for a user already in a round goes to a later
+/// round, so a user's changes apply in the order they came.
+fn into_rounds(pending: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut rounds: Vec<Vec<Pending>> = Vec::new();
+    for change in pending {
+        // After the last round that holds this user, the first with room.
+        let after = rounds
+            .iter()
+            .rposition(|round| round.iter().any(|(_, id, _)| *id == change.1))
+            .map_or(0, |r| r + 1);
+        match rounds.iter().skip(after).position(|round| round.len() < users::MAX_NAMES_PER_QUERY) {
+            Some(r) => rounds[after + r].push(change),
+            None => rounds.push(vec![change]),
         }
     }
-    *pending = rest;
-    round
+    rounds
+}
+
+/// The newer of two versions of a profile.
+fn max_version<'a>(a: &'a Versioned, b: &'a Versioned) -> &'a Versioned {
+    if b.version > a.version { b } else { a }
 }
 
 /// The session, unless the request names another user than its own.
@@ -295,5 +322,36 @@ fn allowed(session: Session, username: Option<&str>) -> Result<Session, Error> {
     match username {
         Some(name) if !name.eq_ignore_ascii_case(&session.username) => Err(Error::Forbidden),
         _ => Ok(session),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(index: usize, user_id: u64) -> Pending {
+        (index, user_id, format!("nickname {index}"))
+    }
+
+    fn shape(rounds: &[Vec<Pending>]) -> Vec<Vec<usize>> {
+        rounds.iter().map(|round| round.iter().map(|(i, _, _)| *i).collect()).collect()
+    }
+
+    #[test]
+    fn distinct_users_share_one_round() {
+        let rounds = into_rounds((0..5).map(|i| change(i, 100 + i as u64)).collect());
+        assert_eq!(shape(&rounds), [vec![0, 1, 2, 3, 4]]);
+    }
+
+    #[test]
+    fn one_users_changes_go_to_successive_rounds_in_order() {
+        let rounds = into_rounds(vec![change(0, 7), change(1, 8), change(2, 7), change(3, 9), change(4, 7)]);
+        assert_eq!(shape(&rounds), [vec![0, 1, 3], vec![2], vec![4]]);
+    }
+
+    #[test]
+    fn a_round_holds_at_most_one_statements_worth() {
+        let rounds = into_rounds((0..20).map(|i| change(i, i as u64)).collect());
+        assert_eq!(rounds.iter().map(Vec::len).collect::<Vec<_>>(), [users::MAX_NAMES_PER_QUERY, 4]);
     }
 }

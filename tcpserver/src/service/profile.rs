@@ -2,7 +2,7 @@
 
 use proto::{MAX_IMAGE_LEN, Message, Secret};
 
-use super::{NicknameRequest, Service, take_round};
+use super::{NicknameRequest, Service, into_rounds};
 use crate::error::{Error, Internal};
 use crate::image;
 use crate::validate;
@@ -36,7 +36,8 @@ impl Service {
     /// [`Service::update_nickname`] for a worker's batch: the sessions come in
     /// one Redis round trip, the changes go to MySQL in one transaction of two
     /// statements, and the new profiles to the cache in one more round trip. A
-    /// user named twice in a batch has the changes applied one after the other.
+    /// user named twice in a batch has the changes applied one after the other,
+    /// two more statements each, in the same transaction.
     ///
     /// # Errors
     ///
@@ -61,11 +62,8 @@ impl Service {
                 Err(e) => outcomes.push(Err(e)),
             }
         }
-        while !pending.is_empty() {
-            let round = take_round(&mut pending);
-            for (i, outcome) in self.change_nicknames(&round) {
-                outcomes[i] = outcome.map(Message::NicknameUpdated);
-            }
+        for (i, outcome) in self.change_nicknames(into_rounds(pending)) {
+            outcomes[i] = outcome.map(Message::NicknameUpdated);
         }
         Ok(outcomes)
     }
