@@ -10,7 +10,7 @@ use crate::db::users::{self, ER_DUP_ENTRY, LoginRow};
 use crate::error::{Dependency, Error};
 use crate::keys::Keys;
 use crate::login_record::{self, Lookup};
-use crate::password;
+use crate::password::{self, PasswordError};
 use crate::profile_cache::{self, Versioned};
 use crate::session::{self, Session};
 use crate::throttle::{self, LOGIN_FAILURES_PER_ADDR, LOGIN_FAILURES_PER_USER, Limit, SIGNUPS_PER_ADDR};
@@ -106,26 +106,35 @@ impl Service {
             })
             .collect();
         let mut rows = self.find_logins(&prepared, &known);
+        let steps: Vec<Result<Step, Error>> = known
+            .into_iter()
+            .zip(&prepared)
+            .map(|(known, prepared)| {
+                Ok(match known? {
+                    Some(login) => Step::Known(login),
+                    None => Step::FromMysql(match prepared.username.as_deref() {
+                        Some(name) => rows.take(name)?,
+                        None => None,
+                    }),
+                })
+            })
+            .collect();
+        let mut verdicts = self.hash_checks(&steps, requests).into_iter();
 
         let mut sessions = redis::pipe();
         let mut outcomes = Vec::with_capacity(requests.len());
-        for ((request, prepared), known) in requests.iter().zip(&prepared).zip(known) {
-            let outcome = known.and_then(|known| {
-                let login = match known {
-                    Some(login) => login,
-                    None => {
-                        let row = match prepared.username.as_deref() {
-                            Some(name) => rows.take(name)?,
-                            None => None,
-                        };
-                        match self.verify_row(row, request.password)? {
-                            Some(login) => login,
-                            None => {
-                                throttle::record(&mut self.redis, &prepared.counters)?;
-                                return Err(Error::BadCredentials);
-                            }
+        for ((request, prepared), step) in requests.iter().zip(&prepared).zip(steps) {
+            let verdict = verdicts.next().flatten();
+            let outcome = step.and_then(|step| {
+                let login = match step {
+                    Step::Known(login) => login,
+                    Step::FromMysql(row) => match self.verify_row(row, request.password, verdict)? {
+                        Some(login) => login,
+                        None => {
+                            throttle::record(&mut self.redis, &prepared.counters)?;
+                            return Err(Error::BadCredentials);
                         }
-                    }
+                    },
                 };
                 let token = self.open_session(&mut sessions, &login, prepared.user_key.as_deref())?;
                 Ok(Message::LoggedIn { token, profile: login.profile.profile })
@@ -204,10 +213,48 @@ impl Service {
         }
     }
 
+    /// For each log-in, the outcome of its full password hash if it needs one
+    /// (a row from MySQL that the verified cache does not vouch for), computed
+    /// two at a time ([`PasswordHasher::verify_many`]); `None` where no hash is
+    /// needed.
+    ///
+    /// [`PasswordHasher::verify_many`]: crate::password::PasswordHasher::verify_many
+    fn hash_checks(
+        &self,
+        steps: &[Result<Step, Error>],
+        requests: &[LoginRequest<'_>],
+    ) -> Vec<Option<Result<bool, PasswordError>>> {
+        let cache = &self.shared.verified;
+        let needed: Vec<Option<(&str, &str)>> = steps
+            .iter()
+            .zip(requests)
+            .map(|(step, request)| match step {
+                Ok(Step::FromMysql(Some(row)))
+                    if !cache.contains(
+                        row.user_id,
+                        &password::stamp(&row.password_hash),
+                        request.password.expose(),
+                    ) =>
+                {
+                    Some((request.password.expose(), row.password_hash.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        let checks: Vec<(&str, &str)> = needed.iter().flatten().copied().collect();
+        let mut verdicts = self.shared.hasher.verify_many(&checks).into_iter();
+        needed.iter().map(|check| check.and_then(|_| verdicts.next())).collect()
+    }
+
     /// The log-in, if MySQL knew the user (`row`) and the password matches;
-    /// the full hash unless the verified cache spares it. Upgrades a hash made
-    /// at a lower cost.
-    fn verify_row(&mut self, row: Option<LoginRow>, password: &Secret) -> Result<Option<Login>, Error> {
+    /// the full hash (or its `verdict`, computed beforehand) unless the
+    /// verified cache spares it. Upgrades a hash made at a lower cost.
+    fn verify_row(
+        &mut self,
+        row: Option<LoginRow>,
+        password: &Secret,
+        verdict: Option<Result<bool, PasswordError>>,
+    ) -> Result<Option<Login>, Error> {
         let hasher = &self.shared.hasher;
         let cache = &self.shared.verified;
         let Some(row) = row else {
@@ -218,7 +265,11 @@ impl Service {
         // A hit means this exact password was verified against this exact
         // stored hash by this process recently; anything else pays the full cost.
         if !cache.contains(row.user_id, &stamp, password.expose()) {
-            if !hasher.verify(password.expose(), &row.password_hash)? {
+            let matches = match verdict {
+                Some(verdict) => verdict?,
+                None => hasher.verify(password.expose(), &row.password_hash)?,
+            };
+            if !matches {
                 return Ok(None);
             }
             cache.remember(row.user_id, &stamp, password.expose());
@@ -307,6 +358,14 @@ impl FoundRows {
             FoundRows::Failed(errors) => Err(errors.next().unwrap_or(Error::Unavailable(Dependency::Mysql))),
         }
     }
+}
+
+/// Where a log-in of a batch stands once Redis and MySQL have answered.
+enum Step {
+    /// Redis and the verified cache answered it: no MySQL, no hash.
+    Known(Login),
+    /// It needs its MySQL row (`None`: no such user) checked.
+    FromMysql(Option<LoginRow>),
 }
 
 /// A checked log-in, on its way to becoming a session.
