@@ -69,6 +69,9 @@ impl std::error::Error for PasswordError {}
 pub struct PasswordHasher {
     pepper: Vec<u8>,
     iterations: u32,
+    /// A well-formed stored hash at the configured cost that no password
+    /// matches (see [`PasswordHasher::unknown_user_hash`]).
+    nobody: String,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -90,7 +93,9 @@ impl PasswordHasher {
         if pepper.len() < MIN_PEPPER_LEN {
             return Err(PasswordError::PepperTooShort(pepper.len()));
         }
-        Ok(PasswordHasher { pepper, iterations })
+        let zeros = |n: usize| "0".repeat(2 * n);
+        let nobody = format!("${SCHEME}$i={iterations}${}${}", zeros(SALT_LEN), zeros(HASH_LEN));
+        Ok(PasswordHasher { pepper, iterations, nobody })
     }
 
     /// The configured iteration count.
@@ -166,8 +171,15 @@ impl PasswordHasher {
     /// for logins with an unknown username, so that timing does not tell which
     /// usernames exist.
     pub fn verify_nothing(&self, password: &str) {
-        let key = self.derive(password, &[0u8; SALT_LEN], self.iterations);
-        std::hint::black_box(key);
+        std::hint::black_box(self.verify(password, &self.nobody).is_ok());
+    }
+
+    /// A stored hash at the configured cost that no password matches (its
+    /// derived key is all zeros): checking a log-in for an unknown username
+    /// against it in [`PasswordHasher::verify_many`] costs what a known one
+    /// costs, paired or not.
+    pub fn unknown_user_hash(&self) -> &str {
+        &self.nobody
     }
 
     /// Whether `stored` was made with a lower cost than the configured one and
@@ -301,6 +313,17 @@ mod tests {
         assert_eq!(expected.iter().filter(|v| matches!(v, Ok(true))).count(), 5, "the fixture itself");
         assert_eq!(h.verify_many(&checks), expected);
         assert_eq!(h.verify_many(&[]), Vec::new());
+    }
+
+    #[test]
+    fn the_unknown_user_hash_is_well_formed_at_the_configured_cost_and_matches_nothing() {
+        let h = hasher();
+        let nobody = h.unknown_user_hash();
+        assert!(nobody.starts_with("$pbkdf2-sha256$i=1000$"), "{nobody}");
+        assert!(!h.needs_rehash(nobody));
+        for password in ["", "pw", "0000"] {
+            assert_eq!(h.verify(password, nobody), Ok(false));
+        }
     }
 
     #[test]

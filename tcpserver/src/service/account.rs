@@ -214,9 +214,10 @@ impl Service {
     }
 
     /// For each log-in, the outcome of its full password hash if it needs one
-    /// (a row from MySQL that the verified cache does not vouch for), computed
-    /// two at a time ([`PasswordHasher::verify_many`]); `None` where no hash is
-    /// needed.
+    /// (a row from MySQL that the verified cache does not vouch for, or an
+    /// unknown username, checked against a hash nothing matches so that it
+    /// costs the same), computed two at a time
+    /// ([`PasswordHasher::verify_many`]); `None` where no hash is needed.
     ///
     /// [`PasswordHasher::verify_many`]: crate::password::PasswordHasher::verify_many
     fn hash_checks(
@@ -238,6 +239,9 @@ impl Service {
                 {
                     Some((request.password.expose(), row.password_hash.as_str()))
                 }
+                Ok(Step::FromMysql(None)) => {
+                    Some((request.password.expose(), self.shared.hasher.unknown_user_hash()))
+                }
                 _ => None,
             })
             .collect();
@@ -258,7 +262,10 @@ impl Service {
         let hasher = &self.shared.hasher;
         let cache = &self.shared.verified;
         let Some(row) = row else {
-            hasher.verify_nothing(password.expose());
+            // The hash an unknown username costs, unless `hash_checks` paid it.
+            if verdict.is_none() {
+                hasher.verify_nothing(password.expose());
+            }
             return Ok(None);
         };
         let mut stamp = password::stamp(&row.password_hash);
