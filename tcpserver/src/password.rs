@@ -127,9 +127,13 @@ impl PasswordHasher {
     ///
     /// [`PasswordError::MalformedHash`] if `stored` cannot be parsed.
     pub fn verify(&self, password: &str, stored: &str) -> Result<bool, PasswordError> {
-        let parsed = StoredHash::parse(stored)?;
-        let key = self.derive(password, &parsed.salt, parsed.iterations);
-        Ok(bool::from(key.ct_eq(&parsed.hash)))
+        Ok(self.matches(password, &StoredHash::parse(stored)?))
+    }
+
+    /// Whether `password` matches a parsed stored hash, in constant time.
+    fn matches(&self, password: &str, stored: &StoredHash) -> bool {
+        let key = self.derive(password, &stored.salt, stored.iterations);
+        bool::from(key.ct_eq(&stored.hash))
     }
 
     /// [`PasswordHasher::verify`] for several (password, stored hash) pairs,
@@ -141,28 +145,27 @@ impl PasswordHasher {
             checks.iter().map(|(_, stored)| StoredHash::parse(stored)).collect();
         let mut verdicts: Vec<Result<bool, PasswordError>> = Vec::with_capacity(checks.len());
         // A parsed check whose hash waits for a partner of the same cost.
-        let mut waiting: Option<usize> = None;
+        let mut waiting: Option<(usize, &StoredHash)> = None;
         for (i, hash) in parsed.iter().enumerate() {
             verdicts.push(Err(PasswordError::MalformedHash));
             let Ok(hash) = hash else { continue };
             match waiting.take() {
-                Some(j) if matches!(&parsed[j], Ok(other) if other.iterations == hash.iterations) => {
+                Some((j, other)) if other.iterations == hash.iterations => {
                     let (a, b) = (self.peppered(checks[j].0), self.peppered(checks[i].0));
-                    let other = parsed[j].as_ref().expect("checked above");
                     let (key_a, key_b) =
                         pbkdf2_sha256::derive_pair((&a, &other.salt), (&b, &hash.salt), hash.iterations);
                     verdicts[j] = Ok(bool::from(key_a.ct_eq(&other.hash)));
                     verdicts[i] = Ok(bool::from(key_b.ct_eq(&hash.hash)));
                 }
-                Some(j) => {
-                    verdicts[j] = self.verify(checks[j].0, checks[j].1);
-                    waiting = Some(i);
+                Some((j, other)) => {
+                    verdicts[j] = Ok(self.matches(checks[j].0, other));
+                    waiting = Some((i, hash));
                 }
-                None => waiting = Some(i),
+                None => waiting = Some((i, hash)),
             }
         }
-        if let Some(j) = waiting {
-            verdicts[j] = self.verify(checks[j].0, checks[j].1);
+        if let Some((j, other)) = waiting {
+            verdicts[j] = Ok(self.matches(checks[j].0, other));
         }
         verdicts
     }
