@@ -269,13 +269,16 @@ impl Service {
             return Ok(None);
         };
         let mut stamp = password::stamp(&row.password_hash);
-        // A hit means this exact password was verified against this exact
-        // stored hash by this process recently; anything else pays the full cost.
-        if !cache.contains(row.user_id, &stamp, password.expose()) {
-            let matches = match verdict {
-                Some(verdict) => verdict?,
-                None => hasher.verify(password.expose(), &row.password_hash)?,
-            };
+        // A verdict means `hash_checks` found no cache hit and paid the hash.
+        // Otherwise a hit means this exact password was verified against this
+        // exact stored hash by this process recently; anything else pays the
+        // full cost.
+        let hashed = match verdict {
+            Some(verdict) => Some(verdict?),
+            None if cache.contains(row.user_id, &stamp, password.expose()) => None,
+            None => Some(hasher.verify(password.expose(), &row.password_hash)?),
+        };
+        if let Some(matches) = hashed {
             if !matches {
                 return Ok(None);
             }

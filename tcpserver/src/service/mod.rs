@@ -116,17 +116,10 @@ impl Service {
         &mut self,
         requests: &[(&Secret, Option<&str>)],
     ) -> Result<Vec<Result<Profile, Error>>, Error> {
-        let tokens: Vec<&Secret> = requests.iter().map(|(token, _)| *token).collect();
-        let resumed = session::resume_with_profiles(
-            &mut self.redis,
-            &self.shared.keys,
-            &tokens,
-            self.shared.lifetimes,
-        )?;
+        let sessions = self.authenticated_sessions(requests)?;
         let mut profiles = Vec::with_capacity(requests.len());
-        for (outcome, (_, username)) in resumed.into_iter().zip(requests) {
+        for outcome in sessions {
             let profile = outcome.and_then(|(session, cached)| {
-                let session = allowed(session, *username)?;
                 let owed = self.shared.unsynced().contains_key(&session.user_id);
                 match cached {
                     Some(entry) if !owed => Ok(entry.profile),
@@ -139,12 +132,12 @@ impl Service {
     }
 
     /// For each (token, username) pair, the session the token names, checked
-    /// against the username; all in one round trip (see
-    /// [`Service::authenticated_profiles`]).
+    /// against the username, with its user's cached profile if the cache holds
+    /// one; all in one round trip.
     fn authenticated_sessions(
         &mut self,
         requests: &[(&Secret, Option<&str>)],
-    ) -> Result<Vec<Result<Session, Error>>, Error> {
+    ) -> Result<Vec<session::Resumed>, Error> {
         let tokens: Vec<&Secret> = requests.iter().map(|(token, _)| *token).collect();
         let resumed = session::resume_with_profiles(
             &mut self.redis,
@@ -155,7 +148,9 @@ impl Service {
         Ok(resumed
             .into_iter()
             .zip(requests)
-            .map(|(outcome, (_, username))| outcome.and_then(|(session, _)| allowed(session, *username)))
+            .map(|(outcome, (_, username))| {
+                outcome.and_then(|(session, cached)| Ok((allowed(session, *username)?, cached)))
+            })
             .collect())
     }
 

@@ -2,7 +2,7 @@
 
 use proto::{MAX_IMAGE_LEN, Message, Secret};
 
-use super::{NicknameRequest, Service, into_rounds};
+use super::{NicknameRequest, Pending, Service, into_rounds};
 use crate::error::{Error, Internal};
 use crate::image;
 use crate::validate;
@@ -50,10 +50,11 @@ impl Service {
         let pairs: Vec<(&Secret, Option<&str>)> = requests.iter().map(|r| (r.token, r.username)).collect();
         let sessions = self.authenticated_sessions(&pairs)?;
         let mut outcomes: Vec<Result<Message, Error>> = Vec::with_capacity(requests.len());
-        // The changes to make: (request index, user id, checked nickname).
-        let mut pending: Vec<(usize, u64, String)> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
         for (i, (session, request)) in sessions.into_iter().zip(requests).enumerate() {
-            match session.and_then(|session| Ok((session.user_id, validate::nickname(request.nickname)?))) {
+            match session
+                .and_then(|(session, _)| Ok((session.user_id, validate::nickname(request.nickname)?)))
+            {
                 Ok((user_id, nickname)) => {
                     pending.push((i, user_id, nickname));
                     // Replaced below by the change's own outcome.
