@@ -4,9 +4,10 @@
 //! queue, without ever blocking: when the queue is full, [`WorkerPool::submit`]
 //! gives the job back and the reactor answers `Overloaded`. Each worker owns a
 //! [`Service`] (its own MySQL and Redis connections), takes a batch from the
-//! [`JobQueue`] (profile reads and log-ins together, anything else alone), runs it, sends
-//! a [`Completion`] per job back through a channel and wakes the reactor's
-//! poll with the shared [`Waker`]. Workers never touch client sockets.
+//! [`JobQueue`] (profile reads, log-ins and nickname changes together,
+//! anything else alone), runs it, sends a [`Completion`] per job back through
+//! a channel and wakes the reactor's poll with the shared [`Waker`]. Workers
+//! never touch client sockets.
 //!
 //! Dropping the pool closes the queue; the workers finish the jobs already
 //! queued, and the drop waits for them.

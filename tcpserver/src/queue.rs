@@ -1,9 +1,9 @@
 //! The bounded queue between the reactor and the workers.
 //!
-//! Profile reads, log-ins and nickname changes wait in a lane of their own, so that a worker can
-//! take several of them at once and share Redis round trips among them
-//! ([`crate::dispatch::handle_batch`]), while every other request is taken one
-//! at a time.
+//! Profile reads, log-ins and nickname changes wait in a lane of their own,
+//! so that a worker can take several of them at once and share Redis and
+//! MySQL round trips among them ([`crate::dispatch::handle_batch`]), while
+//! every other request is taken one at a time.
 //!
 //! Pushing a job wakes no one: the reactor pushes everything one turn of its
 //! event loop decoded, then calls [`JobQueue::wake_workers`] once, which wakes
