@@ -38,7 +38,7 @@ pub fn derive(password: &[u8], salt: &[u8], iterations: u32) -> [u8; OUTPUT_LEN]
     derivation.result
 }
 
-/// [`derive`] for two passwords at once, with the same iteration count: the
+/// [`derive()`] for two passwords at once, with the same iteration count: the
 /// two computations alternate compression by compression, so that the CPU
 /// runs one's SHA-256 rounds while the other's wait on their latency
 /// (SHA-NI rounds depend each on the last; two independent chains fill the

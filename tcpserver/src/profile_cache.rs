@@ -34,7 +34,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 ";
 
-/// [`STORE_IF_NEWER`], sent by its SHA-1 (`EVALSHA`): every log-in read from
+/// The `STORE_IF_NEWER` script, sent by its SHA-1 (`EVALSHA`): every log-in read from
 /// MySQL and every profile change stores an entry, and sending the script's
 /// text each time had Redis hash it each time. Pipelines holding it go through
 /// [`RedisLink::run_scripts`], which loads it again should Redis have lost it.
