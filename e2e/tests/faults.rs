@@ -160,7 +160,7 @@ fn assert_settled(outcomes: &[Outcome], back: Instant) {
 #[test]
 fn redis_restart_gives_quick_503s_and_service_resumes_by_itself() {
     let mut redis = PrivateRedis::start();
-    let stack = Stack::start_with(Options::default().back("--redis-url", redis.url()));
+    let stack = Stack::start_with(Options::under_load().back("--redis-url", redis.url()));
     let (back_pid, front_pid) = stack.pids();
     let users: Vec<String> = (0..3).map(|i| stack.sign_up(&format!("r{i}"), PASSWORD)).collect();
     let stop = AtomicBool::new(false);
@@ -240,7 +240,7 @@ fn redis_restart_gives_quick_503s_and_service_resumes_by_itself() {
 fn mariadb_crash_gives_quick_503s_loses_no_acknowledged_sign_up_and_service_resumes() {
     let mut db = PrivateMariadb::start();
     let stack = Stack::start_with(
-        Options::default()
+        Options::under_load()
             .back("--mysql-url", db.url())
             .back("--mysql-password-file", db.password_file().display()),
     );
@@ -366,7 +366,7 @@ fn connections_closed_by_redis_or_mariadb_while_idle_fail_no_request() {
     let redis = PrivateRedis::start();
     let db = PrivateMariadb::start();
     let stack = Stack::start_with(
-        Options::default()
+        Options::under_load()
             .back("--redis-url", redis.url())
             .back("--mysql-url", db.url())
             .back("--mysql-password-file", db.password_file().display()),
@@ -580,7 +580,7 @@ fn assert_in_flight_finished<'a>(load: &'a WriteLoad, t: &Termination) -> Vec<&'
 #[test]
 fn sigterm_to_tcpserver_under_load_finishes_in_flight_requests_and_loses_no_acknowledged_write() {
     let redis = PrivateRedis::start();
-    let mut stack = Stack::start_with(Options::default().back("--redis-url", redis.url()));
+    let mut stack = Stack::start_with(Options::under_load().back("--redis-url", redis.url()));
     let child = stack.take_backend();
     let addr = stack.backend_addr;
     let (t, load) = under_write_load(&stack, || terminate_with_requests_in_flight(&redis, child, addr));
@@ -605,7 +605,7 @@ fn sigterm_to_tcpserver_under_load_finishes_in_flight_requests_and_loses_no_ackn
 #[test]
 fn sigterm_to_httpserver_under_load_finishes_in_flight_requests_and_loses_no_acknowledged_write() {
     let redis = PrivateRedis::start();
-    let mut stack = Stack::start_with(Options::default().back("--redis-url", redis.url()));
+    let mut stack = Stack::start_with(Options::under_load().back("--redis-url", redis.url()));
     let child = stack.take_front();
     let addr = stack.addr;
     let (t, load) = under_write_load(&stack, || terminate_with_requests_in_flight(&redis, child, addr));
@@ -638,7 +638,7 @@ fn sigterm_to_httpserver_under_load_finishes_in_flight_requests_and_loses_no_ack
 fn a_back_end_slower_than_its_callers_gives_quick_503s_bounded_memory_and_recovers() {
     let redis = PrivateRedis::start();
     let stack = Stack::start_with(
-        Options::default()
+        Options::under_load()
             .back("--redis-url", redis.url())
             .back("--workers", 1)
             .back("--queue", 4)
@@ -731,7 +731,7 @@ fn a_back_end_slower_than_its_callers_sheds_requests_that_waited_too_long() {
     const CALL_TIMEOUT: Duration = Duration::from_secs(8);
     let redis = PrivateRedis::start();
     let stack = Stack::start_with(
-        Options::default()
+        Options::under_load()
             .back("--redis-url", redis.url())
             .back("--workers", 1)
             .front("--rpc-timeout-ms", CALL_TIMEOUT.as_millis()),

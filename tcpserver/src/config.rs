@@ -11,6 +11,8 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+use crate::throttle::{Limit, Limits};
+
 /// Where the server listens by default: loopback, because only `httpserver` (on the
 /// same machine) should reach it; port 1099 as agreed between the two servers.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1099";
@@ -66,6 +68,10 @@ pub const DEFAULT_AVATAR_DIR: &str = "static/avatars";
 /// The server-wide secret mixed into every password hash (made by `scripts/services.sh`).
 pub const DEFAULT_PEPPER_FILE: &str = "run/secrets/pepper";
 
+/// Where the metrics listener serves `GET /metrics` ([`crate::metrics_http`]):
+/// loopback, so only a scraper on this machine reads it unless told otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9099";
+
 /// Everything the server needs to start. Build with [`Config::from_env_and_args`]
 /// or [`Config::parse`]; [`Config::default`] holds the documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +102,16 @@ pub struct Config {
     pub avatar_dir: PathBuf,
     /// `--pepper-file` / `PEPPER_FILE`: the password pepper.
     pub pepper_file: PathBuf,
+    /// `--metrics-listen` / `METRICS_LISTEN`: where `GET /metrics` is served
+    /// (`off` for nowhere).
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--max-sessions-per-user` / `MAX_SESSIONS_PER_USER`: sessions one
+    /// account may hold; past it the oldest end.
+    pub max_sessions_per_user: u64,
+    /// The throttles' limits, each `--<name> <attempts>/<seconds>`
+    /// (`--login-failures-per-user`, `--login-failures-per-addr`,
+    /// `--logins-per-user`, `--logins-per-addr`, `--signups-per-addr`).
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -114,6 +130,9 @@ impl Default for Config {
             session_max_secs: DEFAULT_SESSION_MAX_SECS,
             avatar_dir: PathBuf::from(DEFAULT_AVATAR_DIR),
             pepper_file: PathBuf::from(DEFAULT_PEPPER_FILE),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9099))),
+            limits: Limits::default(),
+            max_sessions_per_user: crate::login_session::DEFAULT_MAX_SESSIONS_PER_USER,
         }
     }
 }
@@ -125,7 +144,7 @@ struct Setting {
     help: &'static str,
 }
 
-const SETTINGS: [Setting; 13] = [
+const SETTINGS: &[Setting] = &[
     Setting { flag: "--listen", env: "TCPSERVER_LISTEN", help: "address to listen on [127.0.0.1:1099]" },
     Setting {
         flag: "--mysql-url",
@@ -154,6 +173,41 @@ const SETTINGS: [Setting; 13] = [
         flag: "--pepper-file",
         env: "PEPPER_FILE",
         help: "password pepper, >= 16 bytes [run/secrets/pepper]",
+    },
+    Setting {
+        flag: "--metrics-listen",
+        env: "METRICS_LISTEN",
+        help: "address of GET /metrics, or off [127.0.0.1:9099]",
+    },
+    Setting {
+        flag: "--login-failures-per-user",
+        env: "LOGIN_FAILURES_PER_USER",
+        help: "failed log-ins per username, attempts/seconds [5/300]",
+    },
+    Setting {
+        flag: "--login-failures-per-addr",
+        env: "LOGIN_FAILURES_PER_ADDR",
+        help: "failed log-ins per client address [50/300]",
+    },
+    Setting {
+        flag: "--logins-per-user",
+        env: "LOGINS_PER_USER",
+        help: "successful log-ins per account [30/600]",
+    },
+    Setting {
+        flag: "--logins-per-addr",
+        env: "LOGINS_PER_ADDR",
+        help: "successful log-ins per client address [600/600]",
+    },
+    Setting {
+        flag: "--max-sessions-per-user",
+        env: "MAX_SESSIONS_PER_USER",
+        help: "sessions one account may hold; the oldest end past it [32]",
+    },
+    Setting {
+        flag: "--signups-per-addr",
+        env: "SIGNUPS_PER_ADDR",
+        help: "sign-ups per client address [20/600]",
     },
 ];
 
@@ -198,7 +252,7 @@ pub fn usage() -> String {
         "usage: tcpserver [--flag value]...\n\nThe usermgmt back end. Each flag can also be set \
          through the environment variable shown.\n\n",
     );
-    for s in &SETTINGS {
+    for s in SETTINGS {
         text.push_str(&format!("  {:<22} {:<20} {}\n", s.flag, s.env, s.help));
     }
     text
@@ -225,7 +279,7 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let mut config = Config::default();
-        for s in &SETTINGS {
+        for s in SETTINGS {
             if let Some(value) = env(s.env).filter(|v| !v.is_empty()) {
                 config.set(s.flag, s.env, value)?;
             }
@@ -307,6 +361,38 @@ impl Config {
             }
             "--avatar-dir" => self.avatar_dir = PathBuf::from(value),
             "--pepper-file" => self.pepper_file = PathBuf::from(value),
+            "--max-sessions-per-user" => {
+                self.max_sessions_per_user =
+                    number(&value, 1, 1 << 20).ok_or_else(|| invalid("1 to 1048576"))? as u64;
+            }
+            "--metrics-listen" => {
+                self.metrics_listen = match value.as_str() {
+                    "off" => None,
+                    _ => Some(
+                        value
+                            .to_socket_addrs()
+                            .ok()
+                            .and_then(|mut addrs| addrs.next())
+                            .ok_or_else(|| invalid("host:port or off"))?,
+                    ),
+                };
+            }
+            "--login-failures-per-user"
+            | "--login-failures-per-addr"
+            | "--logins-per-user"
+            | "--logins-per-addr"
+            | "--signups-per-addr" => {
+                let limit: Limit =
+                    value.parse().map_err(|_| invalid("<attempts>/<seconds>, both positive"))?;
+                let limits = &mut self.limits;
+                *match flag {
+                    "--login-failures-per-user" => &mut limits.failures_per_user,
+                    "--login-failures-per-addr" => &mut limits.failures_per_addr,
+                    "--logins-per-user" => &mut limits.logins_per_user,
+                    "--logins-per-addr" => &mut limits.logins_per_addr,
+                    _ => &mut limits.signups_per_addr,
+                } = limit;
+            }
             _ => return Err(ConfigError::UnknownFlag(flag.to_owned())),
         }
         Ok(())
@@ -335,6 +421,21 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.workers, 4);
+        assert_eq!(config.metrics_listen.map(|a| a.to_string()).as_deref(), Some(DEFAULT_METRICS_LISTEN));
+    }
+
+    #[test]
+    fn limits_and_the_metrics_listener_are_settings() {
+        let config = parse(
+            &["--logins-per-user", "100/60", "--metrics-listen", "off"],
+            &[("SIGNUPS_PER_ADDR", "7/70")],
+        )
+        .unwrap();
+        assert_eq!(config.limits.logins_per_user, Limit { max_attempts: 100, window_secs: 60 });
+        assert_eq!(config.limits.signups_per_addr, Limit { max_attempts: 7, window_secs: 70 });
+        assert_eq!(config.limits.failures_per_user, crate::throttle::LOGIN_FAILURES_PER_USER);
+        assert_eq!(config.metrics_listen, None);
+        assert!(parse(&["--logins-per-addr", "0/60"], &[]).is_err());
     }
 
     #[test]
@@ -366,7 +467,7 @@ mod tests {
     #[test]
     fn usage_lists_every_flag() {
         let text = usage();
-        for s in &SETTINGS {
+        for s in SETTINGS {
             assert!(text.contains(s.flag) && text.contains(s.env));
         }
     }

@@ -196,7 +196,9 @@ impl From<mysql::Error> for Error {
 
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Error {
-        if crate::db::redis::is_connection_error(&e) {
+        // Out of memory (`maxmemory` with `noeviction`): Redis refuses writes
+        // until memory is freed; a quick 503 tells the client to come back.
+        if crate::db::redis::is_connection_error(&e) || e.code() == Some("OOM") {
             Error::Unavailable(Dependency::Redis)
         } else {
             Error::Internal(Internal::Redis(e))

@@ -8,9 +8,12 @@
 //! |---|---|---|---|
 //! | `<p>sess:<sha256(token) hex>` | string | `user_id:expires_at:username` | idle lifetime, never past `expires_at` |
 //! | `<p>prof:<user id>` | hash | `v` version, `u` username, `n` nickname, `a` avatar (`""` for none) | [`crate::profile_cache::TTL_SECS`] |
-//! | `<p>thr:login:user:<username>` | set | one member per failed log-in | the throttle window |
-//! | `<p>thr:login:addr:<address>` | set | one member per failed log-in from the address | the throttle window |
-//! | `<p>thr:signup:addr:<address>` | set | one member per sign-up attempt from the address | the throttle window |
+//! | `<p>usess:<user id>` | sorted set | the token hashes of the user's sessions, scored by creation time (ms) | the absolute session lifetime |
+//! | `<p>thr:fail:user:<username>` | sorted set | one member per log-in attempt not known to have succeeded (score 0 in flight, else when it failed) | the throttle window |
+//! | `<p>thr:fail:addr:<address>` | sorted set | the same, per client address | the throttle window |
+//! | `<p>thr:ok:user:<username>` | sorted set | one member per successful log-in | the throttle window |
+//! | `<p>thr:ok:addr:<address>` | sorted set | one member per successful log-in from the address | the throttle window |
+//! | `<p>thr:signups:addr:<address>` | sorted set | one member per sign-up attempt from the address | the throttle window |
 //!
 //! An IPv6 client is counted by its /64 network, since one subscriber usually
 //! holds a whole /64; an IPv4-mapped IPv6 address counts as the IPv4 address.
@@ -50,19 +53,34 @@ impl Keys {
         format!("{}login:{username}", self.prefix)
     }
 
-    /// Failed log-ins for a username.
-    pub fn login_failures_by_user(&self, username: &str) -> String {
-        format!("{}thr:login:user:{username}", self.prefix)
+    /// The index of a user's sessions (see [`crate::session::open_cmd`]).
+    pub fn user_sessions(&self, user_id: u64) -> String {
+        format!("{}usess:{user_id}", self.prefix)
     }
 
-    /// Failed log-ins from a client address.
+    /// Log-ins of a username not known to have succeeded (see [`crate::throttle`]).
+    pub fn login_failures_by_user(&self, username: &str) -> String {
+        format!("{}thr:fail:user:{username}", self.prefix)
+    }
+
+    /// Log-ins from a client address not known to have succeeded.
     pub fn login_failures_by_addr(&self, addr: IpAddr) -> String {
-        format!("{}thr:login:addr:{}", self.prefix, network(addr))
+        format!("{}thr:fail:addr:{}", self.prefix, network(addr))
+    }
+
+    /// Successful log-ins of a username.
+    pub fn logins_by_user(&self, username: &str) -> String {
+        format!("{}thr:ok:user:{username}", self.prefix)
+    }
+
+    /// Successful log-ins from a client address.
+    pub fn logins_by_addr(&self, addr: IpAddr) -> String {
+        format!("{}thr:ok:addr:{}", self.prefix, network(addr))
     }
 
     /// Sign-up attempts from a client address.
     pub fn signups_by_addr(&self, addr: IpAddr) -> String {
-        format!("{}thr:signup:addr:{}", self.prefix, network(addr))
+        format!("{}thr:signups:addr:{}", self.prefix, network(addr))
     }
 }
 
@@ -90,6 +108,9 @@ mod tests {
             keys.profile(7),
             keys.login_failures_by_user("bob"),
             keys.login_failures_by_addr(ip),
+            keys.logins_by_user("bob"),
+            keys.logins_by_addr(ip),
+            keys.user_sessions(7),
             keys.signups_by_addr(ip),
         ] {
             assert!(key.starts_with("t:"), "{key}");
@@ -105,6 +126,6 @@ mod tests {
         let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
         assert_eq!(keys.signups_by_addr(a), keys.signups_by_addr(b));
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(keys.signups_by_addr(mapped), "thr:signup:addr:192.0.2.1");
+        assert_eq!(keys.signups_by_addr(mapped), "thr:signups:addr:192.0.2.1");
     }
 }

@@ -37,12 +37,12 @@ use crate::throttle::{self, Limit};
 pub const TTL_SECS: u64 = 15 * 60;
 
 /// KEYS[1] = the record, KEYS[2..] = throttle counters; ARGV[1] = profile key
-/// prefix. Returns `SCARD`, `TTL` for each counter, then the record's id and
+/// prefix. Returns `ZCARD`, `TTL` for each counter, then the record's id and
 /// stamp, then the profile entry's `v`, `u`, `n`, `a` (missing fields are nil).
 const LOOKUP: &str = r"
 local out = {}
 for i = 2, #KEYS do
-  out[#out + 1] = tostring(redis.call('SCARD', KEYS[i]))
+  out[#out + 1] = tostring(redis.call('ZCARD', KEYS[i]))
   out[#out + 1] = tostring(redis.call('TTL', KEYS[i]))
 end
 local record = redis.call('HMGET', KEYS[1], 'id', 's')

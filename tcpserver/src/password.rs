@@ -154,6 +154,7 @@ impl PasswordHasher {
                     let (a, b) = (self.peppered(checks[j].0), self.peppered(checks[i].0));
                     let (key_a, key_b) =
                         pbkdf2_sha256::derive_pair((&a, &other.salt), (&b, &hash.salt), hash.iterations);
+                    crate::metrics::PASSWORD_HASHES.add(2);
                     verdicts[j] = Ok(bool::from(key_a.ct_eq(&other.hash)));
                     verdicts[i] = Ok(bool::from(key_b.ct_eq(&hash.hash)));
                 }
@@ -194,6 +195,7 @@ impl PasswordHasher {
     }
 
     fn derive(&self, password: &str, salt: &[u8], iterations: u32) -> [u8; HASH_LEN] {
+        crate::metrics::PASSWORD_HASHES.add(1);
         pbkdf2_sha256::derive(&self.peppered(password), salt, iterations)
     }
 

@@ -124,6 +124,7 @@ impl std::error::Error for ServerError {
 pub struct Server {
     reactor: Reactor,
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -147,11 +148,24 @@ impl Server {
         let lifetimes = Lifetimes { idle_secs: config.session_idle_secs, max_secs: config.session_max_secs };
         let verified = VerifiedCache::new().map_err(ServerError::Hasher)?;
         let keys = Keys::new(config.redis_prefix.clone());
-        let shared = Arc::new(Shared::new(hasher, verified, keys, lifetimes, avatars));
+        let shared = Arc::new(Shared::new(
+            hasher,
+            verified,
+            keys,
+            lifetimes,
+            avatars,
+            (config.limits, config.max_sessions_per_user),
+        ));
 
         let listener = TcpListener::bind(config.listen)
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(ServerError::Io)?;
+        let metrics_addr = match config.metrics_listen {
+            Some(addr) => {
+                Some(crate::metrics_http::spawn(addr).map_err(|source| ServerError::Bind { addr, source })?)
+            }
+            None => None,
+        };
         let poll = Poll::new().map_err(ServerError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
         let (completions_tx, completions) = mpsc::channel();
@@ -166,12 +180,17 @@ impl Server {
             .map_err(ServerError::Io)?;
         let reactor = Reactor::new(poll, listener, shutdown, pool, completions, config.max_connections)
             .map_err(ServerError::Io)?;
-        Ok(Server { reactor, local_addr })
+        Ok(Server { reactor, local_addr, metrics_addr })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Serves until the shutdown pipe fires, then drains and returns.
@@ -193,6 +212,10 @@ impl Server {
 pub fn run(config: &Config, shutdown: Shutdown) -> Result<(), ServerError> {
     let server = Server::bind(config, shutdown)?;
     let addr = server.local_addr();
+    // Logged before the listening line, so whoever waits for that line finds it.
+    if let Some(metrics) = server.metrics_addr() {
+        crate::log!("metrics on http://{metrics}/metrics");
+    }
     let mut stdout = io::stdout().lock();
     // If stdout is closed nobody is waiting for the line; keep serving.
     let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());

@@ -5,7 +5,8 @@
 //! yields no usable token. The entry holds the user id, the username and the
 //! absolute expiry; its Redis TTL is the idle lifetime, refreshed on every use
 //! but never past the absolute expiry. Logging out deletes the entry, so the
-//! token stops working at once.
+//! token stops working at once. A log-in opens its session through
+//! [`crate::login_session`], which also caps the sessions of one account.
 
 use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -49,7 +50,7 @@ pub struct Session {
 impl Session {
     /// The Redis value: `user_id:expires_at:username` (usernames hold no `:`
     /// that could confuse the split, and the split stops at the second one anyway).
-    fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         format!("{}:{}:{}", self.user_id, self.expires_at, self.username)
     }
 
@@ -63,7 +64,7 @@ impl Session {
 
     /// TTL to give the Redis key now: the idle lifetime, cut to what is left of
     /// the absolute one.
-    fn ttl(&self, lifetimes: Lifetimes, now: u64) -> u64 {
+    pub(crate) fn ttl(&self, lifetimes: Lifetimes, now: u64) -> u64 {
         lifetimes.idle_secs.min(self.expires_at.saturating_sub(now)).max(1)
     }
 }
@@ -71,6 +72,13 @@ impl Session {
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A fresh token and the hash it is stored under.
@@ -94,18 +102,6 @@ pub fn token_hash(token: &str) -> Option<String> {
     let well_formed =
         token.len() == TOKEN_LEN && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     well_formed.then(|| hex::encode(Sha256::digest(token.as_bytes())))
-}
-
-/// Adds the command that stores a new session to a pipeline.
-pub fn store(
-    pipe: &mut redis::Pipeline,
-    keys: &Keys,
-    token_hash: &str,
-    session: &Session,
-    lifetimes: Lifetimes,
-) {
-    let ttl = session.ttl(lifetimes, unix_now());
-    pipe.cmd("SET").arg(keys.session(token_hash)).arg(session.encode()).arg("EX").arg(ttl).ignore();
 }
 
 /// The session a token names, with its idle timer restarted.

@@ -79,7 +79,14 @@ fn malformed_frames_close_only_their_connection() {
 
 #[test]
 fn pipelined_requests_on_500_connections_get_their_own_answers() {
-    let server = TestServer::start_with(Options::default().arg("--workers", 8).arg("--queue", 4096));
+    // 500 log-ins of one account: within its limits here, so that only the reactor is tested.
+    let server = TestServer::start_with(
+        Options::default()
+            .arg("--workers", 8)
+            .arg("--queue", 4096)
+            .arg("--logins-per-user", "1000/600")
+            .arg("--max-sessions-per-user", 1000),
+    );
     let mut setup = server.connect();
     let (username, token) = server.user_with_session(&mut setup, "crowd", PASSWORD);
     const THREADS: usize = 50;

@@ -136,6 +136,19 @@ pub struct Options {
 }
 
 impl Options {
+    /// For tests about something else (faults, overload) that log a few
+    /// accounts in again and again from one address: the throttles on
+    /// successful log-ins and sign-ups, and the sessions one account may
+    /// hold, raised past what they reach (a token taken at the start stays
+    /// valid). The limits themselves are tested at their defaults.
+    pub fn under_load() -> Options {
+        Options::default()
+            .back("--max-sessions-per-user", 1_000_000)
+            .back("--logins-per-user", "1000000/600")
+            .back("--logins-per-addr", "1000000/600")
+            .back("--signups-per-addr", "1000000/600")
+    }
+
     /// Adds `--flag value` to httpserver's command line.
     pub fn front(mut self, flag: &str, value: impl ToString) -> Options {
         self.front_args.push(flag.to_owned());
@@ -211,6 +224,8 @@ impl Stack {
             static_dir.join("avatars").display().to_string(),
             "--pepper-file".into(),
             env.pepper_file.display().to_string(),
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
         ];
         backend_args.extend(options.back_args);
         let mut stack = Stack {

@@ -135,6 +135,17 @@ impl System {
             &system.dir.join("avatars").display().to_string(),
             "--pepper-file",
             &pepper.display().to_string(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+            // A load run logs a few hundred accounts in again and again from
+            // one address: the throttles on successes would stop it, and the
+            // failure counters hold in-flight hashes from this one address.
+            "--logins-per-user",
+            "1000000/600",
+            "--logins-per-addr",
+            "1000000/600",
+            "--login-failures-per-addr",
+            "1000000/300",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -10,10 +10,11 @@ use crate::db::users::{self, ER_DUP_ENTRY, LoginRow};
 use crate::error::{Dependency, Error};
 use crate::keys::Keys;
 use crate::login_record::{self, Lookup};
+use crate::login_session::{self, Opening};
 use crate::password::{self, PasswordError};
 use crate::profile_cache::{self, Versioned};
 use crate::session::{self, Session};
-use crate::throttle::{self, LOGIN_FAILURES_PER_ADDR, LOGIN_FAILURES_PER_USER, Limit, SIGNUPS_PER_ADDR};
+use crate::throttle::{self, Limit, Limits};
 use crate::validate;
 
 impl Service {
@@ -38,11 +39,11 @@ impl Service {
             None => username.clone(),
         };
         let counters: Vec<(String, Limit)> = client
-            .map(|addr| (self.shared.keys.signups_by_addr(addr), SIGNUPS_PER_ADDR))
+            .map(|addr| (self.shared.keys.signups_by_addr(addr), self.shared.limits.signups_per_addr))
             .into_iter()
             .collect();
-        throttle::check(&mut self.redis, &counters)?;
-        throttle::record(&mut self.redis, &counters)?;
+        // Counted before the hash, atomically: concurrent sign-ups cannot outrun the limit.
+        throttle::admit(&mut self.redis, &counters)?;
         let hash = self.shared.hasher.hash(password.expose())?;
         // The unique key decides: two sign-ups racing for one name get one
         // success and one duplicate-key error, with no check-then-insert gap.
@@ -77,27 +78,31 @@ impl Service {
 
     /// [`Service::log_in`] for a worker's batch of log-ins: the counters,
     /// records and cached profiles of all of them come in one Redis round
-    /// trip, the MySQL rows of those Redis could not answer in one query, and
-    /// all the new sessions go out in one more round trip. A failure to count
-    /// takes its own round trip in between.
+    /// trip; the log-ins that need a password hash are then counted on their
+    /// failure counters (one more round trip, only if there are any: see
+    /// [`crate::throttle`]), their MySQL rows read in one query, and all the
+    /// new sessions, failures and releases go out in one last round trip.
     ///
     /// # Errors
     ///
-    /// [`Error::Unavailable`] for the whole batch if Redis is down at the
-    /// first round trip; otherwise one outcome per log-in, in order.
+    /// [`Error::Unavailable`] for the whole batch if Redis is down before any
+    /// password is checked; otherwise one outcome per log-in, in order.
     pub fn log_in_batch(
         &mut self,
         requests: &[LoginRequest<'_>],
     ) -> Result<Vec<Result<Message, Error>>, Error> {
+        let started_ms = session::unix_now_ms();
         let keys = &self.shared.keys;
-        let prepared: Vec<Prepared> = requests.iter().map(|request| Prepared::new(keys, request)).collect();
+        let limits = &self.shared.limits;
+        let prepared: Vec<Prepared> =
+            requests.iter().map(|request| Prepared::new(keys, limits, request)).collect();
         let lookups: Vec<Lookup<'_>> = prepared
             .iter()
-            .map(|p| Lookup { username: p.username.as_deref(), counters: &p.counters })
+            .map(|p| Lookup { username: p.username.as_deref(), counters: &p.checked })
             .collect();
         let records = login_record::lookup(&mut self.redis, keys, &lookups)?;
         // What Redis alone answers; `Ok(None)` still needs MySQL.
-        let known: Vec<Result<Option<Login>, Error>> = records
+        let mut known: Vec<Result<Option<Login>, Error>> = records
             .into_iter()
             .zip(requests)
             .map(|(record, request)| {
@@ -105,6 +110,9 @@ impl Service {
                     .map(|record| record.and_then(|record| self.recently_verified(record, request.password)))
             })
             .collect();
+        // The last round trip: sessions, failures, releases.
+        let mut finish = redis::pipe();
+        let held = self.admit_for_hashing(&prepared, &mut known, &mut finish)?;
         let mut rows = self.find_logins(&prepared, &known);
         let steps: Vec<Result<Step, Error>> = known
             .into_iter()
@@ -121,47 +129,120 @@ impl Service {
             .collect();
         let mut verdicts = self.hash_checks(&steps, requests).into_iter();
 
-        let mut sessions = redis::pipe();
         let mut outcomes = Vec::with_capacity(requests.len());
-        for ((request, prepared), step) in requests.iter().zip(&prepared).zip(steps) {
+        for (((request, prepared), step), held) in requests.iter().zip(&prepared).zip(steps).zip(held) {
             let verdict = verdicts.next().flatten();
             let outcome = step.and_then(|step| {
                 let login = match step {
                     Step::Known(login) => login,
                     Step::FromMysql(row) => match self.verify_row(row, request.password, verdict)? {
                         Some(login) => login,
-                        None => {
-                            throttle::record(&mut self.redis, &prepared.counters)?;
-                            return Err(Error::BadCredentials);
-                        }
+                        None => return Err(Error::BadCredentials),
                     },
                 };
-                let token = self.open_session(&mut sessions, &login, prepared.user_key.as_deref())?;
+                let opening = prepared.opening(started_ms);
+                let token = self.open_session(&mut finish, &login, &opening)?;
                 Ok(Message::LoggedIn { token, profile: login.profile.profile })
             });
+            match (&outcome, held) {
+                // The session's script takes the attempt out of its counters.
+                (Ok(_), _) | (Err(_), false) => {}
+                (Err(Error::BadCredentials), true) => throttle::mark_failed(
+                    &mut finish,
+                    &prepared.failures,
+                    &prepared.member,
+                    session::unix_now_ms(),
+                ),
+                // Not checked (MySQL down, say): it was no failure.
+                (Err(_), true) => throttle::release(&mut finish, &prepared.failures, &prepared.member),
+            }
             outcomes.push(outcome);
         }
-        if !sessions.is_empty()
-            && let Err(e) = self.redis.run_scripts::<()>(&sessions, &[&profile_cache::STORE_SCRIPT])
-        {
-            // No session was stored: none of the successes stands.
-            let opened = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
-            let mut errors = Error::from(e).shared_by(opened).into_iter();
-            for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_ok()) {
-                *outcome = Err(errors.next().unwrap_or(Error::Unavailable(Dependency::Redis)));
-            }
-        }
+        self.finish_batch(&finish, &mut outcomes);
         Ok(outcomes)
     }
 
-    /// Adds a new session for `login` to `pipe`, with the reset of the user's
-    /// failure counter and, after a MySQL read, the log-in record and a warm
-    /// profile cache for the log-ins and pages that follow. Returns the token.
+    /// Counts each log-in of a batch that will need its password hashed
+    /// (Redis could not answer it) on its failure counters, in one round
+    /// trip, before any hash: one past a limit is refused here
+    /// ([`Error::TooManyAttempts`] in `known`) and costs no hash. Returns, per
+    /// log-in, whether it now holds a place in its counters; a refused one
+    /// has its places given back in `finish`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] if Redis is down.
+    fn admit_for_hashing(
+        &mut self,
+        prepared: &[Prepared],
+        known: &mut [Result<Option<Login>, Error>],
+        finish: &mut redis::Pipeline,
+    ) -> Result<Vec<bool>, Error> {
+        let mut held: Vec<bool> = known
+            .iter()
+            .zip(prepared)
+            .map(|(k, p)| matches!(k, Ok(None)) && !p.failures.is_empty())
+            .collect();
+        let mut pipe = redis::pipe();
+        for (p, _) in prepared.iter().zip(&held).filter(|(_, held)| **held) {
+            throttle::admit_cmds(&mut pipe, &p.failures, &p.member);
+        }
+        if pipe.is_empty() {
+            return Ok(held);
+        }
+        let replies: Vec<i64> = self.redis.run_scripts(&pipe, &[&throttle::ADMIT_SCRIPT])?;
+        let mut replies = replies.into_iter();
+        for ((p, known), held) in prepared.iter().zip(known.iter_mut()).zip(held.iter_mut()) {
+            if !*held {
+                continue;
+            }
+            let mine: Vec<i64> = replies.by_ref().take(p.failures.len()).collect();
+            if let Err(refused) = throttle::admitted(&mine) {
+                throttle::release(finish, &p.failures, &p.member);
+                *known = Err(refused);
+                *held = false;
+            }
+        }
+        Ok(held)
+    }
+
+    /// Sends a batch's last pipeline and applies what the session scripts in
+    /// it answered: a log-in that a successful-log-in limit refused, or whose
+    /// session Redis did not store, fails.
+    fn finish_batch(&mut self, finish: &redis::Pipeline, outcomes: &mut [Result<Message, Error>]) {
+        if finish.is_empty() {
+            return;
+        }
+        let scripts = [&*login_session::OPEN_SCRIPT, &*profile_cache::STORE_SCRIPT];
+        match self.redis.run_scripts::<Vec<Vec<u64>>>(finish, &scripts) {
+            Ok(replies) => {
+                let successes = outcomes.iter_mut().filter(|outcome| outcome.is_ok());
+                for (outcome, reply) in successes.zip(replies) {
+                    if let Err(e) = login_session::opened(&reply) {
+                        *outcome = Err(e);
+                    }
+                }
+            }
+            Err(e) => {
+                // No session was stored: none of the successes stands.
+                let opened = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+                let mut errors = Error::from(e).shared_by(opened).into_iter();
+                for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_ok()) {
+                    *outcome = Err(errors.next().unwrap_or(Error::Unavailable(Dependency::Redis)));
+                }
+            }
+        }
+    }
+
+    /// Adds a new session for `login` to `pipe` ([`login_session::open_cmd`]:
+    /// counted, capped and stored in one step) and, after a MySQL read, the
+    /// log-in record and a warm profile cache for the log-ins and pages that
+    /// follow. Returns the token.
     fn open_session(
         &self,
         pipe: &mut redis::Pipeline,
         login: &Login,
-        failures_key: Option<&str>,
+        opening: &Opening<'_>,
     ) -> Result<Secret, Error> {
         let (token, token_hash) = session::new_token()?;
         let lifetimes = self.shared.lifetimes;
@@ -171,10 +252,8 @@ impl Service {
             expires_at: session::unix_now() + lifetimes.max_secs,
         };
         let keys = &self.shared.keys;
-        session::store(pipe, keys, &token_hash, &session, lifetimes);
-        if let Some(key) = failures_key {
-            throttle::clear(pipe, key);
-        }
+        let cap = self.shared.max_sessions_per_user;
+        login_session::open_cmd(pipe, keys, (&token_hash, &session), lifetimes, cap, opening);
         if login.from_mysql {
             login_record::store(pipe, keys, &session.username, login.user_id, &login.stamp);
             pipe.add_command(profile_cache::store_cmd(keys, login.user_id, &login.profile)).ignore();
@@ -331,22 +410,48 @@ struct Prepared {
     /// cannot exist, so it is answered like an unknown one, and gets no
     /// counter or record of its own.
     username: Option<String>,
-    /// The username's failure counter.
-    user_key: Option<String>,
-    /// The counters that must be below their limits.
-    counters: Vec<(String, Limit)>,
+    /// This attempt's member in its counters.
+    member: String,
+    /// Failed-log-in counters: the username's (if valid), then the address's (if known).
+    failures: Vec<(String, Limit)>,
+    /// Successful-log-in counters, in the same order.
+    successes: Vec<(String, Limit)>,
+    /// All of them: what must be below its limit before anything is done.
+    checked: Vec<(String, Limit)>,
 }
 
 impl Prepared {
-    fn new(keys: &Keys, request: &LoginRequest<'_>) -> Prepared {
+    fn new(keys: &Keys, limits: &Limits, request: &LoginRequest<'_>) -> Prepared {
         let username = validate::username(request.username).ok();
-        let user_key = username.as_ref().map(|name| keys.login_failures_by_user(name));
-        let counters = user_key
-            .iter()
-            .map(|key| (key.clone(), LOGIN_FAILURES_PER_USER))
-            .chain(request.client.map(|addr| (keys.login_failures_by_addr(addr), LOGIN_FAILURES_PER_ADDR)))
-            .collect();
-        Prepared { username, user_key, counters }
+        let mut failures = Vec::with_capacity(2);
+        let mut successes = Vec::with_capacity(2);
+        if let Some(name) = &username {
+            failures.push((keys.login_failures_by_user(name), limits.failures_per_user));
+            successes.push((keys.logins_by_user(name), limits.logins_per_user));
+        }
+        if let Some(addr) = request.client {
+            failures.push((keys.login_failures_by_addr(addr), limits.failures_per_addr));
+            successes.push((keys.logins_by_addr(addr), limits.logins_per_addr));
+        }
+        let checked = failures.iter().chain(&successes).cloned().collect();
+        Prepared { username, member: throttle::new_member(), failures, successes, checked }
+    }
+
+    /// The counters a successful log-in's session script updates, by
+    /// position: the username's first (if valid), then the address's (if known).
+    fn opening(&self, started_ms: u64) -> Opening<'_> {
+        let user = self.username.is_some().then_some(0);
+        let addr = (self.failures.len() > usize::from(user.is_some())).then_some(usize::from(user.is_some()));
+        let failure = |i: Option<usize>| i.and_then(|i| self.failures.get(i)).map(|(key, _)| key.as_str());
+        let success = |i: Option<usize>| {
+            i.and_then(|i| self.successes.get(i)).map(|(key, limit)| (key.as_str(), *limit))
+        };
+        Opening {
+            member: &self.member,
+            started_ms,
+            failures: [failure(user), failure(addr)],
+            successes: [success(user), success(addr)],
+        }
     }
 }
 

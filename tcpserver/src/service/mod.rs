@@ -25,6 +25,7 @@ use crate::keys::Keys;
 use crate::password::PasswordHasher;
 use crate::profile_cache::{self, Versioned};
 use crate::session::{self, Lifetimes, Session};
+use crate::throttle::Limits;
 use crate::verified::VerifiedCache;
 
 /// Cache writes remembered for later when Redis failed after a MySQL commit.
@@ -45,6 +46,10 @@ pub struct Shared {
     pub lifetimes: Lifetimes,
     /// Where pictures go.
     pub avatars: AvatarStore,
+    /// The throttles' limits.
+    pub limits: Limits,
+    /// Sessions one account may hold; past it the oldest end.
+    pub max_sessions_per_user: u64,
     /// Profiles that changed in MySQL while their cache entry could not be
     /// updated (Redis failed between the commit and the cache write), by user.
     /// The entry is written (version-guarded, like any other) before that
@@ -60,8 +65,10 @@ impl Shared {
         keys: Keys,
         lifetimes: Lifetimes,
         avatars: AvatarStore,
+        (limits, max_sessions_per_user): (Limits, u64),
     ) -> Shared {
-        Shared { hasher, verified, keys, lifetimes, avatars, unsynced: Mutex::new(HashMap::new()) }
+        let unsynced = Mutex::new(HashMap::new());
+        Shared { hasher, verified, keys, lifetimes, avatars, limits, max_sessions_per_user, unsynced }
     }
 
     fn unsynced(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Versioned>> {

@@ -160,6 +160,8 @@ impl TestServer {
             &mysql_url,
             "--redis-url",
             &env.redis_url,
+            "--metrics-listen",
+            "127.0.0.1:0",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -215,6 +217,26 @@ impl TestServer {
     /// What the server wrote to standard error so far.
     pub fn stderr(&self) -> String {
         fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The value of one counter on the server's metrics listener (the address
+    /// it logged at start), e.g. `usermgmt_password_hashes_total`.
+    pub fn metric(&self, name: &str) -> u64 {
+        let log = self.stderr();
+        let addr = log
+            .lines()
+            .find_map(|line| line.split("metrics on http://").nth(1))
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+            .to_owned();
+        let mut stream = TcpStream::connect(&addr).expect("metrics listener");
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("send scrape");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read scrape");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
     }
 
     /// The process id.

@@ -1,0 +1,200 @@
+//! The throttles and the session cap under concurrency, against a real server,
+//! MySQL and Redis: limits that hold exactly however many requests arrive at
+//! the same moment, with attempts past a limit refused before any hash.
+
+mod util;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use proto::{ErrorCode, Message, Secret};
+use util::{Options, TestServer, error_code, redis_keys};
+
+const PASSWORD: &str = "correct horse battery";
+
+const HASHES: &str = "usermgmt_password_hashes_total";
+
+/// Sends `attempts` requests at the same moment, one per connection (all
+/// connected first, then released together by a barrier), and returns the replies.
+fn all_at_once(server: &TestServer, attempts: Vec<Message>) -> Vec<Message> {
+    let barrier = Arc::new(Barrier::new(attempts.len()));
+    let threads: Vec<_> = attempts
+        .into_iter()
+        .map(|message| {
+            let mut client = server.connect();
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                client.call(message)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().expect("client thread")).collect()
+}
+
+/// How many replies were each of: logged in, wrong credentials, throttled.
+fn tally(replies: &[Message]) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    for reply in replies {
+        match reply {
+            Message::LoggedIn { .. } => counts.0 += 1,
+            other => match error_code(other) {
+                ErrorCode::BadCredentials => counts.1 += 1,
+                ErrorCode::TooManyAttempts => counts.2 += 1,
+                code => panic!("unexpected {code:?}: {other:?}"),
+            },
+        }
+    }
+    counts
+}
+
+fn login(username: &str, password: &str, client: Option<IpAddr>) -> Message {
+    Message::Login { username: username.to_owned(), password: password.into(), client }
+}
+
+/// A distinct documentation address per attempt, so that only the per-user limit applies.
+fn address(i: usize) -> Option<IpAddr> {
+    Some(IpAddr::from([198, 18, (i / 250) as u8, (i % 250) as u8 + 1]))
+}
+
+#[test]
+fn two_hundred_simultaneous_guesses_at_one_account_are_checked_exactly_five_times() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let victim = server.sign_up(&mut c, "victim", PASSWORD);
+    let hashes_before = server.metric(HASHES);
+
+    let guesses = (0..200).map(|i| login(&victim, &format!("guess-{i:04}"), address(i))).collect();
+    let (ok, checked, throttled) = tally(&all_at_once(&server, guesses));
+    assert_eq!((ok, checked, throttled), (0, 5, 195));
+    assert_eq!(server.metric(HASHES) - hashes_before, 5, "a refused guess costs no hash");
+    // Even the right password waits now.
+    assert_eq!(error_code(&c.call(login(&victim, PASSWORD, None))), ErrorCode::TooManyAttempts);
+}
+
+#[test]
+fn two_hundred_simultaneous_guesses_from_one_address_are_checked_exactly_fifty_times() {
+    let server = TestServer::start();
+    let attacker: IpAddr = "203.0.113.9".parse().unwrap();
+    let hashes_before = server.metric(HASHES);
+    // Two hundred different accounts (unknown ones cost a hash like known ones).
+    let guesses =
+        (0..200).map(|i| login(&server.username(&format!("a{i}")), PASSWORD, Some(attacker))).collect();
+    let (ok, checked, throttled) = tally(&all_at_once(&server, guesses));
+    assert_eq!((ok, checked, throttled), (0, 50, 150));
+    assert_eq!(server.metric(HASHES) - hashes_before, 50);
+}
+
+/// One worker, so the four log-ins share one batch: the success among them
+/// does not wipe the three failures recorded beside it.
+#[test]
+fn a_success_in_a_batch_of_failures_does_not_reset_them() {
+    let server = TestServer::start_with(Options::default().arg("--workers", 1));
+    let mut c = server.connect();
+    let username = server.sign_up(&mut c, "batched", PASSWORD);
+    let mut bytes = Vec::new();
+    for (i, password) in ["wrong-one", "wrong-two", "wrong-three", PASSWORD].iter().enumerate() {
+        let frame = proto::Frame { request_id: 100 + i as u64, message: login(&username, password, None) };
+        frame.encode(&mut bytes).expect("encodable");
+    }
+    c.write_raw(&bytes);
+    let replies: Vec<Message> = (0..4).map(|_| c.recv().message).collect();
+    assert_eq!(tally(&replies), (1, 3, 0), "{replies:?}");
+    // Three failures stand: two more guesses, and then the account waits.
+    for _ in 0..2 {
+        assert_eq!(error_code(&c.call(login(&username, "wrong-again", None))), ErrorCode::BadCredentials);
+    }
+    assert_eq!(error_code(&c.call(login(&username, PASSWORD, None))), ErrorCode::TooManyAttempts);
+}
+
+#[test]
+fn successful_log_ins_of_one_account_are_throttled_exactly_under_concurrency() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let username = server.sign_up(&mut c, "looping", PASSWORD);
+    // The first log-in fills the log-in record and the verified cache, so the
+    // rest cost no hash: the case that used to let one account flood Redis.
+    c.log_in(&username, PASSWORD);
+    let attempts = (0..100).map(|i| login(&username, PASSWORD, address(i))).collect();
+    let (ok, checked, throttled) = tally(&all_at_once(&server, attempts));
+    assert_eq!((ok, checked, throttled), (29, 0, 71), "30 log-ins per 10 minutes, the first included");
+}
+
+#[test]
+fn successful_log_ins_from_one_address_are_throttled_exactly_under_concurrency() {
+    let server = TestServer::start_with(Options::default().arg("--logins-per-addr", "10/600"));
+    let mut c = server.connect();
+    let users: Vec<String> =
+        (0..5).map(|i| server.sign_up(&mut c, &format!("office{i}"), PASSWORD)).collect();
+    let office: IpAddr = "192.0.2.50".parse().unwrap();
+    let attempts = (0..40).map(|i| login(&users[i % users.len()], PASSWORD, Some(office))).collect();
+    let (ok, _, throttled) = tally(&all_at_once(&server, attempts));
+    assert_eq!((ok, throttled), (10, 30));
+    // Another address is not held up.
+    assert!(matches!(
+        c.call(login(&users[0], PASSWORD, "192.0.2.51".parse().ok())),
+        Message::LoggedIn { .. }
+    ));
+}
+
+#[test]
+fn simultaneous_sign_ups_from_one_address_stop_exactly_at_the_limit() {
+    let server = TestServer::start();
+    let addr: IpAddr = "2001:db8:77::1".parse().unwrap();
+    let attempts = (0..40)
+        .map(|i| Message::SignUp {
+            username: server.username(&format!("s{i}")),
+            password: PASSWORD.into(),
+            nickname: None,
+            client: Some(addr),
+        })
+        .collect();
+    let replies = all_at_once(&server, attempts);
+    let signed_up = replies.iter().filter(|r| matches!(r, Message::SignedUp(_))).count();
+    let throttled =
+        replies.iter().filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::TooManyAttempts));
+    assert_eq!((signed_up, throttled.count()), (20, 20));
+}
+
+/// Log-ins of one account, twenty at a time, two thousand in all, with the
+/// rate limit raised so that only the cap stands in the way: at most 32
+/// sessions stay alive, the oldest are ended, and the account's keys in Redis
+/// stay small.
+#[test]
+fn two_thousand_log_ins_of_one_account_leave_at_most_the_cap_of_sessions() {
+    const CAP: usize = 32;
+    let server = TestServer::start_with(Options::default().arg("--logins-per-user", "100000/600"));
+    let mut c = server.connect();
+    let username = server.sign_up(&mut c, "many", PASSWORD);
+    let first = c.log_in(&username, PASSWORD).0;
+
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let mut client = server.connect();
+            let username = username.clone();
+            thread::spawn(move || (0..100).map(|_| client.log_in(&username, PASSWORD).0).last())
+        })
+        .collect();
+    let lasts: Vec<Secret> = threads.into_iter().filter_map(|t| t.join().expect("client thread")).collect();
+    let newest = c.log_in(&username, PASSWORD).0;
+
+    let mut redis = server.env.redis();
+    let sessions = redis_keys(&mut redis, &format!("{}sess:", server.redis_prefix));
+    assert!(sessions.len() <= CAP, "{} sessions alive", sessions.len());
+    let profile = |token: &Secret| Message::GetProfile { token: token.clone(), username: None };
+    assert_eq!(error_code(&c.call(profile(&first))), ErrorCode::Unauthenticated, "the oldest was ended");
+    assert!(matches!(c.call(profile(&newest)), Message::ProfileReply(_)));
+    assert_eq!(lasts.len(), 20);
+    // Everything this server keeps in Redis, byte for byte, but the
+    // successful-log-in counter whose limit this test raised.
+    let used: u64 = redis_keys(&mut redis, &server.redis_prefix)
+        .iter()
+        .filter(|key| !key.contains("thr:ok:user:"))
+        .map(|key| {
+            redis::cmd("MEMORY").arg("USAGE").arg(key).query::<Option<u64>>(&mut redis).unwrap().unwrap_or(0)
+        })
+        .sum();
+    assert!(used < 64 * 1024, "{used} bytes in Redis for one account's 2,002 log-ins");
+    assert!(server.metric("usermgmt_sessions_evicted_total") >= 2002 - CAP as u64);
+}
