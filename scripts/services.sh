@@ -40,13 +40,25 @@ ensure_mariadb() {
   wait_for MariaDB mariadb_up 60
 }
 
+# Redis's memory: a limit (REDIS_MAXMEMORY, default 4gb of this machine's
+# 24 GiB) and the policy noeviction. Every key the system writes has a TTL, so
+# any evicting policy could drop a throttle counter (fresh guesses for an
+# attacker who fills memory) or a session index (the cap lifted); with
+# noeviction Redis refuses writes at the limit and tcpserver answers 503
+# instead. The throttles and the session cap bound what one account or
+# address can store, so the limit is only reached by a flood from many.
+REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-4gb}
+
 ensure_redis() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
-  redis_up && return 0
-  log "starting Redis"
-  service redis-server start >/dev/null 2>&1 ||
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
-  wait_for Redis redis_up 30
+  if ! redis_up; then
+    log "starting Redis"
+    service redis-server start >/dev/null 2>&1 ||
+      redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    wait_for Redis redis_up 30 || return 1
+  fi
+  redis-cli -h 127.0.0.1 -p 6379 CONFIG SET maxmemory "$REDIS_MAXMEMORY" maxmemory-policy noeviction >/dev/null ||
+    log "could not set Redis's maxmemory and policy (CONFIG SET refused)"
 }
 
 # Secrets live in $STATE_DIR/secrets, created once with mode 0600: the pepper

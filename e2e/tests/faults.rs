@@ -791,3 +791,41 @@ fn a_back_end_slower_than_its_callers_sheds_requests_that_waited_too_long() {
         rss_after.1
     );
 }
+
+/// Redis at its `maxmemory` with `noeviction` (as `scripts/services.sh` sets
+/// it): writes are refused, so new log-ins get a quick 503 and nothing is
+/// evicted; once memory is free, everything works again, the sessions from
+/// before included.
+#[test]
+fn a_full_redis_gives_quick_503s_evicts_nothing_and_recovers() {
+    let redis = PrivateRedis::start();
+    let mut conn = redis.conn().expect("private Redis");
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg("noeviction").query(&mut conn).unwrap();
+    let stack = Stack::start_with(Options::under_load().back("--redis-url", redis.url()));
+    let (username, token) = stack.user_with_token("full", PASSWORD);
+    let keys_before: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).unwrap();
+    let used_memory: u64 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO");
+    // Full: the limit is below what Redis already holds.
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(used_memory / 2).query(&mut conn).unwrap();
+    let mut probe = Probe::new(stack.addr);
+    let login = probe.login(&username, PASSWORD);
+    assert!(login.is_retryable_503(), "log-in with Redis full: {}", login.describe());
+    assert_eq!(login.code(), Some(13), "{}", login.describe());
+    assert!(login.latency < Duration::from_secs(1), "{}", login.describe());
+    let keys_full: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(keys_full, keys_before, "nothing evicted, nothing added");
+    let read = probe.profile(&token);
+    assert!(read.ok(), "profile reads go on while Redis is full: {}", read.describe());
+
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0).query(&mut conn).unwrap();
+    assert!(probe.profile(&token).ok(), "the session from before the fault still works");
+    assert!(probe.login(&username, PASSWORD).ok(), "log-ins work again");
+}

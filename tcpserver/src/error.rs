@@ -198,7 +198,7 @@ impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Error {
         // Out of memory (`maxmemory` with `noeviction`): Redis refuses writes
         // until memory is freed; a quick 503 tells the client to come back.
-        if crate::db::redis::is_connection_error(&e) || e.code() == Some("OOM") {
+        if crate::db::redis::is_connection_error(&e) || crate::db::redis::is_out_of_memory(&e) {
             Error::Unavailable(Dependency::Redis)
         } else {
             Error::Internal(Internal::Redis(e))

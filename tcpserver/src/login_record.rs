@@ -39,7 +39,7 @@ pub const TTL_SECS: u64 = 15 * 60;
 /// KEYS[1] = the record, KEYS[2..] = throttle counters; ARGV[1] = profile key
 /// prefix. Returns `ZCARD`, `TTL` for each counter, then the record's id and
 /// stamp, then the profile entry's `v`, `u`, `n`, `a` (missing fields are nil).
-const LOOKUP: &str = r"
+const LOOKUP: &str = r"#!lua flags=no-writes
 local out = {}
 for i = 2, #KEYS do
   out[#out + 1] = tostring(redis.call('ZCARD', KEYS[i]))

@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_SESSIONS_PER_USER: u64 = 32;
 /// lifetime (s), session key prefix, token hash, attempt member, user limit,
 /// user window, address limit, address window, start of the log-in (ms).
 /// Returns `{0, sessions ended}` when opened, `{seconds to wait, 0}` when refused.
-const OPEN: &str = r"
+const OPEN: &str = r"#!lua
 local now = tonumber(ARGV[3])
 if KEYS[5] ~= '' then
   redis.call('ZREM', KEYS[5], ARGV[8])

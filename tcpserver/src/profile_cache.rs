@@ -24,7 +24,7 @@ pub const TTL_SECS: u64 = 60 * 60;
 
 /// KEYS[1] = entry; ARGV = version, username, nickname, avatar ("" for none), TTL.
 /// Returns 1 if stored, 0 if the cached version was as new or newer.
-const STORE_IF_NEWER: &str = r"
+const STORE_IF_NEWER: &str = r"#!lua
 local cached = redis.call('HGET', KEYS[1], 'v')
 if cached and tonumber(cached) >= tonumber(ARGV[1]) then
   return 0

@@ -130,7 +130,7 @@ impl Default for Limits {
 /// member (score 0: in flight) unless the counter is at its limit. Returns 0
 /// when admitted (also when the member is already in: a resent command), else
 /// the seconds until the window ends.
-const ADMIT: &str = r"
+const ADMIT: &str = r"#!lua
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 0
 end

@@ -20,6 +20,43 @@ pub fn is_connection_error(e: &redis::RedisError) -> bool {
         || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
 }
 
+/// What is wrong with Redis's memory settings for this server, if anything.
+///
+/// Everything the server keeps in Redis has a TTL, so every `volatile-*`
+/// and `allkeys-*` policy may evict a throttle counter, which would hand a
+/// guesser fresh attempts, or a session index, which would lift the cap.
+/// Only `noeviction` loses nothing: at the limit Redis refuses writes and
+/// the server answers 503 until memory is free. The limit itself bounds
+/// what a flood could take from the machine (the throttles and the session
+/// cap bound what one account or address can store).
+///
+/// The scripts that add to Redis start with `#!lua`, which makes Redis refuse
+/// such a script as a whole while it is at its limit, never half of it; the
+/// read-only log-in lookup says `flags=no-writes` and runs anyway. The session
+/// resume script is left without the line on purpose: its only write is
+/// `GETEX`'s new TTL, which takes no memory, so profile reads go on while
+/// Redis is full.
+pub fn memory_warning(maxmemory: u64, policy: &str) -> Option<String> {
+    if policy != "noeviction" {
+        return Some(format!(
+            "maxmemory-policy is {policy:?}: it may evict throttle counters and session indexes; \
+             set it to noeviction"
+        ));
+    }
+    (maxmemory == 0).then(|| {
+        "maxmemory is 0 (unbounded): a flood of writes could take all the machine's memory; \
+         set a limit (scripts/services.sh does)"
+            .to_owned()
+    })
+}
+
+/// Whether Redis refused a write for want of memory (`OOM`: at `maxmemory`
+/// with `noeviction`), alone or as one command of a pipeline.
+pub fn is_out_of_memory(e: &redis::RedisError) -> bool {
+    e.code() == Some("OOM")
+        || e.clone().into_server_errors().is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "OOM"))
+}
+
 /// Whether running the operation again on a new connection may help.
 fn is_retryable(e: &redis::RedisError) -> bool {
     is_connection_error(e) && !e.is_timeout()
@@ -52,8 +89,32 @@ impl RedisLink {
     }
 
     /// Connects now; a failure is logged and left for the next use to retry.
+    /// The first worker also checks how Redis is set to handle running out
+    /// of memory ([`memory_warning`]) and logs what is wrong with it.
     pub fn warm_up(&mut self) {
-        let _ = self.conn();
+        if self.link.worker != 0 {
+            let _ = self.conn();
+            return;
+        }
+        let settings =
+            self.run(|c| redis::cmd("CONFIG").arg("GET").arg("maxmemory*").query::<Vec<String>>(c));
+        let setting = |settings: &[String], name: &str| {
+            settings.chunks_exact(2).find(|pair| pair[0] == name).map(|pair| pair[1].clone())
+        };
+        match settings {
+            Ok(settings) => {
+                let maxmemory = setting(&settings, "maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let policy = setting(&settings, "maxmemory-policy").unwrap_or_default();
+                if let Some(warning) = memory_warning(maxmemory, &policy) {
+                    crate::log!("Redis: {warning}");
+                }
+            }
+            // Managed Redis services often rename CONFIG: nothing to check then.
+            Err(e) if !is_connection_error(&e) => {
+                crate::log!("Redis: cannot read its memory settings ({e}); make sure of them by hand")
+            }
+            Err(_) => {}
+        }
     }
 
     fn conn(&mut self) -> RedisResult<&mut Connection> {
@@ -123,5 +184,19 @@ impl RedisLink {
             }
             other => other,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory_warning;
+
+    #[test]
+    fn only_a_bounded_noeviction_redis_is_left_alone() {
+        assert_eq!(memory_warning(4 << 30, "noeviction"), None);
+        assert!(memory_warning(0, "noeviction").unwrap().contains("unbounded"));
+        for evicting in ["allkeys-lru", "volatile-lru", "volatile-ttl", "allkeys-random"] {
+            assert!(memory_warning(4 << 30, evicting).unwrap().contains("noeviction"), "{evicting}");
+        }
     }
 }
