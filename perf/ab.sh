@@ -25,6 +25,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# As in perf/run.sh: the throttles on successful log-ins raised for a load
+# from one address. Environment variables, which a build from before these
+# settings ignores, and no metrics listener (two tcpservers run side by side).
+export LOGINS_PER_USER=1000000000/600 LOGINS_PER_ADDR=1000000000/600
+export LOGIN_FAILURES_PER_ADDR=1000000000/300 METRICS_LISTEN=off
+
 start_stack() { # name bin_dir http_port tcp_port extra_tcpserver_args
   local name=$1 dir=$2 http=$3 tcp=$4
   # shellcheck disable=SC2086 # the extra flags are meant to split into words
