@@ -21,10 +21,12 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::app::{App, StartError};
+use crate::body_budget::BodyBudget;
 use crate::config::Config;
+use crate::connection::{HttpConnection, Timeouts};
 use crate::error::{Failure, HttpError};
 use crate::handlers::{self, Client};
-use crate::request::{BodyBudget, HttpConnection, Method, RequestError, Timeouts};
+use crate::request::{Method, RequestError};
 use crate::response::Response;
 use crate::router;
 
