@@ -4,8 +4,8 @@
 //! (408); before that first byte a kept-alive connection may idle for the idle
 //! timeout, after which it is closed without a word. The body must arrive
 //! within the body timeout. A body over [`MAX_BODY_LEN`] first reserves its
-//! length in the [`BodyBudget`] (503 when it is spent), before a byte of it is
-//! read. Bytes after one request stay
+//! length in the [`BodyBudget`], in all and from the client's address (503 when
+//! either is spent), before a byte of it is read. Bytes after one request stay
 //! buffered for the next, so pipelined requests work.
 //!
 //! [`HttpConnection`] reads from any [`Transport`], so it can be driven without
@@ -123,11 +123,16 @@ impl<S: Transport> HttpConnection<S> {
     ///
     /// A [`RequestError`]; afterwards the connection should be closed.
     pub fn read_request(&mut self, head: Head, max: usize, peer: IpAddr) -> Result<Request, RequestError> {
-        let (body, reservation) = self.read_body(&head, max)?;
+        let (body, reservation) = self.read_body(&head, max, peer)?;
         Ok(Request::holding(head, body, peer, reservation))
     }
 
-    fn read_body(&mut self, head: &Head, max: usize) -> Result<(Body, Option<Reservation>), RequestError> {
+    fn read_body(
+        &mut self,
+        head: &Head,
+        max: usize,
+        peer: IpAddr,
+    ) -> Result<(Body, Option<Reservation>), RequestError> {
         let deadline = Instant::now() + self.timeouts.body;
         match head.framing {
             Framing::None => Ok((Body::Complete(Vec::new()), None)),
@@ -139,7 +144,7 @@ impl<S: Transport> HttpConnection<S> {
                 Ok((Body::TooLarge, None))
             }
             Framing::Length(len) => {
-                let reservation = self.reserve(len)?;
+                let reservation = self.reserve(peer, len)?;
                 self.send_continue(head, len)?;
                 let mut body = Vec::with_capacity(len);
                 let from_buf = len.min(self.buf.len());
@@ -155,7 +160,7 @@ impl<S: Transport> HttpConnection<S> {
                 Ok((Body::Complete(body), reservation))
             }
             Framing::Chunked => {
-                let reservation = self.reserve(max)?;
+                let reservation = self.reserve(peer, max)?;
                 self.send_continue(head, 1)?;
                 let mut decoder = ChunkedDecoder::new(max);
                 let mut body = Vec::new();
@@ -176,13 +181,13 @@ impl<S: Transport> HttpConnection<S> {
         }
     }
 
-    /// Reserves memory for a body over [`MAX_BODY_LEN`]; small ones are already
-    /// bounded by the connection cap.
-    fn reserve(&self, len: usize) -> Result<Option<Reservation>, RequestError> {
+    /// Reserves memory for a body over [`MAX_BODY_LEN`] from `peer`; small ones
+    /// are already bounded by the connection caps.
+    fn reserve(&self, peer: IpAddr, len: usize) -> Result<Option<Reservation>, RequestError> {
         if len <= MAX_BODY_LEN {
             return Ok(None);
         }
-        self.budget.reserve(len).map(Some).ok_or(RequestError::Busy)
+        self.budget.reserve(peer, len).map(Some).map_err(RequestError::Busy)
     }
 
     fn send_continue(&mut self, head: &Head, len: usize) -> Result<(), RequestError> {
@@ -236,6 +241,8 @@ impl<S: Transport> HttpConnection<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body_budget::BudgetError;
+    use crate::request::MAX_UPLOAD_BODY_LEN;
 
     /// A connection in memory: reads give `input` in pieces of at most `piece`
     /// bytes, then end of file; writes are kept.
@@ -277,13 +284,17 @@ mod tests {
     }
 
     fn connection(input: &[u8], piece: usize) -> HttpConnection<Memory> {
+        connection_with(input, piece, Arc::new(BodyBudget::default()))
+    }
+
+    fn connection_with(input: &[u8], piece: usize, budget: Arc<BodyBudget>) -> HttpConnection<Memory> {
         let timeouts = Timeouts {
             idle: Duration::from_secs(1),
             head: Duration::from_secs(1),
             body: Duration::from_secs(1),
         };
         let memory = Memory { input: input.to_vec(), piece, written: Vec::new() };
-        HttpConnection::new(memory, timeouts, Arc::new(BodyBudget::default()))
+        HttpConnection::new(memory, timeouts, budget)
     }
 
     #[test]
@@ -317,5 +328,38 @@ mod tests {
             conn.read_request(head, MAX_BODY_LEN, IpAddr::from([127, 0, 0, 1])).unwrap();
             assert_eq!(conn.stream().written.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"), continued);
         }
+    }
+
+    #[test]
+    fn an_upload_past_its_address_share_is_refused_before_its_body_is_read() {
+        const MIB: usize = 1024 * 1024;
+        let budget = Arc::new(BodyBudget::new(3 * MIB));
+        let (hog, other) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3]));
+        let held = budget.reserve(hog, 2 * MIB).unwrap();
+        let len = MIB + 1;
+        let mut raw = format!(
+            "POST /uploadProfilePic HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .into_bytes();
+        let head_len = raw.len();
+        raw.resize(head_len + len, b'x');
+
+        let mut refused = connection_with(&raw, READ_CHUNK, Arc::clone(&budget));
+        let head = refused.read_head().unwrap().unwrap();
+        let outcome = refused.read_request(head, MAX_UPLOAD_BODY_LEN, hog);
+        assert!(matches!(outcome, Err(RequestError::Busy(BudgetError::AddressShareSpent))), "{outcome:?}");
+        assert!(refused.stream().written.is_empty(), "no 100 Continue for a body that is refused");
+        let failure = RequestError::Busy(BudgetError::AddressShareSpent).failure().unwrap().problem();
+        assert_eq!((failure.status, failure.code, failure.retry_after), (503, 116, Some(1)));
+        assert!(failure.message.contains("your address"), "{}", failure.message);
+
+        let mut served = connection_with(&raw, READ_CHUNK, Arc::clone(&budget));
+        let head = served.read_head().unwrap().unwrap();
+        let request = served.read_request(head, MAX_UPLOAD_BODY_LEN, other).unwrap();
+        assert!(matches!(&request.body, Body::Complete(body) if body.len() == len));
+        assert_eq!(budget.held_by(other), len, "held while the request lives");
+        drop(request);
+        drop(held);
+        assert_eq!(budget.in_flight(), 0);
     }
 }

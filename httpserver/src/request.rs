@@ -16,7 +16,7 @@ use std::fmt;
 use std::io;
 use std::net::IpAddr;
 
-use crate::body_budget::Reservation;
+use crate::body_budget::{BudgetError, Reservation};
 use crate::chunked::ChunkError;
 use crate::error::{Failure, HttpError};
 
@@ -291,6 +291,11 @@ impl Request {
     }
 }
 
+/// What a client is told when its address already holds its whole share of
+/// the upload budget: waiting helps only once its other uploads finish.
+const ADDRESS_BUSY_MESSAGE: &str = "Too many uploads from your address are in progress. \
+     Please wait for them to finish and try again.";
+
 /// Why a request could not be read.
 #[derive(Debug)]
 pub enum RequestError {
@@ -314,8 +319,8 @@ pub enum RequestError {
     BodyTooLarge,
     /// The chunked body is malformed.
     BadChunk(ChunkError),
-    /// [`crate::body_budget::MAX_BODY_BYTES_IN_FLIGHT`] is spent.
-    Busy,
+    /// The memory budget for large bodies, or the client's share of it, is spent.
+    Busy(BudgetError),
 }
 
 impl RequestError {
@@ -329,7 +334,7 @@ impl RequestError {
             RequestError::ConflictingLength => HttpError::ConflictingLength,
             RequestError::UnsupportedTransferEncoding => HttpError::UnsupportedTransferEncoding,
             RequestError::BodyTooLarge => HttpError::BodyTooLarge,
-            RequestError::Busy => HttpError::Busy,
+            RequestError::Busy(_) => HttpError::Busy,
         })
     }
 
@@ -345,6 +350,9 @@ impl RequestError {
             }
             RequestError::BadChunk(e) => {
                 Failure::http_because(kind, format!("The chunked body is malformed: {e}."))
+            }
+            RequestError::Busy(BudgetError::AddressShareSpent) => {
+                Failure::http_because(kind, ADDRESS_BUSY_MESSAGE)
             }
             _ => Failure::http(kind),
         })
@@ -364,7 +372,7 @@ impl fmt::Display for RequestError {
             RequestError::UnsupportedTransferEncoding => f.write_str("unsupported transfer coding"),
             RequestError::BodyTooLarge => f.write_str("body over its cap"),
             RequestError::BadChunk(e) => write!(f, "bad chunked body: {e}"),
-            RequestError::Busy => f.write_str("too many large bodies in flight"),
+            RequestError::Busy(e) => write!(f, "{e}"),
         }
     }
 }
@@ -374,6 +382,7 @@ impl std::error::Error for RequestError {
         match self {
             RequestError::Io(e) => Some(e),
             RequestError::BadChunk(e) => Some(e),
+            RequestError::Busy(e) => Some(e),
             _ => None,
         }
     }
