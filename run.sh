@@ -19,6 +19,11 @@
 #                      the first full seed takes about 15 minutes on two cores,
 #                      SEED_ACCOUNTS=10000 takes seconds; 0 skips seeding
 #   CARGO_TARGET_DIR   [target]          where cargo builds
+# Both servers also read their own settings from the environment, which passes
+# through to them (`target/release/httpserver --help`), e.g.
+#   HTTP_MAX_CONNECTIONS_PER_ADDR [256]  connections per client address;
+#   HTTP_UPLOAD_BUDGET_PER_ADDR_MIB [16] upload bodies in flight per address
+#                      (perf/run.sh raises both: its load comes from one address)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
