@@ -16,7 +16,7 @@ use crate::request::MAX_UPLOAD_BODY_LEN;
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where to accept HTTP connections.
+    /// Where to accept HTTP connections: loopback unless set otherwise.
     pub listen: SocketAddr,
     /// `host:port` of tcpserver; resolved again at each connect so a restarted back
     /// end on another address is found.
@@ -89,7 +89,8 @@ impl std::error::Error for ConfigError {}
 pub const USAGE: &str = "\
 usage: httpserver [flags]   (each flag can also be set by the environment variable shown)
 
-  --listen ADDR           HTTPSERVER_LISTEN     [0.0.0.0:1088]
+  --listen ADDR           HTTPSERVER_LISTEN     [127.0.0.1:1088] this machine only;
+                                   0.0.0.0:1088 (or [::]:1088) serves other machines
   --backend HOST:PORT     BACKEND_ADDR          [127.0.0.1:1099]
   --rpc-pool N            RPC_POOL_SIZE         [16]     shared connections to tcpserver
   --rpc-timeout-ms MS     RPC_TIMEOUT_MS        [5000]   per call
@@ -115,7 +116,10 @@ struct Setting {
     default: &'static str,
 }
 
-const LISTEN: Setting = Setting { flag: "--listen", env: "HTTPSERVER_LISTEN", default: "0.0.0.0:1088" };
+/// Loopback: the demo and benchmark data (`./run.sh` seeds ten million accounts
+/// whose passwords follow a documented pattern) must not be served to other
+/// machines by accident. Serving them is a deliberate `--listen 0.0.0.0:1088`.
+const LISTEN: Setting = Setting { flag: "--listen", env: "HTTPSERVER_LISTEN", default: "127.0.0.1:1088" };
 const BACKEND: Setting = Setting { flag: "--backend", env: "BACKEND_ADDR", default: "127.0.0.1:1099" };
 const RPC_POOL: Setting = Setting { flag: "--rpc-pool", env: "RPC_POOL_SIZE", default: "16" };
 const RPC_TIMEOUT: Setting = Setting { flag: "--rpc-timeout-ms", env: "RPC_TIMEOUT_MS", default: "5000" };
@@ -213,7 +217,7 @@ impl Config {
         };
 
         Ok(Config {
-            listen: parse_with(&LISTEN, value(&LISTEN), "an address such as 0.0.0.0:1088")?,
+            listen: parse_with(&LISTEN, value(&LISTEN), "an address such as 127.0.0.1:1088")?,
             backend: non_empty(&BACKEND, value(&BACKEND))?,
             rpc_pool_size: number(&RPC_POOL, value(&RPC_POOL), 1, MAX_RPC_POOL as u64)? as usize,
             rpc_timeout: millis(&RPC_TIMEOUT, value(&RPC_TIMEOUT))?,
@@ -298,7 +302,8 @@ mod tests {
     #[test]
     fn defaults_match_the_agreed_interface() {
         let c = parse(&[], &[]).unwrap();
-        assert_eq!(c.listen, "0.0.0.0:1088".parse().unwrap());
+        assert_eq!(c.listen, "127.0.0.1:1088".parse().unwrap());
+        assert!(c.listen.ip().is_loopback(), "other machines are served only when asked");
         assert_eq!(c.backend, "127.0.0.1:1099");
         assert_eq!(c.static_dir, PathBuf::from("static"));
         assert_eq!(c.html_dir, PathBuf::from("html"));
