@@ -13,12 +13,21 @@
 # Logs and pid files live under run/ (run/logs/*.log, run/*.pid).
 #
 # Settings (environment):
-#   HTTPSERVER_LISTEN  [0.0.0.0:1088]    where the web front end listens
+#   HTTPSERVER_LISTEN  [127.0.0.1:1088]  where the web front end listens. The
+#                      seeded accounts' passwords follow a published pattern
+#                      (user00000001 / pass00000001), so the default is this
+#                      machine only; on any other address (0.0.0.0:1088 for
+#                      every interface) this script warns loudly
 #   TCPSERVER_LISTEN   [127.0.0.1:1099]  where the back end listens
 #   SEED_ACCOUNTS      [the seed tool's default: 10,000,000] accounts to seed;
 #                      the first full seed takes about 15 minutes on two cores,
 #                      SEED_ACCOUNTS=10000 takes seconds; 0 skips seeding
 #   CARGO_TARGET_DIR   [target]          where cargo builds
+# Both servers also read their own settings from the environment, which passes
+# through to them (`target/release/httpserver --help`), e.g.
+#   HTTP_MAX_CONNECTIONS_PER_ADDR [256]  connections per client address;
+#   HTTP_UPLOAD_BUDGET_PER_ADDR_MIB [16] upload bodies in flight per address
+#                      (perf/run.sh raises both: its load comes from one address)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -29,9 +38,18 @@ source sysctl/limits.sh
 RUN_DIR=$STATE_DIR
 LOG_DIR=$RUN_DIR/logs
 BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
-HTTP_LISTEN=${HTTPSERVER_LISTEN:-0.0.0.0:1088}
+HTTP_LISTEN=${HTTPSERVER_LISTEN:-127.0.0.1:1088}
 TCP_LISTEN=${TCPSERVER_LISTEN:-127.0.0.1:1099}
 HTTP_PORT=${HTTP_LISTEN##*:}
+# The listening host without IPv6 brackets: 127.0.0.1, 0.0.0.0, ::1, ...
+HTTP_HOST=${HTTP_LISTEN%:*}
+HTTP_HOST=${HTTP_HOST#[}
+HTTP_HOST=${HTTP_HOST%]}
+# Where this script reaches httpserver: a wildcard address is reachable on loopback.
+case $HTTP_HOST in
+0.0.0.0 | ::) HTTP_CONNECT_HOST=127.0.0.1 ;;
+*) HTTP_CONNECT_HOST=$HTTP_HOST ;;
+esac
 DEMO_USER=demo
 DEMO_PASSWORD=demo-password
 # How long the servers may take to answer after starting, and to stop after SIGTERM.
@@ -55,10 +73,35 @@ running_pid() {
 http_request() { # http_request <method> <path> [json body]
   local body=${3:-}
   timeout 10 bash -c '
-    exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
+    exec 3<>"/dev/tcp/$0" || exit 1
     printf "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s" \
       "$1" "$2" "${#3}" "$3" >&3
-    cat <&3' "$HTTP_PORT" "$1" "$2" "$body" 2>/dev/null
+    cat <&3' "$HTTP_CONNECT_HOST/$HTTP_PORT" "$1" "$2" "$body" 2>/dev/null
+}
+
+# Whether httpserver's address is reachable from this machine only.
+loopback_only() {
+  case $HTTP_HOST in
+  127.* | ::1 | ::ffff:127.*) return 0 ;;
+  *) return 1 ;;
+  esac
+}
+
+# The database is for demonstration and benchmarks: its passwords are public.
+# Said before start-up and again after the welcome, where it cannot be missed.
+warn_if_exposed() {
+  loopback_only && return 0
+  cat >&2 <<EOF
+
+WARNING: httpserver listens on $HTTP_LISTEN, which other machines can reach,
+WARNING: and its database holds accounts whose passwords are public: the demo
+WARNING: account ($DEMO_USER / $DEMO_PASSWORD) and the seeded accounts, whose
+WARNING: passwords follow a documented pattern (user00000001 / pass00000001).
+WARNING: Anyone who can reach $HTTP_LISTEN can log in as any of them.
+WARNING: Serve it on loopback (unset HTTPSERVER_LISTEN: 127.0.0.1:1088), or
+WARNING: only on a network where that is acceptable.
+
+EOF
 }
 
 healthy() { http_request GET /healthz | head -n1 | grep -q ' 200 '; }
@@ -145,8 +188,11 @@ ensure_demo_user() {
 }
 
 print_welcome() {
-  local host=${HTTP_LISTEN%:*}
-  [ "$host" = 0.0.0.0 ] && host=localhost
+  local host=$HTTP_HOST
+  case $host in
+  0.0.0.0 | 127.0.0.1) host=localhost ;;
+  *:*) host="[$host]" ;;
+  esac
   echo
   echo "usermgmt is up: http://$host:$HTTP_PORT/"
   echo "  log in as $DEMO_USER / $DEMO_PASSWORD"
@@ -154,6 +200,7 @@ print_welcome() {
     echo "  or as any seeded account, e.g. user00000001 / pass00000001"
   fi
   echo "  logs: $LOG_DIR/   stop: ./run.sh stop   status: ./run.sh status"
+  warn_if_exposed
 }
 
 start() {
@@ -169,6 +216,7 @@ start() {
   sql/mariadb/apply.sh
   # Kernel settings for high concurrency; reports rather than fails where refused.
   sysctl/tune.sh >/dev/null || log "sysctl/tune.sh could not apply every setting (see sysctl/tune.sh --check)"
+  warn_if_exposed
   sql/setup.sh usermgmt "$MYSQL_APP_PASSWORD" >/dev/null
   ensure_build_tools
   build

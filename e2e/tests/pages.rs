@@ -203,6 +203,93 @@ fn cross_site_posts_with_the_cookie_are_refused() {
     assert!(home.contains(&username));
 }
 
+/// What a proxy in front that adds HTTP Basic credentials puts on every request.
+const PROXY_BASIC: (&str, &str) = ("Authorization", "Basic cHJveHk6c2VjcmV0");
+
+#[test]
+fn a_cross_site_login_with_basic_credentials_and_no_csrf_token_is_refused() {
+    let stack = Stack::start();
+    let attacker = stack.sign_up("attacker", PASSWORD);
+    let login = [("username", attacker.as_str()), ("password", PASSWORD)];
+    let session_set =
+        |reply: &util::Reply| reply.all("set-cookie").iter().any(|c| c.starts_with("um_session="));
+
+    // Another site's form, in a browser behind the proxy: refused, and no session set.
+    let mut victim = stack.client();
+    let _ = victim.get("/"); // the victim has been here before: it has a CSRF cookie
+    let cross_site = [PROXY_BASIC, ("Sec-Fetch-Site", "cross-site"), ("Origin", "http://evil.example")];
+    let form = victim.form_post("/login", &login, &cross_site);
+    assert_eq!(form.status, 403, "{}", form.text());
+    assert!(!session_set(&form), "{:?}", form.headers);
+    // The same as an API call: 403, code 109.
+    let mut headers = vec![("Accept", "application/json")];
+    headers.extend_from_slice(&cross_site);
+    let api = victim.form_post("/login", &login, &headers);
+    assert_eq!((api.status, api.code()), (403, 109), "{}", api.text());
+    assert!(!session_set(&api), "{:?}", api.headers);
+    // A browser that sends no origin headers at all still needs the token.
+    let bare = victim.form_post("/login", &login, &[PROXY_BASIC]);
+    assert_eq!(bare.status, 403, "{}", bare.text());
+    assert!(!session_set(&bare) && victim.cookie("um_session").is_none());
+
+    // Behind that proxy the site works as usual: the page's own form logs in,
+    // and the cookie, not the Basic header, is the session.
+    let mut user = stack.client();
+    let token = csrf_field(&user.get("/").text()).expect("token");
+    let origin = format!("http://{}", stack.addr);
+    let mut fields = vec![("csrf", token.as_str())];
+    fields.extend_from_slice(&login);
+    let ok = user.form_post("/login", &fields, &[PROXY_BASIC, ("Origin", &origin)]);
+    assert_eq!((ok.status, ok.header("location")), (303, Some("/home")), "{}", ok.text());
+    let home = user.request("GET", "/home", &[PROXY_BASIC], b"");
+    assert_eq!(home.status, 200, "{}", home.text());
+    assert!(home.text().contains(&attacker));
+}
+
+#[test]
+fn a_bearer_authenticated_call_needs_no_csrf_token() {
+    let stack = Stack::start();
+    let (_, token) = stack.user_with_token("bearer", PASSWORD);
+    let auth = format!("Bearer {token}");
+    let mut api = stack.client();
+    let changed =
+        api.form_post("/updateNickName", &[("nickname", "No token needed")], &[("Authorization", &auth)]);
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert_eq!(changed.json()["data"]["nickname"], "No token needed");
+}
+
+#[test]
+fn log_in_rotates_the_csrf_token_and_the_old_one_is_refused() {
+    let stack = Stack::start();
+    let username = stack.sign_up("rotated", PASSWORD);
+    let mut http = stack.client();
+    let before = csrf_field(&http.get("/").text()).expect("token on the log-in page");
+    assert_eq!(http.cookie("um_csrf"), Some(before.as_str()));
+    let origin = format!("http://{}", stack.addr);
+    let login = http.form_post(
+        "/login",
+        &[("csrf", &before), ("username", &username), ("password", PASSWORD)],
+        &[("Origin", &origin)],
+    );
+    assert_eq!(login.status, 303, "{}", login.text());
+    let after = http.cookie("um_csrf").expect("a CSRF cookie after log-in").to_owned();
+    assert_ne!(after, before, "log-in sets a fresh token");
+    assert!(login.all("set-cookie").iter().any(|c| c.starts_with("um_csrf=") && c.contains("HttpOnly")));
+
+    let stale = http.form_post(
+        "/updateNickName",
+        &[("csrf", &before), ("nickname", "stale")],
+        &[("Origin", &origin)],
+    );
+    assert_eq!(stale.status, 403, "the token from before the log-in is refused: {}", stale.text());
+    let page = csrf_field(&http.get("/home").text()).expect("token on home");
+    assert_eq!(page, after, "the home page's forms carry the new token");
+    let fresh =
+        http.form_post("/updateNickName", &[("csrf", &after), ("nickname", "fresh")], &[("Origin", &origin)]);
+    assert_eq!(fresh.status, 303, "{}", fresh.text());
+    assert!(http.get("/home").text().contains("fresh"));
+}
+
 #[test]
 fn logout_clears_the_cookie_and_ends_the_session() {
     let stack = Stack::start();

@@ -1,7 +1,14 @@
 //! Slow and idle clients: thousands of connections that send half a request
 //! head and stop. They must not keep other people from logging in, the server
 //! must close them once the head timeout has passed, and connections over the
-//! connection cap must get a quick 503 rather than a wait.
+//! connection cap must get a quick 503 rather than a wait. One client address
+//! gets only its share: past its connection share it gets the same quick 503,
+//! and stalled uploads from it spend only its share of the upload budget,
+//! while another address (127.0.0.3 beside 127.0.0.2) is served.
+//!
+//! The tests of the global cap and of thousands of slow clients from one
+//! address (127.0.0.1) raise the per-address connection share to the whole cap,
+//! so that what they measure is the server's, not one address's, limit.
 //!
 //! Each connection costs a descriptor here and one in httpserver, so the test
 //! raises its own soft open-file limit to the hard limit first (httpserver does
@@ -12,7 +19,7 @@
 mod util;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -35,6 +42,16 @@ const QUICK: Duration = Duration::from_secs(5);
 
 /// Generous bound for the server to get through thousands of connections.
 const SETTLE: Duration = Duration::from_secs(30);
+
+/// The client address that takes more than its share in the per-address tests.
+const HOG: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// Another client address, which must be served meanwhile.
+const NEIGHBOUR: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+
+/// `--max-connections-per-addr` for tests whose slow clients all come from
+/// 127.0.0.1: the largest the server takes, so that only the global cap counts.
+const WHOLE_CAP_PER_ADDR: usize = 100_000;
 
 /// Lets one test at a time hold thousands of connections.
 fn heavy() -> MutexGuard<'static, ()> {
@@ -87,6 +104,19 @@ fn open_slow(addr: SocketAddr, n: usize) -> Vec<(TcpStream, Instant)> {
                 .unwrap_or_else(|e| panic!("connect slow client {i}: {e}"));
             stream.write_all(HALF_HEAD).unwrap_or_else(|e| panic!("send half a head on {i}: {e}"));
             (stream, Instant::now())
+        })
+        .collect()
+}
+
+/// Like [`open_slow`], from the loopback address `source`.
+fn open_slow_from(addr: SocketAddr, source: IpAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut stream = util::connect_from(addr, source);
+            stream
+                .write_all(HALF_HEAD)
+                .unwrap_or_else(|e| panic!("send half a head on {i} from {source}: {e}"));
+            stream
         })
         .collect()
 }
@@ -165,7 +195,11 @@ fn three_thousand_half_heads_do_not_stop_other_users_logging_in() {
     let _turn = heavy();
     raise_open_file_limit();
     // Long enough that none of them times out during the test.
-    let stack = Stack::start_with(Options::default().front("--head-timeout-ms", 50_000));
+    let stack = Stack::start_with(
+        Options::default()
+            .front("--head-timeout-ms", 50_000)
+            .front("--max-connections-per-addr", WHOLE_CAP_PER_ADDR),
+    );
     let (_, front) = stack.pids();
     // Counted before the sign-ups: the threads of their connections end a
     // moment after the connections do, and would blur the count afterwards.
@@ -219,7 +253,11 @@ fn half_heads_are_closed_after_the_head_timeout() {
     let _turn = heavy();
     raise_open_file_limit();
     let timeout = Duration::from_millis(2_000);
-    let stack = Stack::start_with(Options::default().front("--head-timeout-ms", timeout.as_millis()));
+    let stack = Stack::start_with(
+        Options::default()
+            .front("--head-timeout-ms", timeout.as_millis())
+            .front("--max-connections-per-addr", WHOLE_CAP_PER_ADDR),
+    );
     let (_, front) = stack.pids();
     let idle_threads = threads(front);
 
@@ -260,7 +298,10 @@ fn connections_over_the_cap_get_a_quick_503() {
     raise_open_file_limit();
     const CAP: usize = 1_000;
     let stack = Stack::start_with(
-        Options::default().front("--max-connections", CAP).front("--head-timeout-ms", 50_000),
+        Options::default()
+            .front("--max-connections", CAP)
+            .front("--head-timeout-ms", 50_000)
+            .front("--max-connections-per-addr", WHOLE_CAP_PER_ADDR),
     );
     let (_, front) = stack.pids();
     let idle_threads = threads(front);
@@ -335,6 +376,146 @@ fn connections_over_the_cap_get_a_quick_503() {
         "cap {CAP}: 500 slow clients over it each answered 503 within {slowest:?}; a burst of 200: \
          {answered} answered 503, the rest closed at once"
     );
+}
+
+/// Sends `GET /healthz` on a new connection from `source` and reads the
+/// answer: the connection stays open (kept alive) when it was admitted.
+fn health_from(addr: SocketAddr, source: IpAddr) -> (TcpStream, util::Reply) {
+    let mut stream = util::connect_from(addr, source);
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n").expect("send");
+    let reply = util::read_reply(&mut stream, false);
+    (stream, reply)
+}
+
+#[test]
+fn one_address_past_its_connection_share_gets_a_quick_503_while_another_logs_in() {
+    let _turn = heavy();
+    raise_open_file_limit();
+    const SHARE: usize = 100;
+    let stack = Stack::start_with(
+        Options::default()
+            .front("--max-connections-per-addr", SHARE)
+            .front("--head-timeout-ms", 50_000)
+            .front("--idle-timeout-ms", 60_000),
+    );
+    let (_, front) = stack.pids();
+    let idle_threads = threads(front);
+    let neighbour = stack.sign_up("neighbour", PASSWORD);
+
+    // One address takes its whole share with slow clients...
+    let mut holders = open_slow_from(stack.addr, HOG, SHARE);
+    assert!(
+        wait_for(SETTLE, || threads(front) >= idle_threads + SHARE),
+        "httpserver admitted {} of the {SHARE} connections of one address",
+        threads(front).saturating_sub(idle_threads)
+    );
+
+    // ...and every connection it opens past that is turned away at once, as at the global cap.
+    let mut slowest = Duration::ZERO;
+    for i in 0..30 {
+        let mut stream = open_slow_from(stack.addr, HOG, 1).remove(0);
+        let opened = Instant::now();
+        let ending = read_until_closed(&mut stream, QUICK);
+        let text = String::from_utf8_lossy(&ending.bytes).into_owned();
+        assert_eq!(ending.status(), Some(503), "connection {i} past the share: {text}");
+        assert_eq!(ending.code(), Some(112), "{text}");
+        assert_eq!(ending.header("retry-after").as_deref(), Some("1"), "{text}");
+        assert!(text.contains("from your address"), "the message names the cause: {text}");
+        slowest = slowest.max(opened.elapsed());
+    }
+
+    // Another address is served meanwhile: it logs in, over keep-alive, several times.
+    let mut next_door = util::Http::from_source(stack.addr, NEIGHBOUR);
+    for round in 0..3 {
+        let reply = next_door.api_post("/login", &[("username", &neighbour), ("password", PASSWORD)]);
+        assert_eq!(reply.status, 200, "log-in {round} from {NEIGHBOUR}: {}", reply.text());
+        assert!(reply.json()["data"]["token"].is_string());
+    }
+    let hanging = holders.iter().filter(|stream| !answered_or_closed(stream)).count();
+    assert_eq!(hanging, SHARE, "the share's own connections were kept waiting, not dropped");
+
+    // The count is exact: one connection closed frees one slot, and only one.
+    drop(holders.pop());
+    let mut admitted = None;
+    assert!(
+        wait_for(SETTLE, || {
+            let (stream, reply) = health_from(stack.addr, HOG);
+            let done = reply.status == 200;
+            if done {
+                admitted = Some(stream);
+            }
+            done
+        }),
+        "the freed slot was not given back"
+    );
+    let (_, refused) = health_from(stack.addr, HOG);
+    assert_eq!((refused.status, refused.code()), (503, 112), "one slot freed, one taken: {}", refused.text());
+    drop(admitted);
+    drop(holders);
+    eprintln!("share {SHARE}: 30 connections past it each answered 503 within {slowest:?}");
+}
+
+#[test]
+fn two_hundred_stalled_uploads_from_one_address_leave_another_addresses_upload_served() {
+    let _turn = heavy();
+    raise_open_file_limit();
+    const STALLED: usize = 200;
+    // 2 MiB each: the default 16 MiB share holds exactly eight of them. Without
+    // the share, 128 would spend the whole 256 MiB budget.
+    const ANNOUNCED: usize = 2 * 1024 * 1024;
+    const HELD: usize = 8;
+    // Longer than the test, so that the held uploads hold their share throughout.
+    let stack = Stack::start_with(Options::default().front("--body-timeout-ms", 120_000));
+    let (_, token) = stack.user_with_token("uploader", PASSWORD);
+
+    let head = format!(
+        "POST /uploadProfilePic HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\
+         Content-Type: multipart/form-data; boundary=stalled\r\nContent-Length: {ANNOUNCED}\r\n\r\n"
+    );
+    let stalled: Vec<TcpStream> = (0..STALLED)
+        .map(|i| {
+            let mut stream = util::connect_from(stack.addr, HOG);
+            stream.write_all(head.as_bytes()).unwrap_or_else(|e| panic!("send stalled upload {i}: {e}"));
+            stream
+        })
+        .collect();
+    assert!(
+        wait_for(SETTLE, || stalled.iter().filter(|s| answered_or_closed(s)).count() >= STALLED - HELD),
+        "only {} of the uploads past the address's share were answered",
+        stalled.iter().filter(|s| answered_or_closed(s)).count()
+    );
+    let (mut refused, mut held) = (0, Vec::new());
+    for (i, mut stream) in stalled.into_iter().enumerate() {
+        if !answered_or_closed(&stream) {
+            held.push(stream);
+            continue;
+        }
+        let ending = read_until_closed(&mut stream, QUICK);
+        let text = String::from_utf8_lossy(&ending.bytes).into_owned();
+        assert_eq!((ending.status(), ending.code()), (Some(503), Some(116)), "stalled upload {i}: {text}");
+        assert_eq!(ending.header("retry-after").as_deref(), Some("1"), "{text}");
+        assert!(text.contains("from your address"), "the message names the cause: {text}");
+        refused += 1;
+    }
+    assert_eq!((refused, held.len()), (STALLED - HELD, HELD), "the share holds exactly {HELD} uploads");
+
+    // Another address uploads a picture big enough to need the budget (over 16 KiB).
+    let picture = util::png(128);
+    let (content_type, body) = util::multipart(&[], Some(("image", "me.png", &picture)));
+    assert!(body.len() > 16 * 1024, "{} bytes would not touch the budget", body.len());
+    let auth = format!("Bearer {token}");
+    let mut next_door = util::Http::from_source(stack.addr, NEIGHBOUR);
+    let uploaded = next_door.request(
+        "POST",
+        "/uploadProfilePic",
+        &[("Content-Type", &content_type), ("Authorization", &auth)],
+        &body,
+    );
+    assert_eq!(uploaded.status, 200, "upload from {NEIGHBOUR}: {}", uploaded.text());
+    assert!(uploaded.json()["data"]["avatar_url"].is_string());
+    let still = held.iter().filter(|s| !answered_or_closed(s)).count();
+    assert_eq!(still, HELD, "the uploads within the share are still waiting for their bodies");
+    eprintln!("{STALLED} stalled uploads from {HOG}: {refused} refused at once, {HELD} held its 16 MiB");
 }
 
 #[test]

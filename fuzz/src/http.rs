@@ -25,10 +25,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use httpserver::body_budget::BodyBudget;
+use httpserver::connection::{HttpConnection, Timeouts, Transport};
 use httpserver::input::Fields;
-use httpserver::request::{
-    self, Body, BodyBudget, Framing, Head, HttpConnection, MAX_HEAD_LEN, RequestError, Timeouts, Transport,
-};
+use httpserver::request::{self, Body, Framing, Head, MAX_HEAD_LEN, RequestError};
 use httpserver::{csrf, form, router, session_cookie};
 
 /// Longest input used; the rest is ignored. Past the 16 KiB head cap and the

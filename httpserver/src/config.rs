@@ -10,10 +10,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::body_budget::MAX_BODY_BYTES_IN_FLIGHT;
+use crate::request::MAX_UPLOAD_BODY_LEN;
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where to accept HTTP connections.
+    /// Where to accept HTTP connections: loopback unless set otherwise.
     pub listen: SocketAddr,
     /// `host:port` of tcpserver; resolved again at each connect so a restarted back
     /// end on another address is found.
@@ -25,6 +28,14 @@ pub struct Config {
     pub rpc_timeout: Duration,
     /// Most HTTP connections served at once; beyond it clients get a quick 503.
     pub max_connections: usize,
+    /// Most of those one client network (an IPv4 address, an IPv6 /64) may
+    /// hold; beyond it that client gets the same quick 503. A value at or over
+    /// `max_connections` leaves only the global cap.
+    pub max_connections_per_addr: usize,
+    /// Bytes of the upload budget
+    /// ([`crate::body_budget::MAX_BODY_BYTES_IN_FLIGHT`]) one client network
+    /// may hold at once; a large body past it is refused with 503.
+    pub upload_budget_per_addr: usize,
     /// Root of `/static/...` (the stylesheet, and `avatars/` written by tcpserver).
     pub static_dir: PathBuf,
     /// Where the page templates live.
@@ -78,11 +89,18 @@ impl std::error::Error for ConfigError {}
 pub const USAGE: &str = "\
 usage: httpserver [flags]   (each flag can also be set by the environment variable shown)
 
-  --listen ADDR           HTTPSERVER_LISTEN     [0.0.0.0:1088]
+  --listen ADDR           HTTPSERVER_LISTEN     [127.0.0.1:1088] this machine only;
+                                   0.0.0.0:1088 (or [::]:1088) serves other machines
   --backend HOST:PORT     BACKEND_ADDR          [127.0.0.1:1099]
   --rpc-pool N            RPC_POOL_SIZE         [16]     shared connections to tcpserver
   --rpc-timeout-ms MS     RPC_TIMEOUT_MS        [5000]   per call
   --max-connections N     HTTP_MAX_CONNECTIONS  [4096]   beyond it: 503 + Retry-After
+  --max-connections-per-addr N    HTTP_MAX_CONNECTIONS_PER_ADDR    [256]
+                          of those, per client IPv4 address or IPv6 /64 (behind a
+                          reverse proxy, raise it to --max-connections)
+  --upload-budget-per-addr-mib N  HTTP_UPLOAD_BUDGET_PER_ADDR_MIB  [16]
+                          MiB of upload bodies in flight per client address (3 to
+                          256, of 256 MiB in all); past it: 503 + Retry-After
   --static-dir DIR        STATIC_DIR            [static]
   --html-dir DIR          HTML_DIR              [html]
   --secure-cookies        SECURE_COOKIES=1      [off]    add Secure to cookies
@@ -98,12 +116,26 @@ struct Setting {
     default: &'static str,
 }
 
-const LISTEN: Setting = Setting { flag: "--listen", env: "HTTPSERVER_LISTEN", default: "0.0.0.0:1088" };
+/// Loopback: the demo and benchmark data (`./run.sh` seeds ten million accounts
+/// whose passwords follow a documented pattern) must not be served to other
+/// machines by accident. Serving them is a deliberate `--listen 0.0.0.0:1088`.
+const LISTEN: Setting = Setting { flag: "--listen", env: "HTTPSERVER_LISTEN", default: "127.0.0.1:1088" };
 const BACKEND: Setting = Setting { flag: "--backend", env: "BACKEND_ADDR", default: "127.0.0.1:1099" };
 const RPC_POOL: Setting = Setting { flag: "--rpc-pool", env: "RPC_POOL_SIZE", default: "16" };
 const RPC_TIMEOUT: Setting = Setting { flag: "--rpc-timeout-ms", env: "RPC_TIMEOUT_MS", default: "5000" };
 const MAX_CONNECTIONS: Setting =
     Setting { flag: "--max-connections", env: "HTTP_MAX_CONNECTIONS", default: "4096" };
+/// 256, a sixteenth of the default cap, so that one address can hold at most a
+/// sixteenth of the slots while the others are served. A browser opens at most
+/// six connections to a site, so that is forty people behind one NAT with every
+/// connection busy at once, and far more in practice, as kept-alive connections
+/// close after 30 s idle. Behind a reverse proxy every client has the proxy's
+/// address: there it should be raised to `--max-connections`.
+const MAX_CONNECTIONS_PER_ADDR: Setting =
+    Setting { flag: "--max-connections-per-addr", env: "HTTP_MAX_CONNECTIONS_PER_ADDR", default: "256" };
+/// 16 MiB, [`crate::body_budget::DEFAULT_BODY_BYTES_PER_ADDR`] (which says why).
+const UPLOAD_BUDGET_PER_ADDR: Setting =
+    Setting { flag: "--upload-budget-per-addr-mib", env: "HTTP_UPLOAD_BUDGET_PER_ADDR_MIB", default: "16" };
 const STATIC_DIR: Setting = Setting { flag: "--static-dir", env: "STATIC_DIR", default: "static" };
 const HTML_DIR: Setting = Setting { flag: "--html-dir", env: "HTML_DIR", default: "html" };
 const SECURE_COOKIES: Setting = Setting { flag: "--secure-cookies", env: "SECURE_COOKIES", default: "0" };
@@ -112,12 +144,14 @@ const IDLE_TIMEOUT: Setting = Setting { flag: "--idle-timeout-ms", env: "IDLE_TI
 const BODY_TIMEOUT: Setting = Setting { flag: "--body-timeout-ms", env: "BODY_TIMEOUT_MS", default: "30000" };
 
 /// Settings that take a value, in `--help` order. `--secure-cookies` is a switch.
-const VALUED: [&Setting; 10] = [
+const VALUED: [&Setting; 12] = [
     &LISTEN,
     &BACKEND,
     &RPC_POOL,
     &RPC_TIMEOUT,
     &MAX_CONNECTIONS,
+    &MAX_CONNECTIONS_PER_ADDR,
+    &UPLOAD_BUDGET_PER_ADDR,
     &STATIC_DIR,
     &HTML_DIR,
     &HEAD_TIMEOUT,
@@ -131,6 +165,14 @@ const MAX_RPC_POOL: usize = 4096;
 const MAX_HTTP_CONNECTIONS: usize = 100_000;
 /// Longest timeout accepted for any setting: ten minutes is already generous.
 const MAX_TIMEOUT_MS: u64 = 600_000;
+/// The unit of `--upload-budget-per-addr-mib`.
+const MIB: usize = 1024 * 1024;
+/// Smallest per-address upload budget, in MiB: one full-size upload
+/// ([`MAX_UPLOAD_BODY_LEN`], 2 MiB + 64 KiB) must fit, or no upload could ever succeed.
+const MIN_UPLOAD_BUDGET_PER_ADDR_MIB: usize = MAX_UPLOAD_BODY_LEN.div_ceil(MIB);
+/// Largest per-address upload budget, in MiB: all of [`MAX_BODY_BYTES_IN_FLIGHT`];
+/// more could never be held.
+const MAX_UPLOAD_BUDGET_PER_ADDR_MIB: usize = MAX_BODY_BYTES_IN_FLIGHT / MIB;
 
 impl Config {
     /// Reads the settings from `args` (without the program name), falling back to
@@ -175,7 +217,7 @@ impl Config {
         };
 
         Ok(Config {
-            listen: parse_with(&LISTEN, value(&LISTEN), "an address such as 0.0.0.0:1088")?,
+            listen: parse_with(&LISTEN, value(&LISTEN), "an address such as 127.0.0.1:1088")?,
             backend: non_empty(&BACKEND, value(&BACKEND))?,
             rpc_pool_size: number(&RPC_POOL, value(&RPC_POOL), 1, MAX_RPC_POOL as u64)? as usize,
             rpc_timeout: millis(&RPC_TIMEOUT, value(&RPC_TIMEOUT))?,
@@ -185,6 +227,19 @@ impl Config {
                 1,
                 MAX_HTTP_CONNECTIONS as u64,
             )? as usize,
+            max_connections_per_addr: number(
+                &MAX_CONNECTIONS_PER_ADDR,
+                value(&MAX_CONNECTIONS_PER_ADDR),
+                1,
+                MAX_HTTP_CONNECTIONS as u64,
+            )? as usize,
+            upload_budget_per_addr: number(
+                &UPLOAD_BUDGET_PER_ADDR,
+                value(&UPLOAD_BUDGET_PER_ADDR),
+                MIN_UPLOAD_BUDGET_PER_ADDR_MIB as u64,
+                MAX_UPLOAD_BUDGET_PER_ADDR_MIB as u64,
+            )? as usize
+                * MIB,
             static_dir: PathBuf::from(non_empty(&STATIC_DIR, value(&STATIC_DIR))?),
             html_dir: PathBuf::from(non_empty(&HTML_DIR, value(&HTML_DIR))?),
             secure_cookies: switch(&SECURE_COOKIES, value(&SECURE_COOKIES))?,
@@ -247,12 +302,38 @@ mod tests {
     #[test]
     fn defaults_match_the_agreed_interface() {
         let c = parse(&[], &[]).unwrap();
-        assert_eq!(c.listen, "0.0.0.0:1088".parse().unwrap());
+        assert_eq!(c.listen, "127.0.0.1:1088".parse().unwrap());
+        assert!(c.listen.ip().is_loopback(), "other machines are served only when asked");
         assert_eq!(c.backend, "127.0.0.1:1099");
         assert_eq!(c.static_dir, PathBuf::from("static"));
         assert_eq!(c.html_dir, PathBuf::from("html"));
         assert!(!c.secure_cookies);
         assert_eq!(c.rpc_pool_size, 16);
+        assert_eq!((c.max_connections, c.max_connections_per_addr), (4096, 256));
+        assert_eq!(c.upload_budget_per_addr, crate::body_budget::DEFAULT_BODY_BYTES_PER_ADDR);
+    }
+
+    #[test]
+    fn per_address_limits_are_settings_within_their_ranges() {
+        let c = parse(
+            &["--max-connections-per-addr", "4096"],
+            &[("HTTP_UPLOAD_BUDGET_PER_ADDR_MIB", "256"), ("HTTP_MAX_CONNECTIONS_PER_ADDR", "7")],
+        )
+        .unwrap();
+        assert_eq!((c.max_connections_per_addr, c.upload_budget_per_addr), (4096, MAX_BODY_BYTES_IN_FLIGHT));
+        assert_eq!(MIN_UPLOAD_BUDGET_PER_ADDR_MIB, 3, "one full upload fits in the smallest share");
+        let c = parse(&["--upload-budget-per-addr-mib", "3"], &[]).unwrap();
+        assert!(c.upload_budget_per_addr >= MAX_UPLOAD_BODY_LEN);
+        for (flag, value) in [
+            ("--upload-budget-per-addr-mib", "2"),
+            ("--upload-budget-per-addr-mib", "257"),
+            ("--max-connections-per-addr", "0"),
+        ] {
+            assert!(
+                matches!(parse(&[flag, value], &[]), Err(ConfigError::BadValue { setting, .. }) if setting == flag),
+                "{flag} {value}"
+            );
+        }
     }
 
     #[test]

@@ -9,11 +9,17 @@
 //!    must equal the `um_csrf` cookie (compared in constant time). Another site
 //!    can make a browser send the cookie, but cannot read it to fill in the field.
 //!
-//! Requests with an `Authorization` header carry no ambient credential and skip
-//! both. API clients (`Accept: application/json`) skip the token, but not the
-//! origin check, where no session cookie is in play: on sign-up and log-in, or
-//! when they send no cookie at all. Browsers always need the token, log-in
-//! included, so another site cannot log a visitor into an account of its own.
+//! Requests authenticated by a well-formed `Authorization: Bearer` token carry
+//! no ambient credential and skip both. No other `Authorization` header does:
+//! behind a proxy that adds HTTP Basic credentials, every request a browser
+//! sends carries one, a forged cross-site form included. API clients
+//! (`Accept: application/json`, a JSON body, or a Bearer header) skip the
+//! token, but not the origin check, where no session cookie is in play: on
+//! sign-up and log-in, or when they send no cookie at all. Browsers always need
+//! the token, log-in included, so another site cannot log a visitor into an
+//! account of its own; and a successful log-in sets a fresh token
+//! ([`rotated_cookie`]), so a token known before it (planted by someone who
+//! can set cookies for the site, say) is worthless after it.
 
 use rand::TryRng;
 use rand::rngs::SysRng;
@@ -22,7 +28,7 @@ use subtle::ConstantTimeEq;
 use crate::error::{Failure, HttpError};
 use crate::input::Fields;
 use crate::request::Request;
-use crate::session_cookie::{self, SESSION_COOKIE};
+use crate::session_cookie::{self, Authorization, SESSION_COOKIE};
 
 /// Name of the cookie holding the token.
 pub const CSRF_COOKIE: &str = "um_csrf";
@@ -43,8 +49,19 @@ pub fn page_token(request: &Request, secure: bool) -> (String, Option<String>) {
         return (token.to_owned(), None);
     }
     let token = new_token();
-    let cookie = format!("{CSRF_COOKIE}={token}{}", session_cookie::attributes(secure));
+    let cookie = token_cookie(&token, secure);
     (token, Some(cookie))
+}
+
+/// The `Set-Cookie` value of a new token, for a successful log-in: the forms of
+/// the pages after it carry the new token, and one held before no longer
+/// matches the cookie.
+pub fn rotated_cookie(secure: bool) -> String {
+    token_cookie(&new_token(), secure)
+}
+
+fn token_cookie(token: &str, secure: bool) -> String {
+    format!("{CSRF_COOKIE}={token}{}", session_cookie::attributes(secure))
 }
 
 /// Checks a state-changing request. `api` is true when the client asked for
@@ -54,7 +71,7 @@ pub fn page_token(request: &Request, secure: bool) -> (String, Option<String>) {
 ///
 /// [`HttpError::CsrfRejected`] (403) when the request may be forged.
 pub fn check(request: &Request, fields: &Fields, api: bool, uses_session: bool) -> Result<(), Failure> {
-    if session_cookie::has_authorization(request) {
+    if matches!(session_cookie::authorization(&request.head), Authorization::Bearer(_)) {
         return Ok(());
     }
     let rejected = Failure::http(HttpError::CsrfRejected);
@@ -181,6 +198,35 @@ mod tests {
         assert!(check(&r, &f, false, true).is_err(), "a browser form always needs the token");
         let (r, f) = post(&[("Origin", "http://evil.example")], "");
         assert!(check(&r, &f, true, true).is_err(), "cross-site API calls from a browser are refused too");
+    }
+
+    #[test]
+    fn only_a_well_formed_bearer_lifts_the_checks() {
+        // A proxy in front adds Basic credentials to every request, a forged form's too.
+        let basic = ("Authorization", "Basic dXNlcjpwYXNz");
+        let (r, f) = post(&[basic, ("Sec-Fetch-Site", "cross-site")], "username=a&password=b");
+        assert_eq!(check(&r, &f, true, false), Err(Failure::http(HttpError::CsrfRejected)));
+        assert!(check(&r, &f, false, false).is_err());
+        // With no origin headers at all (an old browser), a browser's log-in still needs the token.
+        let (r, f) = post(&[basic], "username=a&password=b");
+        assert!(check(&r, &f, false, false).is_err());
+        let (r, f) = post(&[basic, ("Cookie", &cookies())], &format!("csrf={TOKEN}"));
+        assert!(check(&r, &f, false, true).is_ok(), "with the token it is an ordinary form post");
+        for not_a_token in ["Bearer", "Bearer <x>", "Bearerabc"] {
+            let (r, f) = post(&[("Authorization", not_a_token), ("Cookie", &cookies())], "");
+            assert!(check(&r, &f, true, true).is_err(), "{not_a_token:?}");
+        }
+        let (r, f) = post(&[("Authorization", "Bearer abc"), ("Sec-Fetch-Site", "cross-site")], "");
+        assert!(check(&r, &f, true, true).is_ok(), "a Bearer token is no ambient credential");
+    }
+
+    #[test]
+    fn a_rotated_token_is_new_and_has_the_cookie_attributes() {
+        let cookie = rotated_cookie(false);
+        let token = cookie.strip_prefix("um_csrf=").and_then(|c| c.split(';').next()).unwrap();
+        assert!(is_token(token) && token != TOKEN);
+        assert_ne!(rotated_cookie(false), cookie);
+        assert!(cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax"));
     }
 
     #[test]

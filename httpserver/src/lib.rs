@@ -4,7 +4,9 @@
 //!
 //! It holds no business rules (those live in tcpserver) and links no MySQL or
 //! Redis client; it only bounds sizes and times. The flow of a request:
-//! [`server`] accepts and reads it ([`request`]), [`router`] picks a handler in
+//! [`server`] accepts it (within the caps per client address of
+//! [`addr_quota`]) and reads it ([`connection`], [`request`], with large bodies
+//! in the [`body_budget`]), [`router`] picks a handler in
 //! [`handlers`], which decodes fields ([`input`]), checks [`csrf`] and the
 //! [`session_cookie`], calls tcpserver through [`rpc_pool`], and answers with a
 //! [`response`]: JSON for API clients, a page ([`templates`]) or a redirect for
@@ -12,9 +14,12 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod addr_quota;
 pub mod app;
+pub mod body_budget;
 pub mod chunked;
 pub mod config;
+pub mod connection;
 pub mod csrf;
 pub mod error;
 pub mod form;

@@ -1,10 +1,12 @@
 //! The accept loop and the life of one connection.
 //!
-//! One thread per connection, as many as `--max-connections`; each serves
-//! requests one after another while the client keeps the connection alive. Past
-//! the cap a new connection is not left hanging in the backlog: a few short-lived
-//! threads answer `503` with `Retry-After` at once and close it, and if even
-//! those are all busy the accept loop answers it itself, without waiting.
+//! One thread per connection, as many as `--max-connections`, of which one
+//! client network (an IPv4 address, an IPv6 /64) may hold at most
+//! `--max-connections-per-addr`; each serves requests one after another while
+//! the client keeps the connection alive. Past either cap a new connection is
+//! not left hanging in the backlog: a few short-lived threads answer `503` with
+//! `Retry-After` at once and close it, and if even those are all busy the
+//! accept loop answers it itself, without waiting.
 //!
 //! SIGTERM and SIGINT stop the accept loop and close the listener, so new
 //! connections are refused at once; requests in progress get a few seconds to
@@ -20,11 +22,14 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::addr_quota::AddrQuota;
 use crate::app::{App, StartError};
+use crate::body_budget::BodyBudget;
 use crate::config::Config;
+use crate::connection::{HttpConnection, Timeouts};
 use crate::error::{Failure, HttpError};
 use crate::handlers::{self, Client};
-use crate::request::{BodyBudget, HttpConnection, Method, RequestError, Timeouts};
+use crate::request::{Method, RequestError};
 use crate::response::Response;
 use crate::router;
 
@@ -129,6 +134,8 @@ struct Server {
     app: Arc<App>,
     budget: Arc<BodyBudget>,
     connections: Arc<AtomicUsize>,
+    /// Connections held per client network.
+    per_addr: Arc<AddrQuota>,
     rejecting: Arc<AtomicUsize>,
     in_flight: Arc<InFlight>,
     /// Set on SIGTERM/SIGINT: connections end after the response in progress.
@@ -137,10 +144,13 @@ struct Server {
 
 impl Server {
     fn new(app: Arc<App>, stopping: Arc<AtomicBool>) -> Server {
+        let budget = Arc::new(BodyBudget::new(app.config.upload_budget_per_addr));
+        let per_addr = Arc::new(AddrQuota::new(app.config.max_connections_per_addr));
         Server {
             app,
-            budget: Arc::new(BodyBudget::default()),
+            budget,
             connections: Arc::new(AtomicUsize::new(0)),
+            per_addr,
             rejecting: Arc::new(AtomicUsize::new(0)),
             in_flight: Arc::new(InFlight::default()),
             stopping,
@@ -163,13 +173,19 @@ impl Server {
         }
     }
 
-    /// Starts a thread for `stream`, or turns it away when at the cap.
+    /// Starts a thread for `stream`, or turns it away when the server or the
+    /// client's network is at its cap.
     fn admit(&self, stream: TcpStream) {
-        let Some(slot) = Slot::take(&self.connections, self.app.config.max_connections) else {
-            reject(stream, &self.rejecting);
+        let Ok(peer) = stream.peer_addr() else {
+            // Already gone (reset before it was accepted): nothing to answer.
             return;
         };
-        let Ok(peer) = stream.peer_addr() else {
+        let Some(slot) = Slot::take(&self.connections, self.app.config.max_connections) else {
+            reject(stream, &self.rejecting, Full::Server);
+            return;
+        };
+        let Some(share) = self.per_addr.take(peer.ip(), 1) else {
+            reject(stream, &self.rejecting, Full::Address);
             return;
         };
         let app = Arc::clone(&self.app);
@@ -177,7 +193,7 @@ impl Server {
         let in_flight = Arc::clone(&self.in_flight);
         let stopping = Arc::clone(&self.stopping);
         let spawned = thread::Builder::new().stack_size(CONNECTION_STACK_SIZE).spawn(move || {
-            let _slot = slot;
+            let _held = (slot, share);
             serve(&app, stream, peer, budget, &in_flight, &stopping);
         });
         if let Err(e) = spawned {
@@ -315,11 +331,20 @@ fn refuse(
     }
 }
 
-/// Turns away a connection over the cap with a quick 503, on a short-lived
+/// Which cap a refused connection met.
+#[derive(Debug, Clone, Copy)]
+enum Full {
+    /// `--max-connections`: the server's.
+    Server,
+    /// `--max-connections-per-addr`: the client network's share.
+    Address,
+}
+
+/// Turns away a connection over a cap with a quick 503, on a short-lived
 /// thread so the accept loop never waits on a client.
-fn reject(stream: TcpStream, rejecting: &Arc<AtomicUsize>) {
+fn reject(stream: TcpStream, rejecting: &Arc<AtomicUsize>, full: Full) {
     let Some(slot) = Slot::take(rejecting, MAX_REJECTING) else {
-        return refuse_now(stream);
+        return refuse_now(stream, full);
     };
     let spawned = thread::Builder::new().stack_size(REJECT_STACK_SIZE).spawn(move || {
         let _slot = slot;
@@ -333,7 +358,7 @@ fn reject(stream: TcpStream, rejecting: &Arc<AtomicUsize>) {
         // before the client has read the answer.
         let mut scratch = [0u8; 4096];
         let _ = stream.read(&mut scratch);
-        if too_many_connections().write_to(&mut stream, false, false, true).is_ok() {
+        if too_many_connections(full).write_to(&mut stream, false, false, true).is_ok() {
             linger(&mut stream);
         }
     });
@@ -347,7 +372,7 @@ fn reject(stream: TcpStream, rejecting: &Arc<AtomicUsize>) {
 /// far, so that closing does not turn into a reset, writes the 503 (a few
 /// hundred bytes, for which a new socket's send buffer always has room) and
 /// closes. A client whose request arrives only after that may see a reset.
-fn refuse_now(mut stream: TcpStream) {
+fn refuse_now(mut stream: TcpStream, full: Full) {
     if stream.set_nonblocking(true).is_err() {
         return;
     }
@@ -357,14 +382,23 @@ fn refuse_now(mut stream: TcpStream) {
             break;
         }
     }
-    if too_many_connections().write_to(&mut stream, false, false, true).is_ok() {
+    if too_many_connections(full).write_to(&mut stream, false, false, true).is_ok() {
         let _ = stream.shutdown(Shutdown::Write);
     }
 }
 
-/// The answer past the connection cap: 503 with `Retry-After`, then close.
-fn too_many_connections() -> Response {
-    Response::json_problem(&Failure::http(HttpError::TooManyConnections).problem()).closing()
+/// The answer past a connection cap: 503 with `Retry-After` and code 112, then
+/// close. Past its address's share the message says so: waiting alone does not
+/// help a client that holds its share itself.
+fn too_many_connections(full: Full) -> Response {
+    let failure = match full {
+        Full::Server => Failure::http(HttpError::TooManyConnections),
+        Full::Address => Failure::http_because(
+            HttpError::TooManyConnections,
+            "Too many connections from your address. Please close some and try again in a moment.",
+        ),
+    };
+    Response::json_problem(&failure.problem()).closing()
 }
 
 /// Half-closes, then reads and drops what the client still sends for a moment,

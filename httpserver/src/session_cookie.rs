@@ -3,13 +3,17 @@
 //! `Authorization: Bearer`.
 //!
 //! The token means nothing here; it is only checked for shape (so junk never
-//! reaches tcpserver) and passed on. An `Authorization` header, when present, is
-//! the only credential considered, so a request that names its token explicitly
-//! never also rides on an ambient cookie.
+//! reaches tcpserver) and passed on. An `Authorization: Bearer` header, when
+//! present, is the only credential considered, so a request that names its
+//! token explicitly never also rides on an ambient cookie. An `Authorization`
+//! header of any other scheme (HTTP Basic credentials that a proxy in front
+//! adds, say) is not this server's: it is ignored, so it neither replaces the
+//! cookie nor passes for an explicit credential, which would lift the CSRF
+//! checks (see [`crate::csrf`]).
 
 use proto::Secret;
 
-use crate::request::Request;
+use crate::request::{Head, Request};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "um_session";
@@ -37,20 +41,43 @@ impl Credential {
     }
 }
 
-/// The request's credential, if it has a well-formed one.
-pub fn credential(request: &Request) -> Option<Credential> {
-    if let Some(value) = request.header("authorization") {
-        let (scheme, token) = value.split_once(' ')?;
-        let token = token.trim();
-        return (scheme.eq_ignore_ascii_case("bearer") && is_token_shaped(token))
-            .then(|| Credential::Bearer(Secret::new(token)));
-    }
-    cookie(request, SESSION_COOKIE).filter(|t| is_token_shaped(t)).map(|t| Credential::Cookie(Secret::new(t)))
+/// What a request's `Authorization` header says, as far as this server is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorization<'a> {
+    /// No `Authorization` header.
+    Absent,
+    /// `Bearer <token>` with a token of the right shape.
+    Bearer(&'a str),
+    /// `Bearer` with no token, or with one that cannot be a session token.
+    MalformedBearer,
+    /// Another scheme (`Basic`, say): someone else's credential, not a session.
+    OtherScheme,
 }
 
-/// True when the request sends an `Authorization` header (and so uses no cookie).
-pub fn has_authorization(request: &Request) -> bool {
-    request.header("authorization").is_some()
+/// Reads the `Authorization` header of `head`.
+pub fn authorization(head: &Head) -> Authorization<'_> {
+    let Some(value) = head.header("authorization") else {
+        return Authorization::Absent;
+    };
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Authorization::OtherScheme;
+    }
+    let token = token.trim();
+    if is_token_shaped(token) { Authorization::Bearer(token) } else { Authorization::MalformedBearer }
+}
+
+/// The request's credential, if it has a well-formed one: the Bearer token when
+/// the request names one (a malformed one is no credential, and the cookie is
+/// then not considered), otherwise the session cookie.
+pub fn credential(request: &Request) -> Option<Credential> {
+    match authorization(&request.head) {
+        Authorization::Bearer(token) => Some(Credential::Bearer(Secret::new(token))),
+        Authorization::MalformedBearer => None,
+        Authorization::Absent | Authorization::OtherScheme => cookie(request, SESSION_COOKIE)
+            .filter(|t| is_token_shaped(t))
+            .map(|t| Credential::Cookie(Secret::new(t))),
+    }
 }
 
 /// The value of cookie `name`, the first if it appears twice.
@@ -105,10 +132,28 @@ mod tests {
     fn bearer_wins_and_replaces_the_cookie() {
         let both = request(&[("Authorization", "Bearer abc123"), ("Cookie", "um_session=fromcookie")]);
         assert_eq!(credential(&both), Some(Credential::Bearer(Secret::new("abc123"))));
-        let bad_bearer = request(&[("Authorization", "Basic dTpw"), ("Cookie", "um_session=fromcookie")]);
-        assert_eq!(credential(&bad_bearer), None);
+        for bad in ["Bearer", "Bearer ", "bearer <script>", "Bearer a b"] {
+            let bad_bearer = request(&[("Authorization", bad), ("Cookie", "um_session=fromcookie")]);
+            assert_eq!(credential(&bad_bearer), None, "{bad:?} names a token, just not a valid one");
+            assert_eq!(authorization(&bad_bearer.head), Authorization::MalformedBearer, "{bad:?}");
+        }
         let cookie_only = request(&[("Cookie", "theme=dark; um_session=t0k3n; other=1")]);
         assert_eq!(credential(&cookie_only), Some(Credential::Cookie(Secret::new("t0k3n"))));
+    }
+
+    #[test]
+    fn another_scheme_is_not_a_session_and_leaves_the_cookie_in_charge() {
+        // HTTP Basic added by a proxy in front: the browser's cookie is still its credential.
+        let basic = request(&[("Authorization", "Basic dTpw"), ("Cookie", "um_session=fromcookie")]);
+        assert_eq!(authorization(&basic.head), Authorization::OtherScheme);
+        assert_eq!(credential(&basic), Some(Credential::Cookie(Secret::new("fromcookie"))));
+        let basic_alone = request(&[("Authorization", "Basic dTpw")]);
+        assert_eq!(credential(&basic_alone), None);
+        assert_eq!(
+            authorization(&request(&[("Authorization", "Negotiate")]).head),
+            Authorization::OtherScheme
+        );
+        assert_eq!(authorization(&request(&[]).head), Authorization::Absent);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -501,6 +501,20 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// Opens a connection from `source`, another loopback address such as
+/// 127.0.0.2 (bound before connecting), so the server counts it as another
+/// client; with the test timeouts.
+pub fn connect_from(addr: SocketAddr, source: IpAddr) -> TcpStream {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket.bind(&SockAddr::from(SocketAddr::new(source, 0))).unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    socket.connect(&SockAddr::from(addr)).unwrap_or_else(|e| panic!("connect from {source}: {e}"));
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(RESPONSE_TIMEOUT)).expect("timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
 /// Sends raw bytes on a new connection and reads one response.
 pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Reply {
     let mut stream = connect(addr);
@@ -524,6 +538,8 @@ pub fn is_closed(stream: &mut TcpStream) -> bool {
 /// A keep-alive HTTP/1.1 client with a cookie jar, like a minimal browser.
 pub struct Http {
     addr: SocketAddr,
+    /// The loopback address its connections come from, when not the default.
+    source: Option<IpAddr>,
     stream: Option<TcpStream>,
     /// Cookies received, by name.
     pub jar: Vec<(String, String)>,
@@ -534,7 +550,12 @@ pub struct Http {
 impl Http {
     /// A client for the server at `addr`.
     pub fn new(addr: SocketAddr) -> Http {
-        Http { addr, stream: None, jar: Vec::new(), last_set_cookies: Vec::new() }
+        Http { addr, source: None, stream: None, jar: Vec::new(), last_set_cookies: Vec::new() }
+    }
+
+    /// A client whose connections come from `source` (see [`connect_from`]).
+    pub fn from_source(addr: SocketAddr, source: IpAddr) -> Http {
+        Http { source: Some(source), ..Http::new(addr) }
     }
 
     /// A cookie's value.
@@ -591,7 +612,11 @@ impl Http {
 
     fn try_send(&mut self, bytes: &[u8], head_only: bool) -> Option<Reply> {
         let fresh = self.stream.is_none();
-        let stream = self.stream.get_or_insert_with(|| connect(self.addr));
+        let (addr, source) = (self.addr, self.source);
+        let stream = self.stream.get_or_insert_with(|| match source {
+            Some(source) => connect_from(addr, source),
+            None => connect(addr),
+        });
         if stream.write_all(bytes).is_err() && !fresh {
             return None;
         }

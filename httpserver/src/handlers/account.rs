@@ -40,8 +40,9 @@ pub fn sign_up(app: &App, request: &Request) -> Response {
     })
 }
 
-/// `POST /login`: username and password. Sets the session cookie; API clients
-/// also get the token in the body, browsers go to their home page.
+/// `POST /login`: username and password. Sets the session cookie and a new
+/// CSRF token; API clients also get the session token in the body, browsers
+/// go to their home page.
 pub fn login(app: &App, request: &Request) -> Response {
     let client = Client::of(&request.head);
     let fields = Fields::from_body(request);
@@ -59,11 +60,14 @@ pub fn login(app: &App, request: &Request) -> Response {
         if let Value::Object(map) = &mut data {
             map.insert("token".to_owned(), json!(token.expose()));
         }
+        let secure = app.config.secure_cookies;
         Ok(Success {
             status: 200,
             data,
             location: "/home".to_owned(),
-            cookies: vec![session_cookie::set_session(&token, app.config.secure_cookies)],
+            // A fresh CSRF token with the new session: one known before the
+            // log-in (planted by another site, say) matches nothing after it.
+            cookies: vec![session_cookie::set_session(&token, secure), csrf::rotated_cookie(secure)],
         })
     });
     respond(client, outcome, |failure| {

@@ -18,13 +18,15 @@ use crate::app::App;
 use crate::error::{Failure, HttpError};
 use crate::request::{Head, Request};
 use crate::response::Response;
-use crate::session_cookie::{self, Credential};
+use crate::session_cookie::{self, Authorization, Credential};
 
 /// The kind of client, which decides the shape of every answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {
     /// Asked for JSON (`Accept: application/json`), sent JSON, or sent
-    /// `Authorization`: gets the JSON envelope.
+    /// `Authorization: Bearer`: gets the JSON envelope. Another scheme (Basic
+    /// credentials a proxy adds) says nothing about the client, which may well
+    /// be a browser, and must not pass a browser's form for an API call.
     Api,
     /// Anything else: gets pages and redirects.
     Browser,
@@ -37,11 +39,11 @@ impl Client {
         let sends_json = head.header("content-type").is_some_and(|c| {
             c.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
         });
-        if accepts_json || sends_json || head.header("authorization").is_some() {
-            Client::Api
-        } else {
-            Client::Browser
-        }
+        let bearer = matches!(
+            session_cookie::authorization(head),
+            Authorization::Bearer(_) | Authorization::MalformedBearer
+        );
+        if accepts_json || sends_json || bearer { Client::Api } else { Client::Browser }
     }
 
     /// True for API clients.
@@ -133,4 +135,23 @@ pub fn profile_json(profile: &Profile) -> Value {
         "nickname": profile.nickname,
         "avatar_url": avatar_url(profile),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(headers: &[(&str, &str)]) -> Client {
+        Client::of(&Head::for_tests("POST", "/login", headers))
+    }
+
+    #[test]
+    fn api_clients_are_told_by_accept_json_body_or_bearer_and_not_by_basic() {
+        assert_eq!(client(&[("Accept", "text/html, application/json")]), Client::Api);
+        assert_eq!(client(&[("Content-Type", "application/json; charset=utf-8")]), Client::Api);
+        assert_eq!(client(&[("Authorization", "Bearer abc")]), Client::Api);
+        assert_eq!(client(&[("Authorization", "Bearer")]), Client::Api, "told why in JSON");
+        assert_eq!(client(&[("Authorization", "Basic dXNlcjpwYXNz")]), Client::Browser);
+        assert_eq!(client(&[("Content-Type", "application/x-www-form-urlencoded")]), Client::Browser);
+    }
 }
