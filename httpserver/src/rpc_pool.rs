@@ -21,18 +21,32 @@
 //! written, or if it is idempotent (`Ping`, `GetProfile`). A state-changing
 //! request whose connection broke after it was sent fails with
 //! [`RpcError::Interrupted`].
+//!
+//! Callers take turns writing on a connection (`write_turn.rs`), and wait for
+//! their turn no longer than their own deadline. One whose time runs out before
+//! it has written a byte gives up alone with [`RpcError::Timeout`]: the
+//! connection and the other calls on it go on. One whose time runs out with
+//! its frame partly written leaves the stream out of step, so that connection
+//! is closed and the calls waiting on it fail with it (as if it had broken).
+
+mod slot;
+mod socket;
+mod write_turn;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::io::{self, ErrorKind, Read};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use proto::{Frame, Message};
+
+use self::slot::Slot;
+use self::socket::{WriteFailure, open, peer_still_open, remaining, write_frame};
+use self::write_turn::WriteTurn;
 
 /// Calls in flight on one connection, at most: tcpserver stops reading a
 /// connection with this many requests at its workers (`MAX_IN_FLIGHT` in
@@ -126,7 +140,12 @@ impl RpcPool {
     /// An [`RpcError`] when no reply could be had; see the module doc for when a
     /// request is sent a second time.
     pub fn call(&self, message: Message) -> Result<Message, RpcError> {
-        let deadline = Instant::now() + self.timeout;
+        self.call_until(message, Instant::now() + self.timeout)
+    }
+
+    /// [`RpcPool::call`] with a deadline of its own (tests give callers
+    /// different ones).
+    fn call_until(&self, message: Message, deadline: Instant) -> Result<Message, RpcError> {
         let idempotent = matches!(message, Message::Ping | Message::GetProfile { .. });
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut request = Vec::new();
@@ -163,7 +182,7 @@ impl RpcPool {
 
     /// How many connections are open; for tests and health output.
     pub fn open_connections(&self) -> usize {
-        self.links.iter().filter(|link| link.writer().is_some()).count()
+        self.links.iter().filter(|link| link.writer.take().is_some()).count()
     }
 
     /// The next connection in turn that has room for a call, reserving a place
@@ -181,7 +200,7 @@ impl Drop for RpcPool {
     /// Closes the connections, which ends their reader threads.
     fn drop(&mut self) {
         for link in &self.links {
-            let mut writer = link.writer();
+            let mut writer = link.writer.take();
             link.end_connection(&mut writer, &Exchange::Lost);
         }
     }
@@ -226,9 +245,10 @@ impl Exchange {
 /// half, and the calls waiting for replies on it.
 #[derive(Debug, Default)]
 struct Link {
-    /// The open connection, if any. Held while connecting, while writing a
-    /// frame (so frames never interleave) and while ending a connection.
-    writer: Mutex<Option<TcpStream>>,
+    /// The open connection, if any. Its turn is held while connecting, while
+    /// writing a frame (so frames never interleave) and while ending a
+    /// connection.
+    writer: WriteTurn<Option<TcpStream>>,
     /// Calls waiting for a reply on the current connection, by request id.
     waiting: Mutex<Waiting>,
     /// Calls on this link (writing or waiting), at most
@@ -270,7 +290,12 @@ impl Reserved<'_> {
         let link = self.0;
         let slot = Arc::new(Slot::default());
         {
-            let mut writer = link.writer();
+            // Out of time before writing anything: give up alone, leaving the
+            // connection and the calls on it as they are.
+            let Some(mut writer) = link.writer.take_until(deadline) else { return Err(Exchange::TimedOut) };
+            if remaining(deadline).is_none() {
+                return Err(Exchange::TimedOut);
+            }
             if writer.as_ref().is_some_and(|stream| link.is_idle() && !peer_still_open(stream)) {
                 // tcpserver closed it while idle (a restart): replace it before
                 // writing anything, so even a state change is safe to send.
@@ -285,15 +310,19 @@ impl Reserved<'_> {
                 waiting.calls.insert(request_id, Arc::clone(&slot));
                 waiting.highest_sent = waiting.highest_sent.max(request_id);
             }
-            if let Err(written) = write_frame(stream, request, deadline) {
+            if let Err(failure) = write_frame(stream, request, deadline) {
                 link.waiting().calls.remove(&request_id);
-                // Half a frame leaves the stream out of step: end this connection
-                // and fail the other calls on it.
+                if let WriteFailure::OutOfTime { written: 0 } = failure {
+                    // Nothing of the frame went out: the stream is in step.
+                    return Err(Exchange::TimedOut);
+                }
+                // A broken socket, or half a frame that leaves the stream out
+                // of step: end this connection and fail the other calls on it.
                 link.end_connection(&mut writer, &Exchange::Lost);
-                return Err(match written {
-                    0 => Exchange::NotSent,
-                    _ if remaining(deadline).is_none() => Exchange::TimedOut,
-                    _ => Exchange::Lost,
+                return Err(match failure {
+                    WriteFailure::Failed { written: 0 } => Exchange::NotSent,
+                    WriteFailure::Failed { .. } => Exchange::Lost,
+                    WriteFailure::OutOfTime { .. } => Exchange::TimedOut,
                 });
             }
         }
@@ -312,11 +341,6 @@ impl Link {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max_calls).then_some(n + 1))
             .ok()
             .map(|_| Reserved(self))
-    }
-
-    fn writer(&self) -> MutexGuard<'_, Option<TcpStream>> {
-        // Every change is one assignment: a panic cannot leave it torn.
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn waiting(&self) -> MutexGuard<'_, Waiting> {
@@ -392,7 +416,7 @@ impl Link {
             }
         };
         let _ = stream.shutdown(Shutdown::Both);
-        let mut writer = self.writer();
+        let mut writer = self.writer.take();
         if self.waiting().connection == connection {
             self.end_connection(&mut writer, &ending);
         }
@@ -437,93 +461,9 @@ fn drain_frames(
     }
 }
 
-/// Writes a whole frame before `deadline`; on failure, how many bytes went out.
-fn write_frame(stream: &mut TcpStream, frame: &[u8], deadline: Instant) -> Result<(), usize> {
-    let mut written = 0;
-    while written < frame.len() {
-        let left = remaining(deadline).ok_or(written)?;
-        stream.set_write_timeout(Some(left)).map_err(|_| written)?;
-        match stream.write(&frame[written..]) {
-            Ok(0) => return Err(written),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return Err(written),
-        }
-    }
-    Ok(())
-}
-
-/// Whether the peer has not closed an idle connection: nothing to read yet
-/// (bytes waiting on an idle connection are read by its reader, so only EOF
-/// or an error shows here).
-fn peer_still_open(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    // SAFETY: recv writes at most `probe.len()` bytes into `probe`.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            probe.as_mut_ptr().cast(),
-            probe.len(),
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n > 0 || (n < 0 && io::Error::last_os_error().kind() == ErrorKind::WouldBlock)
-}
-
-fn open(backend: &str, deadline: Instant) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(ErrorKind::NotFound, "back-end address resolves to nothing");
-    for addr in backend.to_socket_addrs()? {
-        let left = remaining(deadline).ok_or_else(|| io::Error::from(ErrorKind::TimedOut))?;
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(stream) => {
-                // Requests are single small frames: send them now, not after 40 ms.
-                stream.set_nodelay(true)?;
-                return Ok(stream);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// Where a reader leaves one call's outcome.
-#[derive(Debug, Default)]
-struct Slot {
-    outcome: Mutex<Option<Result<Message, Exchange>>>,
-    filled: Condvar,
-}
-
-impl Slot {
-    fn fill(&self, outcome: Result<Message, Exchange>) {
-        *self.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
-        self.filled.notify_one();
-    }
-
-    fn take(&self) -> Option<Result<Message, Exchange>> {
-        self.outcome.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-
-    /// The outcome, or `None` once `deadline` passes without one.
-    fn wait(&self, deadline: Instant) -> Option<Result<Message, Exchange>> {
-        let mut outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(done) = outcome.take() {
-                return Some(done);
-            }
-            let left = remaining(deadline)?;
-            outcome = self.filled.wait_timeout(outcome, left).unwrap_or_else(PoisonError::into_inner).0;
-        }
-    }
-}
-
-/// Time left before `deadline`, or `None` once it has passed (a zero timeout
-/// would mean "block forever" to the socket API).
-fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use std::net::TcpListener;
     use std::sync::mpsc;
 
@@ -713,6 +653,90 @@ mod tests {
         let gone = RpcPool::new(format!("127.0.0.1:{port}"), 1, TIMEOUT);
         assert!(matches!(gone.call(Message::Ping), Err(RpcError::Unreachable(_))));
         assert_eq!(gone.open_connections(), 0);
+    }
+
+    fn nickname_change() -> Message {
+        Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() }
+    }
+
+    /// A back end that holds the reply to its first request (a nickname
+    /// change) until `release` says so, then answers it and one Ping more.
+    fn backend_holding_its_first_reply(
+        got_first: mpsc::Sender<()>,
+        release: mpsc::Receiver<()>,
+    ) -> (String, thread::JoinHandle<TcpListener>) {
+        backend(vec![Box::new(move |mut s| {
+            let first = read_request(&mut s).unwrap();
+            got_first.send(()).unwrap();
+            release.recv().unwrap();
+            reply(
+                &mut s,
+                first.request_id,
+                Message::NicknameUpdated(Profile {
+                    username: "u".into(),
+                    nickname: "x".into(),
+                    avatar: None,
+                }),
+            );
+            let next = read_request(&mut s).unwrap();
+            assert_eq!(next.message, Message::Ping, "nothing of the late call was written");
+            reply(&mut s, next.request_id, Message::Pong);
+        })])
+    }
+
+    /// The nickname change in flight got its reply, the one connection is
+    /// still open and still carries calls, and no other was opened.
+    fn assert_untouched(
+        pool: &RpcPool,
+        in_flight: thread::JoinHandle<Result<Message, RpcError>>,
+        server: thread::JoinHandle<TcpListener>,
+    ) {
+        assert!(matches!(in_flight.join().unwrap(), Ok(Message::NicknameUpdated(_))));
+        assert_eq!(pool.open_connections(), 1);
+        assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
+        assert!(no_further_connection(&server.join().unwrap()), "the connection was kept");
+    }
+
+    #[test]
+    fn a_caller_out_of_time_while_another_holds_the_write_turn_fails_alone() {
+        let (got_first, first_seen) = mpsc::channel();
+        let (release, wait) = mpsc::channel();
+        let (addr, server) = backend_holding_its_first_reply(got_first, wait);
+        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT));
+        let in_flight = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.call(nickname_change()))
+        };
+        first_seen.recv().unwrap();
+        // Another caller is writing (a picture to a slow back end, say).
+        let held = pool.links[0].writer.take();
+        let started = Instant::now();
+        let late = pool.call_until(Message::Ping, started + Duration::from_millis(200));
+        let waited = started.elapsed();
+        assert!(matches!(late, Err(RpcError::Timeout)), "{late:?}");
+        assert!(waited >= Duration::from_millis(200), "gave up after {waited:?}, before its deadline");
+        assert!(waited < Duration::from_secs(2), "waited {waited:?} for the turn, past its deadline");
+        drop(held);
+        release.send(()).unwrap();
+        assert_untouched(&pool, in_flight, server);
+    }
+
+    #[test]
+    fn a_caller_whose_deadline_passed_before_its_turn_writes_nothing_and_closes_nothing() {
+        let (got_first, first_seen) = mpsc::channel();
+        let (release, wait) = mpsc::channel();
+        let (addr, server) = backend_holding_its_first_reply(got_first, wait);
+        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT));
+        let in_flight = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.call(nickname_change()))
+        };
+        first_seen.recv().unwrap();
+        // The turn is free, but this caller's time is gone by the time it gets it.
+        let late = pool.call_until(Message::Logout { token: Secret::new("t") }, Instant::now());
+        assert!(matches!(late, Err(RpcError::Timeout)), "{late:?}");
+        release.send(()).unwrap();
+        assert_untouched(&pool, in_flight, server);
     }
 
     #[test]
