@@ -66,6 +66,10 @@ pub const DEFAULT_AVATAR_DIR: &str = "static/avatars";
 /// The server-wide secret mixed into every password hash (made by `scripts/services.sh`).
 pub const DEFAULT_PEPPER_FILE: &str = "run/secrets/pepper";
 
+/// The secret every RPC connection must prove it knows before its first request
+/// (`proto::handshake`); httpserver reads the same file. Made by `scripts/services.sh`.
+pub const DEFAULT_RPC_SECRET_FILE: &str = "run/secrets/rpc_secret";
+
 /// Everything the server needs to start. Build with [`Config::from_env_and_args`]
 /// or [`Config::parse`]; [`Config::default`] holds the documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +100,8 @@ pub struct Config {
     pub avatar_dir: PathBuf,
     /// `--pepper-file` / `PEPPER_FILE`: the password pepper.
     pub pepper_file: PathBuf,
+    /// `--rpc-secret-file` / `RPC_SECRET_FILE`: what RPC clients must prove they know.
+    pub rpc_secret_file: PathBuf,
 }
 
 impl Default for Config {
@@ -114,6 +120,7 @@ impl Default for Config {
             session_max_secs: DEFAULT_SESSION_MAX_SECS,
             avatar_dir: PathBuf::from(DEFAULT_AVATAR_DIR),
             pepper_file: PathBuf::from(DEFAULT_PEPPER_FILE),
+            rpc_secret_file: PathBuf::from(DEFAULT_RPC_SECRET_FILE),
         }
     }
 }
@@ -125,7 +132,7 @@ struct Setting {
     help: &'static str,
 }
 
-const SETTINGS: [Setting; 13] = [
+const SETTINGS: [Setting; 14] = [
     Setting { flag: "--listen", env: "TCPSERVER_LISTEN", help: "address to listen on [127.0.0.1:1099]" },
     Setting {
         flag: "--mysql-url",
@@ -154,6 +161,11 @@ const SETTINGS: [Setting; 13] = [
         flag: "--pepper-file",
         env: "PEPPER_FILE",
         help: "password pepper, >= 16 bytes [run/secrets/pepper]",
+    },
+    Setting {
+        flag: "--rpc-secret-file",
+        env: "RPC_SECRET_FILE",
+        help: "secret RPC clients must prove, >= 16 bytes [run/secrets/rpc_secret]",
     },
 ];
 
@@ -307,6 +319,7 @@ impl Config {
             }
             "--avatar-dir" => self.avatar_dir = PathBuf::from(value),
             "--pepper-file" => self.pepper_file = PathBuf::from(value),
+            "--rpc-secret-file" => self.rpc_secret_file = PathBuf::from(value),
             _ => return Err(ConfigError::UnknownFlag(flag.to_owned())),
         }
         Ok(())
@@ -335,6 +348,16 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.workers, 4);
+        assert_eq!(config.rpc_secret_file, PathBuf::from(DEFAULT_RPC_SECRET_FILE));
+    }
+
+    #[test]
+    fn the_rpc_secret_file_comes_from_its_flag_or_variable() {
+        let from_env = parse(&[], &[("RPC_SECRET_FILE", "/env/secret")]).unwrap();
+        assert_eq!(from_env.rpc_secret_file, PathBuf::from("/env/secret"));
+        let from_flag =
+            parse(&["--rpc-secret-file", "/flag/secret"], &[("RPC_SECRET_FILE", "/env/secret")]).unwrap();
+        assert_eq!(from_flag.rpc_secret_file, PathBuf::from("/flag/secret"));
     }
 
     #[test]
