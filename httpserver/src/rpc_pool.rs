@@ -28,7 +28,14 @@
 //! connection and the other calls on it go on. One whose time runs out with
 //! its frame partly written leaves the stream out of step, so that connection
 //! is closed and the calls waiting on it fail with it (as if it had broken).
+//!
+//! Each new connection proves the RPC secret (`handshake.rs`) before any call
+//! is written on it, by the deadline of the call that opened it. One refused
+//! fails that call with [`RpcError::Handshake`] and is not kept.
 
+#[cfg(test)]
+mod fake_backend;
+mod handshake;
 mod slot;
 mod socket;
 mod write_turn;
@@ -42,8 +49,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use proto::{Frame, Message};
+use proto::{Frame, Message, RpcSecret};
 
+pub use self::handshake::HandshakeError;
 use self::slot::Slot;
 use self::socket::{WriteFailure, open, peer_still_open, remaining, write_frame};
 use self::write_turn::WriteTurn;
@@ -65,6 +73,10 @@ const READER_STACK_SIZE: usize = 128 * 1024;
 pub enum RpcError {
     /// No connection could be opened (refused, unreachable, or connect timed out).
     Unreachable(io::Error),
+    /// A connection was opened but tcpserver did not accept its proof of the
+    /// RPC secret (the servers' secrets differ, or it is not tcpserver); the
+    /// request was not sent.
+    Handshake(HandshakeError),
     /// No reply within the call's deadline.
     Timeout,
     /// The connection broke after a state-changing request was written; it may
@@ -85,6 +97,7 @@ impl fmt::Display for RpcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RpcError::Unreachable(e) => write!(f, "back end unreachable: {e}"),
+            RpcError::Handshake(e) => write!(f, "back end unreachable: {e}"),
             RpcError::Timeout => f.write_str("back end did not answer in time"),
             RpcError::Interrupted => f.write_str("connection to the back end broke mid-request"),
             RpcError::Busy => f.write_str("every back-end connection is at its limit of calls"),
@@ -99,6 +112,7 @@ impl std::error::Error for RpcError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             RpcError::Unreachable(e) => Some(e),
+            RpcError::Handshake(e) => Some(e),
             RpcError::Protocol(e) | RpcError::Encode(e) => Some(e),
             _ => None,
         }
@@ -109,6 +123,8 @@ impl std::error::Error for RpcError {
 #[derive(Debug)]
 pub struct RpcPool {
     backend: String,
+    /// What each new connection proves before it carries a call.
+    secret: RpcSecret,
     timeout: Duration,
     links: Vec<Arc<Link>>,
     /// Calls on one connection at most ([`MAX_CALLS_PER_CONNECTION`]; lower in tests).
@@ -120,10 +136,12 @@ pub struct RpcPool {
 
 impl RpcPool {
     /// A pool of `size` connections to `backend` (`host:port`, resolved at each
-    /// connect), where each call takes at most `timeout`. Opens nothing yet.
-    pub fn new(backend: impl Into<String>, size: usize, timeout: Duration) -> RpcPool {
+    /// connect), each proving `secret` when it opens, where each call takes at
+    /// most `timeout`. Opens nothing yet.
+    pub fn new(backend: impl Into<String>, size: usize, timeout: Duration, secret: RpcSecret) -> RpcPool {
         RpcPool {
             backend: backend.into(),
+            secret,
             timeout,
             links: (0..size.max(1)).map(|_| Arc::new(Link::default())).collect(),
             calls_per_connection: MAX_CALLS_PER_CONNECTION,
@@ -155,7 +173,8 @@ impl RpcPool {
         let reserved = self.pick_link()?;
         let mut resent = false;
         loop {
-            let failure = match reserved.exchange(&self.backend, &request, request_id, deadline) {
+            let failure = match reserved.exchange(&self.backend, &self.secret, &request, request_id, deadline)
+            {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
@@ -170,6 +189,7 @@ impl RpcPool {
             }
             return Err(match failure {
                 Exchange::Unreachable(e) => RpcError::Unreachable(e),
+                Exchange::Handshake(e) => RpcError::Handshake(e),
                 Exchange::NotSent => RpcError::Unreachable(closed()),
                 Exchange::Lost if idempotent => RpcError::Unreachable(closed()),
                 Exchange::Lost => RpcError::Interrupted,
@@ -215,6 +235,8 @@ fn closed() -> io::Error {
 enum Exchange {
     /// No connection could be opened.
     Unreachable(io::Error),
+    /// A connection was opened, but its handshake failed.
+    Handshake(HandshakeError),
     /// The socket failed before any byte of the request was accepted.
     NotSent,
     /// The connection ended after the request (or part of it) was written.
@@ -232,6 +254,7 @@ impl Exchange {
     fn copy(&self) -> Exchange {
         match self {
             Exchange::Unreachable(e) => Exchange::Unreachable(io::Error::new(e.kind(), e.to_string())),
+            Exchange::Handshake(e) => Exchange::Handshake(e.copy()),
             Exchange::NotSent => Exchange::NotSent,
             Exchange::Lost => Exchange::Lost,
             Exchange::TimedOut => Exchange::TimedOut,
@@ -283,6 +306,7 @@ impl Reserved<'_> {
     fn exchange(
         &self,
         backend: &str,
+        secret: &RpcSecret,
         request: &[u8],
         request_id: u64,
         deadline: Instant,
@@ -302,7 +326,7 @@ impl Reserved<'_> {
                 link.end_connection(&mut writer, &Exchange::Lost);
             }
             if writer.is_none() {
-                *writer = Some(link.connect(backend, deadline).map_err(Exchange::Unreachable)?);
+                *writer = Some(link.connect(backend, secret, deadline)?);
             }
             let Some(stream) = writer.as_mut() else { return Err(Exchange::NotSent) };
             {
@@ -353,11 +377,18 @@ impl Link {
         self.waiting().calls.is_empty()
     }
 
-    /// Opens a connection and starts its reader thread, which holds the link
-    /// for as long as the connection lasts. Called with the writer lock held.
-    fn connect(self: &Arc<Link>, backend: &str, deadline: Instant) -> io::Result<TcpStream> {
-        let stream = open(backend, deadline)?;
-        let reader = stream.try_clone()?;
+    /// Opens a connection, proves the secret on it, and starts its reader
+    /// thread, which holds the link for as long as the connection lasts.
+    /// Called with the writer lock held.
+    fn connect(
+        self: &Arc<Link>,
+        backend: &str,
+        secret: &RpcSecret,
+        deadline: Instant,
+    ) -> Result<TcpStream, Exchange> {
+        let mut stream = open(backend, deadline).map_err(Exchange::Unreachable)?;
+        handshake::prove(&mut stream, secret, deadline).map_err(Exchange::Handshake)?;
+        let reader = stream.try_clone().map_err(Exchange::Unreachable)?;
         let connection = {
             let mut waiting = self.waiting();
             waiting.connection += 1;
@@ -368,7 +399,8 @@ impl Link {
         thread::Builder::new()
             .name("rpc-reader".into())
             .stack_size(READER_STACK_SIZE)
-            .spawn(move || link.read_replies(reader, connection))?;
+            .spawn(move || link.read_replies(reader, connection))
+            .map_err(Exchange::Unreachable)?;
         Ok(stream)
     }
 
@@ -463,83 +495,13 @@ fn drain_frames(
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use std::net::TcpListener;
     use std::sync::mpsc;
 
     use proto::{ErrorCode, Profile, Secret};
 
+    use super::fake_backend::*;
     use super::*;
-
-    const TIMEOUT: Duration = Duration::from_secs(5);
-
-    /// Reads request frames from a fake back end's side of a connection until
-    /// `n` have come.
-    fn read_requests(stream: &mut TcpStream, n: usize) -> Option<Vec<Frame>> {
-        let mut buf = Vec::new();
-        let mut frames = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            while let Ok(Some((frame, used))) = Frame::decode(&buf) {
-                buf.drain(..used);
-                frames.push(frame);
-            }
-            if frames.len() >= n {
-                return Some(frames);
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(k) => buf.extend_from_slice(&chunk[..k]),
-            }
-        }
-    }
-
-    fn read_request(stream: &mut TcpStream) -> Option<Frame> {
-        read_requests(stream, 1)?.pop()
-    }
-
-    fn reply(stream: &mut TcpStream, request_id: u64, message: Message) {
-        let mut out = Vec::new();
-        Frame { request_id, message }.encode(&mut out).unwrap();
-        stream.write_all(&out).unwrap();
-    }
-
-    fn profile(name: &str) -> Message {
-        Message::ProfileReply(Profile { username: name.into(), nickname: "n".into(), avatar: None })
-    }
-
-    fn get_profile(token: &str) -> Message {
-        Message::GetProfile { token: Secret::new(token), username: None }
-    }
-
-    /// A fake back end whose connections are each handled by `script`, in order.
-    fn backend(scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>>) -> (String, thread::JoinHandle<TcpListener>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let handle = thread::spawn(move || {
-            for script in scripts {
-                let (stream, _) = listener.accept().unwrap();
-                script(stream);
-            }
-            listener
-        });
-        (addr, handle)
-    }
-
-    /// True if nobody else connected to the listener after its scripts ran.
-    fn no_further_connection(listener: &TcpListener) -> bool {
-        listener.set_nonblocking(true).unwrap();
-        matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock)
-    }
-
-    /// Waits (briefly) for the pool's readers to notice closed connections.
-    fn open_connections_settle(pool: &RpcPool, expected: usize) -> usize {
-        let deadline = Instant::now() + TIMEOUT;
-        while pool.open_connections() != expected && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
-        pool.open_connections()
-    }
 
     #[test]
     fn many_calls_share_one_connection_and_each_gets_its_own_reply() {
@@ -552,7 +514,7 @@ mod tests {
                 reply(&mut s, frame.request_id, profile(token.expose()));
             }
         })]);
-        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT));
+        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT, secret()));
         let callers: Vec<_> = (0..CALLS)
             .map(|i| {
                 let pool = Arc::clone(&pool);
@@ -581,7 +543,7 @@ mod tests {
                 reply(&mut s, f.request_id, Message::LoggedOut);
             }),
         ]);
-        let pool = RpcPool::new(addr, 1, TIMEOUT);
+        let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
         assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
         rx.recv().unwrap();
         // Not idempotent, so this works only because the dead connection is
@@ -596,7 +558,7 @@ mod tests {
             read_request(&mut s).unwrap();
             // Applied, maybe, but the reply never comes.
         })]);
-        let pool = RpcPool::new(addr, 4, TIMEOUT);
+        let pool = RpcPool::new(addr, 4, TIMEOUT, secret());
         let nickname =
             Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() };
         assert!(matches!(pool.call(nickname), Err(RpcError::Interrupted)));
@@ -615,7 +577,7 @@ mod tests {
                 reply(&mut s, f.request_id, profile("u"));
             }),
         ]);
-        let pool = RpcPool::new(addr, 1, TIMEOUT);
+        let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
         assert_eq!(pool.call(get_profile("t")).unwrap(), profile("u"));
         server.join().unwrap();
     }
@@ -628,7 +590,7 @@ mod tests {
             let f = read_request(&mut s).unwrap();
             reply(&mut s, f.request_id + 1, Message::Pong);
         })]);
-        let pool = RpcPool::new(addr, 1, TIMEOUT);
+        let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
         assert!(
             matches!(pool.call(get_profile("t")), Ok(Message::Error(e)) if e.code == ErrorCode::Forbidden)
         );
@@ -644,13 +606,13 @@ mod tests {
             read_request(&mut s).unwrap();
             let _ = wait.recv();
         })]);
-        let pool = RpcPool::new(addr, 1, Duration::from_millis(200));
+        let pool = RpcPool::new(addr, 1, Duration::from_millis(200), secret());
         assert!(matches!(pool.call(Message::Ping), Err(RpcError::Timeout)));
         release.send(()).unwrap();
         let listener = server.join().unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let gone = RpcPool::new(format!("127.0.0.1:{port}"), 1, TIMEOUT);
+        let gone = RpcPool::new(format!("127.0.0.1:{port}"), 1, TIMEOUT, secret());
         assert!(matches!(gone.call(Message::Ping), Err(RpcError::Unreachable(_))));
         assert_eq!(gone.open_connections(), 0);
     }
@@ -702,7 +664,7 @@ mod tests {
         let (got_first, first_seen) = mpsc::channel();
         let (release, wait) = mpsc::channel();
         let (addr, server) = backend_holding_its_first_reply(got_first, wait);
-        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT));
+        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT, secret()));
         let in_flight = {
             let pool = Arc::clone(&pool);
             thread::spawn(move || pool.call(nickname_change()))
@@ -726,7 +688,7 @@ mod tests {
         let (got_first, first_seen) = mpsc::channel();
         let (release, wait) = mpsc::channel();
         let (addr, server) = backend_holding_its_first_reply(got_first, wait);
-        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT));
+        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT, secret()));
         let in_flight = {
             let pool = Arc::clone(&pool);
             thread::spawn(move || pool.call(nickname_change()))
@@ -737,6 +699,27 @@ mod tests {
         assert!(matches!(late, Err(RpcError::Timeout)), "{late:?}");
         release.send(()).unwrap();
         assert_untouched(&pool, in_flight, server);
+    }
+
+    #[test]
+    fn a_connection_whose_proof_is_refused_carries_no_call_and_is_not_kept() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            challenge(&mut s);
+            // Nothing is written before Accepted, which never comes.
+            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let mut byte = [0u8; 1];
+            assert!(matches!(s.read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock));
+            drop(s); // as tcpserver answers a wrong proof
+            listener
+        });
+        let pool = RpcPool::new(addr, 1, TIMEOUT, RpcSecret::new(b"not the back end's secret").unwrap());
+        let refused = pool.call(nickname_change());
+        assert!(matches!(refused, Err(RpcError::Handshake(HandshakeError::Closed { proved: true }))));
+        assert_eq!(pool.open_connections(), 0);
+        assert!(no_further_connection(&server.join().unwrap()), "a refused call is not tried again");
     }
 
     #[test]
@@ -753,7 +736,7 @@ mod tests {
             let f = read_request(&mut s).unwrap();
             reply(&mut s, f.request_id, Message::Pong);
         })]);
-        let mut pool = RpcPool::new(addr, 1, TIMEOUT);
+        let mut pool = RpcPool::new(addr, 1, TIMEOUT, secret());
         pool.calls_per_connection = 2;
         let pool = Arc::new(pool);
         let busy: Vec<_> = (0..2)
