@@ -30,9 +30,11 @@ start_stack() { # name bin_dir http_port tcp_port extra_tcpserver_args
   # shellcheck disable=SC2086 # the extra flags are meant to split into words
   "$dir/tcpserver" --listen "127.0.0.1:$tcp" $5 \
     --mysql-password-file "$ROOT/run/secrets/mysql_password" --pepper-file "$ROOT/run/secrets/pepper" \
+    --rpc-secret-file "$ROOT/run/secrets/rpc_secret" \
     --avatar-dir "$WORK/avatars-$name" >"$WORK/$name-tcp.log" 2>&1 &
   PIDS+=($!)
   "$dir/httpserver" --listen "127.0.0.1:$http" --backend "127.0.0.1:$tcp" \
+    --rpc-secret-file "$ROOT/run/secrets/rpc_secret" \
     --static-dir "$ROOT/static" --html-dir "$ROOT/html" >"$WORK/$name-http.log" 2>&1 &
   PIDS+=($!)
 }

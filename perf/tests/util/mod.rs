@@ -89,6 +89,11 @@ impl System {
         fs::create_dir_all(dir.join("avatars")).expect("temp dir");
         let pepper = dir.join("pepper");
         fs::write(&pepper, (0..32).map(|_| rand::rng().random::<u8>()).collect::<Vec<u8>>()).expect("pepper");
+        // What httpserver proves to tcpserver on each RPC connection.
+        let rpc_secret = dir.join("rpc_secret");
+        fs::write(&rpc_secret, (0..32).map(|_| rand::rng().random::<u8>()).collect::<Vec<u8>>())
+            .expect("RPC secret");
+        let rpc_secret = rpc_secret.display().to_string();
         let database = format!("usermgmt_loadtest_{id}");
         let mut system = System {
             addr: "127.0.0.1:0".parse().expect("address"),
@@ -135,6 +140,8 @@ impl System {
             &system.dir.join("avatars").display().to_string(),
             "--pepper-file",
             &pepper.display().to_string(),
+            "--rpc-secret-file",
+            &rpc_secret,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -152,6 +159,8 @@ impl System {
             &root.join("html").display().to_string(),
             "--static-dir",
             &root.join("static").display().to_string(),
+            "--rpc-secret-file",
+            &rpc_secret,
         ]
         .iter()
         .map(|s| s.to_string())
