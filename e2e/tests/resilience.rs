@@ -108,7 +108,9 @@ fn an_httpserver_with_another_rpc_secret_is_refused_and_no_request_reaches_the_b
     let other = util::write_rpc_secret(dir.join("rpc_secret"));
     let stack = Stack::start_with(Options::default().front("--rpc-secret-file", other.display()));
     let mut http = stack.client();
+    let asked = std::time::Instant::now();
     let health = http.get("/healthz");
+    let took = asked.elapsed();
     assert_eq!((health.status, health.code()), (503, 110), "{}", health.text());
     let username = stack.username("never");
     let signup = http.api_post("/signUp", &[("username", &username), ("password", PASSWORD)]);
@@ -120,6 +122,7 @@ fn an_httpserver_with_another_rpc_secret_is_refused_and_no_request_reaches_the_b
     let stored: Option<u64> =
         mysql.exec_first("SELECT id FROM users WHERE username = ?", (&username,)).expect("query");
     assert_eq!(stored, None, "the sign-up never reached the back end");
+    eprintln!("another RPC secret: /healthz answered 503 code 110 after {took:?}");
     drop(stack);
     let _ = std::fs::remove_dir_all(&dir);
 }
