@@ -224,7 +224,10 @@ impl Reactor {
 
     /// How long the next poll may wait.
     fn timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() {
+        // Connections with unread input, or with output queued outside the
+        // turn's flush (challenges to connections accepted on a retry), go on
+        // at once.
+        if !self.ready.is_empty() || !self.touched.is_empty() {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
