@@ -145,6 +145,7 @@ start_tcpserver() {
   log "starting tcpserver on $TCP_LISTEN"
   nohup "$BIN_DIR/tcpserver" --listen "$TCP_LISTEN" \
     --mysql-password-file "$RUN_DIR/secrets/mysql_password" --pepper-file "$PEPPER_FILE" \
+    --rpc-secret-file "$RPC_SECRET_FILE" \
     --avatar-dir "$ROOT/static/avatars" >>"$LOG_DIR/tcpserver.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/tcpserver.pid"
 }
@@ -156,6 +157,7 @@ start_httpserver() {
   fi
   log "starting httpserver on $HTTP_LISTEN"
   nohup "$BIN_DIR/httpserver" --listen "$HTTP_LISTEN" --backend "$TCP_LISTEN" \
+    --rpc-secret-file "$RPC_SECRET_FILE" \
     --static-dir "$ROOT/static" --html-dir "$ROOT/html" >>"$LOG_DIR/httpserver.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/httpserver.pid"
 }

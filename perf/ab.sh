@@ -30,6 +30,8 @@ trap cleanup EXIT
 # settings ignores, and no metrics listener (two tcpservers run side by side).
 export LOGINS_PER_USER=1000000000/600 LOGINS_PER_ADDR=1000000000/600
 export LOGIN_FAILURES_PER_ADDR=1000000000/300 METRICS_LISTEN=off
+# The RPC secret both servers of a stack prove and check, by environment too.
+export RPC_SECRET_FILE=$ROOT/run/secrets/rpc_secret
 
 start_stack() { # name bin_dir http_port tcp_port extra_tcpserver_args
   local name=$1 dir=$2 http=$3 tcp=$4

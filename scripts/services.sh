@@ -62,19 +62,25 @@ ensure_redis() {
 }
 
 # Secrets live in $STATE_DIR/secrets, created once with mode 0600: the pepper
-# mixed into every password hash, and the application's MySQL password.
+# mixed into every password hash, the RPC secret every connection from
+# httpserver to tcpserver proves it knows (proto/src/handshake.rs), and the
+# application's MySQL password.
 ensure_secrets() {
   mkdir -p "$STATE_DIR/secrets"
   chmod 700 "$STATE_DIR/secrets"
   if [ ! -s "$STATE_DIR/secrets/pepper" ]; then
     (umask 077 && head -c 32 /dev/urandom >"$STATE_DIR/secrets/pepper")
   fi
+  if [ ! -s "$STATE_DIR/secrets/rpc_secret" ]; then
+    (umask 077 && head -c 32 /dev/urandom >"$STATE_DIR/secrets/rpc_secret")
+  fi
   if [ ! -s "$STATE_DIR/secrets/mysql_password" ]; then
     (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$STATE_DIR/secrets/mysql_password")
   fi
   PEPPER_FILE="$STATE_DIR/secrets/pepper"
+  RPC_SECRET_FILE="$STATE_DIR/secrets/rpc_secret"
   MYSQL_APP_PASSWORD=$(cat "$STATE_DIR/secrets/mysql_password")
-  export PEPPER_FILE MYSQL_APP_PASSWORD
+  export PEPPER_FILE RPC_SECRET_FILE MYSQL_APP_PASSWORD
 }
 
 ensure_services() {

@@ -1,10 +1,13 @@
 //! The front end under trouble: tcpserver going away and coming back while
-//! httpserver keeps running, and more connections than it will serve.
+//! httpserver keeps running, more connections than it will serve, and a front
+//! end that does not hold the back end's RPC secret.
 
 mod util;
 
 use std::io::Write;
 use std::net::TcpStream;
+
+use mysql::prelude::Queryable;
 
 use util::{Options, Stack, connect, read_reply};
 
@@ -96,4 +99,30 @@ fn connections_over_the_cap_get_a_quick_503() {
         (reply.status == 200).then_some(reply)
     });
     assert!(served.is_some(), "a freed slot is reused");
+}
+
+#[test]
+fn an_httpserver_with_another_rpc_secret_is_refused_and_no_request_reaches_the_back_end() {
+    let dir = std::env::temp_dir().join(format!("usermgmt-other-secret-{}", util::random_hex(8)));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let other = util::write_rpc_secret(dir.join("rpc_secret"));
+    let stack = Stack::start_with(Options::default().front("--rpc-secret-file", other.display()));
+    let mut http = stack.client();
+    let asked = std::time::Instant::now();
+    let health = http.get("/healthz");
+    let took = asked.elapsed();
+    assert_eq!((health.status, health.code()), (503, 110), "{}", health.text());
+    let username = stack.username("never");
+    let signup = http.api_post("/signUp", &[("username", &username), ("password", PASSWORD)]);
+    assert_eq!((signup.status, signup.code()), (503, 110), "{}", signup.text());
+    let logs = stack.logs();
+    assert!(logs.contains("refused: wrong RPC secret"), "{logs}");
+    let mut mysql = mysql::Conn::new(mysql::Opts::from_url(&util::TestEnv::load().mysql_url).expect("URL"))
+        .expect("MySQL is up");
+    let stored: Option<u64> =
+        mysql.exec_first("SELECT id FROM users WHERE username = ?", (&username,)).expect("query");
+    assert_eq!(stored, None, "the sign-up never reached the back end");
+    eprintln!("another RPC secret: /healthz answered 503 code 110 after {took:?}");
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -520,9 +520,13 @@ fn two_hundred_stalled_uploads_from_one_address_leave_another_addresses_upload_s
 
 #[test]
 fn httpserver_raises_its_open_file_limit_to_the_hard_limit() {
+    let secret =
+        util::write_rpc_secret(std::env::temp_dir().join(format!("rpc-secret-{}", util::random_hex(8))));
     let mut command = Command::new(util::httpserver_binary());
     command
         .args(["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9"])
+        .arg("--rpc-secret-file")
+        .arg(&secret)
         .arg("--html-dir")
         .arg(workspace_root().join("html"))
         .arg("--static-dir")
@@ -552,6 +556,7 @@ fn httpserver_raises_its_open_file_limit_to_the_hard_limit() {
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("read limits");
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::remove_file(&secret);
     assert!(line.starts_with("listening on"), "{line:?}");
     let row = limits.lines().find(|l| l.starts_with("Max open files")).expect("Max open files row");
     let numbers: Vec<&str> = row.split_whitespace().skip(3).take(2).collect();

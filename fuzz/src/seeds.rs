@@ -8,13 +8,14 @@
 
 use std::net::IpAddr;
 
-use proto::{ErrorCode, ErrorReply, Frame, Message, Profile, Secret};
+use proto::handshake::{NONCE_LEN, PROOF_LEN};
+use proto::{ErrorCode, ErrorReply, Frame, Message, Nonce, Profile, Proof, Secret};
 
 /// A named seed: file name and bytes.
 pub type Seed = (String, Vec<u8>);
 
-/// One frame of every message type (both shapes of each optional field), and
-/// two pipelined frames.
+/// One frame of every message type (both shapes of each optional field, the
+/// handshake's frames included), and two pipelined frames.
 pub fn frames() -> Vec<Seed> {
     let v4: IpAddr = IpAddr::from([192, 0, 2, 7]);
     let v6: IpAddr = IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
@@ -75,6 +76,10 @@ pub fn frames() -> Vec<Seed> {
         let reply = ErrorReply { code, message: "why".into(), retry_after_secs: 3 };
         messages.push(("error", Message::Error(reply)));
     }
+    // The handshake's frames, last so that the other seeds keep their names.
+    messages.push(("challenge", Message::Challenge(Nonce([0x5c; NONCE_LEN]))));
+    messages.push(("proof", Message::Proof(Proof([0xa3; PROOF_LEN]))));
+    messages.push(("accepted", Message::Accepted));
     let mut seeds: Vec<Seed> = messages
         .into_iter()
         .enumerate()

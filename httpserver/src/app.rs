@@ -2,8 +2,10 @@
 //! static file root, built once at start-up.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
-use proto::Message;
+use proto::handshake::MIN_SECRET_LEN;
+use proto::{Message, RpcSecret};
 
 use crate::config::Config;
 use crate::error::Failure;
@@ -35,6 +37,21 @@ pub enum StartError {
     Bind(std::io::Error),
     /// The signal handlers could not be installed.
     Signals(std::io::Error),
+    /// The RPC secret file cannot be read.
+    ReadRpcSecret {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The RPC secret file holds fewer than [`MIN_SECRET_LEN`] bytes (or is
+    /// otherwise refused by [`RpcSecret::new`]).
+    RpcSecret {
+        /// The file.
+        path: PathBuf,
+        /// Why it was refused.
+        source: proto::Error,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -44,6 +61,17 @@ impl fmt::Display for StartError {
             StartError::StaticDir(e) => write!(f, "cannot open the static directory: {e}"),
             StartError::Bind(e) => write!(f, "cannot listen: {e}"),
             StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            StartError::ReadRpcSecret { path, source } => write!(
+                f,
+                "cannot read the RPC secret file {}: {source} (give --rpc-secret-file the file \
+                 tcpserver reads; scripts/services.sh makes run/secrets/rpc_secret)",
+                path.display()
+            ),
+            StartError::RpcSecret { path, source } => write!(
+                f,
+                "the RPC secret file {}: {source}; at least {MIN_SECRET_LEN} random bytes are needed",
+                path.display()
+            ),
         }
     }
 }
@@ -52,21 +80,28 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Templates(e) => Some(e),
-            StartError::StaticDir(e) | StartError::Bind(e) | StartError::Signals(e) => Some(e),
+            StartError::StaticDir(e)
+            | StartError::Bind(e)
+            | StartError::Signals(e)
+            | StartError::ReadRpcSecret { source: e, .. } => Some(e),
+            StartError::RpcSecret { source, .. } => Some(source),
         }
     }
 }
 
 impl App {
-    /// Loads templates and checks the static root; opens no connection yet.
+    /// Reads the RPC secret, loads templates and checks the static root; opens
+    /// no connection yet.
     ///
     /// # Errors
     ///
-    /// A [`StartError`] when a directory is missing or a template is bad.
+    /// A [`StartError`] when the secret file is missing or short, a directory
+    /// is missing or a template is bad.
     pub fn new(config: Config) -> Result<App, StartError> {
+        let secret = read_rpc_secret(&config.rpc_secret_file)?;
         let templates = Templates::load(&config.html_dir).map_err(StartError::Templates)?;
         let statics = StaticFiles::new(&config.static_dir).map_err(StartError::StaticDir)?;
-        let rpc = RpcPool::new(config.backend.clone(), config.rpc_pool_size, config.rpc_timeout);
+        let rpc = RpcPool::new(config.backend.clone(), config.rpc_pool_size, config.rpc_timeout, secret);
         Ok(App { config, rpc, templates, statics })
     }
 
@@ -80,5 +115,37 @@ impl App {
             Message::Error(reply) => Err(Failure::Rejected(reply)),
             reply => Ok(reply),
         }
+    }
+}
+
+/// The secret file's bytes as they are, as tcpserver reads them.
+fn read_rpc_secret(path: &Path) -> Result<RpcSecret, StartError> {
+    let bytes =
+        std::fs::read(path).map_err(|source| StartError::ReadRpcSecret { path: path.to_owned(), source })?;
+    RpcSecret::new(&bytes).map_err(|source| StartError::RpcSecret { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start_with_secret_file(path: &Path) -> Result<App, StartError> {
+        let args = ["--rpc-secret-file".to_owned(), path.display().to_string()];
+        App::new(Config::parse(args, |_| None).unwrap())
+    }
+
+    #[test]
+    fn a_missing_or_short_rpc_secret_stops_the_start_with_a_clear_message() {
+        let dir = std::env::temp_dir().join(format!("httpserver-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = start_with_secret_file(&dir.join("missing")).unwrap_err();
+        assert!(matches!(missing, StartError::ReadRpcSecret { .. }), "{missing}");
+        assert!(missing.to_string().contains("RPC secret file"), "{missing}");
+        let short = dir.join("short");
+        std::fs::write(&short, b"fifteen bytes!!").unwrap();
+        let refused = start_with_secret_file(&short).unwrap_err();
+        assert!(matches!(refused, StartError::RpcSecret { .. }), "{refused}");
+        assert!(refused.to_string().contains("16"), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,6 +26,9 @@ pub struct Config {
     pub rpc_pool_size: usize,
     /// Longest one RPC may take.
     pub rpc_timeout: Duration,
+    /// The file holding the secret each RPC connection proves to tcpserver
+    /// (the same file as tcpserver's `--rpc-secret-file`).
+    pub rpc_secret_file: PathBuf,
     /// Most HTTP connections served at once; beyond it clients get a quick 503.
     pub max_connections: usize,
     /// Most of those one client network (an IPv4 address, an IPv6 /64) may
@@ -94,6 +97,7 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
   --backend HOST:PORT     BACKEND_ADDR          [127.0.0.1:1099]
   --rpc-pool N            RPC_POOL_SIZE         [16]     shared connections to tcpserver
   --rpc-timeout-ms MS     RPC_TIMEOUT_MS        [5000]   per call
+  --rpc-secret-file PATH  RPC_SECRET_FILE       [run/secrets/rpc_secret]  as tcpserver's, >= 16 bytes
   --max-connections N     HTTP_MAX_CONNECTIONS  [4096]   beyond it: 503 + Retry-After
   --max-connections-per-addr N    HTTP_MAX_CONNECTIONS_PER_ADDR    [256]
                           of those, per client IPv4 address or IPv6 /64 (behind a
@@ -123,6 +127,8 @@ const LISTEN: Setting = Setting { flag: "--listen", env: "HTTPSERVER_LISTEN", de
 const BACKEND: Setting = Setting { flag: "--backend", env: "BACKEND_ADDR", default: "127.0.0.1:1099" };
 const RPC_POOL: Setting = Setting { flag: "--rpc-pool", env: "RPC_POOL_SIZE", default: "16" };
 const RPC_TIMEOUT: Setting = Setting { flag: "--rpc-timeout-ms", env: "RPC_TIMEOUT_MS", default: "5000" };
+const RPC_SECRET_FILE: Setting =
+    Setting { flag: "--rpc-secret-file", env: "RPC_SECRET_FILE", default: "run/secrets/rpc_secret" };
 const MAX_CONNECTIONS: Setting =
     Setting { flag: "--max-connections", env: "HTTP_MAX_CONNECTIONS", default: "4096" };
 /// 256, a sixteenth of the default cap, so that one address can hold at most a
@@ -144,11 +150,12 @@ const IDLE_TIMEOUT: Setting = Setting { flag: "--idle-timeout-ms", env: "IDLE_TI
 const BODY_TIMEOUT: Setting = Setting { flag: "--body-timeout-ms", env: "BODY_TIMEOUT_MS", default: "30000" };
 
 /// Settings that take a value, in `--help` order. `--secure-cookies` is a switch.
-const VALUED: [&Setting; 12] = [
+const VALUED: [&Setting; 13] = [
     &LISTEN,
     &BACKEND,
     &RPC_POOL,
     &RPC_TIMEOUT,
+    &RPC_SECRET_FILE,
     &MAX_CONNECTIONS,
     &MAX_CONNECTIONS_PER_ADDR,
     &UPLOAD_BUDGET_PER_ADDR,
@@ -221,6 +228,7 @@ impl Config {
             backend: non_empty(&BACKEND, value(&BACKEND))?,
             rpc_pool_size: number(&RPC_POOL, value(&RPC_POOL), 1, MAX_RPC_POOL as u64)? as usize,
             rpc_timeout: millis(&RPC_TIMEOUT, value(&RPC_TIMEOUT))?,
+            rpc_secret_file: PathBuf::from(non_empty(&RPC_SECRET_FILE, value(&RPC_SECRET_FILE))?),
             max_connections: number(
                 &MAX_CONNECTIONS,
                 value(&MAX_CONNECTIONS),
@@ -311,6 +319,7 @@ mod tests {
         assert_eq!(c.rpc_pool_size, 16);
         assert_eq!((c.max_connections, c.max_connections_per_addr), (4096, 256));
         assert_eq!(c.upload_budget_per_addr, crate::body_budget::DEFAULT_BODY_BYTES_PER_ADDR);
+        assert_eq!(c.rpc_secret_file, PathBuf::from("run/secrets/rpc_secret"));
     }
 
     #[test]
@@ -334,6 +343,14 @@ mod tests {
                 "{flag} {value}"
             );
         }
+    }
+
+    #[test]
+    fn the_rpc_secret_file_comes_from_its_flag_or_variable() {
+        let env = [("RPC_SECRET_FILE", "/env/secret")];
+        assert_eq!(parse(&[], &env).unwrap().rpc_secret_file, PathBuf::from("/env/secret"));
+        let flag = parse(&["--rpc-secret-file=/flag/secret"], &env).unwrap();
+        assert_eq!(flag.rpc_secret_file, PathBuf::from("/flag/secret"));
     }
 
     #[test]

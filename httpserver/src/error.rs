@@ -163,7 +163,7 @@ impl From<HttpError> for Failure {
 impl From<RpcError> for Failure {
     fn from(error: RpcError) -> Failure {
         let kind = match error {
-            RpcError::Unreachable(_) => HttpError::BackendUnreachable,
+            RpcError::Unreachable(_) | RpcError::Handshake(_) => HttpError::BackendUnreachable,
             RpcError::Timeout => HttpError::BackendTimeout,
             RpcError::Interrupted => HttpError::BackendInterrupted,
             RpcError::Busy => HttpError::Busy,

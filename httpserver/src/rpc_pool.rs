@@ -21,18 +21,40 @@
 //! written, or if it is idempotent (`Ping`, `GetProfile`). A state-changing
 //! request whose connection broke after it was sent fails with
 //! [`RpcError::Interrupted`].
+//!
+//! Callers take turns writing on a connection (`write_turn.rs`), and wait for
+//! their turn no longer than their own deadline. One whose time runs out before
+//! it has written a byte gives up alone with [`RpcError::Timeout`]: the
+//! connection and the other calls on it go on. One whose time runs out with
+//! its frame partly written leaves the stream out of step, so that connection
+//! is closed and the calls waiting on it fail with it (as if it had broken).
+//!
+//! Each new connection proves the RPC secret (`handshake.rs`) before any call
+//! is written on it, by the deadline of the call that opened it. One refused
+//! fails that call with [`RpcError::Handshake`] and is not kept.
+
+#[cfg(test)]
+mod fake_backend;
+mod handshake;
+mod slot;
+mod socket;
+mod write_turn;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::io::{self, ErrorKind, Read};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use proto::{Frame, Message};
+use proto::{Frame, Message, RpcSecret};
+
+pub use self::handshake::HandshakeError;
+use self::slot::Slot;
+use self::socket::{WriteFailure, open, peer_still_open, remaining, write_frame};
+use self::write_turn::WriteTurn;
 
 /// Calls in flight on one connection, at most: tcpserver stops reading a
 /// connection with this many requests at its workers (`MAX_IN_FLIGHT` in
@@ -51,6 +73,10 @@ const READER_STACK_SIZE: usize = 128 * 1024;
 pub enum RpcError {
     /// No connection could be opened (refused, unreachable, or connect timed out).
     Unreachable(io::Error),
+    /// A connection was opened but tcpserver did not accept its proof of the
+    /// RPC secret (the servers' secrets differ, or it is not tcpserver); the
+    /// request was not sent.
+    Handshake(HandshakeError),
     /// No reply within the call's deadline.
     Timeout,
     /// The connection broke after a state-changing request was written; it may
@@ -71,6 +97,7 @@ impl fmt::Display for RpcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RpcError::Unreachable(e) => write!(f, "back end unreachable: {e}"),
+            RpcError::Handshake(e) => write!(f, "back end unreachable: {e}"),
             RpcError::Timeout => f.write_str("back end did not answer in time"),
             RpcError::Interrupted => f.write_str("connection to the back end broke mid-request"),
             RpcError::Busy => f.write_str("every back-end connection is at its limit of calls"),
@@ -85,6 +112,7 @@ impl std::error::Error for RpcError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             RpcError::Unreachable(e) => Some(e),
+            RpcError::Handshake(e) => Some(e),
             RpcError::Protocol(e) | RpcError::Encode(e) => Some(e),
             _ => None,
         }
@@ -95,6 +123,8 @@ impl std::error::Error for RpcError {
 #[derive(Debug)]
 pub struct RpcPool {
     backend: String,
+    /// What each new connection proves before it carries a call.
+    secret: RpcSecret,
     timeout: Duration,
     links: Vec<Arc<Link>>,
     /// Calls on one connection at most ([`MAX_CALLS_PER_CONNECTION`]; lower in tests).
@@ -106,10 +136,12 @@ pub struct RpcPool {
 
 impl RpcPool {
     /// A pool of `size` connections to `backend` (`host:port`, resolved at each
-    /// connect), where each call takes at most `timeout`. Opens nothing yet.
-    pub fn new(backend: impl Into<String>, size: usize, timeout: Duration) -> RpcPool {
+    /// connect), each proving `secret` when it opens, where each call takes at
+    /// most `timeout`. Opens nothing yet.
+    pub fn new(backend: impl Into<String>, size: usize, timeout: Duration, secret: RpcSecret) -> RpcPool {
         RpcPool {
             backend: backend.into(),
+            secret,
             timeout,
             links: (0..size.max(1)).map(|_| Arc::new(Link::default())).collect(),
             calls_per_connection: MAX_CALLS_PER_CONNECTION,
@@ -126,7 +158,12 @@ impl RpcPool {
     /// An [`RpcError`] when no reply could be had; see the module doc for when a
     /// request is sent a second time.
     pub fn call(&self, message: Message) -> Result<Message, RpcError> {
-        let deadline = Instant::now() + self.timeout;
+        self.call_until(message, Instant::now() + self.timeout)
+    }
+
+    /// [`RpcPool::call`] with a deadline of its own (tests give callers
+    /// different ones).
+    fn call_until(&self, message: Message, deadline: Instant) -> Result<Message, RpcError> {
         let idempotent = matches!(message, Message::Ping | Message::GetProfile { .. });
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut request = Vec::new();
@@ -136,7 +173,8 @@ impl RpcPool {
         let reserved = self.pick_link()?;
         let mut resent = false;
         loop {
-            let failure = match reserved.exchange(&self.backend, &request, request_id, deadline) {
+            let failure = match reserved.exchange(&self.backend, &self.secret, &request, request_id, deadline)
+            {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
@@ -151,6 +189,7 @@ impl RpcPool {
             }
             return Err(match failure {
                 Exchange::Unreachable(e) => RpcError::Unreachable(e),
+                Exchange::Handshake(e) => RpcError::Handshake(e),
                 Exchange::NotSent => RpcError::Unreachable(closed()),
                 Exchange::Lost if idempotent => RpcError::Unreachable(closed()),
                 Exchange::Lost => RpcError::Interrupted,
@@ -163,7 +202,7 @@ impl RpcPool {
 
     /// How many connections are open; for tests and health output.
     pub fn open_connections(&self) -> usize {
-        self.links.iter().filter(|link| link.writer().is_some()).count()
+        self.links.iter().filter(|link| link.writer.take().is_some()).count()
     }
 
     /// The next connection in turn that has room for a call, reserving a place
@@ -181,7 +220,7 @@ impl Drop for RpcPool {
     /// Closes the connections, which ends their reader threads.
     fn drop(&mut self) {
         for link in &self.links {
-            let mut writer = link.writer();
+            let mut writer = link.writer.take();
             link.end_connection(&mut writer, &Exchange::Lost);
         }
     }
@@ -196,6 +235,8 @@ fn closed() -> io::Error {
 enum Exchange {
     /// No connection could be opened.
     Unreachable(io::Error),
+    /// A connection was opened, but its handshake failed.
+    Handshake(HandshakeError),
     /// The socket failed before any byte of the request was accepted.
     NotSent,
     /// The connection ended after the request (or part of it) was written.
@@ -213,6 +254,7 @@ impl Exchange {
     fn copy(&self) -> Exchange {
         match self {
             Exchange::Unreachable(e) => Exchange::Unreachable(io::Error::new(e.kind(), e.to_string())),
+            Exchange::Handshake(e) => Exchange::Handshake(e.copy()),
             Exchange::NotSent => Exchange::NotSent,
             Exchange::Lost => Exchange::Lost,
             Exchange::TimedOut => Exchange::TimedOut,
@@ -226,9 +268,10 @@ impl Exchange {
 /// half, and the calls waiting for replies on it.
 #[derive(Debug, Default)]
 struct Link {
-    /// The open connection, if any. Held while connecting, while writing a
-    /// frame (so frames never interleave) and while ending a connection.
-    writer: Mutex<Option<TcpStream>>,
+    /// The open connection, if any. Its turn is held while connecting, while
+    /// writing a frame (so frames never interleave) and while ending a
+    /// connection.
+    writer: WriteTurn<Option<TcpStream>>,
     /// Calls waiting for a reply on the current connection, by request id.
     waiting: Mutex<Waiting>,
     /// Calls on this link (writing or waiting), at most
@@ -263,6 +306,7 @@ impl Reserved<'_> {
     fn exchange(
         &self,
         backend: &str,
+        secret: &RpcSecret,
         request: &[u8],
         request_id: u64,
         deadline: Instant,
@@ -270,14 +314,19 @@ impl Reserved<'_> {
         let link = self.0;
         let slot = Arc::new(Slot::default());
         {
-            let mut writer = link.writer();
+            // Out of time before writing anything: give up alone, leaving the
+            // connection and the calls on it as they are.
+            let Some(mut writer) = link.writer.take_until(deadline) else { return Err(Exchange::TimedOut) };
+            if remaining(deadline).is_none() {
+                return Err(Exchange::TimedOut);
+            }
             if writer.as_ref().is_some_and(|stream| link.is_idle() && !peer_still_open(stream)) {
                 // tcpserver closed it while idle (a restart): replace it before
                 // writing anything, so even a state change is safe to send.
                 link.end_connection(&mut writer, &Exchange::Lost);
             }
             if writer.is_none() {
-                *writer = Some(link.connect(backend, deadline).map_err(Exchange::Unreachable)?);
+                *writer = Some(link.connect(backend, secret, deadline)?);
             }
             let Some(stream) = writer.as_mut() else { return Err(Exchange::NotSent) };
             {
@@ -285,15 +334,19 @@ impl Reserved<'_> {
                 waiting.calls.insert(request_id, Arc::clone(&slot));
                 waiting.highest_sent = waiting.highest_sent.max(request_id);
             }
-            if let Err(written) = write_frame(stream, request, deadline) {
+            if let Err(failure) = write_frame(stream, request, deadline) {
                 link.waiting().calls.remove(&request_id);
-                // Half a frame leaves the stream out of step: end this connection
-                // and fail the other calls on it.
+                if let WriteFailure::OutOfTime { written: 0 } = failure {
+                    // Nothing of the frame went out: the stream is in step.
+                    return Err(Exchange::TimedOut);
+                }
+                // A broken socket, or half a frame that leaves the stream out
+                // of step: end this connection and fail the other calls on it.
                 link.end_connection(&mut writer, &Exchange::Lost);
-                return Err(match written {
-                    0 => Exchange::NotSent,
-                    _ if remaining(deadline).is_none() => Exchange::TimedOut,
-                    _ => Exchange::Lost,
+                return Err(match failure {
+                    WriteFailure::Failed { written: 0 } => Exchange::NotSent,
+                    WriteFailure::Failed { .. } => Exchange::Lost,
+                    WriteFailure::OutOfTime { .. } => Exchange::TimedOut,
                 });
             }
         }
@@ -314,11 +367,6 @@ impl Link {
             .map(|_| Reserved(self))
     }
 
-    fn writer(&self) -> MutexGuard<'_, Option<TcpStream>> {
-        // Every change is one assignment: a panic cannot leave it torn.
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn waiting(&self) -> MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -329,11 +377,18 @@ impl Link {
         self.waiting().calls.is_empty()
     }
 
-    /// Opens a connection and starts its reader thread, which holds the link
-    /// for as long as the connection lasts. Called with the writer lock held.
-    fn connect(self: &Arc<Link>, backend: &str, deadline: Instant) -> io::Result<TcpStream> {
-        let stream = open(backend, deadline)?;
-        let reader = stream.try_clone()?;
+    /// Opens a connection, proves the secret on it, and starts its reader
+    /// thread, which holds the link for as long as the connection lasts.
+    /// Called with the writer lock held.
+    fn connect(
+        self: &Arc<Link>,
+        backend: &str,
+        secret: &RpcSecret,
+        deadline: Instant,
+    ) -> Result<TcpStream, Exchange> {
+        let mut stream = open(backend, deadline).map_err(Exchange::Unreachable)?;
+        handshake::prove(&mut stream, secret, deadline).map_err(Exchange::Handshake)?;
+        let reader = stream.try_clone().map_err(Exchange::Unreachable)?;
         let connection = {
             let mut waiting = self.waiting();
             waiting.connection += 1;
@@ -344,7 +399,8 @@ impl Link {
         thread::Builder::new()
             .name("rpc-reader".into())
             .stack_size(READER_STACK_SIZE)
-            .spawn(move || link.read_replies(reader, connection))?;
+            .spawn(move || link.read_replies(reader, connection))
+            .map_err(Exchange::Unreachable)?;
         Ok(stream)
     }
 
@@ -392,7 +448,7 @@ impl Link {
             }
         };
         let _ = stream.shutdown(Shutdown::Both);
-        let mut writer = self.writer();
+        let mut writer = self.writer.take();
         if self.waiting().connection == connection {
             self.end_connection(&mut writer, &ending);
         }
@@ -437,91 +493,6 @@ fn drain_frames(
     }
 }
 
-/// Writes a whole frame before `deadline`; on failure, how many bytes went out.
-fn write_frame(stream: &mut TcpStream, frame: &[u8], deadline: Instant) -> Result<(), usize> {
-    let mut written = 0;
-    while written < frame.len() {
-        let left = remaining(deadline).ok_or(written)?;
-        stream.set_write_timeout(Some(left)).map_err(|_| written)?;
-        match stream.write(&frame[written..]) {
-            Ok(0) => return Err(written),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return Err(written),
-        }
-    }
-    Ok(())
-}
-
-/// Whether the peer has not closed an idle connection: nothing to read yet
-/// (bytes waiting on an idle connection are read by its reader, so only EOF
-/// or an error shows here).
-fn peer_still_open(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    // SAFETY: recv writes at most `probe.len()` bytes into `probe`.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            probe.as_mut_ptr().cast(),
-            probe.len(),
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n > 0 || (n < 0 && io::Error::last_os_error().kind() == ErrorKind::WouldBlock)
-}
-
-fn open(backend: &str, deadline: Instant) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(ErrorKind::NotFound, "back-end address resolves to nothing");
-    for addr in backend.to_socket_addrs()? {
-        let left = remaining(deadline).ok_or_else(|| io::Error::from(ErrorKind::TimedOut))?;
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(stream) => {
-                // Requests are single small frames: send them now, not after 40 ms.
-                stream.set_nodelay(true)?;
-                return Ok(stream);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// Where a reader leaves one call's outcome.
-#[derive(Debug, Default)]
-struct Slot {
-    outcome: Mutex<Option<Result<Message, Exchange>>>,
-    filled: Condvar,
-}
-
-impl Slot {
-    fn fill(&self, outcome: Result<Message, Exchange>) {
-        *self.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
-        self.filled.notify_one();
-    }
-
-    fn take(&self) -> Option<Result<Message, Exchange>> {
-        self.outcome.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-
-    /// The outcome, or `None` once `deadline` passes without one.
-    fn wait(&self, deadline: Instant) -> Option<Result<Message, Exchange>> {
-        let mut outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(done) = outcome.take() {
-                return Some(done);
-            }
-            let left = remaining(deadline)?;
-            outcome = self.filled.wait_timeout(outcome, left).unwrap_or_else(PoisonError::into_inner).0;
-        }
-    }
-}
-
-/// Time left before `deadline`, or `None` once it has passed (a zero timeout
-/// would mean "block forever" to the socket API).
-fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::TcpListener;
@@ -529,77 +500,8 @@ mod tests {
 
     use proto::{ErrorCode, Profile, Secret};
 
+    use super::fake_backend::*;
     use super::*;
-
-    const TIMEOUT: Duration = Duration::from_secs(5);
-
-    /// Reads request frames from a fake back end's side of a connection until
-    /// `n` have come.
-    fn read_requests(stream: &mut TcpStream, n: usize) -> Option<Vec<Frame>> {
-        let mut buf = Vec::new();
-        let mut frames = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            while let Ok(Some((frame, used))) = Frame::decode(&buf) {
-                buf.drain(..used);
-                frames.push(frame);
-            }
-            if frames.len() >= n {
-                return Some(frames);
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(k) => buf.extend_from_slice(&chunk[..k]),
-            }
-        }
-    }
-
-    fn read_request(stream: &mut TcpStream) -> Option<Frame> {
-        read_requests(stream, 1)?.pop()
-    }
-
-    fn reply(stream: &mut TcpStream, request_id: u64, message: Message) {
-        let mut out = Vec::new();
-        Frame { request_id, message }.encode(&mut out).unwrap();
-        stream.write_all(&out).unwrap();
-    }
-
-    fn profile(name: &str) -> Message {
-        Message::ProfileReply(Profile { username: name.into(), nickname: "n".into(), avatar: None })
-    }
-
-    fn get_profile(token: &str) -> Message {
-        Message::GetProfile { token: Secret::new(token), username: None }
-    }
-
-    /// A fake back end whose connections are each handled by `script`, in order.
-    fn backend(scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>>) -> (String, thread::JoinHandle<TcpListener>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let handle = thread::spawn(move || {
-            for script in scripts {
-                let (stream, _) = listener.accept().unwrap();
-                script(stream);
-            }
-            listener
-        });
-        (addr, handle)
-    }
-
-    /// True if nobody else connected to the listener after its scripts ran.
-    fn no_further_connection(listener: &TcpListener) -> bool {
-        listener.set_nonblocking(true).unwrap();
-        matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock)
-    }
-
-    /// Waits (briefly) for the pool's readers to notice closed connections.
-    fn open_connections_settle(pool: &RpcPool, expected: usize) -> usize {
-        let deadline = Instant::now() + TIMEOUT;
-        while pool.open_connections() != expected && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
-        pool.open_connections()
-    }
 
     #[test]
     fn many_calls_share_one_connection_and_each_gets_its_own_reply() {
@@ -612,7 +514,7 @@ mod tests {
                 reply(&mut s, frame.request_id, profile(token.expose()));
             }
         })]);
-        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT));
+        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT, secret()));
         let callers: Vec<_> = (0..CALLS)
             .map(|i| {
                 let pool = Arc::clone(&pool);
@@ -641,7 +543,7 @@ mod tests {
                 reply(&mut s, f.request_id, Message::LoggedOut);
             }),
         ]);
-        let pool = RpcPool::new(addr, 1, TIMEOUT);
+        let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
         assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
         rx.recv().unwrap();
         // Not idempotent, so this works only because the dead connection is
@@ -656,7 +558,7 @@ mod tests {
             read_request(&mut s).unwrap();
             // Applied, maybe, but the reply never comes.
         })]);
-        let pool = RpcPool::new(addr, 4, TIMEOUT);
+        let pool = RpcPool::new(addr, 4, TIMEOUT, secret());
         let nickname =
             Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() };
         assert!(matches!(pool.call(nickname), Err(RpcError::Interrupted)));
@@ -675,7 +577,7 @@ mod tests {
                 reply(&mut s, f.request_id, profile("u"));
             }),
         ]);
-        let pool = RpcPool::new(addr, 1, TIMEOUT);
+        let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
         assert_eq!(pool.call(get_profile("t")).unwrap(), profile("u"));
         server.join().unwrap();
     }
@@ -688,7 +590,7 @@ mod tests {
             let f = read_request(&mut s).unwrap();
             reply(&mut s, f.request_id + 1, Message::Pong);
         })]);
-        let pool = RpcPool::new(addr, 1, TIMEOUT);
+        let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
         assert!(
             matches!(pool.call(get_profile("t")), Ok(Message::Error(e)) if e.code == ErrorCode::Forbidden)
         );
@@ -704,15 +606,120 @@ mod tests {
             read_request(&mut s).unwrap();
             let _ = wait.recv();
         })]);
-        let pool = RpcPool::new(addr, 1, Duration::from_millis(200));
+        let pool = RpcPool::new(addr, 1, Duration::from_millis(200), secret());
         assert!(matches!(pool.call(Message::Ping), Err(RpcError::Timeout)));
         release.send(()).unwrap();
         let listener = server.join().unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let gone = RpcPool::new(format!("127.0.0.1:{port}"), 1, TIMEOUT);
+        let gone = RpcPool::new(format!("127.0.0.1:{port}"), 1, TIMEOUT, secret());
         assert!(matches!(gone.call(Message::Ping), Err(RpcError::Unreachable(_))));
         assert_eq!(gone.open_connections(), 0);
+    }
+
+    fn nickname_change() -> Message {
+        Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() }
+    }
+
+    /// A back end that holds the reply to its first request (a nickname
+    /// change) until `release` says so, then answers it and one Ping more.
+    fn backend_holding_its_first_reply(
+        got_first: mpsc::Sender<()>,
+        release: mpsc::Receiver<()>,
+    ) -> (String, thread::JoinHandle<TcpListener>) {
+        backend(vec![Box::new(move |mut s| {
+            let first = read_request(&mut s).unwrap();
+            got_first.send(()).unwrap();
+            release.recv().unwrap();
+            reply(
+                &mut s,
+                first.request_id,
+                Message::NicknameUpdated(Profile {
+                    username: "u".into(),
+                    nickname: "x".into(),
+                    avatar: None,
+                }),
+            );
+            let next = read_request(&mut s).unwrap();
+            assert_eq!(next.message, Message::Ping, "nothing of the late call was written");
+            reply(&mut s, next.request_id, Message::Pong);
+        })])
+    }
+
+    /// The nickname change in flight got its reply, the one connection is
+    /// still open and still carries calls, and no other was opened.
+    fn assert_untouched(
+        pool: &RpcPool,
+        in_flight: thread::JoinHandle<Result<Message, RpcError>>,
+        server: thread::JoinHandle<TcpListener>,
+    ) {
+        assert!(matches!(in_flight.join().unwrap(), Ok(Message::NicknameUpdated(_))));
+        assert_eq!(pool.open_connections(), 1);
+        assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
+        assert!(no_further_connection(&server.join().unwrap()), "the connection was kept");
+    }
+
+    #[test]
+    fn a_caller_out_of_time_while_another_holds_the_write_turn_fails_alone() {
+        let (got_first, first_seen) = mpsc::channel();
+        let (release, wait) = mpsc::channel();
+        let (addr, server) = backend_holding_its_first_reply(got_first, wait);
+        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT, secret()));
+        let in_flight = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.call(nickname_change()))
+        };
+        first_seen.recv().unwrap();
+        // Another caller is writing (a picture to a slow back end, say).
+        let held = pool.links[0].writer.take();
+        let started = Instant::now();
+        let late = pool.call_until(Message::Ping, started + Duration::from_millis(200));
+        let waited = started.elapsed();
+        assert!(matches!(late, Err(RpcError::Timeout)), "{late:?}");
+        assert!(waited >= Duration::from_millis(200), "gave up after {waited:?}, before its deadline");
+        assert!(waited < Duration::from_secs(2), "waited {waited:?} for the turn, past its deadline");
+        drop(held);
+        release.send(()).unwrap();
+        assert_untouched(&pool, in_flight, server);
+    }
+
+    #[test]
+    fn a_caller_whose_deadline_passed_before_its_turn_writes_nothing_and_closes_nothing() {
+        let (got_first, first_seen) = mpsc::channel();
+        let (release, wait) = mpsc::channel();
+        let (addr, server) = backend_holding_its_first_reply(got_first, wait);
+        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT, secret()));
+        let in_flight = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.call(nickname_change()))
+        };
+        first_seen.recv().unwrap();
+        // The turn is free, but this caller's time is gone by the time it gets it.
+        let late = pool.call_until(Message::Logout { token: Secret::new("t") }, Instant::now());
+        assert!(matches!(late, Err(RpcError::Timeout)), "{late:?}");
+        release.send(()).unwrap();
+        assert_untouched(&pool, in_flight, server);
+    }
+
+    #[test]
+    fn a_connection_whose_proof_is_refused_carries_no_call_and_is_not_kept() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            challenge(&mut s);
+            // Nothing is written before Accepted, which never comes.
+            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let mut byte = [0u8; 1];
+            assert!(matches!(s.read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock));
+            drop(s); // as tcpserver answers a wrong proof
+            listener
+        });
+        let pool = RpcPool::new(addr, 1, TIMEOUT, RpcSecret::new(b"not the back end's secret").unwrap());
+        let refused = pool.call(nickname_change());
+        assert!(matches!(refused, Err(RpcError::Handshake(HandshakeError::Closed { proved: true }))));
+        assert_eq!(pool.open_connections(), 0);
+        assert!(no_further_connection(&server.join().unwrap()), "a refused call is not tried again");
     }
 
     #[test]
@@ -729,7 +736,7 @@ mod tests {
             let f = read_request(&mut s).unwrap();
             reply(&mut s, f.request_id, Message::Pong);
         })]);
-        let mut pool = RpcPool::new(addr, 1, TIMEOUT);
+        let mut pool = RpcPool::new(addr, 1, TIMEOUT, secret());
         pool.calls_per_connection = 2;
         let pool = Arc::new(pool);
         let busy: Vec<_> = (0..2)

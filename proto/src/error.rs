@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-/// Why bytes could not be decoded into a frame, or a frame could not be encoded.
+/// Why bytes could not be decoded into a frame, a frame could not be encoded,
+/// or a secret cannot be used for the handshake.
 ///
 /// "Not enough bytes yet" is not an error: decoders return `Ok(None)` for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,16 @@ pub enum Error {
     UnknownErrorCode(u16),
     /// A text field is longer than its 16-bit length prefix can describe.
     FieldTooLong(usize),
+    /// An RPC secret shorter than [`crate::handshake::MIN_SECRET_LEN`] bytes.
+    SecretTooShort {
+        /// Its length.
+        len: usize,
+        /// The shortest allowed.
+        min: usize,
+    },
+    /// HMAC refused the RPC secret as a key (it takes keys of any length, so
+    /// this does not happen; it is a variant rather than a panic).
+    SecretRefused,
 }
 
 impl fmt::Display for Error {
@@ -51,6 +62,10 @@ impl fmt::Display for Error {
             Error::InvalidTag(tag) => write!(f, "invalid field tag {tag}"),
             Error::UnknownErrorCode(code) => write!(f, "unknown error code {code}"),
             Error::FieldTooLong(len) => write!(f, "text field of {len} bytes is too long"),
+            Error::SecretTooShort { len, min } => {
+                write!(f, "RPC secret of {len} bytes is shorter than the minimum of {min}")
+            }
+            Error::SecretRefused => f.write_str("RPC secret refused as an HMAC key"),
         }
     }
 }

@@ -75,6 +75,7 @@ mod tests {
     use rand::{Rng, RngExt, SeedableRng, rngs::StdRng};
 
     use super::*;
+    use crate::handshake::{NONCE_LEN, Nonce, PROOF_LEN, Proof};
     use crate::message::{ErrorCode, ErrorReply, Profile, Secret};
     use crate::{MAGIC, MAX_IMAGE_LEN, MessageType, VERSION};
 
@@ -117,6 +118,9 @@ mod tests {
             Message::NicknameUpdated(profile(None)),
             Message::AvatarSet(profile(Some("ef.gif"))),
             Message::Pong,
+            Message::Challenge(Nonce([0xa5; NONCE_LEN])),
+            Message::Proof(Proof([0x5a; PROOF_LEN])),
+            Message::Accepted,
         ];
         for code in ErrorCode::ALL {
             all.push(Message::Error(ErrorReply { code, message: "why".into(), retry_after_secs: 3 }));
@@ -221,6 +225,20 @@ mod tests {
         // An image length prefix far beyond the body.
         let lying_len = frame_with_body(MessageType::SetAvatar, &[0, 1, b't', 0, 0xff, 0xff, 0xff, 0xff]);
         assert_eq!(Frame::decode(&lying_len), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn handshake_fields_have_exactly_their_length() {
+        let short = frame_with_body(MessageType::Proof, &[0; PROOF_LEN - 1]);
+        assert_eq!(Frame::decode(&short), Err(Error::Truncated));
+        let long = frame_with_body(MessageType::Challenge, &[0; NONCE_LEN + 1]);
+        assert_eq!(Frame::decode(&long), Err(Error::TrailingBytes(1)));
+        let proof = frame_with_body(MessageType::Proof, &[9; PROOF_LEN]);
+        assert_eq!(proof.len(), HEADER_LEN + PROOF_LEN);
+        let (frame, _) = Frame::decode(&proof).unwrap().unwrap();
+        assert_eq!(frame.message, Message::Proof(Proof([9; PROOF_LEN])));
+        assert!(frame.message.message_type().is_handshake() && frame.message.message_type().is_request());
+        assert!(!MessageType::Challenge.is_request() && !MessageType::Accepted.is_request());
     }
 
     #[test]

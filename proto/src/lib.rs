@@ -9,16 +9,22 @@
 //! Requests and replies share one numbering: a reply carries the `request_id` of
 //! the request it answers, so a connection can pipeline many requests and match
 //! answers that come back in any order.
+//!
+//! A connection begins with a [`handshake`]: the client proves it knows the
+//! secret shared with tcpserver before the server reads any request. That
+//! authenticates the caller; it does not encrypt anything.
 
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod error;
 mod frame;
+pub mod handshake;
 mod header;
 mod message;
 mod wire;
 
 pub use error::Error;
 pub use frame::Frame;
+pub use handshake::{Nonce, Proof, RpcSecret};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_BODY_LEN, VERSION};
 pub use message::{ErrorCode, ErrorReply, MAX_IMAGE_LEN, Message, MessageType, Profile, Secret};

@@ -1,7 +1,10 @@
 //! The messages: one request type per operation, one reply type per operation,
 //! and one error reply.
 //!
-//! Request types are `0x01..=0x7f`, replies `0x81..=0xff`. Each message's body is
+//! Request types are `0x01..=0x7f`, replies `0x81..=0xff`; the handshake's
+//! three (see [`crate::handshake`]) sit among them by direction: the client's
+//! `Proof` with the requests, the server's `Challenge` and `Accepted` with the
+//! replies. Each message's body is
 //! a fixed sequence of fields encoded as `wire` describes; the field order
 //! is the order of the struct fields below.
 
@@ -9,6 +12,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::error::Error;
+use crate::handshake::{Nonce, Proof};
 use crate::wire::{Reader, Writer};
 
 /// Largest profile picture accepted, in bytes. Two MiB holds a good 1024×1024 JPEG
@@ -27,6 +31,7 @@ pub enum MessageType {
     UpdateNickname = 0x05,
     SetAvatar = 0x06,
     Ping = 0x07,
+    Proof = 0x08,
     SignedUp = 0x81,
     LoggedIn = 0x82,
     LoggedOut = 0x83,
@@ -34,6 +39,8 @@ pub enum MessageType {
     NicknameUpdated = 0x85,
     AvatarSet = 0x86,
     Pong = 0x87,
+    Challenge = 0x88,
+    Accepted = 0x89,
     Error = 0xff,
 }
 
@@ -49,6 +56,7 @@ impl MessageType {
             0x05 => UpdateNickname,
             0x06 => SetAvatar,
             0x07 => Ping,
+            0x08 => Proof,
             0x81 => SignedUp,
             0x82 => LoggedIn,
             0x83 => LoggedOut,
@@ -56,6 +64,8 @@ impl MessageType {
             0x85 => NicknameUpdated,
             0x86 => AvatarSet,
             0x87 => Pong,
+            0x88 => Challenge,
+            0x89 => Accepted,
             0xff => Error,
             _ => return None,
         })
@@ -64,6 +74,12 @@ impl MessageType {
     /// True for the types a client sends; false for replies.
     pub fn is_request(self) -> bool {
         (self as u8) < 0x80
+    }
+
+    /// True for the handshake's frames, which are valid only as a
+    /// connection's first exchange ([`crate::handshake`]).
+    pub fn is_handshake(self) -> bool {
+        matches!(self, MessageType::Challenge | MessageType::Proof | MessageType::Accepted)
     }
 }
 
@@ -263,6 +279,13 @@ pub enum Message {
     AvatarSet(Profile),
     /// Answer to [`Message::Ping`].
     Pong,
+    /// The server's first frame on every connection: prove the secret by
+    /// answering this nonce ([`crate::handshake`]).
+    Challenge(Nonce),
+    /// The client's answer to the [`Message::Challenge`]; the first frame it sends.
+    Proof(Proof),
+    /// The proof was right: requests are read from now on.
+    Accepted,
     /// The request failed.
     Error(ErrorReply),
 }
@@ -285,6 +308,9 @@ impl Message {
             Message::NicknameUpdated(_) => MessageType::NicknameUpdated,
             Message::AvatarSet(_) => MessageType::AvatarSet,
             Message::Pong => MessageType::Pong,
+            Message::Challenge(_) => MessageType::Challenge,
+            Message::Proof(_) => MessageType::Proof,
+            Message::Accepted => MessageType::Accepted,
             Message::Error(_) => MessageType::Error,
         }
     }
@@ -324,7 +350,9 @@ impl Message {
                 w.optional_text(username.as_deref())?;
                 w.bytes(image)?;
             }
-            Message::Ping | Message::LoggedOut | Message::Pong => {}
+            Message::Ping | Message::LoggedOut | Message::Pong | Message::Accepted => {}
+            Message::Challenge(nonce) => w.fixed(&nonce.0),
+            Message::Proof(proof) => w.fixed(&proof.0),
             Message::SignedUp(p)
             | Message::ProfileReply(p)
             | Message::NicknameUpdated(p)
@@ -379,6 +407,9 @@ impl Message {
             MessageType::NicknameUpdated => Message::NicknameUpdated(decode_profile(&mut r)?),
             MessageType::AvatarSet => Message::AvatarSet(decode_profile(&mut r)?),
             MessageType::Pong => Message::Pong,
+            MessageType::Challenge => Message::Challenge(Nonce(r.fixed()?)),
+            MessageType::Proof => Message::Proof(Proof(r.fixed()?)),
+            MessageType::Accepted => Message::Accepted,
             MessageType::Error => {
                 let raw = r.u16()?;
                 let code = ErrorCode::from_u16(raw).ok_or(Error::UnknownErrorCode(raw))?;

@@ -10,6 +10,7 @@
 //! | optional text    | `u8` 0 (absent) or 1 (present, then text)               |
 //! | bytes            | `u32` byte length, then the bytes                       |
 //! | client address   | `u8` 0 (unknown), 4 (then 4 bytes) or 6 (then 16 bytes) |
+//! | fixed bytes      | exactly as many as the field's type holds, no prefix    |
 //!
 //! Lengths are checked against what is left of the body before anything is
 //! copied, so a lying length prefix gives [`Error::Truncated`], never a panic or
@@ -70,6 +71,13 @@ impl<'a> Reader<'a> {
     pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, Error> {
         let len = self.u32()? as usize;
         Ok(self.take(len)?.to_vec())
+    }
+
+    /// Exactly `N` bytes (a nonce, a proof).
+    pub(crate) fn fixed<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
     }
 
     pub(crate) fn client_addr(&mut self) -> Result<Option<IpAddr>, Error> {
@@ -147,6 +155,10 @@ impl<'a> Writer<'a> {
         self.u32(len);
         self.out.extend_from_slice(b);
         Ok(())
+    }
+
+    pub(crate) fn fixed(&mut self, b: &[u8]) {
+        self.out.extend_from_slice(b);
     }
 
     pub(crate) fn client_addr(&mut self, addr: Option<IpAddr>) {

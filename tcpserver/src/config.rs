@@ -71,6 +71,9 @@ pub const DEFAULT_PEPPER_FILE: &str = "run/secrets/pepper";
 /// Where the metrics listener serves `GET /metrics` ([`crate::metrics_http`]):
 /// loopback, so only a scraper on this machine reads it unless told otherwise.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9099";
+/// The secret every RPC connection must prove it knows before its first request
+/// (`proto::handshake`); httpserver reads the same file. Made by `scripts/services.sh`.
+pub const DEFAULT_RPC_SECRET_FILE: &str = "run/secrets/rpc_secret";
 
 /// Everything the server needs to start. Build with [`Config::from_env_and_args`]
 /// or [`Config::parse`]; [`Config::default`] holds the documented defaults.
@@ -112,6 +115,8 @@ pub struct Config {
     /// (`--login-failures-per-user`, `--login-failures-per-addr`,
     /// `--logins-per-user`, `--logins-per-addr`, `--signups-per-addr`).
     pub limits: Limits,
+    /// `--rpc-secret-file` / `RPC_SECRET_FILE`: what RPC clients must prove they know.
+    pub rpc_secret_file: PathBuf,
 }
 
 impl Default for Config {
@@ -133,6 +138,7 @@ impl Default for Config {
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9099))),
             limits: Limits::default(),
             max_sessions_per_user: crate::login_session::DEFAULT_MAX_SESSIONS_PER_USER,
+            rpc_secret_file: PathBuf::from(DEFAULT_RPC_SECRET_FILE),
         }
     }
 }
@@ -208,6 +214,11 @@ const SETTINGS: &[Setting] = &[
         flag: "--signups-per-addr",
         env: "SIGNUPS_PER_ADDR",
         help: "sign-ups per client address [20/600]",
+    },
+    Setting {
+        flag: "--rpc-secret-file",
+        env: "RPC_SECRET_FILE",
+        help: "secret RPC clients must prove, >= 16 bytes [run/secrets/rpc_secret]",
     },
 ];
 
@@ -393,6 +404,7 @@ impl Config {
                     _ => &mut limits.signups_per_addr,
                 } = limit;
             }
+            "--rpc-secret-file" => self.rpc_secret_file = PathBuf::from(value),
             _ => return Err(ConfigError::UnknownFlag(flag.to_owned())),
         }
         Ok(())
@@ -422,6 +434,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.workers, 4);
         assert_eq!(config.metrics_listen.map(|a| a.to_string()).as_deref(), Some(DEFAULT_METRICS_LISTEN));
+        assert_eq!(config.rpc_secret_file, PathBuf::from(DEFAULT_RPC_SECRET_FILE));
     }
 
     #[test]
@@ -436,6 +449,15 @@ mod tests {
         assert_eq!(config.limits.failures_per_user, crate::throttle::LOGIN_FAILURES_PER_USER);
         assert_eq!(config.metrics_listen, None);
         assert!(parse(&["--logins-per-addr", "0/60"], &[]).is_err());
+    }
+
+    #[test]
+    fn the_rpc_secret_file_comes_from_its_flag_or_variable() {
+        let from_env = parse(&[], &[("RPC_SECRET_FILE", "/env/secret")]).unwrap();
+        assert_eq!(from_env.rpc_secret_file, PathBuf::from("/env/secret"));
+        let from_flag =
+            parse(&["--rpc-secret-file", "/flag/secret"], &[("RPC_SECRET_FILE", "/env/secret")]).unwrap();
+        assert_eq!(from_flag.rpc_secret_file, PathBuf::from("/flag/secret"));
     }
 
     #[test]

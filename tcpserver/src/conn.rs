@@ -8,14 +8,18 @@
 //! the unsent suffix. A peer that sends requests but does not read its replies
 //! is stopped from sending more once its unsent replies pass
 //! [`WRITE_HIGH_WATER`], or once it has [`MAX_IN_FLIGHT`] requests at the
-//! workers, so that no peer can make the server buffer without bound.
+//! workers, so that no peer can make the server buffer without bound. Until a
+//! connection has proved the RPC secret (its [`Gate`]), its read buffer holds
+//! one proof frame at most ([`PROOF_FRAME_LEN`]).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
 use mio::Interest;
 use mio::net::TcpStream;
-use proto::{Frame, HEADER_LEN, MAX_BODY_LEN};
+use proto::{Frame, HEADER_LEN, Header, MAX_BODY_LEN};
+
+use crate::gate::{Gate, PROOF_FRAME_LEN};
 
 /// Largest read buffer: one whole frame of the largest size.
 pub const MAX_READ_BUF: usize = HEADER_LEN + MAX_BODY_LEN;
@@ -69,6 +73,9 @@ pub struct Connection {
     /// Reading stopped for backpressure before the socket was drained; it must
     /// be resumed (not waited for: readiness is edge-triggered) once relieved.
     pub paused: bool,
+    /// Whether the connection has proved the RPC secret, so that its frames
+    /// are requests.
+    pub gate: Gate,
     read_buf: Vec<u8>,
     /// Bytes at the front of `read_buf` already decoded.
     read_pos: usize,
@@ -78,8 +85,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A new connection with empty buffers, registered as readable.
-    pub fn new(id: u64, peer: SocketAddr, stream: TcpStream) -> Connection {
+    /// A new connection with empty buffers, registered as readable, behind `gate`.
+    pub fn new(id: u64, peer: SocketAddr, stream: TcpStream, gate: Gate) -> Connection {
         Connection {
             id,
             peer,
@@ -88,6 +95,7 @@ impl Connection {
             in_flight: 0,
             done_reading: false,
             paused: false,
+            gate,
             read_buf: Vec::new(),
             read_pos: 0,
             write_buf: Vec::new(),
@@ -109,6 +117,16 @@ impl Connection {
     /// more can be closed.
     pub fn finished(&self) -> bool {
         self.done_reading && self.in_flight == 0 && self.pending_output() == 0
+    }
+
+    /// The header of the next frame, once its bytes are buffered: a pending
+    /// connection's first frame is judged by it before its body is read.
+    ///
+    /// # Errors
+    ///
+    /// The codec's error for a header that cannot start a valid frame.
+    pub fn peek_header(&self) -> Result<Option<Header>, proto::Error> {
+        Header::decode(self.read_buf.get(self.read_pos..).unwrap_or_default())
     }
 
     /// The next complete frame from the read buffer, if there is one.
@@ -144,10 +162,12 @@ impl Connection {
             self.read_buf.drain(..self.read_pos);
             self.read_pos = 0;
         }
-        let room = MAX_READ_BUF.saturating_sub(self.read_buf.len()).min(scratch.len());
+        let cap = if self.gate.is_open() { MAX_READ_BUF } else { PROOF_FRAME_LEN };
+        let room = cap.saturating_sub(self.read_buf.len()).min(scratch.len());
         let Some(target) = scratch.get_mut(..room).filter(|t| !t.is_empty()) else {
             // Unreachable while frames are decoded after every read: a full
-            // buffer holds a whole frame. Treat it as "no progress" all the same.
+            // buffer holds a whole frame (before the gate opens, a whole
+            // proof, its header screened). Treat it as "no progress" all the same.
             return Ok(ReadStatus::Blocked);
         };
         loop {

@@ -1,8 +1,8 @@
 //! From a decoded request to the code that answers it.
 //!
 //! [`route`] runs on the reactor thread and decides, without blocking, whether a
-//! message can be answered at once (`Ping`, or a reply type sent as a request)
-//! or needs a worker. [`handle`] runs on a worker and calls the operation.
+//! message can be answered at once (`Ping`, a reply type sent as a request, or
+//! a handshake frame once the handshake is over) or needs a worker. [`handle`] runs on a worker and calls the operation.
 
 use proto::{ErrorCode, Message, Secret};
 
@@ -20,6 +20,14 @@ pub enum Route {
 
 /// Decides where a request goes.
 pub fn route(message: Message) -> Route {
+    // The reactor takes a connection's proof before any request; another one
+    // later is a client out of step, never work.
+    if message.message_type().is_handshake() {
+        return Route::Answer(Message::error(
+            ErrorCode::UnexpectedMessage,
+            format!("{:?} belongs to the handshake, which is over.", message.message_type()),
+        ));
+    }
     if !message.message_type().is_request() {
         return Route::Answer(Message::error(
             ErrorCode::UnexpectedMessage,
@@ -148,6 +156,15 @@ mod tests {
     fn replies_sent_as_requests_are_refused() {
         for reply in [Message::Pong, Message::LoggedOut, Message::ProfileReply(profile())] {
             let Route::Answer(Message::Error(e)) = route(reply) else { panic!("not refused") };
+            assert_eq!(e.code, ErrorCode::UnexpectedMessage);
+        }
+    }
+
+    #[test]
+    fn handshake_frames_after_the_handshake_are_refused() {
+        let proof = Message::Proof(proto::Proof([0; proto::handshake::PROOF_LEN]));
+        for late in [proof, Message::Accepted] {
+            let Route::Answer(Message::Error(e)) = route(late) else { panic!("not refused") };
             assert_eq!(e.code, ErrorCode::UnexpectedMessage);
         }
     }

@@ -14,6 +14,11 @@
 //!
 //! Slab keys are reused, so a completion names its connection by token *and*
 //! serial number, and is dropped if the slot now holds another connection.
+//!
+//! A new connection is sent a challenge at once and reads nothing but its proof
+//! until it has proved the RPC secret ([`crate::gate`]); a pass over the
+//! connections, at most every [`SWEEP_INTERVAL`], closes those that have not
+//! within their handshake timeout.
 
 use std::io;
 use std::sync::mpsc::Receiver;
@@ -21,11 +26,12 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use proto::{ErrorCode, Frame, Message};
+use proto::{ErrorCode, Frame, Message, RpcSecret};
 use slab::Slab;
 
 use crate::conn::{Connection, ReadStatus};
 use crate::dispatch::{self, Route};
+use crate::gate::{Gate, Refusal, SWEEP_INTERVAL};
 use crate::pool::{Completion, Job, SubmitError, WorkerPool, busy};
 use crate::shutdown::Shutdown;
 
@@ -67,6 +73,8 @@ enum Close {
     Protocol(proto::Error),
     /// The socket failed.
     Io(io::Error),
+    /// The peer did not prove the RPC secret.
+    Refused(Refusal),
 }
 
 /// Counts connections refused at the limit, for a rate-limited log line.
@@ -108,6 +116,11 @@ pub struct Reactor {
     accept_retry_at: Option<Instant>,
     draining_until: Option<Instant>,
     refusals: Refusals,
+    /// What connections must prove they know before their requests are read.
+    secret: RpcSecret,
+    /// When to look next for connections past their handshake timeout; `None`
+    /// while none is waiting to prove the secret.
+    sweep_at: Option<Instant>,
 }
 
 impl Reactor {
@@ -125,6 +138,7 @@ impl Reactor {
         pool: WorkerPool,
         completions: Receiver<Completion>,
         max_connections: usize,
+        secret: RpcSecret,
     ) -> io::Result<Reactor> {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         poll.registry().register(shutdown.source(), SHUTDOWN, Interest::READABLE)?;
@@ -144,6 +158,8 @@ impl Reactor {
             accept_retry_at: None,
             draining_until: None,
             refusals: Refusals::default(),
+            secret,
+            sweep_at: None,
         })
     }
 
@@ -181,6 +197,9 @@ impl Reactor {
             if let Some(pool) = &self.pool {
                 pool.wake_workers();
             }
+            if self.sweep_at.is_some_and(|at| Instant::now() >= at) {
+                self.sweep_handshakes();
+            }
             if self.accept_retry_at.is_some_and(|at| Instant::now() >= at) {
                 self.accept_retry_at = None;
                 self.accept_all();
@@ -205,11 +224,14 @@ impl Reactor {
 
     /// How long the next poll may wait.
     fn timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() {
+        // Connections with unread input, or with output queued outside the
+        // turn's flush (challenges to connections accepted on a retry), go on
+        // at once.
+        if !self.ready.is_empty() || !self.touched.is_empty() {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        [self.accept_retry_at, self.draining_until]
+        [self.accept_retry_at, self.draining_until, self.sweep_at]
             .into_iter()
             .flatten()
             .map(|at| at.saturating_duration_since(now))
@@ -228,6 +250,13 @@ impl Reactor {
                     }
                     // Replies are small and latency matters more than packet count.
                     let _ = stream.set_nodelay(true);
+                    let (gate, challenge) = match Gate::challenge(Instant::now()) {
+                        Ok(made) => made,
+                        Err(e) => {
+                            crate::log!("cannot challenge the connection from {peer}: {e}");
+                            continue;
+                        }
+                    };
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key());
                     if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
@@ -235,7 +264,15 @@ impl Reactor {
                         continue;
                     }
                     self.next_conn_id += 1;
-                    entry.insert(Connection::new(self.next_conn_id, peer, stream));
+                    let deadline = gate.deadline();
+                    let conn = entry.insert(Connection::new(self.next_conn_id, peer, stream, gate));
+                    // A challenge always encodes: a fixed-size body.
+                    let _ = conn.queue(&challenge);
+                    // Sent this turn, when the touched connections are flushed.
+                    self.touched.push(token);
+                    if let (None, Some(at)) = (self.sweep_at, deadline) {
+                        self.sweep_at = Some(at);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -271,6 +308,14 @@ impl Reactor {
                 if conn.done_reading {
                     return;
                 }
+                if !conn.gate.is_open() {
+                    match self.admit(token) {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(refusal) => return self.close(token, Close::Refused(refusal)),
+                    }
+                }
+                let Some(conn) = self.conns.get_mut(token.0) else { return };
                 if conn.backpressured() {
                     conn.paused = true;
                     return;
@@ -289,6 +334,9 @@ impl Reactor {
             match conn.read_some(&mut self.scratch) {
                 Ok(ReadStatus::Data) => reads += 1,
                 Ok(ReadStatus::Blocked) => return,
+                Ok(ReadStatus::Eof) if !conn.gate.is_open() => {
+                    return self.close(token, Close::Refused(Refusal::Closed));
+                }
                 Ok(ReadStatus::Eof) => {
                     conn.done_reading = true;
                     return;
@@ -296,6 +344,46 @@ impl Reactor {
                 Err(e) => return self.close(token, Close::Io(e)),
             }
         }
+    }
+
+    /// Takes a pending connection's proof, if it is buffered whole: opens its
+    /// gate and queues `Accepted` (which the client waits for before its first
+    /// request). `Ok(false)` while more bytes are needed.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`] for anything but a right proof; nothing is answered.
+    fn admit(&mut self, token: Token) -> Result<bool, Refusal> {
+        let Some(conn) = self.conns.get_mut(token.0) else { return Ok(false) };
+        match conn.peek_header() {
+            Ok(Some(header)) => Gate::screen(&header)?,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(Refusal::Garbled(e)),
+        }
+        let Some(frame) = conn.next_frame().map_err(Refusal::Garbled)? else { return Ok(false) };
+        conn.gate.admit(&frame, &self.secret)?;
+        // A bodiless frame always encodes.
+        let _ = conn.queue(&Frame { request_id: 0, message: Message::Accepted });
+        Ok(true)
+    }
+
+    /// Closes the connections past their handshake timeout, and says when to
+    /// look again: at the next deadline, but not before [`SWEEP_INTERVAL`].
+    fn sweep_handshakes(&mut self) {
+        let now = Instant::now();
+        let mut overdue = Vec::new();
+        let mut next: Option<Instant> = None;
+        for (key, conn) in &self.conns {
+            match conn.gate.deadline() {
+                Some(at) if at <= now => overdue.push(Token(key)),
+                Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                None => {}
+            }
+        }
+        for token in overdue {
+            self.close(token, Close::Refused(Refusal::TimedOut));
+        }
+        self.sweep_at = next.map(|at| at.max(now + SWEEP_INTERVAL));
     }
 
     /// Answers a request on the spot or hands it to a worker.
@@ -433,6 +521,9 @@ impl Reactor {
             Close::Finished => {}
             Close::Protocol(e) => {
                 crate::log!("connection {} ({}): closed: protocol error: {e}", token.0, conn.peer);
+            }
+            Close::Refused(why) => {
+                crate::log!("connection {} ({}): refused: {why}", token.0, conn.peer);
             }
             Close::Io(e) => {
                 if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {

@@ -1,7 +1,8 @@
 //! Putting the pieces together: read the secrets, bind, start the workers, run
 //! the reactor.
 //!
-//! Everything that can be wrong with the settings (a missing pepper, a bad URL,
+//! Everything that can be wrong with the settings (a missing pepper or RPC
+//! secret, a bad URL,
 //! a port in use) is found by [`Server::bind`], before the first client is
 //! accepted, and reported as a [`ServerError`] that says what to fix. MySQL and
 //! Redis being down is not such an error: the server starts, answers
@@ -15,6 +16,8 @@ use std::sync::{Arc, mpsc};
 
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
+use proto::RpcSecret;
+use proto::handshake::MIN_SECRET_LEN;
 
 use crate::avatar_store::AvatarStore;
 use crate::config::Config;
@@ -45,6 +48,21 @@ pub enum ServerError {
         path: PathBuf,
         /// Its length.
         len: usize,
+    },
+    /// The RPC secret file cannot be read.
+    ReadRpcSecret {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The RPC secret file holds fewer than [`MIN_SECRET_LEN`] bytes (or is
+    /// otherwise refused by [`RpcSecret::new`]).
+    RpcSecret {
+        /// The file.
+        path: PathBuf,
+        /// Why it was refused.
+        source: proto::Error,
     },
     /// The hasher refused the settings (hash cost too low), or the OS
     /// generator gave no key for the verified-credentials cache.
@@ -91,6 +109,17 @@ impl fmt::Display for ServerError {
                 "the pepper file {} holds {len} bytes; at least {MIN_PEPPER_LEN} are needed",
                 path.display()
             ),
+            ServerError::ReadRpcSecret { path, source } => write!(
+                f,
+                "cannot read the RPC secret file {}: {source} (create one with \
+                 `(umask 077; head -c 32 /dev/urandom > {0})`, and give httpserver the same file)",
+                path.display()
+            ),
+            ServerError::RpcSecret { path, source } => write!(
+                f,
+                "the RPC secret file {}: {source}; at least {MIN_SECRET_LEN} random bytes are needed",
+                path.display()
+            ),
             ServerError::Hasher(e) => write!(f, "password hashing settings: {e}"),
             ServerError::ReadMysqlPassword { path, source } => {
                 write!(f, "cannot read the MySQL password file {}: {source}", path.display())
@@ -110,10 +139,12 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::ReadPepper { source, .. }
+            | ServerError::ReadRpcSecret { source, .. }
             | ServerError::ReadMysqlPassword { source, .. }
             | ServerError::AvatarDir { source, .. }
             | ServerError::Bind { source, .. } => Some(source),
             ServerError::Io(e) => Some(e),
+            ServerError::RpcSecret { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -136,6 +167,7 @@ impl Server {
     pub fn bind(config: &Config, shutdown: Shutdown) -> Result<Server, ServerError> {
         let pepper = read_pepper(&config.pepper_file)?;
         let hasher = PasswordHasher::new(pepper, config.hash_cost).map_err(ServerError::Hasher)?;
+        let secret = read_rpc_secret(&config.rpc_secret_file)?;
         let mysql_password = match &config.mysql_password_file {
             Some(path) => Some(read_password(path)?),
             None => None,
@@ -178,8 +210,9 @@ impl Server {
         };
         let pool = WorkerPool::start(config.workers, config.queue_len, make_service, completions_tx, waker)
             .map_err(ServerError::Io)?;
-        let reactor = Reactor::new(poll, listener, shutdown, pool, completions, config.max_connections)
-            .map_err(ServerError::Io)?;
+        let reactor =
+            Reactor::new(poll, listener, shutdown, pool, completions, config.max_connections, secret)
+                .map_err(ServerError::Io)?;
         Ok(Server { reactor, local_addr, metrics_addr })
     }
 
@@ -236,6 +269,13 @@ fn read_pepper(path: &Path) -> Result<Vec<u8>, ServerError> {
         return Err(ServerError::PepperTooShort { path: path.to_owned(), len: pepper.len() });
     }
     Ok(pepper)
+}
+
+fn read_rpc_secret(path: &Path) -> Result<RpcSecret, ServerError> {
+    let bytes =
+        std::fs::read(path).map_err(|source| ServerError::ReadRpcSecret { path: path.to_owned(), source })?;
+    // The file's bytes as they are, like the pepper's: both servers read them alike.
+    RpcSecret::new(&bytes).map_err(|source| ServerError::RpcSecret { path: path.to_owned(), source })
 }
 
 fn read_password(path: &Path) -> Result<String, ServerError> {

@@ -91,12 +91,13 @@ fn pipelined_requests_on_500_connections_get_their_own_answers() {
     let (username, token) = server.user_with_session(&mut setup, "crowd", PASSWORD);
     const THREADS: usize = 50;
     const PER_THREAD: usize = 10;
-    let addr = server.addr;
+    let (addr, secret) = (server.addr, &server.secret);
     thread::scope(|s| {
         for t in 0..THREADS {
             let (username, token) = (&username, &token);
             s.spawn(move || {
-                let mut clients: Vec<Client> = (0..PER_THREAD).map(|_| Client::connect(addr)).collect();
+                let mut clients: Vec<Client> =
+                    (0..PER_THREAD).map(|_| Client::connect(addr, secret)).collect();
                 let mut expected = Vec::new();
                 for (i, c) in clients.iter_mut().enumerate() {
                     // Ids unique per connection, deliberately not in sending order.
@@ -172,13 +173,13 @@ fn connections_beyond_the_limit_are_closed_at_once() {
     let mut second = server.connect();
     assert_eq!(first.call(Message::Ping), Message::Pong);
     assert_eq!(second.call(Message::Ping), Message::Pong);
-    let mut third = server.connect();
+    let mut third = server.connect_unproven();
     assert!(third.is_closed_by_server());
     drop(second);
     // The freed slot is taken again once the server has seen the close.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if server.connect().try_call(Message::Ping) == Some(Message::Pong) {
+        if server.try_connect().and_then(|mut c| c.try_call(Message::Ping)) == Some(Message::Pong) {
             break;
         }
         assert!(Instant::now() < deadline, "the freed slot never came back");
@@ -385,6 +386,15 @@ fn bad_settings_stop_the_server_with_a_clear_message() {
     assert!(err.contains("pepper") && err.contains("16"), "{err}");
     let err = start_failure(&[&listen[..], &["--pepper-file", missing.to_str().unwrap()]].concat());
     assert!(err.contains("pepper") && err.contains("missing"), "{err}");
+    let pepper = util::TestEnv::load().pepper_file.display().to_string();
+    let with_pepper = [&listen[..], &["--pepper-file", &pepper]].concat();
+    let short_secret = dir.join("short-secret");
+    std::fs::write(&short_secret, b"fifteen bytes!!").unwrap();
+    let err =
+        start_failure(&[&with_pepper[..], &["--rpc-secret-file", short_secret.to_str().unwrap()]].concat());
+    assert!(err.contains("RPC secret") && err.contains("16"), "{err}");
+    let err = start_failure(&[&with_pepper[..], &["--rpc-secret-file", missing.to_str().unwrap()]].concat());
+    assert!(err.contains("RPC secret") && err.contains("missing"), "{err}");
     let err = start_failure(&["--workers", "zero"]);
     assert!(err.contains("--workers"), "{err}");
     let err = start_failure(&["--no-such-flag"]);

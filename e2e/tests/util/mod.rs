@@ -66,6 +66,14 @@ pub fn random_hex(n: usize) -> String {
     s
 }
 
+/// Writes a new RPC secret (32 random bytes) to `path`, for a test's pair of
+/// servers to share, and returns the path.
+pub fn write_rpc_secret(path: PathBuf) -> PathBuf {
+    let secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    fs::write(&path, secret).expect("write the RPC secret file");
+    path
+}
+
 /// The `tcpserver` binary, built on first use (see [`workspace_binary`]).
 pub fn tcpserver_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -208,6 +216,7 @@ impl Stack {
         let (mysql_url, password) = split_mysql_url(&env.mysql_url);
         let password_file = dir.join("mysql_password");
         fs::write(&password_file, format!("{password}\n")).expect("password file");
+        let secret_file = write_rpc_secret(dir.join("rpc_secret")).display().to_string();
         let redis_prefix = format!("umtest:http:{id}:");
         let mut backend_args: Vec<String> = vec![
             "--workers".into(),
@@ -226,6 +235,8 @@ impl Stack {
             env.pepper_file.display().to_string(),
             "--metrics-listen".into(),
             "127.0.0.1:0".into(),
+            "--rpc-secret-file".into(),
+            secret_file.clone(),
         ];
         backend_args.extend(options.back_args);
         let mut stack = Stack {
@@ -251,6 +262,8 @@ impl Stack {
             &static_dir.display().to_string(),
             "--rpc-pool",
             "8",
+            "--rpc-secret-file",
+            &secret_file,
         ]
         .iter()
         .map(|s| s.to_string())

@@ -89,6 +89,11 @@ impl System {
         fs::create_dir_all(dir.join("avatars")).expect("temp dir");
         let pepper = dir.join("pepper");
         fs::write(&pepper, (0..32).map(|_| rand::rng().random::<u8>()).collect::<Vec<u8>>()).expect("pepper");
+        // What httpserver proves to tcpserver on each RPC connection.
+        let rpc_secret = dir.join("rpc_secret");
+        fs::write(&rpc_secret, (0..32).map(|_| rand::rng().random::<u8>()).collect::<Vec<u8>>())
+            .expect("RPC secret");
+        let rpc_secret = rpc_secret.display().to_string();
         let database = format!("usermgmt_loadtest_{id}");
         let mut system = System {
             addr: "127.0.0.1:0".parse().expect("address"),
@@ -146,6 +151,8 @@ impl System {
             "1000000/600",
             "--login-failures-per-addr",
             "1000000/300",
+            "--rpc-secret-file",
+            &rpc_secret,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -163,6 +170,8 @@ impl System {
             &root.join("html").display().to_string(),
             "--static-dir",
             &root.join("static").display().to_string(),
+            "--rpc-secret-file",
+            &rpc_secret,
         ]
         .iter()
         .map(|s| s.to_string())

@@ -1,5 +1,6 @@
-//! Helpers for the integration tests: a real `tcpserver` process per test, a
-//! protocol client over `std::net::TcpStream`, direct MySQL and Redis access
+//! Helpers for the integration tests: a real `tcpserver` process per test (with
+//! an RPC secret of its own), a protocol client over `std::net::TcpStream` that
+//! proves that secret when it connects, direct MySQL and Redis access
 //! for checking what the server stored, and a TCP proxy that can cut or refuse
 //! the server's database connections.
 //!
@@ -20,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
-use proto::{ErrorCode, Frame, Message, Profile, Secret};
+use proto::{ErrorCode, Frame, Message, Profile, RpcSecret, Secret};
 
 /// How long a test waits for any one reply before failing.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -111,8 +112,10 @@ pub struct TestServer {
     pub user_prefix: String,
     /// Its avatar directory.
     pub avatar_dir: PathBuf,
-    /// Its scratch directory (stderr log, password file, avatars).
+    /// Its scratch directory (stderr log, password and secret files, avatars).
     pub dir: PathBuf,
+    /// The RPC secret it was started with, which its clients prove.
+    pub secret: RpcSecret,
     /// Where to reach the databases.
     pub env: TestEnv,
 }
@@ -148,6 +151,10 @@ impl TestServer {
         let (mysql_url, mysql_password) = env.split_mysql_url();
         let password_file = dir.join("mysql_password");
         fs::write(&password_file, format!("{mysql_password}\n")).expect("write password file");
+        let secret_bytes: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+        let secret_file = dir.join("rpc_secret");
+        fs::write(&secret_file, &secret_bytes).expect("write RPC secret file");
+        let secret = RpcSecret::new(&secret_bytes).expect("a 32-byte secret");
         let avatar_dir = dir.join("avatars");
         let redis_prefix = format!("umtest:{id}:");
         let stderr = fs::File::create(dir.join("stderr.log")).expect("stderr log");
@@ -170,6 +177,7 @@ impl TestServer {
             ("--mysql-password-file", &password_file),
             ("--avatar-dir", &avatar_dir),
             ("--pepper-file", &env.pepper_file),
+            ("--rpc-secret-file", &secret_file),
         ] {
             args.push(flag.into());
             args.push(value.display().to_string());
@@ -200,6 +208,7 @@ impl TestServer {
             user_prefix: format!("t{id}."),
             avatar_dir,
             dir,
+            secret,
             env,
         }
     }
@@ -209,9 +218,21 @@ impl TestServer {
         format!("{}{suffix}", self.user_prefix)
     }
 
-    /// A new protocol client.
+    /// A new protocol client, past the handshake.
     pub fn connect(&self) -> Client {
-        Client::connect(self.addr)
+        Client::connect(self.addr, &self.secret)
+    }
+
+    /// A new protocol client, past the handshake; `None` if the server closed
+    /// the connection instead (at its connection limit, say).
+    pub fn try_connect(&self) -> Option<Client> {
+        let mut client = Client::connect_unproven(self.addr);
+        client.prove(&self.secret).then_some(client)
+    }
+
+    /// A new connection that has not proved the secret (nor tried to).
+    pub fn connect_unproven(&self) -> Client {
+        Client::connect_unproven(self.addr)
     }
 
     /// What the server wrote to standard error so far.
@@ -338,12 +359,47 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to a server.
-    pub fn connect(addr: SocketAddr) -> Client {
+    /// Connects to a server and proves `secret`; panics unless it is accepted.
+    pub fn connect(addr: SocketAddr, secret: &RpcSecret) -> Client {
+        let mut client = Client::connect_unproven(addr);
+        assert!(client.prove(secret), "tcpserver did not accept the RPC secret");
+        client
+    }
+
+    /// Connects to a server without the handshake: the server's challenge is
+    /// the first thing to read.
+    pub fn connect_unproven(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect to tcpserver");
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).expect("set timeout");
         stream.set_nodelay(true).expect("nodelay");
         Client { stream, buf: Vec::new(), next_id: 1 }
+    }
+
+    /// The handshake, as httpserver does it: reads the challenge, answers with
+    /// `secret`'s proof, and says whether the server accepted it.
+    pub fn prove(&mut self, secret: &RpcSecret) -> bool {
+        let Some(Frame { message: Message::Challenge(nonce), .. }) = self.try_recv() else {
+            return false;
+        };
+        self.send_with_id(0, Message::Proof(secret.prove(&nonce)));
+        matches!(self.try_recv(), Some(Frame { message: Message::Accepted, .. }))
+    }
+
+    /// The next frame, or `None` if the server closes the connection (or sends
+    /// bytes that are not a frame) first.
+    pub fn try_recv(&mut self) -> Option<Frame> {
+        loop {
+            if let Ok(Some((frame, used))) = Frame::decode(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
     }
 
     /// Sends a request with a fresh id; returns the id.
@@ -406,18 +462,7 @@ impl Client {
         let mut bytes = Vec::new();
         Frame { request_id: 0, message }.encode(&mut bytes).expect("encodable request");
         self.stream.write_all(&bytes).ok()?;
-        loop {
-            if let Ok(Some((frame, used))) = Frame::decode(&self.buf) {
-                self.buf.drain(..used);
-                return Some(frame.message);
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+        self.try_recv().map(|frame| frame.message)
     }
 
     /// Whether the server closes this connection (EOF or reset) within the reply timeout.
