@@ -6,7 +6,8 @@
 //!
 //! 1. takes the attempt out of the failed-log-in counters it was admitted to
 //!    (see [`crate::throttle`]), with the user's failures that ended before
-//!    this log-in began;
+//!    this log-in began (in microseconds: a failure in the same batch was
+//!    hashed after the batch began, so it stays);
 //! 2. refuses the log-in, storing nothing, while the account or the client
 //!    address is at its limit of successful log-ins; otherwise counts it;
 //! 3. stores the session, adds it to the account's index `usess:<id>`, and
@@ -40,7 +41,7 @@ pub const DEFAULT_MAX_SESSIONS_PER_USER: u64 = 32;
 /// per user, failures per address (`''` where a request has no such
 /// counter). ARGV: session value, session TTL, now (ms), cap, absolute
 /// lifetime (s), session key prefix, token hash, attempt member, user limit,
-/// user window, address limit, address window, start of the log-in (ms).
+/// user window, address limit, address window, start of the log-in (µs).
 /// Returns `{0, sessions ended}` when opened, `{seconds to wait, 0}` when refused.
 const OPEN: &str = r"#!lua
 local now = tonumber(ARGV[3])
@@ -94,8 +95,8 @@ pub static OPEN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OPEN));
 pub struct Opening<'a> {
     /// The attempt's member in its throttle counters.
     pub member: &'a str,
-    /// When the log-in began (ms since the epoch): failures that ended before are cleared.
-    pub started_ms: u64,
+    /// When the log-in began (µs since the epoch): failures that ended before are cleared.
+    pub started_us: u64,
     /// Failed-log-in counters of the user and the address (`None` where absent).
     pub failures: [Option<&'a str>; 2],
     /// Successful-log-in counters of the user and the address, with their limits.
@@ -138,7 +139,7 @@ pub fn open_cmd(
         .arg(user_window)
         .arg(addr_max)
         .arg(addr_window)
-        .arg(opening.started_ms);
+        .arg(opening.started_us);
 }
 
 /// The outcome of one [`OPEN`] from its reply, counting the sessions it ended.

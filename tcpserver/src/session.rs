@@ -76,9 +76,15 @@ pub fn unix_now() -> u64 {
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_now_ms() -> u64 {
+    unix_now_us() / 1000
+}
+
+/// Microseconds since the Unix epoch (exact as a Redis score: below 2^53
+/// until the year 2255).
+pub fn unix_now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// A fresh token and the hash it is stored under.

@@ -17,7 +17,7 @@
 //!
 //! A failed-log-in counter therefore counts attempts not known to have
 //! succeeded: an admitted attempt holds its place with score 0 (in flight);
-//! when it fails, its score becomes the time it failed ([`mark_failed`]);
+//! when it fails, its score becomes the time it failed, in microseconds ([`mark_failed`]);
 //! when it succeeds, it leaves the counter, and a user's success also removes
 //! the failures that *ended before that log-in began* (a person who mistypes
 //! and then gets it right starts afresh), never those still in flight or
@@ -236,11 +236,12 @@ pub fn verdict(counters: &[(String, Limit)], counts: &[i64]) -> Result<(), Error
     }
 }
 
-/// Adds the commands that record an admitted attempt as failed at `now_ms` to
-/// a pipeline (`XX`: a counter whose window ended meanwhile is not revived).
-pub fn mark_failed(pipe: &mut Pipeline, counters: &[(String, Limit)], member: &str, now_ms: u64) {
+/// Adds the commands that record an admitted attempt as failed at `now_us`
+/// (microseconds since the epoch) to a pipeline (`XX`: a counter whose
+/// window ended meanwhile is not revived).
+pub fn mark_failed(pipe: &mut Pipeline, counters: &[(String, Limit)], member: &str, now_us: u64) {
     for (key, _) in counters {
-        pipe.cmd("ZADD").arg(key).arg("XX").arg(now_ms).arg(member).ignore();
+        pipe.cmd("ZADD").arg(key).arg("XX").arg(now_us).arg(member).ignore();
     }
 }
 

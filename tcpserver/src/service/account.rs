@@ -91,7 +91,7 @@ impl Service {
         &mut self,
         requests: &[LoginRequest<'_>],
     ) -> Result<Vec<Result<Message, Error>>, Error> {
-        let started_ms = session::unix_now_ms();
+        let started_us = session::unix_now_us();
         let keys = &self.shared.keys;
         let limits = &self.shared.limits;
         let prepared: Vec<Prepared> =
@@ -140,7 +140,7 @@ impl Service {
                         None => return Err(Error::BadCredentials),
                     },
                 };
-                let opening = prepared.opening(started_ms);
+                let opening = prepared.opening(started_us);
                 let token = self.open_session(&mut finish, &login, &opening)?;
                 Ok(Message::LoggedIn { token, profile: login.profile.profile })
             });
@@ -151,7 +151,7 @@ impl Service {
                     &mut finish,
                     &prepared.failures,
                     &prepared.member,
-                    session::unix_now_ms(),
+                    session::unix_now_us(),
                 ),
                 // Not checked (MySQL down, say): it was no failure.
                 (Err(_), true) => throttle::release(&mut finish, &prepared.failures, &prepared.member),
@@ -439,7 +439,7 @@ impl Prepared {
 
     /// The counters a successful log-in's session script updates, by
     /// position: the username's first (if valid), then the address's (if known).
-    fn opening(&self, started_ms: u64) -> Opening<'_> {
+    fn opening(&self, started_us: u64) -> Opening<'_> {
         let user = self.username.is_some().then_some(0);
         let addr = (self.failures.len() > usize::from(user.is_some())).then_some(usize::from(user.is_some()));
         let failure = |i: Option<usize>| i.and_then(|i| self.failures.get(i)).map(|(key, _)| key.as_str());
@@ -448,7 +448,7 @@ impl Prepared {
         };
         Opening {
             member: &self.member,
-            started_ms,
+            started_us,
             failures: [failure(user), failure(addr)],
             successes: [success(user), success(addr)],
         }
