@@ -34,10 +34,14 @@ pub const PNG: [u8; 75] = [
     0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
+/// The tests' own MySQL user on the shared server (`./test.sh` creates it with
+/// rights on `usermgmt_test` only), never the running system's `usermgmt`.
+pub const TEST_MYSQL_USER: &str = "usermgmt_test";
+
 /// Where the tests find MySQL, Redis and the pepper.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
-    /// The test database's URL, with the application's password.
+    /// The test database's URL, with the tests' own MySQL user and password.
     pub mysql_url: String,
     /// The Redis URL.
     pub redis_url: String,
@@ -54,9 +58,9 @@ impl TestEnv {
     pub fn load() -> TestEnv {
         let root = workspace_root();
         let mysql_url = std::env::var("USERMGMT_TEST_MYSQL_URL").unwrap_or_else(|_| {
-            let password = fs::read_to_string(root.join("run/secrets/mysql_password"))
-                .expect("run ./test.sh once to create run/secrets/mysql_password");
-            format!("mysql://usermgmt:{}@127.0.0.1:3306/usermgmt_test", password.trim())
+            let password = fs::read_to_string(root.join("run/secrets/mysql_test_password"))
+                .expect("run ./test.sh once to create run/secrets/mysql_test_password");
+            format!("mysql://{TEST_MYSQL_USER}:{}@127.0.0.1:3306/usermgmt_test", password.trim())
         });
         let redis_url =
             std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
@@ -81,7 +85,7 @@ impl TestEnv {
         let opts = mysql::Opts::from_url(&self.mysql_url).expect("valid URL");
         let url = format!(
             "mysql://{}@{}:{}/{}",
-            opts.get_user().unwrap_or("usermgmt"),
+            opts.get_user().unwrap_or(TEST_MYSQL_USER),
             opts.get_ip_or_hostname(),
             opts.get_tcp_port(),
             opts.get_db_name().unwrap_or("usermgmt_test")
