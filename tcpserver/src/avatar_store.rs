@@ -10,29 +10,43 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::TryRng;
 use rand::rngs::SysRng;
 use sha2::{Digest, Sha256};
 
+use crate::free_space;
 use crate::image::ImageKind;
+
+/// At most one log line a minute says that uploads are refused for want of
+/// room: enough for an operator to see it, and a client retrying in a loop
+/// cannot fill the (probably same) disk with log lines.
+const FULL_LOG_INTERVAL_SECS: u64 = 60;
 
 /// The directory pictures are stored in.
 #[derive(Debug, Clone)]
 pub struct AvatarStore {
     dir: PathBuf,
+    /// Free bytes the file system keeps: no picture is stored below it.
+    min_free_bytes: u64,
+    /// When the last "no room" line was logged (seconds since the epoch).
+    full_logged_at: Arc<AtomicU64>,
 }
 
 impl AvatarStore {
-    /// A store over `dir`, created (with its parents) if missing.
+    /// A store over `dir`, created (with its parents) if missing, that stores
+    /// nothing once its file system has less than `min_free_bytes` free.
     ///
     /// # Errors
     ///
     /// The I/O error if the directory cannot be created.
-    pub fn open(dir: impl Into<PathBuf>) -> io::Result<AvatarStore> {
+    pub fn open(dir: impl Into<PathBuf>, min_free_bytes: u64) -> io::Result<AvatarStore> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
-        Ok(AvatarStore { dir })
+        Ok(AvatarStore { dir, min_free_bytes, full_logged_at: Arc::new(AtomicU64::new(0)) })
     }
 
     /// The directory.
@@ -43,6 +57,40 @@ impl AvatarStore {
     /// The file name a picture gets: `<sha256 hex>.<extension>`.
     pub fn file_name(bytes: &[u8], kind: ImageKind) -> String {
         format!("{}.{}", hex::encode(Sha256::digest(bytes)), kind.extension())
+    }
+
+    /// Whether a picture of `len` bytes may be stored: the file system would
+    /// still have the configured free space after it.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error if the free space cannot be read.
+    pub fn has_room(&self, len: usize) -> io::Result<bool> {
+        let available = match free_space::available_bytes(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The directory was removed since start; make it again.
+                fs::create_dir_all(&self.dir)?;
+                free_space::available_bytes(&self.dir)?
+            }
+            other => other?,
+        };
+        let needed = self.min_free_bytes.saturating_add(len as u64);
+        if available >= needed {
+            return Ok(true);
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let last = self.full_logged_at.load(Ordering::Relaxed);
+        if now >= last.saturating_add(FULL_LOG_INTERVAL_SECS)
+            && self.full_logged_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            crate::log!(
+                "avatar store: {} MiB free in {}, below the floor of {} MiB: refusing new pictures",
+                available >> 20,
+                self.dir.display(),
+                self.min_free_bytes >> 20
+            );
+        }
+        Ok(false)
     }
 
     /// Stores a picture that has already been checked, and returns its file name.
@@ -98,7 +146,7 @@ mod tests {
     #[test]
     fn pictures_are_stored_under_their_digest_once() {
         let dir = temp_dir("digest");
-        let store = AvatarStore::open(dir.join("nested")).unwrap();
+        let store = AvatarStore::open(dir.join("nested"), 0).unwrap();
         let png = samples::png();
         let name = store.store(&png, ImageKind::Png).unwrap();
         assert_eq!(name, format!("{}.png", hex::encode(Sha256::digest(&png))));
@@ -112,10 +160,21 @@ mod tests {
     #[test]
     fn a_removed_directory_is_made_again() {
         let dir = temp_dir("removed");
-        let store = AvatarStore::open(&dir).unwrap();
+        let store = AvatarStore::open(&dir, 0).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(store.has_room(10).unwrap());
         fs::remove_dir_all(&dir).unwrap();
         let name = store.store(&samples::gif(), ImageKind::Gif).unwrap();
         assert!(dir.join(name).is_file());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_floor_above_the_free_space_leaves_no_room() {
+        let dir = temp_dir("floor");
+        let free = free_space::available_bytes(&std::env::temp_dir()).unwrap();
+        assert!(!AvatarStore::open(&dir, free.saturating_add(1 << 40)).unwrap().has_room(1).unwrap());
+        assert!(AvatarStore::open(&dir, 0).unwrap().has_room(1).unwrap());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

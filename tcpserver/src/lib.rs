@@ -15,6 +15,7 @@ pub mod conn;
 pub mod db;
 pub mod dispatch;
 pub mod error;
+pub mod free_space;
 pub mod image;
 pub mod keys;
 pub mod log;

@@ -70,12 +70,12 @@ impl Service {
     }
 
     /// Replaces the session user's picture. Nothing is written unless the
-    /// picture is accepted.
+    /// picture is accepted and the disk has room for it.
     ///
     /// # Errors
     ///
-    /// As [`Service::get_profile`], and [`Error::ImageTooLarge`] or
-    /// [`Error::UnsupportedImage`].
+    /// As [`Service::get_profile`], and [`Error::ImageTooLarge`],
+    /// [`Error::UnsupportedImage`] or [`Error::InsufficientStorage`].
     pub fn set_avatar(
         &mut self,
         token: &Secret,
@@ -87,6 +87,11 @@ impl Service {
             return Err(Error::ImageTooLarge { len: image.len() });
         }
         let kind = image::inspect(image)?;
+        // Refused for want of room before it is counted: the account is not
+        // at fault, and may upload it once there is room again.
+        if !self.shared.avatars.has_room(image.len()).map_err(|e| Error::Internal(Internal::Storage(e)))? {
+            return Err(Error::InsufficientStorage);
+        }
         let name =
             self.shared.avatars.store(image, kind).map_err(|e| Error::Internal(Internal::Storage(e)))?;
         Ok(Message::AvatarSet(self.change_avatar(&session, &name)?))

@@ -164,6 +164,10 @@ impl TestServer {
             &mysql_url,
             "--redis-url",
             &env.redis_url,
+            // Far below any real free space, so no test depends on the
+            // machine's disk (but the one that sets it above).
+            "--avatar-min-free-mb",
+            "1",
         ]
         .iter()
         .map(|s| s.to_string())
