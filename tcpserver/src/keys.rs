@@ -11,6 +11,7 @@
 //! | `<p>thr:login:user:<username>` | set | one member per failed log-in | the throttle window |
 //! | `<p>thr:login:addr:<address>` | set | one member per failed log-in from the address | the throttle window |
 //! | `<p>thr:signup:addr:<address>` | set | one member per sign-up attempt from the address | the throttle window |
+//! | `<p>thr:avatar:user:<user id>` | set | one member per picture upload of the account | the throttle window |
 //!
 //! An IPv6 client is counted by its /64 network, since one subscriber usually
 //! holds a whole /64; an IPv4-mapped IPv6 address counts as the IPv4 address.
@@ -64,6 +65,12 @@ impl Keys {
     pub fn signups_by_addr(&self, addr: IpAddr) -> String {
         format!("{}thr:signup:addr:{}", self.prefix, network(addr))
     }
+
+    /// Picture uploads of an account, by user id (immutable, like the username,
+    /// and shorter).
+    pub fn avatar_uploads_by_user(&self, user_id: u64) -> String {
+        format!("{}thr:avatar:user:{user_id}", self.prefix)
+    }
 }
 
 /// The unit a client address is counted by: the IPv4 address, or the IPv6 /64.
@@ -91,6 +98,7 @@ mod tests {
             keys.login_failures_by_user("bob"),
             keys.login_failures_by_addr(ip),
             keys.signups_by_addr(ip),
+            keys.avatar_uploads_by_user(7),
         ] {
             assert!(key.starts_with("t:"), "{key}");
         }

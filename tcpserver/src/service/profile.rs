@@ -5,6 +5,7 @@ use proto::{MAX_IMAGE_LEN, Message, Secret};
 use super::{NicknameRequest, Pending, Service, into_rounds};
 use crate::error::{Error, Internal};
 use crate::image;
+use crate::throttle;
 use crate::validate;
 
 impl Service {
@@ -70,12 +71,14 @@ impl Service {
     }
 
     /// Replaces the session user's picture. Nothing is written unless the
-    /// picture is accepted and the disk has room for it.
+    /// picture is accepted, the disk has room for it, and the account has not
+    /// used up its uploads ([`throttle::AVATAR_UPLOADS_PER_USER`]).
     ///
     /// # Errors
     ///
     /// As [`Service::get_profile`], and [`Error::ImageTooLarge`],
-    /// [`Error::UnsupportedImage`] or [`Error::InsufficientStorage`].
+    /// [`Error::UnsupportedImage`], [`Error::InsufficientStorage`] or
+    /// [`Error::TooManyAttempts`].
     pub fn set_avatar(
         &mut self,
         token: &Secret,
@@ -92,6 +95,8 @@ impl Service {
         if !self.shared.avatars.has_room(image.len()).map_err(|e| Error::Internal(Internal::Storage(e)))? {
             return Err(Error::InsufficientStorage);
         }
+        let uploads = self.shared.keys.avatar_uploads_by_user(session.user_id);
+        throttle::admit(&mut self.redis, &[(uploads, throttle::AVATAR_UPLOADS_PER_USER)])?;
         let name =
             self.shared.avatars.store(image, kind).map_err(|e| Error::Internal(Internal::Storage(e)))?;
         Ok(Message::AvatarSet(self.change_avatar(&session, &name)?))
