@@ -9,7 +9,9 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod avatar_refs;
 pub mod avatar_store;
+pub mod avatar_sweep;
 pub mod config;
 pub mod conn;
 pub mod db;

@@ -72,7 +72,8 @@ impl Service {
 
     /// Replaces the session user's picture. Nothing is written unless the
     /// picture is accepted, the disk has room for it, and the account has not
-    /// used up its uploads ([`throttle::AVATAR_UPLOADS_PER_USER`]).
+    /// used up its uploads ([`throttle::AVATAR_UPLOADS_PER_USER`]); the picture
+    /// it replaces is deleted unless another account uses it.
     ///
     /// # Errors
     ///
@@ -97,8 +98,6 @@ impl Service {
         }
         let uploads = self.shared.keys.avatar_uploads_by_user(session.user_id);
         throttle::admit(&mut self.redis, &[(uploads, throttle::AVATAR_UPLOADS_PER_USER)])?;
-        let name =
-            self.shared.avatars.store(image, kind).map_err(|e| Error::Internal(Internal::Storage(e)))?;
-        Ok(Message::AvatarSet(self.change_avatar(&session, &name)?))
+        Ok(Message::AvatarSet(self.change_avatar(&session, image, kind)?))
     }
 }

@@ -1,0 +1,85 @@
+//! The SQL of the `avatars` table: how many accounts use each picture file.
+//!
+//! Every statement here that changes or locks a row takes an exclusive lock on
+//! that one row (by primary key) until the transaction ends; that lock is what
+//! [`crate::avatar_refs`] builds its argument on. A row at zero means the same
+//! as no row: nobody uses the file. Run these in a transaction.
+
+use mysql::prelude::Queryable;
+
+/// Counts one more account using `name` (creating the row at 1), and holds
+/// the row's lock.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn take(q: &mut impl Queryable, name: &str) -> mysql::Result<()> {
+    q.exec_drop("INSERT INTO avatars (name, refs) VALUES (?, 1) ON DUPLICATE KEY UPDATE refs = refs + 1", (name,))
+}
+
+/// Locks the row of a name an account already uses and keeps, without
+/// changing its count; a missing row (an account counted nowhere) is created
+/// at 1, so that account is counted from now on.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn keep(q: &mut impl Queryable, name: &str) -> mysql::Result<()> {
+    q.exec_drop("INSERT INTO avatars (name, refs) VALUES (?, 1) ON DUPLICATE KEY UPDATE refs = refs", (name,))
+}
+
+/// Counts one account fewer using `name`, holds the row's lock, and returns
+/// the count now, or `None` if the name has no row (it was never counted:
+/// nothing is changed, and the caller must not take that for zero).
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn drop_ref(q: &mut impl Queryable, name: &str) -> mysql::Result<Option<u32>> {
+    q.exec_drop("UPDATE avatars SET refs = refs - 1 WHERE name = ? AND refs > 0", (name,))?;
+    q.exec_first("SELECT refs FROM avatars WHERE name = ? FOR UPDATE", (name,))
+}
+
+/// Locks the row of `name`, creating it at 0 if there is none (so the lock
+/// exists either way, under any isolation level), and returns its count.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn lock(q: &mut impl Queryable, name: &str) -> mysql::Result<u32> {
+    q.exec_drop("INSERT INTO avatars (name, refs) VALUES (?, 0) ON DUPLICATE KEY UPDATE refs = refs", (name,))?;
+    let refs: Option<u32> = q.exec_first("SELECT refs FROM avatars WHERE name = ? FOR UPDATE", (name,))?;
+    Ok(refs.unwrap_or(0))
+}
+
+/// Deletes the row of `name` if its count is 0 (call it with the row locked).
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn forget_unused(q: &mut impl Queryable, name: &str) -> mysql::Result<()> {
+    q.exec_drop("DELETE FROM avatars WHERE name = ? AND refs = 0", (name,))
+}
+
+/// Of `names`, the ones some account uses (a row with a count above 0), read
+/// without locks in one statement: the start-up sweep's first, cheap filter,
+/// which [`lock`] then confirms for each name it would delete. At most
+/// [`MAX_NAMES_PER_LOOKUP`] names.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn used(q: &mut impl Queryable, names: &[&str]) -> mysql::Result<Vec<String>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    debug_assert!(names.len() <= MAX_NAMES_PER_LOOKUP, "callers split their lists");
+    let placeholders = vec!["?"; names.len()].join(", ");
+    q.exec(format!("SELECT name FROM avatars WHERE refs > 0 AND name IN ({placeholders})"), names.to_vec())
+}
+
+/// Names one [`used`] statement asks about, at most: the sweep reads the
+/// directory in slices of this many pictures, so its memory stays bounded
+/// whatever the directory holds, and 500 names (about 40 KB of statement) is
+/// few round trips per million files without a statement MySQL finds large.
+pub const MAX_NAMES_PER_LOOKUP: usize = 500;
