@@ -59,7 +59,8 @@ pub fn classify(file_name: &str) -> Option<Entry> {
     if let Some(middle) =
         file_name.strip_prefix(UPLOAD_PREFIX).and_then(|rest| rest.strip_suffix(UPLOAD_SUFFIX))
     {
-        return (!middle.is_empty() && middle.bytes().all(|b| b.is_ascii_hexdigit())).then_some(Entry::Upload);
+        return (!middle.is_empty() && middle.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some(Entry::Upload);
     }
     let (digest, extension) = file_name.split_once('.')?;
     let is_digest =

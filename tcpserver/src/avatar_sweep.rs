@@ -116,7 +116,10 @@ pub fn sweep(store: &AvatarStore, mysql: Option<Conn>, now: SystemTime) -> Repor
 /// Whether a file was last changed at least [`MIN_AGE`] before `now` (a time
 /// in the future is not).
 fn is_old(meta: &Metadata, now: SystemTime) -> bool {
-    meta.modified().ok().and_then(|changed| now.duration_since(changed).ok()).is_some_and(|age| age >= MIN_AGE)
+    meta.modified()
+        .ok()
+        .and_then(|changed| now.duration_since(changed).ok())
+        .is_some_and(|age| age >= MIN_AGE)
 }
 
 /// One sweep's state.
@@ -176,7 +179,6 @@ impl Sweeper<'_> {
         self.report.failures += 1;
         self.report.first_failure.get_or_insert(e);
     }
-
 }
 
 fn log_report(store: &AvatarStore, r: &Report) {

@@ -331,7 +331,8 @@ impl Config {
             "--avatar-dir" => self.avatar_dir = PathBuf::from(value),
             "--avatar-min-free-mb" => {
                 self.avatar_min_free_mb = number(&value, 0, MAX_AVATAR_MIN_FREE_MB as usize)
-                    .ok_or_else(|| invalid("0 to 1073741824"))? as u64;
+                    .ok_or_else(|| invalid("0 to 1073741824"))?
+                    as u64;
             }
             "--pepper-file" => self.pepper_file = PathBuf::from(value),
             _ => return Err(ConfigError::UnknownFlag(flag.to_owned())),

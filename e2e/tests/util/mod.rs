@@ -349,15 +349,38 @@ impl Drop for Stack {
             }
         }
         if let Ok(Ok(mut mysql)) = mysql::Opts::from_url(&self.env.mysql_url).map(mysql::Conn::new) {
-            // Credentials go with their user (ON DELETE CASCADE); '_' is escaped for LIKE.
-            let pattern = format!("{}%", self.user_prefix.replace('_', "\\_"));
-            let _ = mysql.exec_drop("DELETE FROM users WHERE username LIKE ?", (pattern,));
+            let _ = delete_accounts(&mut mysql, &self.user_prefix);
         }
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Deletes the accounts whose username starts with `prefix`, each as an
+/// account deletion in tcpserver would: in one transaction, the user's row
+/// locked first, then its picture's count lowered (and the row dropped at
+/// zero), so that the shared test database keeps true counts for the
+/// pictures other tests still use. The files themselves go with the test's
+/// directory.
+fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<()> {
+    // '_' and '%' are taken literally by LIKE once escaped.
+    let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"));
+    let ids: Vec<u64> = mysql.exec("SELECT id FROM users WHERE username LIKE ?", (pattern,))?;
+    for id in ids {
+        let mut tx = mysql.start_transaction(mysql::TxOpts::default())?;
+        let avatar: Option<Option<String>> =
+            tx.exec_first("SELECT avatar FROM users WHERE id = ? FOR UPDATE", (id,))?;
+        if let Some(Some(name)) = avatar {
+            tx.exec_drop("UPDATE avatars SET refs = refs - 1 WHERE name = ? AND refs > 0", (&name,))?;
+            tx.exec_drop("DELETE FROM avatars WHERE name = ? AND refs = 0", (&name,))?;
+        }
+        // Credentials go with their user (ON DELETE CASCADE).
+        tx.exec_drop("DELETE FROM users WHERE id = ?", (id,))?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 /// The MySQL URL without its password, and the password.
@@ -729,6 +752,25 @@ pub fn png(size: u32) -> Vec<u8> {
         png.extend_from_slice(&crc.to_be_bytes());
     }
     png
+}
+
+/// [`png`] of `size` with a `tEXt` chunk holding `text` after its header: a
+/// picture whose bytes, and so whose file name (and count in the shared
+/// `avatars` table), belong to `text` alone.
+pub fn png_with_text(size: u32, text: &str) -> Vec<u8> {
+    // The signature (8 bytes) and the IHDR chunk (12 + 13).
+    const AFTER_IHDR: usize = 33;
+    let plain = png(size);
+    let mut chunk = Vec::new();
+    chunk.extend_from_slice(&(text.len() as u32 + 8).to_be_bytes());
+    chunk.extend_from_slice(b"tEXtComment\0");
+    chunk.extend_from_slice(text.as_bytes());
+    let crc = crc32(&chunk[4..]);
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    let mut with_text = plain[..AFTER_IHDR].to_vec();
+    with_text.extend_from_slice(&chunk);
+    with_text.extend_from_slice(&plain[AFTER_IHDR..]);
+    with_text
 }
 
 fn crc32(bytes: &[u8]) -> u32 {

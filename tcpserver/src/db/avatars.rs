@@ -14,7 +14,10 @@ use mysql::prelude::Queryable;
 ///
 /// The MySQL error.
 pub fn take(q: &mut impl Queryable, name: &str) -> mysql::Result<()> {
-    q.exec_drop("INSERT INTO avatars (name, refs) VALUES (?, 1) ON DUPLICATE KEY UPDATE refs = refs + 1", (name,))
+    q.exec_drop(
+        "INSERT INTO avatars (name, refs) VALUES (?, 1) ON DUPLICATE KEY UPDATE refs = refs + 1",
+        (name,),
+    )
 }
 
 /// Locks the row of a name an account already uses and keeps, without
@@ -47,7 +50,10 @@ pub fn drop_ref(q: &mut impl Queryable, name: &str) -> mysql::Result<Option<u32>
 ///
 /// The MySQL error.
 pub fn lock(q: &mut impl Queryable, name: &str) -> mysql::Result<u32> {
-    q.exec_drop("INSERT INTO avatars (name, refs) VALUES (?, 0) ON DUPLICATE KEY UPDATE refs = refs", (name,))?;
+    q.exec_drop(
+        "INSERT INTO avatars (name, refs) VALUES (?, 0) ON DUPLICATE KEY UPDATE refs = refs",
+        (name,),
+    )?;
     let refs: Option<u32> = q.exec_first("SELECT refs FROM avatars WHERE name = ? FOR UPDATE", (name,))?;
     Ok(refs.unwrap_or(0))
 }
