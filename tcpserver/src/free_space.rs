@@ -34,7 +34,10 @@ pub fn available_bytes(path: &Path) -> io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled the whole structure.
     let stat = unsafe { stat.assume_init() };
-    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    // Both are u64 on 64-bit Linux but narrower on some 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, block_len) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    Ok(blocks.saturating_mul(block_len))
 }
 
 #[cfg(test)]
