@@ -41,12 +41,13 @@
 //! No deadlock: a transaction that changes a picture locks the user's row
 //! first ([`users::lock_avatar`], which also makes two changes of one user's
 //! picture take turns), then the rows of the old and the new name in name
-//! order; a release holds one row of `avatars` and nothing else. A name some
+//! order; a release locks rows of `avatars` only, also in name order. A name some
 //! account uses but no row counts (written by another tool) is never taken
 //! for zero here: lowering it changes nothing, and keeping it counts that
 //! account from then on. The sweep, which cannot tell, trusts the table, which
 //! `sql/schema.sql` fills from `users` when it creates it.
 
+use std::collections::HashSet;
 use std::io;
 
 use mysql::Transaction;
@@ -126,22 +127,45 @@ fn lower(tx: &mut Transaction<'_>, name: &str) -> mysql::Result<Option<String>> 
     Ok((avatars::drop_ref(tx, name)? == Some(0)).then(|| name.to_owned()))
 }
 
-/// In a transaction of its own: deletes the file `name` and its row if no
-/// account uses it (rule 2 of the module documentation). Safe to run at any
-/// time for any name, and again: a file in use is kept.
+/// In a transaction of its own: deletes the files of `names` that no account
+/// uses, and their rows (rule 2 of the module documentation); returns what
+/// became of each name, in name order. Safe to run at any time for any names,
+/// and again: a file in use is kept. The rows are locked in name order, one
+/// statement for all (see [`avatars::lock_unused`]), so the start-up sweep
+/// releases a whole slice of the directory with one commit.
 ///
 /// # Errors
 ///
-/// The MySQL error; a failure to delete the file is [`Released::Failed`].
-pub fn release(tx: &mut Transaction<'_>, store: &AvatarStore, name: &str) -> mysql::Result<Released> {
-    if avatars::lock(tx, name)? > 0 {
-        return Ok(Released::InUse);
+/// The MySQL error; a failure to delete a file is [`Released::Failed`].
+///
+/// # Panics
+///
+/// In debug builds, with more than [`avatars::MAX_NAMES_PER_LOOKUP`] names.
+pub fn release(
+    tx: &mut Transaction<'_>,
+    store: &AvatarStore,
+    names: &[&str],
+) -> mysql::Result<Vec<(String, Released)>> {
+    let mut sorted = names.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let unused: HashSet<String> = avatars::lock_unused(tx, &sorted)?.into_iter().collect();
+    let mut released = Vec::with_capacity(sorted.len());
+    let mut forget = Vec::new();
+    for name in sorted {
+        let outcome = match unused.contains(name) {
+            false => Released::InUse,
+            true => match store.remove(name) {
+                Ok(Some(bytes)) => Released::Removed { bytes },
+                Ok(None) => Released::Absent,
+                Err(e) => Released::Failed(e),
+            },
+        };
+        if matches!(outcome, Released::Removed { .. } | Released::Absent) {
+            forget.push(name);
+        }
+        released.push((name.to_owned(), outcome));
     }
-    let released = match store.remove(name) {
-        Ok(Some(bytes)) => Released::Removed { bytes },
-        Ok(None) => Released::Absent,
-        Err(e) => return Ok(Released::Failed(e)),
-    };
-    avatars::forget_unused(tx, name)?;
+    avatars::forget_unused(tx, &forget)?;
     Ok(released)
 }

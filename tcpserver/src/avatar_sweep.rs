@@ -145,7 +145,7 @@ impl Sweeper<'_> {
     }
 
     /// Releases the waiting pictures that no row counts as used: one read for
-    /// all of them, then one locked transaction for each candidate. After a
+    /// all of them, then one locked transaction for the candidates. After a
     /// MySQL error, pictures are no longer checked.
     fn check_pictures(&mut self) {
         let names = std::mem::take(&mut self.pictures);
@@ -159,11 +159,15 @@ impl Sweeper<'_> {
     fn release_unused(&mut self, conn: &mut Conn, names: &[String]) -> mysql::Result<()> {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let used: HashSet<String> = avatars::used(conn, &refs)?.into_iter().collect();
-        for name in names.iter().filter(|name| !used.contains(*name)) {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
-            let released = avatar_refs::release(&mut tx, self.store, name)?;
-            tx.commit()?;
-            match released {
+        let candidates: Vec<&str> = refs.into_iter().filter(|name| !used.contains(*name)).collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = conn.start_transaction(TxOpts::default())?;
+        let released = avatar_refs::release(&mut tx, self.store, &candidates)?;
+        tx.commit()?;
+        for (_, outcome) in released {
+            match outcome {
                 Released::Removed { bytes } => {
                     self.report.pictures += 1;
                     self.report.picture_bytes += bytes;

@@ -275,12 +275,11 @@ impl LockRace {
         LockRace { server, store, user_id, picture, name }
     }
 
-    fn release(&self) -> Released {
-        let mut conn = self.server.env.mysql();
-        let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
-        let released = avatar_refs::release(&mut tx, &self.store, &self.name).unwrap();
-        tx.commit().unwrap();
-        released
+    /// Releases the picture, in a transaction of its own, and says what became of it.
+    fn release(&self, tx: &mut mysql::Transaction<'_>) -> Released {
+        let mut released = avatar_refs::release(tx, &self.store, &[self.name.as_str()]).unwrap();
+        assert_eq!(released.len(), 1);
+        released.remove(0).1
     }
 }
 
@@ -296,7 +295,13 @@ fn a_release_waits_for_a_reference_being_taken_and_then_keeps_the_file() {
     assert!(matches!(replaced, Ok(Ok(Some(_)))), "{replaced:?}");
     let (done, released) = mpsc::channel();
     thread::scope(|s| {
-        s.spawn(|| done.send(race.release()).unwrap());
+        s.spawn(|| {
+            let mut conn = race.server.env.mysql();
+            let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+            let released = race.release(&mut tx);
+            tx.commit().unwrap();
+            done.send(released).unwrap();
+        });
         assert!(released.recv_timeout(BLOCKED).is_err(), "the release did not wait for the lock");
         tx.commit().unwrap();
         let released = released.recv_timeout(util::REPLY_TIMEOUT).unwrap();
@@ -311,7 +316,7 @@ fn a_reference_taken_after_a_release_writes_the_file_again() {
     let race = LockRace::new("late");
     let mut conn = race.server.env.mysql();
     let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
-    let released = avatar_refs::release(&mut tx, &race.store, &race.name).unwrap();
+    let released = race.release(&mut tx);
     assert!(matches!(released, Released::Removed { .. }), "{released:?}");
     let (done, replaced) = mpsc::channel();
     thread::scope(|s| {

@@ -294,9 +294,14 @@ impl Service {
     /// is only logged; the start-up sweep removes the file later.
     fn release_avatar(&mut self, name: &str) {
         let avatars = &self.shared.avatars;
-        match self.mysql.transaction(|tx| avatar_refs::release(tx, avatars, name)) {
-            Ok(Released::InUse | Released::Removed { .. } | Released::Absent) => {}
-            Ok(Released::Failed(e)) => crate::log!("picture {name} is unused but could not be deleted: {e}"),
+        match self.mysql.transaction(|tx| avatar_refs::release(tx, avatars, &[name])) {
+            Ok(released) => {
+                for (name, outcome) in released {
+                    if let Released::Failed(e) = outcome {
+                        crate::log!("picture {name} is unused but could not be deleted: {e}");
+                    }
+                }
+            }
             Err(e) => crate::log!("picture {name} may be unused and stays until the next start: {e}"),
         }
     }
