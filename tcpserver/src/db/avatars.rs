@@ -21,14 +21,18 @@ pub fn take(q: &mut impl Queryable, name: &str) -> mysql::Result<()> {
 }
 
 /// Locks the row of a name an account already uses and keeps, without
-/// changing its count; a missing row (an account counted nowhere) is created
-/// at 1, so that account is counted from now on.
+/// changing its count; a count of 0 or no row (the account was counted
+/// nowhere: the table was changed by hand) becomes 1, so that this account is
+/// counted from now on and its file is not released under it.
 ///
 /// # Errors
 ///
 /// The MySQL error.
 pub fn keep(q: &mut impl Queryable, name: &str) -> mysql::Result<()> {
-    q.exec_drop("INSERT INTO avatars (name, refs) VALUES (?, 1) ON DUPLICATE KEY UPDATE refs = refs", (name,))
+    q.exec_drop(
+        "INSERT INTO avatars (name, refs) VALUES (?, 1) ON DUPLICATE KEY UPDATE refs = GREATEST(refs, 1)",
+        (name,),
+    )
 }
 
 /// Counts one account fewer using `name`, holds the row's lock, and returns
