@@ -3,18 +3,65 @@
 #
 # On a fresh Debian 12 machine it first installs and starts what the tests need
 # (MariaDB, Redis, Chromium for the browser test), creates the separate test
-# database `usermgmt_test`, and then runs `cargo test --workspace`. Extra
+# database `usermgmt_test` and the tests' own MySQL user `usermgmt_test` (rights
+# on that database only), and then runs `cargo test --workspace`. Extra
 # arguments go to cargo test (`./test.sh -p proto`, `./test.sh -- --nocapture`).
+#
+# The running system shares the MariaDB server, so after the tests this checks
+# that they stayed out of its way: the tests' user cannot read the `usermgmt`
+# database, and the application user's password hash is what it was before.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/services.sh
 
+TEST_DB=usermgmt_test
+TEST_USER=usermgmt_test
+APP_USER=usermgmt
+
+# The stored password hashes of the application user, one line per host.
+app_user_hashes() {
+  mariadb -uroot -N -B -e \
+    "SELECT host, authentication_string FROM mysql.user WHERE user = '$APP_USER' ORDER BY host"
+}
+
+# Runs SQL as the tests' MySQL user over TCP, as the tests connect.
+as_test_user() {
+  MYSQL_PWD="$MYSQL_TEST_PASSWORD" mariadb --protocol=tcp -h127.0.0.1 -P3306 -u"$TEST_USER" -N -B -e "$1"
+}
+
+# Fails the run if the tests could have touched the running system's data:
+# reading `usermgmt` must be refused, and, so that this holds on a machine where
+# that database does not exist yet, the user may hold no privilege (global,
+# database or table) beyond the test database.
+check_isolation() {
+  local before=$1 failed=0
+  local beyond_test_db="SELECT
+    (SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE <> 'USAGE')
+    + (SELECT COUNT(*) FROM information_schema.SCHEMA_PRIVILEGES WHERE TABLE_SCHEMA <> '$TEST_DB')
+    + (SELECT COUNT(*) FROM information_schema.TABLE_PRIVILEGES WHERE TABLE_SCHEMA <> '$TEST_DB')"
+  if ! as_test_user 'SELECT 1' >/dev/null; then
+    log "isolation check: cannot log in as $TEST_USER"
+    failed=1
+  elif as_test_user 'SELECT 1 FROM usermgmt.users LIMIT 1' >/dev/null 2>&1 ||
+    as_test_user 'SHOW DATABASES' | grep -qx usermgmt ||
+    [ "$(as_test_user "$beyond_test_db")" != 0 ]; then
+    log "isolation check: the tests' MySQL user $TEST_USER can read the usermgmt database"
+    failed=1
+  fi
+  if [ "$(app_user_hashes)" != "$before" ]; then
+    log "isolation check: the password of the application's MySQL user $APP_USER changed during the tests"
+    failed=1
+  fi
+  return $failed
+}
+
 ensure_services
 # Chromium and chromedriver for the browser test (e2e/tests/browser.rs); never skipped.
 e2e/tests/browser/setup.sh
-sql/setup.sh usermgmt_test "$MYSQL_APP_PASSWORD"
+app_hashes_before=$(app_user_hashes)
+sql/setup.sh "$TEST_DB" "$MYSQL_TEST_PASSWORD" "$TEST_USER"
 
-export USERMGMT_TEST_MYSQL_URL="mysql://usermgmt:${MYSQL_APP_PASSWORD}@127.0.0.1:3306/usermgmt_test"
+export USERMGMT_TEST_MYSQL_URL="mysql://${TEST_USER}:${MYSQL_TEST_PASSWORD}@127.0.0.1:3306/${TEST_DB}"
 # Redis database 1: the tests' keys (each test under its own prefix) stay apart
 # from the running system's in database 0, which a benchmark may have filled
 # with millions of sessions that every cleanup SCAN would otherwise walk.
@@ -30,3 +77,4 @@ else
   # replayed through each target's checks (fuzz/ is its own cargo project).
   fuzz/smoke.sh
 fi
+check_isolation "$app_hashes_before"

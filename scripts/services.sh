@@ -63,8 +63,10 @@ ensure_redis() {
 
 # Secrets live in $STATE_DIR/secrets, created once with mode 0600: the pepper
 # mixed into every password hash, the RPC secret every connection from
-# httpserver to tcpserver proves it knows (proto/src/handshake.rs), and the
-# application's MySQL password.
+# httpserver to tcpserver proves it knows (proto/src/handshake.rs), the
+# application's MySQL password, and the password of the tests' own MySQL user
+# (`usermgmt_test`, rights on the test database only), so that running the
+# tests never touches the application's.
 ensure_secrets() {
   mkdir -p "$STATE_DIR/secrets"
   chmod 700 "$STATE_DIR/secrets"
@@ -74,13 +76,17 @@ ensure_secrets() {
   if [ ! -s "$STATE_DIR/secrets/rpc_secret" ]; then
     (umask 077 && head -c 32 /dev/urandom >"$STATE_DIR/secrets/rpc_secret")
   fi
-  if [ ! -s "$STATE_DIR/secrets/mysql_password" ]; then
-    (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$STATE_DIR/secrets/mysql_password")
-  fi
+  local name
+  for name in mysql_password mysql_test_password; do
+    if [ ! -s "$STATE_DIR/secrets/$name" ]; then
+      (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$STATE_DIR/secrets/$name")
+    fi
+  done
   PEPPER_FILE="$STATE_DIR/secrets/pepper"
   RPC_SECRET_FILE="$STATE_DIR/secrets/rpc_secret"
   MYSQL_APP_PASSWORD=$(cat "$STATE_DIR/secrets/mysql_password")
-  export PEPPER_FILE RPC_SECRET_FILE MYSQL_APP_PASSWORD
+  MYSQL_TEST_PASSWORD=$(cat "$STATE_DIR/secrets/mysql_test_password")
+  export PEPPER_FILE RPC_SECRET_FILE MYSQL_APP_PASSWORD MYSQL_TEST_PASSWORD
 }
 
 ensure_services() {

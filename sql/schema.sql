@@ -3,7 +3,8 @@
 --
 -- Two tables, as in the original design: `users` holds the public profile and
 -- `credentials` the login data, so that the hot profile path never reads a
--- password hash and the credentials can be guarded separately.
+-- password hash and the credentials can be guarded separately. A third,
+-- `avatars`, counts the accounts that use each picture file.
 
 -- Usernames are 3-32 characters of [a-z0-9_.-] (tcpserver lowercases and checks
 -- them), so an ASCII binary column keeps the unique index small and comparisons
@@ -40,3 +41,23 @@ CREATE TABLE IF NOT EXISTS credentials (
     UNIQUE KEY uk_credentials_username (username),
     CONSTRAINT fk_credentials_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin;
+
+-- How many accounts use each picture file (`users.avatar`). Files are named by
+-- their content, so accounts that upload the same bytes share one; a file is
+-- deleted when its count reaches zero. tcpserver changes a count in the same
+-- transaction as the `users.avatar` it follows, and the row's lock orders
+-- "write the file and take a reference" against "drop the last reference and
+-- delete the file" (the argument is in tcpserver/src/avatar_refs.rs). A row at
+-- zero means the same as no row: nobody uses the file.
+--
+-- The SELECT is the migration: it fills the counts from the accounts that
+-- exist when the table is created, and only then (CREATE TABLE IF NOT EXISTS
+-- ... SELECT does nothing when the table exists). It reads every row of
+-- `users` once; on ten million accounts, run it before tcpserver is started.
+CREATE TABLE IF NOT EXISTS avatars (
+    -- Same form as users.avatar: <sha256 hex>.<png|jpg|gif|webp>.
+    name VARCHAR(80) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    refs INT UNSIGNED NOT NULL,
+    PRIMARY KEY (name)
+) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin
+SELECT avatar AS name, COUNT(*) AS refs FROM users WHERE avatar IS NOT NULL GROUP BY avatar;

@@ -203,6 +203,7 @@ fn rejected_status(code: ErrorCode) -> (u16, bool) {
         ErrorCode::ImageTooLarge => (413, false),
         ErrorCode::Overloaded | ErrorCode::Unavailable => (503, true),
         ErrorCode::Internal | ErrorCode::UnexpectedMessage => (500, false),
+        ErrorCode::InsufficientStorage => (507, true),
     }
 }
 
@@ -227,6 +228,9 @@ fn default_message(code: ErrorCode) -> &'static str {
         ErrorCode::Overloaded => "The service is busy. Please try again in a moment.",
         ErrorCode::Unavailable => "The service is briefly unavailable. Please try again in a moment.",
         ErrorCode::Internal | ErrorCode::UnexpectedMessage => "Something went wrong on our side.",
+        ErrorCode::InsufficientStorage => {
+            "The server has no room for new pictures right now. Please try again later."
+        }
     }
 }
 
@@ -287,6 +291,7 @@ mod tests {
             (ErrorCode::Overloaded, 503),
             (ErrorCode::Unavailable, 503),
             (ErrorCode::Internal, 500),
+            (ErrorCode::InsufficientStorage, 507),
         ];
         for (code, status) in expect {
             let problem = Failure::rejected(code, "").problem();
@@ -306,6 +311,12 @@ mod tests {
         assert_eq!(throttled.problem().message, "Slow down.");
         assert_eq!(Failure::rejected(ErrorCode::Overloaded, "").problem().retry_after, Some(1));
         assert_eq!(Failure::rejected(ErrorCode::BadCredentials, "").problem().retry_after, None);
+        let full = Failure::Rejected(ErrorReply {
+            code: ErrorCode::InsufficientStorage,
+            message: String::new(),
+            retry_after_secs: 600,
+        });
+        assert_eq!(full.problem().retry_after, Some(600));
         assert_eq!(Failure::from(RpcError::Busy).problem().retry_after, Some(1));
     }
 

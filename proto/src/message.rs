@@ -166,11 +166,14 @@ pub enum ErrorCode {
     Internal = 14,
     /// The peer sent a reply type where a request was expected.
     UnexpectedMessage = 15,
+    /// The picture store's disk is below its free-space floor, so no new picture
+    /// is accepted until an operator makes room; retry after `retry_after_secs`.
+    InsufficientStorage = 16,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidUsername,
         ErrorCode::InvalidPassword,
@@ -186,6 +189,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Internal,
         ErrorCode::UnexpectedMessage,
+        ErrorCode::InsufficientStorage,
     ];
 
     /// The code for a wire number, or `None` if it is unknown.
@@ -201,7 +205,8 @@ pub struct ErrorReply {
     pub code: ErrorCode,
     /// A sentence a person can act on ("That username is taken.").
     pub message: String,
-    /// For throttling and overload: seconds to wait before retrying; 0 otherwise.
+    /// For throttling, overload and a full picture store: seconds to wait before
+    /// retrying; 0 otherwise.
     pub retry_after_secs: u32,
 }
 

@@ -19,6 +19,12 @@ use crate::validate::{NicknameError, PasswordError, UsernameError};
 /// for a reconnect attempt, short enough that a person barely notices.
 pub const RETRY_AFTER_BUSY_SECS: u32 = 1;
 
+/// How long a client should wait after `InsufficientStorage`. Room comes back
+/// only when an operator makes some, which takes minutes at least: a sooner
+/// retry would be refused again, and the hint keeps scripts from retrying in a
+/// loop.
+pub const RETRY_AFTER_STORAGE_SECS: u32 = 600;
+
 /// A service the back end depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dependency {
@@ -66,6 +72,9 @@ pub enum Error {
         /// The upload's size in bytes.
         len: usize,
     },
+    /// The avatar directory's file system is below its free-space floor
+    /// (`--avatar-min-free-mb`), so the picture was not stored.
+    InsufficientStorage,
     /// A dependency cannot be reached right now.
     Unavailable(Dependency),
     /// Anything else: a bug or an unexpected failure, logged by the worker.
@@ -132,6 +141,7 @@ impl Error {
             Error::Forbidden => ErrorCode::Forbidden,
             Error::UnsupportedImage(_) => ErrorCode::UnsupportedImage,
             Error::ImageTooLarge { .. } => ErrorCode::ImageTooLarge,
+            Error::InsufficientStorage => ErrorCode::InsufficientStorage,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -142,6 +152,7 @@ impl Error {
         match self {
             Error::TooManyAttempts { retry_after_secs } => *retry_after_secs,
             Error::Unavailable(_) => RETRY_AFTER_BUSY_SECS,
+            Error::InsufficientStorage => RETRY_AFTER_STORAGE_SECS,
             _ => 0,
         }
     }
@@ -176,6 +187,9 @@ impl fmt::Display for Error {
                 proto::MAX_IMAGE_LEN,
                 proto::MAX_IMAGE_LEN >> 20
             ),
+            Error::InsufficientStorage => {
+                f.write_str("The server has no room for new pictures right now. Please try again later.")
+            }
             Error::Unavailable(_) => f.write_str("The service is briefly unavailable. Please try again."),
             Error::Internal(_) => f.write_str("Something went wrong on our side. Please try again."),
         }

@@ -14,6 +14,7 @@
 //! | `<p>thr:ok:user:<username>` | sorted set | one member per successful log-in | the throttle window |
 //! | `<p>thr:ok:addr:<address>` | sorted set | one member per successful log-in from the address | the throttle window |
 //! | `<p>thr:signups:addr:<address>` | sorted set | one member per sign-up attempt from the address | the throttle window |
+//! | `<p>thr:avatar:user:<user id>` | sorted set | one member per picture upload of the account | the throttle window |
 //!
 //! An IPv6 client is counted by its /64 network, since one subscriber usually
 //! holds a whole /64; an IPv4-mapped IPv6 address counts as the IPv4 address.
@@ -82,6 +83,12 @@ impl Keys {
     pub fn signups_by_addr(&self, addr: IpAddr) -> String {
         format!("{}thr:signups:addr:{}", self.prefix, network(addr))
     }
+
+    /// Picture uploads of an account, by user id (immutable, like the username,
+    /// and shorter).
+    pub fn avatar_uploads_by_user(&self, user_id: u64) -> String {
+        format!("{}thr:avatar:user:{user_id}", self.prefix)
+    }
 }
 
 /// The unit a client address is counted by: the IPv4 address, or the IPv6 /64.
@@ -112,6 +119,7 @@ mod tests {
             keys.logins_by_addr(ip),
             keys.user_sessions(7),
             keys.signups_by_addr(ip),
+            keys.avatar_uploads_by_user(7),
         ] {
             assert!(key.starts_with("t:"), "{key}");
         }

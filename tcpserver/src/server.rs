@@ -175,8 +175,10 @@ impl Server {
         let mysql_opts = crate::db::mysql::options(&config.mysql_url, mysql_password.as_deref())
             .map_err(ServerError::MysqlUrl)?;
         let redis_client = redis::Client::open(config.redis_url.as_str()).map_err(ServerError::RedisUrl)?;
-        let avatars = AvatarStore::open(&config.avatar_dir)
+        let min_free_bytes = config.avatar_min_free_mb << 20;
+        let avatars = AvatarStore::open(&config.avatar_dir, min_free_bytes)
             .map_err(|source| ServerError::AvatarDir { path: config.avatar_dir.clone(), source })?;
+        crate::avatar_sweep::start(avatars.clone(), mysql_opts.clone()).map_err(ServerError::Io)?;
         let lifetimes = Lifetimes { idle_secs: config.session_idle_secs, max_secs: config.session_max_secs };
         let verified = VerifiedCache::new().map_err(ServerError::Hasher)?;
         let keys = Keys::new(config.redis_prefix.clone());

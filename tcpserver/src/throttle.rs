@@ -97,6 +97,15 @@ pub const LOGINS_PER_ADDR: Limit = Limit { max_attempts: 600, window_secs: 10 * 
 /// script signing up thousands is slowed to 20 per 10 minutes.
 pub const SIGNUPS_PER_ADDR: Limit = Limit { max_attempts: 20, window_secs: 10 * 60 };
 
+/// Pictures accepted per account: ten an hour. A person choosing a picture
+/// tries a few (a crop, another photo) and then keeps one for months, so ten
+/// never stand in their way; a script re-uploading a 2 MiB picture with one
+/// byte changed is held to 20 MiB of writes, fsyncs and hashing an hour per
+/// account instead of as fast as the disk goes. (Replaced pictures are
+/// deleted, so what an account keeps on disk is one picture; the free-space
+/// floor, `--avatar-min-free-mb`, bounds what many accounts together can use.)
+pub const AVATAR_UPLOADS_PER_USER: Limit = Limit { max_attempts: 10, window_secs: 60 * 60 };
+
 /// The limits a server applies; each one is a setting (`--login-failures-per-user`
 /// and so on), defaulting to the constants above. A benchmark that sends
 /// thousands of log-ins a second from one address raises them.

@@ -202,7 +202,7 @@ fn unreachable_dependencies_give_unavailable() {
     assert_eq!(c.call(Message::Ping), Message::Pong, "the reactor does not need Redis");
 
     let no_mysql = TestServer::start_with(
-        Options::default().arg("--mysql-url", "mysql://usermgmt@127.0.0.1:1/usermgmt_test"),
+        Options::default().arg("--mysql-url", "mysql://usermgmt_test@127.0.0.1:1/usermgmt_test"),
     );
     let mut c = no_mysql.connect();
     let reply = c.call(Message::SignUp {
@@ -238,7 +238,9 @@ fn redis_url_through(env: &util::TestEnv, proxy: &Proxy) -> String {
 fn mysql_url_through(env: &util::TestEnv, proxy: &Proxy) -> String {
     let (mysql_url, _) = env.split_mysql_url();
     let db = mysql_url.rsplit('/').next().unwrap_or("usermgmt_test");
-    format!("mysql://usermgmt@{}/{db}?prefer_socket=false", proxy.addr)
+    let user = mysql::Opts::from_url(&mysql_url).ok().and_then(|o| o.get_user().map(str::to_owned));
+    let user = user.unwrap_or_else(|| util::TEST_MYSQL_USER.to_owned());
+    format!("mysql://{user}@{}/{db}?prefer_socket=false", proxy.addr)
 }
 
 /// Connections that die while idle (a restart, an idle timeout) are replaced

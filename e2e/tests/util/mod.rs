@@ -27,10 +27,14 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e sits in the workspace").to_owned()
 }
 
+/// The tests' own MySQL user on the shared server (`./test.sh` creates it with
+/// rights on `usermgmt_test` only), never the running system's `usermgmt`.
+pub const TEST_MYSQL_USER: &str = "usermgmt_test";
+
 /// Where the tests find MySQL, Redis and the pepper.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
-    /// The test database's URL, with the application's password.
+    /// The test database's URL, with the tests' own MySQL user and password.
     pub mysql_url: String,
     /// The Redis URL.
     pub redis_url: String,
@@ -43,9 +47,9 @@ impl TestEnv {
     pub fn load() -> TestEnv {
         let root = workspace_root();
         let mysql_url = std::env::var("USERMGMT_TEST_MYSQL_URL").unwrap_or_else(|_| {
-            let password = fs::read_to_string(root.join("run/secrets/mysql_password"))
-                .expect("run ./test.sh once to create run/secrets/mysql_password");
-            format!("mysql://usermgmt:{}@127.0.0.1:3306/usermgmt_test", password.trim())
+            let password = fs::read_to_string(root.join("run/secrets/mysql_test_password"))
+                .expect("run ./test.sh once to create run/secrets/mysql_test_password");
+            format!("mysql://{TEST_MYSQL_USER}:{}@127.0.0.1:3306/usermgmt_test", password.trim())
         });
         let redis_url =
             std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
@@ -237,6 +241,10 @@ impl Stack {
             "127.0.0.1:0".into(),
             "--rpc-secret-file".into(),
             secret_file.clone(),
+            // Far below any real free space, so no test depends on the
+            // machine's disk (but the one that sets it above).
+            "--avatar-min-free-mb".into(),
+            "1".into(),
         ];
         backend_args.extend(options.back_args);
         let mut stack = Stack {
@@ -369,9 +377,7 @@ impl Drop for Stack {
             }
         }
         if let Ok(Ok(mut mysql)) = mysql::Opts::from_url(&self.env.mysql_url).map(mysql::Conn::new) {
-            // Credentials go with their user (ON DELETE CASCADE); '_' is escaped for LIKE.
-            let pattern = format!("{}%", self.user_prefix.replace('_', "\\_"));
-            let _ = mysql.exec_drop("DELETE FROM users WHERE username LIKE ?", (pattern,));
+            let _ = delete_accounts(&mut mysql, &self.user_prefix);
         }
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
@@ -380,12 +386,37 @@ impl Drop for Stack {
     }
 }
 
+/// Deletes the accounts whose username starts with `prefix`, each as an
+/// account deletion in tcpserver would: in one transaction, the user's row
+/// locked first, then its picture's count lowered (and the row dropped at
+/// zero), so that the shared test database keeps true counts for the
+/// pictures other tests still use. The files themselves go with the test's
+/// directory.
+fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<()> {
+    // '_' and '%' are taken literally by LIKE once escaped.
+    let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"));
+    let ids: Vec<u64> = mysql.exec("SELECT id FROM users WHERE username LIKE ?", (pattern,))?;
+    for id in ids {
+        let mut tx = mysql.start_transaction(mysql::TxOpts::default())?;
+        let avatar: Option<Option<String>> =
+            tx.exec_first("SELECT avatar FROM users WHERE id = ? FOR UPDATE", (id,))?;
+        if let Some(Some(name)) = avatar {
+            tx.exec_drop("UPDATE avatars SET refs = refs - 1 WHERE name = ? AND refs > 0", (&name,))?;
+            tx.exec_drop("DELETE FROM avatars WHERE name = ? AND refs = 0", (&name,))?;
+        }
+        // Credentials go with their user (ON DELETE CASCADE).
+        tx.exec_drop("DELETE FROM users WHERE id = ?", (id,))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 /// The MySQL URL without its password, and the password.
 fn split_mysql_url(url: &str) -> (String, String) {
     let opts = mysql::Opts::from_url(url).expect("valid MySQL URL");
     let bare = format!(
         "mysql://{}@{}:{}/{}",
-        opts.get_user().unwrap_or("usermgmt"),
+        opts.get_user().unwrap_or(TEST_MYSQL_USER),
         opts.get_ip_or_hostname(),
         opts.get_tcp_port(),
         opts.get_db_name().unwrap_or("usermgmt_test")
@@ -774,6 +805,25 @@ pub fn png(size: u32) -> Vec<u8> {
         png.extend_from_slice(&crc.to_be_bytes());
     }
     png
+}
+
+/// [`png`] of `size` with a `tEXt` chunk holding `text` after its header: a
+/// picture whose bytes, and so whose file name (and count in the shared
+/// `avatars` table), belong to `text` alone.
+pub fn png_with_text(size: u32, text: &str) -> Vec<u8> {
+    // The signature (8 bytes) and the IHDR chunk (12 + 13).
+    const AFTER_IHDR: usize = 33;
+    let plain = png(size);
+    let mut chunk = Vec::new();
+    chunk.extend_from_slice(&(text.len() as u32 + 8).to_be_bytes());
+    chunk.extend_from_slice(b"tEXtComment\0");
+    chunk.extend_from_slice(text.as_bytes());
+    let crc = crc32(&chunk[4..]);
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    let mut with_text = plain[..AFTER_IHDR].to_vec();
+    with_text.extend_from_slice(&chunk);
+    with_text.extend_from_slice(&plain[AFTER_IHDR..]);
+    with_text
 }
 
 fn crc32(bytes: &[u8]) -> u32 {

@@ -6,6 +6,7 @@
 //! request a quick `Unavailable` instead of a hung worker, and service resumes by
 //! itself when the dependency comes back.
 
+pub mod avatars;
 pub mod mysql;
 pub mod redis;
 pub mod users;

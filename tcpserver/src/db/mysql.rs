@@ -14,6 +14,7 @@
 //! anything twice. A failure during `COMMIT` leaves the outcome unknown, so it
 //! is reported, never retried.
 
+use std::convert::Infallible;
 use std::io;
 
 use mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts};
@@ -148,6 +149,21 @@ impl MysqlLink {
         &mut self,
         mut body: impl FnMut(&mut Transaction<'_>) -> mysql::Result<T>,
     ) -> mysql::Result<T> {
+        let Ok(value) = self.transaction_or_abort(|tx| body(tx).map(Ok::<T, Infallible>))?;
+        Ok(value)
+    }
+
+    /// [`MysqlLink::transaction`] for a body that can also fail for a reason
+    /// of its own (a file it had to write): `Ok(Err(reason))` from the body
+    /// rolls the transaction back and is returned as it is, never retried.
+    ///
+    /// # Errors
+    ///
+    /// As [`MysqlLink::transaction`]; the body's own reasons are `Ok(Err(_))`.
+    pub fn transaction_or_abort<T, E>(
+        &mut self,
+        mut body: impl FnMut(&mut Transaction<'_>) -> mysql::Result<Result<T, E>>,
+    ) -> mysql::Result<Result<T, E>> {
         let reused = self.link.is_open();
         let result = run_transaction(self.conn()?, &mut body);
         match result {
@@ -166,13 +182,20 @@ impl MysqlLink {
     }
 }
 
-fn run_transaction<T>(
+fn run_transaction<T, E>(
     conn: &mut Conn,
-    body: &mut impl FnMut(&mut Transaction<'_>) -> mysql::Result<T>,
-) -> Result<T, (Stage, mysql::Error)> {
+    body: &mut impl FnMut(&mut Transaction<'_>) -> mysql::Result<Result<T, E>>,
+) -> Result<Result<T, E>, (Stage, mysql::Error)> {
     let mut tx = conn.start_transaction(TxOpts::default()).map_err(|e| (Stage::BeforeCommit, e))?;
     // On error `tx` is dropped here, which sends ROLLBACK.
-    let value = body(&mut tx).map_err(|e| (Stage::BeforeCommit, e))?;
-    tx.commit().map_err(|e| (Stage::Commit, e))?;
-    Ok(value)
+    match body(&mut tx).map_err(|e| (Stage::BeforeCommit, e))? {
+        Ok(value) => {
+            tx.commit().map_err(|e| (Stage::Commit, e))?;
+            Ok(Ok(value))
+        }
+        Err(reason) => {
+            tx.rollback().map_err(|e| (Stage::BeforeCommit, e))?;
+            Ok(Err(reason))
+        }
+    }
 }

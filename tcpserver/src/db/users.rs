@@ -167,6 +167,18 @@ pub fn change_nicknames(
         .collect())
 }
 
+/// A user's picture, with the user's row locked until the transaction ends
+/// (so that two changes of one user's picture take turns, each seeing the
+/// other's result): `None` if the user does not exist, `Some(None)` if they
+/// have no picture.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn lock_avatar(q: &mut impl Queryable, user_id: u64) -> mysql::Result<Option<Option<String>>> {
+    q.exec_first("SELECT avatar FROM users WHERE id = ? FOR UPDATE", (user_id,))
+}
+
 /// Sets a user's picture (a file name), bumps the version, and returns the
 /// profile as it now is, or `None` if the user does not exist. Run it in a
 /// transaction, so the row read back is exactly the one this change produced.

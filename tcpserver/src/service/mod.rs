@@ -16,11 +16,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use proto::{Profile, Secret};
 
+use crate::avatar_refs::{self, Released};
 use crate::avatar_store::AvatarStore;
 use crate::db::mysql::MysqlLink;
 use crate::db::redis::RedisLink;
 use crate::db::users;
-use crate::error::{Dependency, Error};
+use crate::error::{Dependency, Error, Internal};
+use crate::image::ImageKind;
 use crate::keys::Keys;
 use crate::password::PasswordHasher;
 use crate::profile_cache::{self, Versioned};
@@ -180,14 +182,43 @@ impl Service {
         Ok(fresh.profile)
     }
 
-    /// Sets the picture in MySQL, then updates the cache before returning, so
-    /// that once the caller acknowledges, no reader can see the old profile.
-    fn change_avatar(&mut self, session: &Session, avatar: &str) -> Result<Profile, Error> {
+    /// Sets the picture: the file first, outside any lock (hashing and syncing
+    /// it is where the time goes), then the user's row and the files' counts in
+    /// one MySQL transaction ([`avatar_refs::replace`]), then the cache before
+    /// returning, so that once the caller acknowledges, no reader can see the
+    /// old profile. The picture it replaced, if no account uses it now, and the
+    /// file written for a change that failed, are deleted
+    /// ([`Service::release_avatar`]).
+    fn change_avatar(&mut self, session: &Session, image: &[u8], kind: ImageKind) -> Result<Profile, Error> {
         let user_id = session.user_id;
-        let updated: Versioned = self
+        let storage = |e| Error::Internal(Internal::Storage(e));
+        let stored = self.shared.avatars.store(image, kind).map_err(storage)?;
+        let avatars = &self.shared.avatars;
+        let replaced = match self
             .mysql
-            .transaction(|tx| users::set_avatar(tx, user_id, avatar))?
-            .ok_or(Error::Unauthenticated)?;
+            .transaction_or_abort(|tx| avatar_refs::replace(tx, avatars, user_id, &stored.name, image))
+        {
+            Ok(Ok(Some(replaced))) => Ok(replaced),
+            Ok(Ok(None)) => Err(Error::Unauthenticated),
+            Ok(Err(e)) => Err(storage(e)),
+            Err(e) => Err(Error::from(e)),
+        };
+        let replaced = match replaced {
+            Ok(replaced) => replaced,
+            Err(e) => {
+                // Unless the change committed after all (a failed COMMIT) or
+                // another account took the same picture meanwhile, nobody uses
+                // the file written above.
+                if stored.created {
+                    self.release_avatar(&stored.name);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(unused) = &replaced.unused {
+            self.release_avatar(unused);
+        }
+        let updated = replaced.profile;
         if let Err(e) = profile_cache::store(&mut self.redis, &self.shared.keys, user_id, &updated) {
             self.remember_unsynced(user_id, updated);
             return Err(e);
@@ -263,6 +294,23 @@ impl Service {
                 (i, outcome)
             })
             .collect()
+    }
+
+    /// Deletes a picture file if no account uses it ([`avatar_refs::release`]).
+    /// The request it follows has succeeded or failed already, so a failure
+    /// is only logged; the start-up sweep removes the file later.
+    fn release_avatar(&mut self, name: &str) {
+        let avatars = &self.shared.avatars;
+        match self.mysql.transaction(|tx| avatar_refs::release(tx, avatars, &[name])) {
+            Ok(released) => {
+                for (name, outcome) in released {
+                    if let Released::Failed(e) = outcome {
+                        crate::log!("picture {name} is unused but could not be deleted: {e}");
+                    }
+                }
+            }
+            Err(e) => crate::log!("picture {name} may be unused and stays until the next start: {e}"),
+        }
     }
 
     fn remember_unsynced(&self, user_id: u64, entry: Versioned) {

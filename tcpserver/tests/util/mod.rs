@@ -35,10 +35,74 @@ pub const PNG: [u8; 75] = [
     0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
+/// The tests' own MySQL user on the shared server (`./test.sh` creates it with
+/// rights on `usermgmt_test` only), never the running system's `usermgmt`.
+pub const TEST_MYSQL_USER: &str = "usermgmt_test";
+
+/// [`PNG`] with a `tEXt` chunk holding `text` after its header: a valid
+/// picture whose bytes, and so whose file name, are `text`'s own, so that a
+/// test's pictures are shared with no other test's.
+pub fn png_with_text(text: &str) -> Vec<u8> {
+    // The signature (8 bytes) and the IHDR chunk (12 + 13).
+    const AFTER_IHDR: usize = 33;
+    let mut chunk = Vec::new();
+    chunk.extend_from_slice(&(text.len() as u32 + 8).to_be_bytes());
+    chunk.extend_from_slice(b"tEXtComment\0");
+    chunk.extend_from_slice(text.as_bytes());
+    let crc = crc32(&chunk[4..]);
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    let mut png = PNG[..AFTER_IHDR].to_vec();
+    png.extend_from_slice(&chunk);
+    png.extend_from_slice(&PNG[AFTER_IHDR..]);
+    png
+}
+
+/// The file name tcpserver gives a PNG: its SHA-256 in hex, `.png`.
+pub fn png_name(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{}.png", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// The names of the files in `dir`, sorted (none if it does not exist).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Sets a file's access and modification times `secs` seconds into the past,
+/// as if it had been left there by an earlier run.
+pub fn backdate(path: &Path, secs: u64) {
+    use std::os::unix::ffi::OsStrExt;
+    let then = std::time::SystemTime::now() - Duration::from_secs(secs);
+    let since = then.duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    let time = libc::timespec { tv_sec: since.as_secs() as libc::time_t, tv_nsec: 0 };
+    let times = [time, time];
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
+    // SAFETY: a NUL-terminated path and two timespecs, as utimensat(2) takes them.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), 0) };
+    assert_eq!(rc, 0, "utimensat {}: {}", path.display(), std::io::Error::last_os_error());
+}
+
 /// Where the tests find MySQL, Redis and the pepper.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
-    /// The test database's URL, with the application's password.
+    /// The test database's URL, with the tests' own MySQL user and password.
     pub mysql_url: String,
     /// The Redis URL.
     pub redis_url: String,
@@ -55,9 +119,9 @@ impl TestEnv {
     pub fn load() -> TestEnv {
         let root = workspace_root();
         let mysql_url = std::env::var("USERMGMT_TEST_MYSQL_URL").unwrap_or_else(|_| {
-            let password = fs::read_to_string(root.join("run/secrets/mysql_password"))
-                .expect("run ./test.sh once to create run/secrets/mysql_password");
-            format!("mysql://usermgmt:{}@127.0.0.1:3306/usermgmt_test", password.trim())
+            let password = fs::read_to_string(root.join("run/secrets/mysql_test_password"))
+                .expect("run ./test.sh once to create run/secrets/mysql_test_password");
+            format!("mysql://{TEST_MYSQL_USER}:{}@127.0.0.1:3306/usermgmt_test", password.trim())
         });
         let redis_url =
             std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
@@ -82,7 +146,7 @@ impl TestEnv {
         let opts = mysql::Opts::from_url(&self.mysql_url).expect("valid URL");
         let url = format!(
             "mysql://{}@{}:{}/{}",
-            opts.get_user().unwrap_or("usermgmt"),
+            opts.get_user().unwrap_or(TEST_MYSQL_USER),
             opts.get_ip_or_hostname(),
             opts.get_tcp_port(),
             opts.get_db_name().unwrap_or("usermgmt_test")
@@ -118,6 +182,8 @@ pub struct TestServer {
     pub secret: RpcSecret,
     /// Where to reach the databases.
     pub env: TestEnv,
+    /// Its command line, for [`TestServer::restart`].
+    args: Vec<String>,
 }
 
 /// Options for [`TestServer::start_with`].
@@ -157,7 +223,6 @@ impl TestServer {
         let secret = RpcSecret::new(&secret_bytes).expect("a 32-byte secret");
         let avatar_dir = dir.join("avatars");
         let redis_prefix = format!("umtest:{id}:");
-        let stderr = fs::File::create(dir.join("stderr.log")).expect("stderr log");
         let mut args: Vec<String> = [
             "--listen",
             "127.0.0.1:0",
@@ -169,6 +234,10 @@ impl TestServer {
             &env.redis_url,
             "--metrics-listen",
             "127.0.0.1:0",
+            // Far below any real free space, so no test depends on the
+            // machine's disk (but the one that sets it above).
+            "--avatar-min-free-mb",
+            "1",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -184,23 +253,7 @@ impl TestServer {
         }
         args.extend(["--redis-prefix".to_string(), redis_prefix.clone()]);
         args.extend(options.args);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpserver"))
-            .args(&args)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn tcpserver");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
-        let addr =
-            line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok()).unwrap_or_else(|| {
-                let _ = child.kill();
-                let log = fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-                panic!("tcpserver did not start: stdout {line:?}, stderr:\n{log}")
-            });
+        let (child, addr) = spawn_server(&args, &dir);
         TestServer {
             child: Some(child),
             addr,
@@ -210,6 +263,32 @@ impl TestServer {
             dir,
             secret,
             env,
+            args,
+        }
+    }
+
+    /// Stops the server (SIGTERM, a clean exit) and starts it again with the
+    /// same settings and directories; it listens on a new port.
+    pub fn restart(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "tcpserver exited with {status}");
+        let (child, addr) = spawn_server(&self.args, &self.dir);
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    /// Waits until the server's log (of all its runs) has `count` lines
+    /// containing `needle`, and returns them; panics after [`REPLY_TIMEOUT`].
+    pub fn wait_for_log(&self, needle: &str, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let log = self.stderr();
+            let lines: Vec<String> = log.lines().filter(|l| l.contains(needle)).map(str::to_owned).collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(Instant::now() < deadline, "not {count} lines with {needle:?} in the log:\n{log}");
+            thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -319,15 +398,63 @@ impl Drop for TestServer {
                 let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut redis);
             }
         }
-        if let Ok(mut mysql) = mysql::Opts::from_url(&self.env.mysql_url).map(mysql::Conn::new) {
-            if let Ok(mysql) = mysql.as_mut() {
-                // Credentials go with their user (ON DELETE CASCADE).
-                let pattern = format!("{}%", self.user_prefix);
-                let _ = mysql.exec_drop("DELETE FROM users WHERE username LIKE ?", (pattern,));
-            }
+        if let Ok(Ok(mut mysql)) = mysql::Opts::from_url(&self.env.mysql_url).map(mysql::Conn::new) {
+            let _ = delete_accounts(&mut mysql, &self.user_prefix);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts the tcpserver binary with `args`, its standard error appended to
+/// `dir/stderr.log`, and waits for its `listening on` line.
+fn spawn_server(args: &[String], dir: &Path) -> (Child, SocketAddr) {
+    let log = dir.join("stderr.log");
+    let stderr = fs::OpenOptions::new().create(true).append(true).open(&log).expect("stderr log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpserver"))
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn tcpserver");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+    let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok()).unwrap_or_else(|| {
+        let _ = child.kill();
+        let log = fs::read_to_string(&log).unwrap_or_default();
+        panic!("tcpserver did not start: stdout {line:?}, stderr:\n{log}")
+    });
+    (child, addr)
+}
+
+/// Deletes the accounts whose username starts with `prefix`, each as an
+/// account deletion in tcpserver would: in one transaction, the user's row
+/// locked first, then its picture's count lowered (and the row dropped at
+/// zero), so that the shared test database keeps true counts for the
+/// pictures other tests still use. The files themselves go with the test's
+/// directory.
+pub fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<()> {
+    let ids: Vec<u64> = mysql.exec("SELECT id FROM users WHERE username LIKE ?", (like_prefix(prefix),))?;
+    for id in ids {
+        let mut tx = mysql.start_transaction(mysql::TxOpts::default())?;
+        let avatar: Option<Option<String>> =
+            tx.exec_first("SELECT avatar FROM users WHERE id = ? FOR UPDATE", (id,))?;
+        if let Some(Some(name)) = avatar {
+            tx.exec_drop("UPDATE avatars SET refs = refs - 1 WHERE name = ? AND refs > 0", (&name,))?;
+            tx.exec_drop("DELETE FROM avatars WHERE name = ? AND refs = 0", (&name,))?;
+        }
+        // Credentials go with their user (ON DELETE CASCADE).
+        tx.exec_drop("DELETE FROM users WHERE id = ?", (id,))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// A LIKE pattern for names starting with `prefix` (`_` and `%` taken literally).
+fn like_prefix(prefix: &str) -> String {
+    format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"))
 }
 
 /// Every key under a prefix (SCAN, never KEYS).
