@@ -79,6 +79,38 @@ fn an_account_uploading_too_often_is_throttled_and_keeps_only_its_last_picture()
     }
 }
 
+/// Twenty uploads of one account at the same moment, over twenty
+/// connections: exactly the hourly limit is accepted (counted atomically
+/// before the picture is stored), and the account's one picture is on disk.
+#[test]
+fn simultaneous_uploads_of_one_account_stop_exactly_at_the_limit() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let (_, token) = server.user_with_session(&mut c, "rush", PASSWORD);
+    let limit = AVATAR_UPLOADS_PER_USER.max_attempts as usize;
+    let barrier = Barrier::new(2 * limit);
+    let replies: Vec<Message> = thread::scope(|s| {
+        let threads: Vec<_> = (0..2 * limit)
+            .map(|i| {
+                let (mut client, token, barrier) = (server.connect(), token.clone(), &barrier);
+                let picture = png_with_text(&format!("{} rush {i}", server.user_prefix));
+                s.spawn(move || {
+                    barrier.wait();
+                    upload(&mut client, &token, &picture)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("upload thread")).collect()
+    });
+    let accepted = replies.iter().filter(|r| matches!(r, Message::AvatarSet(_))).count();
+    let throttled = replies
+        .iter()
+        .filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::TooManyAttempts))
+        .count();
+    assert_eq!((accepted, throttled), (limit, limit), "{replies:?}");
+    assert_eq!(files_in(&server.avatar_dir).len(), 1, "only the account's current picture stays");
+}
+
 #[test]
 fn a_shared_picture_stays_while_any_account_uses_it() {
     let server = TestServer::start();
