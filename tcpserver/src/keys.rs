@@ -11,8 +11,8 @@
 //! | `<p>usess:<user id>` | sorted set | the token hashes of the user's sessions, scored by creation time (ms) | the absolute session lifetime |
 //! | `<p>thr:fail:user:<username>` | sorted set | one member per log-in attempt not known to have succeeded (score 0 in flight, else when it failed) | the throttle window |
 //! | `<p>thr:fail:addr:<address>` | sorted set | the same, per client address | the throttle window |
-//! | `<p>thr:ok:user:<username>` | sorted set | one member per successful log-in | the throttle window |
-//! | `<p>thr:ok:addr:<address>` | sorted set | one member per successful log-in from the address | the throttle window |
+//! | `<p>thr:ok:user:<username>` | string | the count of successful log-ins | the throttle window |
+//! | `<p>thr:ok:addr:<address>` | string | the count of successful log-ins from the address | the throttle window |
 //! | `<p>thr:signups:addr:<address>` | sorted set | one member per sign-up attempt from the address | the throttle window |
 //! | `<p>thr:avatar:user:<user id>` | sorted set | one member per picture upload of the account | the throttle window |
 //!

@@ -7,8 +7,10 @@
 //! the id and the hash's [`stamp`](crate::password::stamp), a digest of the
 //! stored hash string that helps no one guess a password (the stored hash is
 //! already salted, peppered PBKDF2; its digest is one step further away). The
-//! profile comes from the versioned profile cache. [`lookup`] reads the
-//! counters, the record and the profile in one round trip; when all three are
+//! profile comes from the versioned profile cache. [`lookup`] checks the
+//! throttle counters, reads the record and the profile in one round trip, and
+//! counts an attempt that finds no record (it will need a hash) before the
+//! hash; when all three are
 //! there and the verified cache holds the password for that stamp, the log-in
 //! is answered without MySQL. Anything missing takes the full path, which
 //! reads MySQL and writes the record back.
@@ -29,25 +31,56 @@ use crate::db::redis::RedisLink;
 use crate::error::{Error, Internal};
 use crate::keys::Keys;
 use crate::profile_cache::{self, Versioned};
-use crate::throttle::{self, Limit};
+use crate::throttle::Limit;
 
 /// Lifetime of a record. Fifteen minutes covers a user who logs in again and
 /// again (the case the record is for), while ten million users logging in at
 /// random leave at most one quarter-hour's log-ins in Redis (about 100 bytes each).
 pub const TTL_SECS: u64 = 15 * 60;
 
-/// KEYS[1] = the record, KEYS[2..] = throttle counters; ARGV[1] = profile key
-/// prefix. Returns `ZCARD`, `TTL` for each counter, then the record's id and
-/// stamp, then the profile entry's `v`, `u`, `n`, `a` (missing fields are nil).
-const LOOKUP: &str = r"#!lua flags=no-writes
-local out = {}
+/// KEYS[1] = the record (`''` for none), then the failed-log-in counters
+/// (sorted sets), then the successful-log-in counters (plain counts); ARGV =
+/// profile key prefix, the number of failure counters, the attempt's member,
+/// then a limit and a window for each counter. In one atomic step: refuses
+/// (`{seconds to wait}`) while a counter is at its limit; else reads the
+/// record and, when there is none (the log-in will need MySQL and a hash),
+/// counts the attempt on the failure counters. Returns `{'0', admitted ('1'
+/// or '0'), id, stamp, v, u, n, a}` (missing fields are nil).
+const LOOKUP: &str = r"#!lua
+local failures = tonumber(ARGV[2])
+local wait = 0
 for i = 2, #KEYS do
-  out[#out + 1] = tostring(redis.call('ZCARD', KEYS[i]))
-  out[#out + 1] = tostring(redis.call('TTL', KEYS[i]))
+  local j = 4 + 2 * (i - 2)
+  local count
+  if i - 1 <= failures then
+    count = redis.call('ZCARD', KEYS[i])
+  else
+    count = tonumber(redis.call('GET', KEYS[i]) or '0')
+  end
+  if count >= tonumber(ARGV[j]) then
+    local ttl = redis.call('TTL', KEYS[i])
+    if ttl < 1 then
+      ttl = tonumber(ARGV[j + 1])
+    end
+    wait = math.max(wait, ttl)
+  end
 end
-local record = redis.call('HMGET', KEYS[1], 'id', 's')
-out[#out + 1] = record[1]
-out[#out + 1] = record[2]
+if wait > 0 then
+  return {tostring(wait)}
+end
+local record = {false, false}
+if KEYS[1] ~= '' then
+  record = redis.call('HMGET', KEYS[1], 'id', 's')
+end
+local admitted = '0'
+if not record[1] and failures > 0 then
+  for i = 2, failures + 1 do
+    redis.call('ZADD', KEYS[i], 0, ARGV[3])
+    redis.call('EXPIRE', KEYS[i], ARGV[4 + 2 * (i - 2) + 1], 'NX')
+  end
+  admitted = '1'
+end
+local out = {'0', admitted, record[1], record[2]}
 if record[1] then
   local f = redis.call('HMGET', ARGV[1] .. record[1], 'v', 'u', 'n', 'a')
   for i = 1, 4 do out[#out + 1] = f[i] end
@@ -69,68 +102,85 @@ pub struct Record {
     pub profile: Option<Versioned>,
 }
 
-/// What one log-in looks up: its username (if it is a valid one) and its
-/// throttle counters.
+/// What one log-in looks up: its username (if it is a valid one), its
+/// throttle counters and its member in them.
 #[derive(Debug, Clone, Copy)]
 pub struct Lookup<'a> {
     /// The username, lowercased; `None` for a name that breaks the rules.
     pub username: Option<&'a str>,
-    /// The counters that must be below their limits.
-    pub counters: &'a [(String, Limit)],
+    /// Failed-log-in counters (see [`crate::throttle`]): below their limits,
+    /// and counted on when the log-in will need a hash.
+    pub failures: &'a [(String, Limit)],
+    /// Successful-log-in counters: below their limits.
+    pub successes: &'a [(String, Limit)],
+    /// The attempt's member in the failure counters.
+    pub member: &'a str,
 }
 
-/// For each log-in, in one round trip for all: reads the counters, the
-/// username's record and the record's cached profile, and refuses
-/// ([`Error::TooManyAttempts`]) while a counter is at its limit.
+/// What [`lookup`] found for one log-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The record, if Redis has one.
+    pub record: Option<Record>,
+    /// Whether the attempt was counted on its failure counters (there was no
+    /// record, so it will need a hash): it holds its place there until it is
+    /// known to have succeeded.
+    pub admitted: bool,
+}
+
+/// For each log-in, in one round trip for all and one atomic step for each:
+/// refuses ([`Error::TooManyAttempts`]) while a counter is at its limit;
+/// otherwise reads the username's record and its cached profile, and, where
+/// there is no record, counts the attempt on its failure counters before any
+/// hash (see [`crate::throttle`]).
 ///
 /// # Errors
 ///
 /// [`Error::Unavailable`] for all if Redis is down; otherwise one outcome per
-/// log-in: the record if there is one, [`Error::TooManyAttempts`], or
+/// log-in: what was found, [`Error::TooManyAttempts`], or
 /// [`Error::Internal`] for a corrupt entry.
 pub fn lookup(
     redis: &mut RedisLink,
     keys: &Keys,
     lookups: &[Lookup<'_>],
-) -> Result<Vec<Result<Option<Record>, Error>>, Error> {
+) -> Result<Vec<Result<Found, Error>>, Error> {
+    if lookups.is_empty() {
+        return Ok(Vec::new());
+    }
     let script = &*LOOKUP_SCRIPT;
     let prefix = keys.profile_prefix();
     let mut pipe = redis::pipe();
     for lookup in lookups {
         // Without a username there is no record; an empty key name is never written.
         let record_key = lookup.username.map(|name| keys.login_record(name)).unwrap_or_default();
-        let command =
-            pipe.cmd("EVALSHA").arg(script.get_hash()).arg(1 + lookup.counters.len()).arg(record_key);
-        for (key, _) in lookup.counters {
+        let counters = || lookup.failures.iter().chain(lookup.successes);
+        let command = pipe.cmd("EVALSHA").arg(script.get_hash()).arg(1 + counters().count()).arg(record_key);
+        for (key, _) in counters() {
             command.arg(key);
         }
-        command.arg(&prefix);
-    }
-    if lookups.is_empty() {
-        return Ok(Vec::new());
+        command.arg(&prefix).arg(lookup.failures.len()).arg(lookup.member);
+        for (_, limit) in counters() {
+            command.arg(limit.max_attempts).arg(limit.window_secs);
+        }
     }
     let replies: Vec<Vec<Option<String>>> = redis.run_scripts(&pipe, &[script])?;
-    Ok(lookups
-        .iter()
-        .zip(replies)
-        .map(|(lookup, reply)| {
-            let (counts, rest) = reply.split_at(reply.len().min(2 * lookup.counters.len()));
-            let counts: Vec<i64> =
-                counts.iter().map(|v| v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)).collect();
-            throttle::verdict(lookup.counters, &counts)?;
-            decode(rest)
-        })
-        .collect())
+    Ok(replies.into_iter().map(|reply| decode(&reply)).collect())
 }
 
-fn decode(fields: &[Option<String>]) -> Result<Option<Record>, Error> {
-    let field = |i: usize| fields.get(i).cloned().flatten();
-    let (Some(id), Some(stamp)) = (field(0), field(1)) else {
-        return Ok(None);
+fn decode(reply: &[Option<String>]) -> Result<Found, Error> {
+    let field = |i: usize| reply.get(i).cloned().flatten();
+    let wait: u64 = field(0).and_then(|v| v.parse().ok()).unwrap_or(0);
+    if wait > 0 {
+        crate::metrics::THROTTLED.add(1);
+        return Err(Error::TooManyAttempts { retry_after_secs: u32::try_from(wait).unwrap_or(u32::MAX) });
+    }
+    let admitted = field(1).as_deref() == Some("1");
+    let (Some(id), Some(stamp)) = (field(2), field(3)) else {
+        return Ok(Found { record: None, admitted });
     };
     let user_id = id.parse().map_err(|_| Error::Internal(Internal::CorruptEntry("login record")))?;
-    let profile = profile_cache::decode((field(2), field(3), field(4), field(5)))?;
-    Ok(Some(Record { user_id, stamp, profile }))
+    let profile = profile_cache::decode((field(4), field(5), field(6), field(7)))?;
+    Ok(Found { record: Some(Record { user_id, stamp, profile }), admitted })
 }
 
 /// Adds the commands that write `username`'s record to a pipeline.

@@ -37,8 +37,8 @@ use crate::throttle::Limit;
 /// (about 10 KiB of Redis) instead of one per log-in. Past it, the oldest end.
 pub const DEFAULT_MAX_SESSIONS_PER_USER: u64 = 32;
 
-/// KEYS: session, index, successes per user, successes per address, failures
-/// per user, failures per address (`''` where a request has no such
+/// KEYS: session, index, successes per user, successes per address (plain
+/// counts), failures per user, failures per address (sorted sets) (`''` where a request has no such
 /// counter). ARGV: session value, session TTL, now (ms), cap, absolute
 /// lifetime (s), session key prefix, token hash, attempt member, user limit,
 /// user window, address limit, address window, start of the log-in (µs).
@@ -55,7 +55,7 @@ end
 local counters = {{KEYS[3], ARGV[9], ARGV[10]}, {KEYS[4], ARGV[11], ARGV[12]}}
 local wait = 0
 for _, c in ipairs(counters) do
-  if c[1] ~= '' and redis.call('ZCARD', c[1]) >= tonumber(c[2]) then
+  if c[1] ~= '' and tonumber(redis.call('GET', c[1]) or '0') >= tonumber(c[2]) then
     local ttl = redis.call('TTL', c[1])
     if ttl < 1 then
       ttl = tonumber(c[3])
@@ -68,7 +68,7 @@ if wait > 0 then
 end
 for _, c in ipairs(counters) do
   if c[1] ~= '' then
-    redis.call('ZADD', c[1], now, ARGV[8])
+    redis.call('INCR', c[1])
     redis.call('EXPIRE', c[1], c[3], 'NX')
   end
 end

@@ -1,24 +1,30 @@
 //! Throttling of log-ins, sign-ups and uploads, with counters in Redis.
 //!
-//! A counter is a Redis sorted set with one member per attempt and a TTL equal
-//! to its window, started by the first attempt (a fixed window). A member per
-//! attempt rather than `INCR` makes counting idempotent: when a command has to
-//! be sent again over a new connection, the same member is added twice and
-//! counted once.
+//! A failure counter (and the sign-up and upload counters) is a Redis sorted
+//! set with one member per attempt and a TTL equal to its window, started by
+//! the first attempt (a fixed window). A member per attempt rather than `INCR`
+//! makes counting idempotent (a command sent again over a new connection adds
+//! the same member twice and counts it once) and lets an attempt leave its
+//! counter again. Successful log-ins are counted by a plain `INCR` in the
+//! session's script ([`crate::login_session`]): nothing ever leaves that
+//! count, and at a busy address it stays one number, not one member per
+//! log-in (a resent script may count one log-in twice, the safe way).
 //!
 //! **Counted before the work, so the limits hold under concurrency.** An
-//! attempt is admitted by [`ADMIT`], one Lua script per counter that checks
-//! the count and adds the attempt in one atomic step, *before* its password
-//! is hashed: with five guesses allowed, five concurrent guesses are admitted
-//! and the sixth is refused without costing a hash, however many arrive at
-//! the same moment and however the workers batch them. (Reading the counts,
+//! attempt is admitted by one Lua script that checks its counters and adds
+//! it to all of them in one atomic step, *before* its password is hashed
+//! (the log-in lookup, [`crate::login_record::lookup`], does this for an
+//! attempt that finds no log-in record; [`ADMIT`] for the others): with
+//! five guesses allowed, five concurrent guesses are admitted and the sixth
+//! is refused without costing a hash, however many arrive at the same moment
+//! and however the workers batch them. (Reading the counts,
 //! hashing, then counting would judge every guess in flight against the count
 //! from before any of them failed.)
 //!
 //! A failed-log-in counter therefore counts attempts not known to have
 //! succeeded: an admitted attempt holds its place with score 0 (in flight);
-//! when it fails, its score becomes the time it failed, in microseconds ([`mark_failed`]);
-//! when it succeeds, it leaves the counter, and a user's success also removes
+//! when it fails, its score becomes the time it failed, in microseconds
+//! ([`mark_failed`]); when it succeeds, it leaves the counter, and a user's success also removes
 //! the failures that *ended before that log-in began* (a person who mistypes
 //! and then gets it right starts afresh), never those still in flight or
 //! recorded beside it, so a success in a batch of guesses does not reset them.
@@ -135,23 +141,30 @@ impl Default for Limits {
     }
 }
 
-/// KEYS[1] = a counter; ARGV = member, max attempts, window seconds. Adds the
-/// member (score 0: in flight) unless the counter is at its limit. Returns 0
-/// when admitted (also when the member is already in: a resent command), else
-/// the seconds until the window ends.
+/// KEYS = counters; ARGV = member, then a limit and a window per counter.
+/// Adds the member (score 0: in flight) to every counter, unless one of them
+/// is at its limit: all or nothing, so a refused attempt holds no place
+/// anywhere. Returns 0 when admitted (also when the member is already in: a
+/// resent command), else the seconds until the longest window ends.
 const ADMIT: &str = r"#!lua
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return 0
-end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  local ttl = redis.call('TTL', KEYS[1])
-  if ttl < 1 then
-    ttl = tonumber(ARGV[3])
+local wait = 0
+for i = 1, #KEYS do
+  local limit, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  if not redis.call('ZSCORE', KEYS[i], ARGV[1]) and redis.call('ZCARD', KEYS[i]) >= limit then
+    local ttl = redis.call('TTL', KEYS[i])
+    if ttl < 1 then
+      ttl = window
+    end
+    wait = math.max(wait, ttl)
   end
-  return ttl
 end
-redis.call('ZADD', KEYS[1], 0, ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
+if wait > 0 then
+  return wait
+end
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 0, ARGV[1])
+  redis.call('EXPIRE', KEYS[i], ARGV[2 * i + 1], 'NX')
+end
 return 0
 ";
 
@@ -164,38 +177,34 @@ pub fn new_member() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// Adds the admission of `member` on each counter to a pipeline: one reply per
-/// counter, in order, for [`admitted`].
-pub fn admit_cmds(pipe: &mut Pipeline, counters: &[(String, Limit)], member: &str) {
-    for (key, limit) in counters {
-        pipe.cmd("EVALSHA")
-            .arg(ADMIT_SCRIPT.get_hash())
-            .arg(1)
-            .arg(key)
-            .arg(member)
-            .arg(limit.max_attempts)
-            .arg(limit.window_secs);
+/// Adds the admission of `member` on all of `counters` (one script, one
+/// reply, for [`admitted`]) to a pipeline.
+pub fn admit_cmd(pipe: &mut Pipeline, counters: &[(String, Limit)], member: &str) {
+    let command = pipe.cmd("EVALSHA").arg(ADMIT_SCRIPT.get_hash()).arg(counters.len());
+    for (key, _) in counters {
+        command.arg(key);
+    }
+    command.arg(member);
+    for (_, limit) in counters {
+        command.arg(limit.max_attempts).arg(limit.window_secs);
     }
 }
 
-/// The verdict on one attempt, from its counters' [`ADMIT`] replies in order.
+/// The verdict on one attempt from its [`ADMIT`] reply.
 ///
 /// # Errors
 ///
-/// [`Error::TooManyAttempts`] if any counter refused it. The counters that
-/// admitted it still hold it: the caller [`release`]s them.
-pub fn admitted(replies: &[i64]) -> Result<(), Error> {
-    match replies.iter().copied().max() {
-        Some(wait) if wait > 0 => {
-            crate::metrics::THROTTLED.add(1);
-            Err(Error::TooManyAttempts { retry_after_secs: u32::try_from(wait).unwrap_or(u32::MAX) })
-        }
-        _ => Ok(()),
+/// [`Error::TooManyAttempts`] if a counter refused it (it was then counted nowhere).
+pub fn admitted(reply: i64) -> Result<(), Error> {
+    if reply > 0 {
+        crate::metrics::THROTTLED.add(1);
+        return Err(Error::TooManyAttempts { retry_after_secs: u32::try_from(reply).unwrap_or(u32::MAX) });
     }
+    Ok(())
 }
 
-/// Counts one attempt on every counter, atomically per counter, unless one of
-/// them is at its limit (then the attempt is counted nowhere).
+/// Counts one attempt on every counter, atomically, unless one of them is at
+/// its limit (then the attempt is counted nowhere).
 ///
 /// # Errors
 ///
@@ -205,44 +214,10 @@ pub fn admit(redis: &mut RedisLink, counters: &[(String, Limit)]) -> Result<(), 
     if counters.is_empty() {
         return Ok(());
     }
-    let member = new_member();
     let mut pipe = redis::pipe();
-    admit_cmds(&mut pipe, counters, &member);
+    admit_cmd(&mut pipe, counters, &new_member());
     let replies: Vec<i64> = redis.run_scripts(&pipe, &[&ADMIT_SCRIPT])?;
-    let verdict = admitted(&replies);
-    if verdict.is_err() {
-        let mut undo = redis::pipe();
-        release(&mut undo, counters, &member);
-        redis.run(|c| undo.query::<()>(c))?;
-    }
-    verdict
-}
-
-/// Refuses with [`Error::TooManyAttempts`] if any counter is at its limit, given
-/// each counter's count and `TTL` replies in order (`counts[2 * i]` and
-/// `counts[2 * i + 1]` for `counters[i]`). A read-only check, for requests that
-/// may be answered without a hash (a log-in the verified cache vouches for).
-///
-/// # Errors
-///
-/// [`Error::TooManyAttempts`].
-pub fn verdict(counters: &[(String, Limit)], counts: &[i64]) -> Result<(), Error> {
-    let mut retry_after = None;
-    for ((_, limit), pair) in counters.iter().zip(counts.chunks_exact(2)) {
-        let &[count, ttl] = pair else { continue };
-        if count >= 0 && count as u64 >= limit.max_attempts {
-            // A negative TTL (no expiry set) cannot normally happen; wait a window.
-            let wait = if ttl > 0 { ttl as u64 } else { limit.window_secs };
-            retry_after = Some(retry_after.unwrap_or(0).max(wait));
-        }
-    }
-    match retry_after {
-        Some(secs) => {
-            crate::metrics::THROTTLED.add(1);
-            Err(Error::TooManyAttempts { retry_after_secs: u32::try_from(secs).unwrap_or(u32::MAX) })
-        }
-        None => Ok(()),
-    }
+    admitted(replies.first().copied().unwrap_or(0))
 }
 
 /// Adds the commands that record an admitted attempt as failed at `now_us`
@@ -276,9 +251,8 @@ mod tests {
     }
 
     #[test]
-    fn an_attempt_refused_by_any_counter_waits_for_the_longest() {
-        assert!(admitted(&[0, 0]).is_ok());
-        assert!(admitted(&[]).is_ok());
-        assert!(matches!(admitted(&[0, 17, 9]), Err(Error::TooManyAttempts { retry_after_secs: 17 })));
+    fn a_refused_attempt_waits_for_the_window_admission_does_not() {
+        assert!(admitted(0).is_ok());
+        assert!(matches!(admitted(17), Err(Error::TooManyAttempts { retry_after_secs: 17 })));
     }
 }

@@ -78,10 +78,12 @@ impl Service {
 
     /// [`Service::log_in`] for a worker's batch of log-ins: the counters,
     /// records and cached profiles of all of them come in one Redis round
-    /// trip; the log-ins that need a password hash are then counted on their
-    /// failure counters (one more round trip, only if there are any: see
-    /// [`crate::throttle`]), their MySQL rows read in one query, and all the
-    /// new sessions, failures and releases go out in one last round trip.
+    /// trip, which also counts the ones without a record on their failure
+    /// counters (they will need a hash: see [`crate::throttle`]); log-ins
+    /// whose record the verified cache does not vouch for are counted in one
+    /// more round trip, only if there are any; the MySQL rows are read in one
+    /// query, and all the new sessions, failures and releases go out in one
+    /// last round trip.
     ///
     /// # Errors
     ///
@@ -98,21 +100,27 @@ impl Service {
             requests.iter().map(|request| Prepared::new(keys, limits, request)).collect();
         let lookups: Vec<Lookup<'_>> = prepared
             .iter()
-            .map(|p| Lookup { username: p.username.as_deref(), counters: &p.checked })
-            .collect();
-        let records = login_record::lookup(&mut self.redis, keys, &lookups)?;
-        // What Redis alone answers; `Ok(None)` still needs MySQL.
-        let mut known: Vec<Result<Option<Login>, Error>> = records
-            .into_iter()
-            .zip(requests)
-            .map(|(record, request)| {
-                record
-                    .map(|record| record.and_then(|record| self.recently_verified(record, request.password)))
+            .map(|p| Lookup {
+                username: p.username.as_deref(),
+                failures: &p.failures,
+                successes: &p.successes,
+                member: &p.member,
             })
             .collect();
-        // The last round trip: sessions, failures, releases.
-        let mut finish = redis::pipe();
-        let held = self.admit_for_hashing(&prepared, &mut known, &mut finish)?;
+        let found = login_record::lookup(&mut self.redis, keys, &lookups)?;
+        // Whether each attempt holds a place in its failure counters.
+        let mut held: Vec<bool> = found.iter().map(|f| f.as_ref().is_ok_and(|f| f.admitted)).collect();
+        // What Redis alone answers; `Ok(None)` still needs MySQL.
+        let mut known: Vec<Result<Option<Login>, Error>> = found
+            .into_iter()
+            .zip(requests)
+            .map(|(found, request)| {
+                found.map(|found| {
+                    found.record.and_then(|record| self.recently_verified(record, request.password))
+                })
+            })
+            .collect();
+        self.admit_for_hashing(&prepared, &mut known, &mut held)?;
         let mut rows = self.find_logins(&prepared, &known);
         let steps: Vec<Result<Step, Error>> = known
             .into_iter()
@@ -129,6 +137,8 @@ impl Service {
             .collect();
         let mut verdicts = self.hash_checks(&steps, requests).into_iter();
 
+        // The last round trip: sessions, failures, releases.
+        let mut finish = redis::pipe();
         let mut outcomes = Vec::with_capacity(requests.len());
         for (((request, prepared), step), held) in requests.iter().zip(&prepared).zip(steps).zip(held) {
             let verdict = verdicts.next().flatten();
@@ -162,12 +172,12 @@ impl Service {
         Ok(outcomes)
     }
 
-    /// Counts each log-in of a batch that will need its password hashed
-    /// (Redis could not answer it) on its failure counters, in one round
-    /// trip, before any hash: one past a limit is refused here
-    /// ([`Error::TooManyAttempts`] in `known`) and costs no hash. Returns, per
-    /// log-in, whether it now holds a place in its counters; a refused one
-    /// has its places given back in `finish`.
+    /// Counts on their failure counters, in one round trip, the log-ins of a
+    /// batch that will need a hash although the lookup found their record
+    /// (the verified cache did not vouch for the password: a wrong one, or
+    /// the first since this process started), before any hash: one past a
+    /// limit is refused here ([`Error::TooManyAttempts`] in `known`) and costs
+    /// no hash. The log-ins without a record were counted by the lookup.
     ///
     /// # Errors
     ///
@@ -176,34 +186,26 @@ impl Service {
         &mut self,
         prepared: &[Prepared],
         known: &mut [Result<Option<Login>, Error>],
-        finish: &mut redis::Pipeline,
-    ) -> Result<Vec<bool>, Error> {
-        let mut held: Vec<bool> = known
-            .iter()
-            .zip(prepared)
-            .map(|(k, p)| matches!(k, Ok(None)) && !p.failures.is_empty())
+        held: &mut [bool],
+    ) -> Result<(), Error> {
+        let wanted: Vec<usize> = (0..prepared.len())
+            .filter(|&i| matches!(known[i], Ok(None)) && !held[i] && !prepared[i].failures.is_empty())
             .collect();
-        let mut pipe = redis::pipe();
-        for (p, _) in prepared.iter().zip(&held).filter(|(_, held)| **held) {
-            throttle::admit_cmds(&mut pipe, &p.failures, &p.member);
+        if wanted.is_empty() {
+            return Ok(());
         }
-        if pipe.is_empty() {
-            return Ok(held);
+        let mut pipe = redis::pipe();
+        for &i in &wanted {
+            throttle::admit_cmd(&mut pipe, &prepared[i].failures, &prepared[i].member);
         }
         let replies: Vec<i64> = self.redis.run_scripts(&pipe, &[&throttle::ADMIT_SCRIPT])?;
-        let mut replies = replies.into_iter();
-        for ((p, known), held) in prepared.iter().zip(known.iter_mut()).zip(held.iter_mut()) {
-            if !*held {
-                continue;
-            }
-            let mine: Vec<i64> = replies.by_ref().take(p.failures.len()).collect();
-            if let Err(refused) = throttle::admitted(&mine) {
-                throttle::release(finish, &p.failures, &p.member);
-                *known = Err(refused);
-                *held = false;
+        for (&i, reply) in wanted.iter().zip(replies) {
+            match throttle::admitted(reply) {
+                Ok(()) => held[i] = true,
+                Err(refused) => known[i] = Err(refused),
             }
         }
-        Ok(held)
+        Ok(())
     }
 
     /// Sends a batch's last pipeline and applies what the session scripts in
@@ -416,8 +418,6 @@ struct Prepared {
     failures: Vec<(String, Limit)>,
     /// Successful-log-in counters, in the same order.
     successes: Vec<(String, Limit)>,
-    /// All of them: what must be below its limit before anything is done.
-    checked: Vec<(String, Limit)>,
 }
 
 impl Prepared {
@@ -433,8 +433,7 @@ impl Prepared {
             failures.push((keys.login_failures_by_addr(addr), limits.failures_per_addr));
             successes.push((keys.logins_by_addr(addr), limits.logins_per_addr));
         }
-        let checked = failures.iter().chain(&successes).cloned().collect();
-        Prepared { username, member: throttle::new_member(), failures, successes, checked }
+        Prepared { username, member: throttle::new_member(), failures, successes }
     }
 
     /// The counters a successful log-in's session script updates, by
