@@ -48,6 +48,15 @@ pub fn too_large(path: &str) -> Failure {
     if path == UPLOAD_PATH { image_too_large() } else { Failure::http(HttpError::BodyTooLarge) }
 }
 
+/// The endpoint a path is served by, as the metrics and the access log name
+/// it: one of [`crate::metrics::ENDPOINTS`], never the raw path.
+pub fn endpoint(path: &str) -> &'static str {
+    if path.starts_with("/static/") {
+        return "/static/";
+    }
+    crate::metrics::ENDPOINTS.iter().take(14).find(|e| **e == path).copied().unwrap_or("unmatched")
+}
+
 /// Serves one request.
 pub fn route(app: &App, request: &Request) -> Response {
     let (allowed, handler): (Allowed, Handler) = match request.path() {
@@ -55,6 +64,7 @@ pub fn route(app: &App, request: &Request) -> Response {
         "/signup" => (Allowed::GetHead, pages::signup),
         "/home" => (Allowed::GetHead, pages::home),
         "/healthz" => (Allowed::GetHead, health::healthz),
+        "/metrics" => (Allowed::GetHead, health::metrics),
         "/profile" => (Allowed::GetHead, profile::get),
         "/signUp" => (Allowed::Post, account::sign_up),
         "/login" => (Allowed::Post, account::login),

@@ -129,6 +129,21 @@ fn shared_outcomes(
     outcomes.into_iter()
 }
 
+/// A short name of a request type for the log and the metrics (`other` for
+/// types this file does not route by name).
+pub fn operation_label(kind: proto::MessageType) -> &'static str {
+    use proto::MessageType as T;
+    match kind {
+        T::SignUp => "sign_up",
+        T::Login => "log_in",
+        T::Logout => "log_out",
+        T::GetProfile => "get_profile",
+        T::UpdateNickname => "update_nickname",
+        T::SetAvatar => "set_avatar",
+        _ => "other",
+    }
+}
+
 /// A short name for the log.
 pub fn operation_name(message: &Message) -> &'static str {
     match message {
