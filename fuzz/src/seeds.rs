@@ -80,6 +80,9 @@ pub fn frames() -> Vec<Seed> {
     messages.push(("challenge", Message::Challenge(Nonce([0x5c; NONCE_LEN]))));
     messages.push(("proof", Message::Proof(Proof([0xa3; PROOF_LEN]))));
     messages.push(("accepted", Message::Accepted));
+    // Readiness (protocol 3), after the handshake's for the same reason.
+    messages.push(("check-ready", Message::CheckReady));
+    messages.push(("readiness", Message::Readiness { mysql: true, redis: false }));
     let mut seeds: Vec<Seed> = messages
         .into_iter()
         .enumerate()

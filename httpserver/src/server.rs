@@ -82,7 +82,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&app.stopping);
     watch_signals(Arc::clone(&stop), local)?;
     let server = Server::new(app, Arc::clone(&stop));
     server.accept_loop(&listener, &stop);
@@ -277,13 +277,17 @@ fn serve(
     };
     let mut conn = HttpConnection::new(stream, timeouts, budget);
     loop {
+        // Between requests, lines belong to no request.
+        crate::log::set_request_id(proto::TraceId::NONE);
         let head = match conn.read_head() {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
                 crate::log::set_request_id(request_id::generate());
-                let status = refuse(app, &mut conn, &e, Client::Api, None, peer);
-                finish("-", "unread", status, Instant::now());
+                let started = Instant::now();
+                refuse(app, &mut conn, &e, Client::Api, None, peer, |status| {
+                    finish("-", "unread", status, started)
+                });
                 return;
             }
         };
@@ -301,8 +305,9 @@ fn serve(
         let request = match conn.read_request(head, router::body_limit(&path), peer.ip()) {
             Ok(request) => request,
             Err(e) => {
-                let status = refuse(app, &mut conn, &e, client, Some(&path), peer);
-                finish(method, endpoint, status, started);
+                refuse(app, &mut conn, &e, client, Some(&path), peer, |status| {
+                    finish(method, endpoint, status, started)
+                });
                 return;
             }
         };
@@ -310,9 +315,10 @@ fn serve(
         drop(request);
         let keep_alive = keep_alive && !stopping.load(Ordering::SeqCst);
         let close = response.close || !keep_alive;
-        let status = response.status;
+        // Counted and logged before the write, so that a client that has its
+        // answer finds the request in the log and the metrics.
+        finish(method, endpoint, Some(response.status), started);
         let written = response.write_to(conn.stream(), head_only, keep_alive, http11);
-        finish(method, endpoint, Some(status), started);
         if written.is_err() || close {
             return;
         }
@@ -320,18 +326,19 @@ fn serve(
 }
 
 /// Counts an answered request (`status` `None`: nothing was answered) and
-/// writes its access line; then the thread serves no request until the next head.
+/// writes its access line, just before its response is written; the thread
+/// then serves no request until the next head.
 fn finish(method: &str, endpoint: &str, status: Option<u16>, started: Instant) {
     if let Some(status) = status {
         let took = started.elapsed();
         crate::metrics::record(endpoint, status, took.as_secs_f64());
         crate::log::request(method, endpoint, status, took.as_micros());
     }
-    crate::log::set_request_id(proto::TraceId::NONE);
 }
 
 /// Answers a request that could not be read (when there is anything to say),
-/// then closes the connection gently; returns the status answered.
+/// then closes the connection gently; `answered` is called with the status
+/// (or `None`) just before the response is written.
 fn refuse(
     app: &App,
     conn: &mut HttpConnection,
@@ -339,8 +346,11 @@ fn refuse(
     client: Client,
     path: Option<&str>,
     peer: SocketAddr,
-) -> Option<u16> {
-    let failure = error.failure()?;
+    answered: impl FnOnce(Option<u16>),
+) {
+    let Some(failure) = error.failure() else {
+        return answered(None);
+    };
     if !matches!(error, RequestError::Timeout | RequestError::BodyTooLarge) {
         crate::log!("{peer}: {error}");
     }
@@ -350,11 +360,10 @@ fn refuse(
     };
     let id = crate::log::current_request_id();
     let response = handlers::failure(app, client, &failure).closing().header(request_id::HEADER, id.as_str());
-    let status = response.status;
+    answered(Some(response.status));
     if response.write_to(conn.stream(), false, false, true).is_ok() {
         linger(conn.stream());
     }
-    Some(status)
 }
 
 /// Which cap a refused connection met.

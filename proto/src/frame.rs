@@ -159,6 +159,9 @@ mod tests {
             Message::Challenge(Nonce([0xa5; NONCE_LEN])),
             Message::Proof(Proof([0x5a; PROOF_LEN])),
             Message::Accepted,
+            Message::CheckReady,
+            Message::Readiness { mysql: true, redis: false },
+            Message::Readiness { mysql: false, redis: true },
         ];
         for code in ErrorCode::ALL {
             all.push(Message::Error(ErrorReply { code, message: "why".into(), retry_after_secs: 3 }));

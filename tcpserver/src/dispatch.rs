@@ -59,6 +59,7 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
         Message::SetAvatar { token, username, image } => {
             service.set_avatar(&token, username.as_deref(), &image)
         }
+        Message::CheckReady => Ok(service.check_ready()),
         // `route` answers these on the reactor; should one arrive here anyway,
         // route it again rather than fail.
         other => match route(other) {
@@ -140,6 +141,7 @@ pub fn operation_label(kind: proto::MessageType) -> &'static str {
         T::GetProfile => "get_profile",
         T::UpdateNickname => "update_nickname",
         T::SetAvatar => "set_avatar",
+        T::CheckReady => "check_ready",
         _ => "other",
     }
 }
@@ -153,6 +155,7 @@ pub fn operation_name(message: &Message) -> &'static str {
         Message::GetProfile { .. } => "get-profile",
         Message::UpdateNickname { .. } => "update-nickname",
         Message::SetAvatar { .. } => "set-avatar",
+        Message::CheckReady => "check-ready",
         _ => "other",
     }
 }
