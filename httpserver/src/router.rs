@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::error::{Failure, HttpError};
-use crate::handlers::{self, Client, account, health, pages, profile, ready};
+use crate::handlers::{self, Client, account, health, openapi, pages, profile, ready};
 use crate::input::image_too_large;
 use crate::request::{MAX_BODY_LEN, MAX_UPLOAD_BODY_LEN, Method, Request};
 use crate::response::Response;
@@ -66,6 +66,7 @@ pub fn route(app: &App, request: &Request) -> Response {
         "/healthz" => (Allowed::GetHead, health::healthz),
         "/metrics" => (Allowed::GetHead, health::metrics),
         "/readyz" => (Allowed::GetHead, ready::readyz),
+        "/openapi.json" => (Allowed::GetHead, openapi::document),
         "/profile" => (Allowed::GetHead, profile::get),
         "/signUp" => (Allowed::Post, account::sign_up),
         "/login" => (Allowed::Post, account::login),

@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod health;
+pub mod openapi;
 pub mod pages;
 pub mod profile;
 pub mod ready;
