@@ -225,14 +225,12 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
         for job in stale.drain(..) {
             crate::metrics::SHED_STALE.add(1);
             crate::metrics::count_error(ErrorCode::Overloaded);
+            let operation = dispatch::operation_label(job.message.message_type());
             Event::new(Level::Warn, "request", job.trace.as_str())
-                .field("operation", dispatch::operation_name(&job.message))
+                .field("operation", operation)
                 .field("connection", job.token.0)
                 .field("outcome", "shed")
-                .write(format_args!(
-                    "{}: waited too long for a worker",
-                    dispatch::operation_name(&job.message)
-                ));
+                .write(format_args!("{operation}: waited too long for a worker"));
             let reply = busy(ErrorCode::Overloaded);
             let completion =
                 Completion { token: job.token, conn_id: job.conn_id, request_id: job.request_id, reply };
