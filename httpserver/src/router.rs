@@ -54,7 +54,12 @@ pub fn endpoint(path: &str) -> &'static str {
     if path.starts_with("/static/") {
         return "/static/";
     }
-    crate::metrics::ENDPOINTS.iter().take(14).find(|e| **e == path).copied().unwrap_or("unmatched")
+    // The routes are the names that are paths; `unmatched` and `unread` are not.
+    crate::metrics::ENDPOINTS
+        .iter()
+        .find(|e| e.starts_with('/') && **e == path)
+        .copied()
+        .unwrap_or("unmatched")
 }
 
 /// Serves one request.
@@ -88,4 +93,19 @@ fn static_file(app: &App, request: &Request) -> Response {
     app.statics
         .serve(relative)
         .unwrap_or_else(|failure| handlers::failure(app, Client::of(&request.head), &failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_routes_never_raw_paths() {
+        assert_eq!(endpoint("/login"), "/login");
+        assert_eq!(endpoint("/readyz"), "/readyz");
+        assert_eq!(endpoint("/static/avatars/ab.png"), "/static/");
+        for other in ["/login/", "/LOGIN", "/a/b/c", "unread", "unmatched", ""] {
+            assert_eq!(endpoint(other), "unmatched", "{other}");
+        }
+    }
 }
