@@ -364,6 +364,20 @@ mod tests {
     }
 
     #[test]
+    fn log_format_and_metrics_allow_are_settings() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.log_format, hostsupport::log::Format::Text);
+        assert!(c.metrics_allow.permits("127.0.0.1".parse().unwrap()));
+        assert!(!c.metrics_allow.permits("192.0.2.1".parse().unwrap()));
+        let c = parse(&["--log-format", "json", "--metrics-allow", "192.0.2.0/24"], &[]).unwrap();
+        assert_eq!(c.log_format, hostsupport::log::Format::Json);
+        assert!(c.metrics_allow.permits("192.0.2.1".parse().unwrap()));
+        assert!(!c.metrics_allow.permits("127.0.0.1".parse().unwrap()));
+        assert!(parse(&["--log-format", "xml"], &[]).is_err());
+        assert!(parse(&[], &[("METRICS_ALLOW", "10.0.0.0/99")]).is_err());
+    }
+
+    #[test]
     fn the_rpc_secret_file_comes_from_its_flag_or_variable() {
         let env = [("RPC_SECRET_FILE", "/env/secret")];
         assert_eq!(parse(&[], &env).unwrap().rpc_secret_file, PathBuf::from("/env/secret"));

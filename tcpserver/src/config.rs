@@ -488,6 +488,13 @@ mod tests {
     }
 
     #[test]
+    fn the_log_format_is_text_or_json() {
+        assert_eq!(parse(&[], &[]).unwrap().log_format, crate::log::Format::Text);
+        assert_eq!(parse(&[], &[("LOG_FORMAT", "json")]).unwrap().log_format, crate::log::Format::Json);
+        assert!(parse(&["--log-format", "yaml"], &[]).is_err());
+    }
+
+    #[test]
     fn the_rpc_secret_file_comes_from_its_flag_or_variable() {
         let from_env = parse(&[], &[("RPC_SECRET_FILE", "/env/secret")]).unwrap();
         assert_eq!(from_env.rpc_secret_file, PathBuf::from("/env/secret"));
