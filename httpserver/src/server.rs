@@ -325,9 +325,9 @@ fn serve(
     }
 }
 
-/// Counts an answered request (`status` `None`: nothing was answered) and
-/// writes its access line, just before its response is written; the thread
-/// then serves no request until the next head.
+/// Counts an answered request in the metrics and writes its access line,
+/// just before its response is written; `status` `None` (nothing was
+/// answered) counts and writes nothing.
 fn finish(method: &str, endpoint: &str, status: Option<u16>, started: Instant) {
     if let Some(status) = status {
         let took = started.elapsed();
