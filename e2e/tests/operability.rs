@@ -175,3 +175,49 @@ fn metrics_are_served_to_loopback_and_refused_elsewhere_unless_allowed() {
     let allowed: IpAddr = "127.0.0.3".parse().unwrap();
     assert_eq!(Http::from_source(strict.addr, allowed).get("/metrics").status, 200);
 }
+
+#[test]
+fn readyz_says_draining_once_httpserver_is_told_to_stop() {
+    let mut stack = Stack::start();
+    let mut waiting = util::connect(stack.addr);
+    let mut asking = util::connect(stack.addr);
+    // A request in progress (its body never complete) keeps the server
+    // draining rather than gone; `asking` has been served once, so it is a
+    // kept-alive connection that the server reads from while it drains.
+    std::io::Write::write_all(
+        &mut waiting,
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
+    std::io::Write::write_all(
+        &mut asking,
+        b"GET /readyz HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(util::read_reply(&mut asking, false).status, 200);
+    let mut front = stack.take_front();
+    // SAFETY: kill(2) on the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(front.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    // The signal is taken on a thread of its own: give it a moment (so that
+    // no answer races the flag), then ask until it has been taken.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let reply = loop {
+        std::io::Write::write_all(
+            &mut asking,
+            b"GET /readyz HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n",
+        )
+        .unwrap();
+        let reply = util::read_reply(&mut asking, false);
+        if reply.status != 200 || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let data = &reply.json()["data"];
+    assert_eq!((data["draining"].as_bool(), data["backend"].as_str()), (Some(true), Some("up")), "{data}");
+    assert_eq!(data["not_ready"], serde_json::json!(["draining"]));
+    drop(waiting);
+    assert!(front.wait().unwrap().success());
+}
