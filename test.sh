@@ -2,7 +2,8 @@
 # Runs every test of the project against real MariaDB and Redis.
 #
 # On a fresh Debian 12 machine it first installs and starts what the tests need
-# (MariaDB, Redis, Chromium for the browser test), creates the separate test
+# (MariaDB, Redis, Chromium for the browser test, Prometheus and schemathesis
+# for the monitoring tests), creates the separate test
 # database `usermgmt_test` and the tests' own MySQL user `usermgmt_test` (rights
 # on that database only), and then runs `cargo test --workspace`. Extra
 # arguments go to cargo test (`./test.sh -p proto`, `./test.sh -- --nocapture`).
@@ -58,6 +59,9 @@ check_isolation() {
 ensure_services
 # Chromium and chromedriver for the browser test (e2e/tests/browser.rs); never skipped.
 e2e/tests/browser/setup.sh
+# Prometheus (Debian's package) and schemathesis (PyPI, in a virtual environment
+# under target/) for the monitoring tests (e2e/tests/prometheus.rs, openapi.rs).
+e2e/tests/prometheus/setup.sh
 app_hashes_before=$(app_user_hashes)
 sql/setup.sh "$TEST_DB" "$MYSQL_TEST_PASSWORD" "$TEST_USER"
 

@@ -1,4 +1,5 @@
-//! Target `frame`: the RPC frame decoder, [`proto::Frame::decode`].
+//! Target `frame`: the RPC frame decoder, [`proto::Frame::decode_traced`]
+//! (which [`proto::Frame::decode`] calls), trace id included.
 //!
 //! Both servers call it on whatever a peer sent, so it must never panic, never
 //! claim more bytes than it was given, and agree with the encoder: a frame that
@@ -15,18 +16,19 @@ use proto::Frame;
 ///
 /// When the decoder panics or a property breaks.
 pub fn run(data: &[u8]) {
-    let Ok(Some((frame, used))) = Frame::decode(data) else {
+    let Ok(Some((frame, trace, used))) = Frame::decode_traced(data) else {
         return;
     };
     assert!(used <= data.len(), "decode claims {used} bytes of {}", data.len());
+    assert!(trace.as_str().bytes().all(proto::trace::is_trace_byte), "trace outside its alphabet");
     let mut again = Vec::new();
-    if let Err(e) = frame.encode(&mut again) {
+    if let Err(e) = frame.encode_traced(trace, &mut again) {
         panic!("a decoded frame does not re-encode: {e}");
     }
     assert_eq!(again, data[..used], "re-encoding differs from the decoded bytes");
-    match Frame::decode(&again) {
-        Ok(Some((second, used_again))) => {
-            assert_eq!(second, frame, "decode(encode(frame)) differs");
+    match Frame::decode_traced(&again) {
+        Ok(Some((second, trace_again, used_again))) => {
+            assert_eq!((second, trace_again), (frame, trace), "decode(encode(frame)) differs");
             assert_eq!(used_again, again.len());
         }
         other => panic!("a re-encoded frame does not decode: {other:?}"),

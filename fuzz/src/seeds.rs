@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use proto::handshake::{NONCE_LEN, PROOF_LEN};
-use proto::{ErrorCode, ErrorReply, Frame, Message, Nonce, Profile, Proof, Secret};
+use proto::{ErrorCode, ErrorReply, Frame, Message, Nonce, Profile, Proof, Secret, TraceId};
 
 /// A named seed: file name and bytes.
 pub type Seed = (String, Vec<u8>);
@@ -80,6 +80,9 @@ pub fn frames() -> Vec<Seed> {
     messages.push(("challenge", Message::Challenge(Nonce([0x5c; NONCE_LEN]))));
     messages.push(("proof", Message::Proof(Proof([0xa3; PROOF_LEN]))));
     messages.push(("accepted", Message::Accepted));
+    // Readiness (protocol 3), after the handshake's for the same reason.
+    messages.push(("check-ready", Message::CheckReady));
+    messages.push(("readiness", Message::Readiness { mysql: true, redis: false }));
     let mut seeds: Vec<Seed> = messages
         .into_iter()
         .enumerate()
@@ -88,6 +91,13 @@ pub fn frames() -> Vec<Seed> {
     let mut pipelined = encode(1, Message::Ping);
     pipelined.extend(encode(2, Message::Logout { token: token() }));
     seeds.push(("pipelined.bin".into(), pipelined));
+    let mut traced = Vec::new();
+    let login = Message::Login { username: "alice".into(), password: "correct horse".into(), client: Some(v4) };
+    let trace = TraceId::parse("0af7651916cd43dd8448eb211c80319c").unwrap_or_default();
+    match (Frame { request_id: 7, message: login }).encode_traced(trace, &mut traced) {
+        Ok(()) => seeds.push(("traced-login.bin".into(), traced)),
+        Err(e) => panic!("seed frame does not encode: {e}"),
+    }
     seeds
 }
 

@@ -3,6 +3,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use proto::handshake::MIN_SECRET_LEN;
 use proto::{Message, RpcSecret};
@@ -24,6 +26,8 @@ pub struct App {
     pub templates: Templates,
     /// The `/static/` file root.
     pub statics: StaticFiles,
+    /// Set on SIGTERM or SIGINT: the server is draining (`/readyz` says 503).
+    pub stopping: Arc<AtomicBool>,
 }
 
 /// Why the server could not start.
@@ -102,7 +106,12 @@ impl App {
         let templates = Templates::load(&config.html_dir).map_err(StartError::Templates)?;
         let statics = StaticFiles::new(&config.static_dir).map_err(StartError::StaticDir)?;
         let rpc = RpcPool::new(config.backend.clone(), config.rpc_pool_size, config.rpc_timeout, secret);
-        Ok(App { config, rpc, templates, statics })
+        Ok(App { config, rpc, templates, statics, stopping: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// Whether the server has been told to stop and is finishing its requests.
+    pub fn is_draining(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// One RPC, with tcpserver's refusals and transport failures both as [`Failure`].

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::body_budget::MAX_BODY_BYTES_IN_FLIGHT;
+use crate::metrics_allow::MetricsAllow;
 use crate::request::MAX_UPLOAD_BODY_LEN;
 
 /// Everything the server needs to start.
@@ -51,6 +52,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// `--log-format` / `LOG_FORMAT`: text or one JSON object a line.
+    pub log_format: hostsupport::log::Format,
+    /// `--metrics-allow` / `METRICS_ALLOW`: the client addresses `/metrics` answers.
+    pub metrics_allow: MetricsAllow,
 }
 
 /// Why the command line or environment could not be turned into a [`Config`].
@@ -111,6 +116,9 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
   --head-timeout-ms MS    HEAD_TIMEOUT_MS       [10000]  request head must arrive within
   --idle-timeout-ms MS    IDLE_TIMEOUT_MS       [30000]  idle keep-alive connections close
   --body-timeout-ms MS    BODY_TIMEOUT_MS       [30000]  request body must arrive within
+  --log-format FMT        LOG_FORMAT            [text]   log lines as text or json
+  --metrics-allow LIST    METRICS_ALLOW         [loopback]  who may GET /metrics: any, or
+                          addresses and CIDR blocks (loopback among them), commas between
 ";
 
 /// One setting: its flag, its environment variable, and its default.
@@ -148,9 +156,12 @@ const SECURE_COOKIES: Setting = Setting { flag: "--secure-cookies", env: "SECURE
 const HEAD_TIMEOUT: Setting = Setting { flag: "--head-timeout-ms", env: "HEAD_TIMEOUT_MS", default: "10000" };
 const IDLE_TIMEOUT: Setting = Setting { flag: "--idle-timeout-ms", env: "IDLE_TIMEOUT_MS", default: "30000" };
 const BODY_TIMEOUT: Setting = Setting { flag: "--body-timeout-ms", env: "BODY_TIMEOUT_MS", default: "30000" };
+const LOG_FORMAT: Setting = Setting { flag: "--log-format", env: "LOG_FORMAT", default: "text" };
+/// Loopback only: the metrics tell an outsider the traffic and error rates.
+const METRICS_ALLOW: Setting = Setting { flag: "--metrics-allow", env: "METRICS_ALLOW", default: "loopback" };
 
 /// Settings that take a value, in `--help` order. `--secure-cookies` is a switch.
-const VALUED: [&Setting; 13] = [
+const VALUED: [&Setting; 15] = [
     &LISTEN,
     &BACKEND,
     &RPC_POOL,
@@ -164,6 +175,8 @@ const VALUED: [&Setting; 13] = [
     &HEAD_TIMEOUT,
     &IDLE_TIMEOUT,
     &BODY_TIMEOUT,
+    &LOG_FORMAT,
+    &METRICS_ALLOW,
 ];
 
 /// Largest RPC pool: each connection is a socket and a slot in tcpserver's table.
@@ -254,6 +267,11 @@ impl Config {
             head_timeout: millis(&HEAD_TIMEOUT, value(&HEAD_TIMEOUT))?,
             idle_timeout: millis(&IDLE_TIMEOUT, value(&IDLE_TIMEOUT))?,
             body_timeout: millis(&BODY_TIMEOUT, value(&BODY_TIMEOUT))?,
+            log_format: hostsupport::log::Format::parse(value(&LOG_FORMAT).trim())
+                .ok_or_else(|| bad(&LOG_FORMAT, value(&LOG_FORMAT), "text or json"))?,
+            metrics_allow: MetricsAllow::parse(&value(&METRICS_ALLOW)).ok_or_else(|| {
+                bad(&METRICS_ALLOW, value(&METRICS_ALLOW), "any, or addresses and CIDR blocks")
+            })?,
         })
     }
 }
@@ -343,6 +361,20 @@ mod tests {
                 "{flag} {value}"
             );
         }
+    }
+
+    #[test]
+    fn log_format_and_metrics_allow_are_settings() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.log_format, hostsupport::log::Format::Text);
+        assert!(c.metrics_allow.permits("127.0.0.1".parse().unwrap()));
+        assert!(!c.metrics_allow.permits("192.0.2.1".parse().unwrap()));
+        let c = parse(&["--log-format", "json", "--metrics-allow", "192.0.2.0/24"], &[]).unwrap();
+        assert_eq!(c.log_format, hostsupport::log::Format::Json);
+        assert!(c.metrics_allow.permits("192.0.2.1".parse().unwrap()));
+        assert!(!c.metrics_allow.permits("127.0.0.1".parse().unwrap()));
+        assert!(parse(&["--log-format", "xml"], &[]).is_err());
+        assert!(parse(&[], &[("METRICS_ALLOW", "10.0.0.0/99")]).is_err());
     }
 
     #[test]

@@ -16,11 +16,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    hostsupport::log::set_format(config.log_format);
     raise_open_file_limit(config.max_connections);
     match httpserver::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("httpserver: {e}");
+            httpserver::log!("httpserver: {e}");
             ExitCode::FAILURE
         }
     }
@@ -34,6 +35,6 @@ const SPARE_DESCRIPTORS: usize = 256;
 /// [`hostsupport::open_files`]) and logs what needs saying.
 fn raise_open_file_limit(max_connections: usize) {
     for warning in hostsupport::open_files::raise_soft_limit(max_connections, SPARE_DESCRIPTORS) {
-        eprintln!("httpserver: {warning}");
+        httpserver::log!("httpserver: {warning}");
     }
 }

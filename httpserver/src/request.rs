@@ -53,6 +53,18 @@ pub enum Method {
     Other,
 }
 
+impl Method {
+    /// The method's name (`OTHER` for any method this server does not route).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
 /// How the body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {

@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::error::{Failure, HttpError};
-use crate::handlers::{self, Client, account, health, pages, profile};
+use crate::handlers::{self, Client, account, health, openapi, pages, profile, ready};
 use crate::input::image_too_large;
 use crate::request::{MAX_BODY_LEN, MAX_UPLOAD_BODY_LEN, Method, Request};
 use crate::response::Response;
@@ -48,6 +48,20 @@ pub fn too_large(path: &str) -> Failure {
     if path == UPLOAD_PATH { image_too_large() } else { Failure::http(HttpError::BodyTooLarge) }
 }
 
+/// The endpoint a path is served by, as the metrics and the access log name
+/// it: one of [`crate::metrics::ENDPOINTS`], never the raw path.
+pub fn endpoint(path: &str) -> &'static str {
+    if path.starts_with("/static/") {
+        return "/static/";
+    }
+    // The routes are the names that are paths; `unmatched` and `unread` are not.
+    crate::metrics::ENDPOINTS
+        .iter()
+        .find(|e| e.starts_with('/') && **e == path)
+        .copied()
+        .unwrap_or("unmatched")
+}
+
 /// Serves one request.
 pub fn route(app: &App, request: &Request) -> Response {
     let (allowed, handler): (Allowed, Handler) = match request.path() {
@@ -55,6 +69,9 @@ pub fn route(app: &App, request: &Request) -> Response {
         "/signup" => (Allowed::GetHead, pages::signup),
         "/home" => (Allowed::GetHead, pages::home),
         "/healthz" => (Allowed::GetHead, health::healthz),
+        "/metrics" => (Allowed::GetHead, health::metrics),
+        "/readyz" => (Allowed::GetHead, ready::readyz),
+        "/openapi.json" => (Allowed::GetHead, openapi::document),
         "/profile" => (Allowed::GetHead, profile::get),
         "/signUp" => (Allowed::Post, account::sign_up),
         "/login" => (Allowed::Post, account::login),
@@ -76,4 +93,19 @@ fn static_file(app: &App, request: &Request) -> Response {
     app.statics
         .serve(relative)
         .unwrap_or_else(|failure| handlers::failure(app, Client::of(&request.head), &failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_routes_never_raw_paths() {
+        assert_eq!(endpoint("/login"), "/login");
+        assert_eq!(endpoint("/readyz"), "/readyz");
+        assert_eq!(endpoint("/static/avatars/ab.png"), "/static/");
+        for other in ["/login/", "/LOGIN", "/a/b/c", "unread", "unmatched", ""] {
+            assert_eq!(endpoint(other), "unmatched", "{other}");
+        }
+    }
 }

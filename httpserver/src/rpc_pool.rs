@@ -55,6 +55,7 @@ pub use self::handshake::HandshakeError;
 use self::slot::Slot;
 use self::socket::{WriteFailure, open, peer_still_open, remaining, write_frame};
 use self::write_turn::WriteTurn;
+use crate::metrics;
 
 /// Calls in flight on one connection, at most: tcpserver stops reading a
 /// connection with this many requests at its workers (`MAX_IN_FLIGHT` in
@@ -158,7 +159,17 @@ impl RpcPool {
     /// An [`RpcError`] when no reply could be had; see the module doc for when a
     /// request is sent a second time.
     pub fn call(&self, message: Message) -> Result<Message, RpcError> {
-        self.call_until(message, Instant::now() + self.timeout)
+        metrics::RPC_CALLS.add(1);
+        metrics::RPC_IN_FLIGHT.add(1);
+        let outcome = self.call_until(message, Instant::now() + self.timeout);
+        metrics::RPC_IN_FLIGHT.add(-1);
+        match &outcome {
+            Ok(_) => {}
+            Err(RpcError::Busy) => metrics::RPC_BUSY.add(1),
+            Err(RpcError::Timeout) => metrics::RPC_TIMEOUTS.add(1),
+            Err(_) => metrics::RPC_FAILURES.add(1),
+        }
+        outcome
     }
 
     /// [`RpcPool::call`] with a deadline of its own (tests give callers
@@ -167,7 +178,8 @@ impl RpcPool {
         let idempotent = matches!(message, Message::Ping | Message::GetProfile { .. });
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut request = Vec::new();
-        Frame { request_id, message }.encode(&mut request).map_err(RpcError::Encode)?;
+        let trace = crate::log::current_request_id();
+        Frame { request_id, message }.encode_traced(trace, &mut request).map_err(RpcError::Encode)?;
         // The encoded frame is all that is needed from here on; an image is not kept twice.
 
         let reserved = self.pick_link()?;
@@ -327,6 +339,7 @@ impl Reserved<'_> {
             }
             if writer.is_none() {
                 *writer = Some(link.connect(backend, secret, deadline)?);
+                metrics::RPC_CONNECTS.add(1);
             }
             let Some(stream) = writer.as_mut() else { return Err(Exchange::NotSent) };
             {

@@ -31,7 +31,7 @@ use crate::error::{Failure, HttpError};
 use crate::handlers::{self, Client};
 use crate::request::{Method, RequestError};
 use crate::response::Response;
-use crate::router;
+use crate::{request_id, router};
 
 /// Stack of a connection thread. Handlers are shallow; JSON nesting is capped
 /// by serde_json at 128 levels. Small stacks keep thousands of threads cheap.
@@ -82,7 +82,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&app.stopping);
     watch_signals(Arc::clone(&stop), local)?;
     let server = Server::new(app, Arc::clone(&stop));
     server.accept_loop(&listener, &stop);
@@ -90,7 +90,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // leave them in the backlog until the exit resets them.
     drop(listener);
     server.in_flight.wait_idle(DRAIN_TIMEOUT);
-    eprintln!("httpserver: stopped");
+    crate::log!("httpserver: stopped");
     Ok(())
 }
 
@@ -101,7 +101,7 @@ fn widen_backlog(listener: &TcpListener) {
     // SAFETY: listen(2) on a descriptor this listener owns and keeps open; it
     // touches no memory of ours.
     if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
-        eprintln!("httpserver: cannot raise the listen backlog: {}", std::io::Error::last_os_error());
+        crate::log!("httpserver: cannot raise the listen backlog: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -166,7 +166,7 @@ impl Server {
                 Ok(stream) => self.admit(stream),
                 Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    eprintln!("httpserver: accept failed: {e}");
+                    crate::log!("httpserver: accept failed: {e}");
                     thread::sleep(ACCEPT_BACKOFF);
                 }
             }
@@ -197,7 +197,7 @@ impl Server {
             serve(&app, stream, peer, budget, &in_flight, &stopping);
         });
         if let Err(e) = spawned {
-            eprintln!("httpserver: cannot start a connection thread: {e}");
+            crate::log!("httpserver: cannot start a connection thread: {e}");
         }
     }
 }
@@ -277,36 +277,68 @@ fn serve(
     };
     let mut conn = HttpConnection::new(stream, timeouts, budget);
     loop {
+        // Between requests, lines belong to no request.
+        crate::log::set_request_id(proto::TraceId::NONE);
         let head = match conn.read_head() {
             Ok(Some(head)) => head,
             Ok(None) => return,
-            Err(e) => return refuse(app, &mut conn, &e, Client::Api, None, peer),
+            Err(e) => {
+                crate::log::set_request_id(request_id::generate());
+                let started = Instant::now();
+                refuse(app, &mut conn, &e, Client::Api, None, peer, |status| {
+                    finish("-", "unread", status, started)
+                });
+                return;
+            }
         };
         // From a whole head until the response is written, shutdown waits for
         // this request: its response must not be cut off by the exit.
         let _busy = in_flight.enter();
+        let started = Instant::now();
+        let id = request_id::choose(head.header("x-request-id"));
+        crate::log::set_request_id(id);
         let (keep_alive, http11, head_only) = (head.keep_alive(), head.http11, head.method == Method::Head);
         let client = Client::of(&head);
+        let method = head.method.as_str();
         let path = head.path().to_owned();
+        let endpoint = router::endpoint(&path);
         let request = match conn.read_request(head, router::body_limit(&path), peer.ip()) {
             Ok(request) => request,
-            Err(e) => return refuse(app, &mut conn, &e, client, Some(&path), peer),
+            Err(e) => {
+                refuse(app, &mut conn, &e, client, Some(&path), peer, |status| {
+                    finish(method, endpoint, status, started)
+                });
+                return;
+            }
         };
-        let response = router::route(app, &request);
+        let response = router::route(app, &request).header(request_id::HEADER, id.as_str());
         drop(request);
         let keep_alive = keep_alive && !stopping.load(Ordering::SeqCst);
         let close = response.close || !keep_alive;
-        if response.write_to(conn.stream(), head_only, keep_alive, http11).is_err() {
-            return;
-        }
-        if close {
+        // Counted and logged before the write, so that a client that has its
+        // answer finds the request in the log and the metrics.
+        finish(method, endpoint, Some(response.status), started);
+        let written = response.write_to(conn.stream(), head_only, keep_alive, http11);
+        if written.is_err() || close {
             return;
         }
     }
 }
 
+/// Counts an answered request in the metrics and writes its access line,
+/// just before its response is written; `status` `None` (nothing was
+/// answered) counts and writes nothing.
+fn finish(method: &str, endpoint: &str, status: Option<u16>, started: Instant) {
+    if let Some(status) = status {
+        let took = started.elapsed();
+        crate::metrics::record(endpoint, status, took.as_secs_f64());
+        crate::log::request(method, endpoint, status, took.as_micros());
+    }
+}
+
 /// Answers a request that could not be read (when there is anything to say),
-/// then closes the connection gently.
+/// then closes the connection gently; `answered` is called with the status
+/// (or `None`) just before the response is written.
 fn refuse(
     app: &App,
     conn: &mut HttpConnection,
@@ -314,18 +346,21 @@ fn refuse(
     client: Client,
     path: Option<&str>,
     peer: SocketAddr,
+    answered: impl FnOnce(Option<u16>),
 ) {
     let Some(failure) = error.failure() else {
-        return;
+        return answered(None);
     };
     if !matches!(error, RequestError::Timeout | RequestError::BodyTooLarge) {
-        eprintln!("httpserver: {peer}: {error}");
+        crate::log!("{peer}: {error}");
     }
     let failure = match (error, path) {
         (RequestError::BodyTooLarge, Some(path)) => router::too_large(path),
         _ => failure,
     };
-    let response = handlers::failure(app, client, &failure).closing();
+    let id = crate::log::current_request_id();
+    let response = handlers::failure(app, client, &failure).closing().header(request_id::HEADER, id.as_str());
+    answered(Some(response.status));
     if response.write_to(conn.stream(), false, false, true).is_ok() {
         linger(conn.stream());
     }
@@ -363,7 +398,7 @@ fn reject(stream: TcpStream, rejecting: &Arc<AtomicUsize>, full: Full) {
         }
     });
     if spawned.is_err() {
-        eprintln!("httpserver: cannot start a thread to refuse a connection");
+        crate::log!("httpserver: cannot start a thread to refuse a connection");
     }
 }
 

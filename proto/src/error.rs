@@ -45,6 +45,9 @@ pub enum Error {
     /// HMAC refused the RPC secret as a key (it takes keys of any length, so
     /// this does not happen; it is a variant rather than a panic).
     SecretRefused,
+    /// A frame's trace id is longer than [`crate::MAX_TRACE_LEN`] or holds a
+    /// byte outside its alphabet ([`crate::trace`]).
+    BadTrace,
 }
 
 impl fmt::Display for Error {
@@ -66,6 +69,7 @@ impl fmt::Display for Error {
                 write!(f, "RPC secret of {len} bytes is shorter than the minimum of {min}")
             }
             Error::SecretRefused => f.write_str("RPC secret refused as an HMAC key"),
+            Error::BadTrace => f.write_str("trace id too long or outside its alphabet"),
         }
     }
 }

@@ -1,10 +1,16 @@
 //! A whole frame: header plus decoded message, and the two operations every peer
 //! needs, "is there a complete frame at the front of my buffer?" and "append this
 //! frame to my write buffer".
+//!
+//! Outside the handshake, a frame's body starts with its [`TraceId`]
+//! ([`crate::trace`]); [`Frame::decode_traced`] and [`Frame::encode_traced`]
+//! carry it, [`Frame::decode`] and [`Frame::encode`] are the same for callers
+//! that need none (an empty trace is sent).
 
 use crate::error::Error;
 use crate::header::{HEADER_LEN, Header, MAX_BODY_LEN};
-use crate::message::Message;
+use crate::message::{Message, MessageType};
+use crate::trace::TraceId;
 
 /// One message with the request id that ties a reply to its request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +35,16 @@ impl Frame {
     /// Any [`Error`] but `FieldTooLong`: the bytes are not a valid frame, and the
     /// stream cannot be resynchronised, so the caller should close the connection.
     pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, Error> {
+        Ok(Frame::decode_traced(buf)?.map(|(frame, _, used)| (frame, used)))
+    }
+
+    /// As [`Frame::decode`], and also returns the frame's trace id
+    /// ([`TraceId::NONE`] for a handshake frame, or when the sender gave none).
+    ///
+    /// # Errors
+    ///
+    /// As [`Frame::decode`]; [`Error::BadTrace`] for a trace id outside its bounds.
+    pub fn decode_traced(buf: &[u8]) -> Result<Option<(Frame, TraceId, usize)>, Error> {
         let Some(header) = Header::decode(buf)? else {
             return Ok(None);
         };
@@ -36,8 +52,12 @@ impl Frame {
         let Some(body) = buf.get(HEADER_LEN..total) else {
             return Ok(None);
         };
-        let message = Message::decode_body(header.message_type, body)?;
-        Ok(Some((Frame { request_id: header.request_id, message }, total)))
+        let (trace, fields) = match carries_trace(header.message_type) {
+            true => TraceId::decode(body)?,
+            false => (TraceId::NONE, body),
+        };
+        let message = Message::decode_body(header.message_type, fields)?;
+        Ok(Some((Frame { request_id: header.request_id, message }, trace, total)))
     }
 
     /// Appends the encoded frame to `out`.
@@ -48,10 +68,23 @@ impl Frame {
     /// [`Error::FrameTooLarge`] if the body would exceed [`MAX_BODY_LEN`]. On error
     /// `out` is left as it was.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.encode_traced(TraceId::NONE, out)
+    }
+
+    /// As [`Frame::encode`], with `trace` in the body (dropped for a handshake
+    /// frame, which has no room for one).
+    ///
+    /// # Errors
+    ///
+    /// As [`Frame::encode`].
+    pub fn encode_traced(&self, trace: TraceId, out: &mut Vec<u8>) -> Result<(), Error> {
         let start = out.len();
-        let header =
-            Header { message_type: self.message.message_type(), request_id: self.request_id, body_len: 0 };
+        let message_type = self.message.message_type();
+        let header = Header { message_type, request_id: self.request_id, body_len: 0 };
         header.encode(out);
+        if carries_trace(message_type) {
+            trace.encode(out);
+        }
         let result = self.message.encode_body(out).and_then(|()| {
             let body_len = out.len() - start - HEADER_LEN;
             if body_len > MAX_BODY_LEN {
@@ -66,6 +99,11 @@ impl Frame {
         }
         result
     }
+}
+
+/// Every frame but the handshake's starts its body with a trace id.
+fn carries_trace(message_type: MessageType) -> bool {
+    !message_type.is_handshake()
 }
 
 #[cfg(test)]
@@ -121,6 +159,9 @@ mod tests {
             Message::Challenge(Nonce([0xa5; NONCE_LEN])),
             Message::Proof(Proof([0x5a; PROOF_LEN])),
             Message::Accepted,
+            Message::CheckReady,
+            Message::Readiness { mysql: true, redis: false },
+            Message::Readiness { mysql: false, redis: true },
         ];
         for code in ErrorCode::ALL {
             all.push(Message::Error(ErrorReply { code, message: "why".into(), retry_after_secs: 3 }));
@@ -143,6 +184,25 @@ mod tests {
             assert_eq!(used, bytes.len());
             assert_eq!(frame, Frame { request_id: id, message });
         }
+    }
+
+    #[test]
+    fn trace_ids_travel_with_every_frame_but_the_handshake() {
+        let trace = TraceId::parse("req-42").unwrap();
+        for (i, message) in every_message().into_iter().enumerate() {
+            let mut bytes = Vec::new();
+            let frame = Frame { request_id: i as u64, message };
+            frame.encode_traced(trace, &mut bytes).unwrap();
+            let (decoded, got, used) = Frame::decode_traced(&bytes).unwrap().unwrap();
+            assert_eq!((decoded, used), (frame.clone(), bytes.len()));
+            let expected = if frame.message.message_type().is_handshake() { TraceId::NONE } else { trace };
+            assert_eq!(got, expected, "{:?}", frame.message.message_type());
+        }
+        let mut bad = encoded(Message::Ping, 1);
+        bad[HEADER_LEN] = 1;
+        bad.push(b'\n');
+        bad[15] += 1;
+        assert_eq!(Frame::decode(&bad), Err(Error::BadTrace));
     }
 
     #[test]
@@ -204,7 +264,11 @@ mod tests {
         out.push(VERSION);
         out.push(kind as u8);
         out.extend_from_slice(&9u64.to_be_bytes());
-        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        let traced = !kind.is_handshake();
+        out.extend_from_slice(&((body.len() + usize::from(traced)) as u32).to_be_bytes());
+        if traced {
+            out.push(0);
+        }
         out.extend_from_slice(body);
         out
     }

@@ -25,10 +25,12 @@ pub const MAGIC: u16 = 0x554D;
 /// The protocol version this build speaks. A peer with another version is refused
 /// rather than misread.
 ///
+/// - 3: the body of every frame outside the handshake starts with a trace
+///   id ([`crate::trace`]); the messages are otherwise those of 2.
 /// - 2: every connection begins with the handshake of [`crate::handshake`]
 ///   (`Challenge`, `Proof`, `Accepted`); the messages are otherwise those of 1.
 /// - 1: no handshake; the first frame was a request.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Largest body a frame may carry: one profile picture at its cap
 /// ([`crate::MAX_IMAGE_LEN`]) plus room for a token and the length prefixes.

@@ -13,6 +13,9 @@
 //! A connection begins with a [`handshake`]: the client proves it knows the
 //! secret shared with tcpserver before the server reads any request. That
 //! authenticates the caller; it does not encrypt anything.
+//!
+//! Every other frame's body starts with a [`TraceId`] (the HTTP request id),
+//! so one request can be followed through both servers' logs ([`trace`]).
 
 #![deny(missing_docs, missing_debug_implementations)]
 
@@ -21,6 +24,7 @@ mod frame;
 pub mod handshake;
 mod header;
 mod message;
+pub mod trace;
 mod wire;
 
 pub use error::Error;
@@ -28,3 +32,4 @@ pub use frame::Frame;
 pub use handshake::{Nonce, Proof, RpcSecret};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_BODY_LEN, VERSION};
 pub use message::{ErrorCode, ErrorReply, MAX_IMAGE_LEN, Message, MessageType, Profile, Secret};
+pub use trace::{MAX_TRACE_LEN, TraceId};

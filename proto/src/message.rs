@@ -32,6 +32,7 @@ pub enum MessageType {
     SetAvatar = 0x06,
     Ping = 0x07,
     Proof = 0x08,
+    CheckReady = 0x30,
     SignedUp = 0x81,
     LoggedIn = 0x82,
     LoggedOut = 0x83,
@@ -41,6 +42,7 @@ pub enum MessageType {
     Pong = 0x87,
     Challenge = 0x88,
     Accepted = 0x89,
+    Readiness = 0xb0,
     Error = 0xff,
 }
 
@@ -57,6 +59,8 @@ impl MessageType {
             0x06 => SetAvatar,
             0x07 => Ping,
             0x08 => Proof,
+            0x30 => CheckReady,
+            0xb0 => Readiness,
             0x81 => SignedUp,
             0x82 => LoggedIn,
             0x83 => LoggedOut,
@@ -291,6 +295,17 @@ pub enum Message {
     Proof(Proof),
     /// The proof was right: requests are read from now on.
     Accepted,
+    /// Readiness check: are this server's dependencies answering? Run by a
+    /// worker, which sends each of MySQL and Redis one trivial command.
+    CheckReady,
+    /// Answer to [`Message::CheckReady`]. Body: one byte, bit 0 set when MySQL
+    /// answered, bit 1 when Redis did; the other bits are zero.
+    Readiness {
+        /// MySQL answered `SELECT 1`.
+        mysql: bool,
+        /// Redis answered `PING`.
+        redis: bool,
+    },
     /// The request failed.
     Error(ErrorReply),
 }
@@ -316,6 +331,8 @@ impl Message {
             Message::Challenge(_) => MessageType::Challenge,
             Message::Proof(_) => MessageType::Proof,
             Message::Accepted => MessageType::Accepted,
+            Message::CheckReady => MessageType::CheckReady,
+            Message::Readiness { .. } => MessageType::Readiness,
             Message::Error(_) => MessageType::Error,
         }
     }
@@ -355,7 +372,8 @@ impl Message {
                 w.optional_text(username.as_deref())?;
                 w.bytes(image)?;
             }
-            Message::Ping | Message::LoggedOut | Message::Pong | Message::Accepted => {}
+            Message::Ping | Message::LoggedOut | Message::Pong | Message::Accepted | Message::CheckReady => {}
+            Message::Readiness { mysql, redis } => w.u8(u8::from(*mysql) | u8::from(*redis) << 1),
             Message::Challenge(nonce) => w.fixed(&nonce.0),
             Message::Proof(proof) => w.fixed(&proof.0),
             Message::SignedUp(p)
@@ -415,6 +433,11 @@ impl Message {
             MessageType::Challenge => Message::Challenge(Nonce(r.fixed()?)),
             MessageType::Proof => Message::Proof(Proof(r.fixed()?)),
             MessageType::Accepted => Message::Accepted,
+            MessageType::CheckReady => Message::CheckReady,
+            MessageType::Readiness => match r.u8()? {
+                flags @ 0..=3 => Message::Readiness { mysql: flags & 1 != 0, redis: flags & 2 != 0 },
+                other => return Err(Error::InvalidTag(other)),
+            },
             MessageType::Error => {
                 let raw = r.u16()?;
                 let code = ErrorCode::from_u16(raw).ok_or(Error::UnknownErrorCode(raw))?;

@@ -134,6 +134,9 @@ pub struct Config {
     pub limits: Limits,
     /// `--rpc-secret-file` / `RPC_SECRET_FILE`: what RPC clients must prove they know.
     pub rpc_secret_file: PathBuf,
+    /// `--log-format` / `LOG_FORMAT`: `text` (the default) or `json`, one
+    /// object a line ([`crate::log`]).
+    pub log_format: crate::log::Format,
 }
 
 impl Default for Config {
@@ -157,6 +160,7 @@ impl Default for Config {
             limits: Limits::default(),
             max_sessions_per_user: crate::login_session::DEFAULT_MAX_SESSIONS_PER_USER,
             rpc_secret_file: PathBuf::from(DEFAULT_RPC_SECRET_FILE),
+            log_format: crate::log::Format::Text,
         }
     }
 }
@@ -243,6 +247,7 @@ const SETTINGS: &[Setting] = &[
         env: "RPC_SECRET_FILE",
         help: "secret RPC clients must prove, >= 16 bytes [run/secrets/rpc_secret]",
     },
+    Setting { flag: "--log-format", env: "LOG_FORMAT", help: "log lines as text or json [text]" },
 ];
 
 /// Why the settings could not be read.
@@ -433,6 +438,9 @@ impl Config {
                 } = limit;
             }
             "--rpc-secret-file" => self.rpc_secret_file = PathBuf::from(value),
+            "--log-format" => {
+                self.log_format = crate::log::Format::parse(&value).ok_or_else(|| invalid("text or json"))?;
+            }
             _ => return Err(ConfigError::UnknownFlag(flag.to_owned())),
         }
         Ok(())
@@ -477,6 +485,13 @@ mod tests {
         assert_eq!(config.limits.failures_per_user, crate::throttle::LOGIN_FAILURES_PER_USER);
         assert_eq!(config.metrics_listen, None);
         assert!(parse(&["--logins-per-addr", "0/60"], &[]).is_err());
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        assert_eq!(parse(&[], &[]).unwrap().log_format, crate::log::Format::Text);
+        assert_eq!(parse(&[], &[("LOG_FORMAT", "json")]).unwrap().log_format, crate::log::Format::Json);
+        assert!(parse(&["--log-format", "yaml"], &[]).is_err());
     }
 
     #[test]

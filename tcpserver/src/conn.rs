@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use mio::Interest;
 use mio::net::TcpStream;
-use proto::{Frame, HEADER_LEN, Header, MAX_BODY_LEN};
+use proto::{Frame, HEADER_LEN, Header, MAX_BODY_LEN, TraceId};
 
 use crate::gate::{Gate, PROOF_FRAME_LEN};
 
@@ -129,22 +129,23 @@ impl Connection {
         Header::decode(self.read_buf.get(self.read_pos..).unwrap_or_default())
     }
 
-    /// The next complete frame from the read buffer, if there is one.
+    /// The next complete frame from the read buffer, if there is one, with
+    /// the trace id it carries.
     ///
     /// # Errors
     ///
     /// The codec's error: the stream cannot be resynchronised and must be closed.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, proto::Error> {
+    pub fn next_frame(&mut self) -> Result<Option<(Frame, TraceId)>, proto::Error> {
         let unread = self.read_buf.get(self.read_pos..).unwrap_or_default();
-        match Frame::decode(unread)? {
-            Some((frame, used)) => {
+        match Frame::decode_traced(unread)? {
+            Some((frame, trace, used)) => {
                 self.read_pos += used;
                 if self.read_pos == self.read_buf.len() {
                     self.read_buf.clear();
                     self.read_buf.shrink_to(KEEP_CAPACITY);
                     self.read_pos = 0;
                 }
-                Ok(Some(frame))
+                Ok(Some((frame, trace)))
             }
             None => Ok(None),
         }

@@ -59,6 +59,7 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
         Message::SetAvatar { token, username, image } => {
             service.set_avatar(&token, username.as_deref(), &image)
         }
+        Message::CheckReady => Ok(service.check_ready()),
         // `route` answers these on the reactor; should one arrive here anyway,
         // route it again rather than fail.
         other => match route(other) {
@@ -129,6 +130,22 @@ fn shared_outcomes(
     outcomes.into_iter()
 }
 
+/// A short name of a request type for the log and the metrics (`other` for
+/// types this file does not route by name).
+pub fn operation_label(kind: proto::MessageType) -> &'static str {
+    use proto::MessageType as T;
+    match kind {
+        T::SignUp => "sign_up",
+        T::Login => "log_in",
+        T::Logout => "log_out",
+        T::GetProfile => "get_profile",
+        T::UpdateNickname => "update_nickname",
+        T::SetAvatar => "set_avatar",
+        T::CheckReady => "check_ready",
+        _ => "other",
+    }
+}
+
 /// A short name for the log.
 pub fn operation_name(message: &Message) -> &'static str {
     match message {
@@ -138,6 +155,7 @@ pub fn operation_name(message: &Message) -> &'static str {
         Message::GetProfile { .. } => "get-profile",
         Message::UpdateNickname { .. } => "update-nickname",
         Message::SetAvatar { .. } => "set-avatar",
+        Message::CheckReady => "check-ready",
         _ => "other",
     }
 }

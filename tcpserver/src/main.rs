@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    log::set_format(config.log_format);
     let shutdown = match Shutdown::new().and_then(|s| s.on_signals().map(|()| s)) {
         Ok(shutdown) => shutdown,
         Err(e) => {

@@ -1,70 +1,276 @@
-//! Counters the server keeps about itself, in the Prometheus text format.
+//! What the server measures about itself, in the Prometheus text format.
 //!
-//! Each counter is a process-wide atomic that the reactor and the workers add
-//! to with one relaxed `fetch_add` (no lock on the hot path); [`render`] reads
-//! them all for the metrics listener ([`crate::metrics_http`]), which serves
-//! them from a thread of its own so that a scrape never waits on the reactor.
-//! Names follow Prometheus conventions: a `usermgmt_` prefix, `_total` for
-//! counters, no label whose values a client chooses.
+//! Each metric is a process-wide set of atomics ([`hostsupport::metrics`])
+//! that the reactor and the workers add to with relaxed `fetch_add`s (no lock
+//! on the hot path); [`render`] reads them all for the metrics listener
+//! ([`crate::metrics_http`]), which serves them from a thread of its own so
+//! that a scrape never waits on the reactor. Names follow Prometheus
+//! conventions: a `usermgmt_` prefix, `_total` for counters, `_seconds` for
+//! times; every label value comes from a fixed list (a message type, an
+//! operation, an outcome, a dependency), never from a client.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use hostsupport::metrics::{Counter, Gauge, Histogram, LATENCY_BOUNDS, family, sample, seconds};
+use proto::{ErrorCode, MessageType};
 
-/// A monotonically increasing count.
+/// A counter with its name and help, unlabelled.
 #[derive(Debug)]
-pub struct Counter {
+pub struct Named {
     name: &'static str,
     help: &'static str,
-    value: AtomicU64,
+    counter: Counter,
 }
 
-impl Counter {
-    const fn new(name: &'static str, help: &'static str) -> Counter {
-        Counter { name, help, value: AtomicU64::new(0) }
+impl Named {
+    const fn new(name: &'static str, help: &'static str) -> Named {
+        Named { name, help, counter: Counter::new() }
     }
 
     /// Adds `n`.
     pub fn add(&self, n: u64) {
-        self.value.fetch_add(n, Ordering::Relaxed);
+        self.counter.add(n);
     }
 
     /// The count so far.
     pub fn get(&self) -> u64 {
-        self.value.load(Ordering::Relaxed)
+        self.counter.get()
     }
 }
 
 /// Full password hashes computed (PBKDF2 at a stored hash's cost): sign-ups,
 /// log-ins the verified cache could not vouch for, unknown usernames.
-pub static PASSWORD_HASHES: Counter =
-    Counter::new("usermgmt_password_hashes_total", "Full password hashes computed.");
+pub static PASSWORD_HASHES: Named =
+    Named::new("usermgmt_password_hashes_total", "Full password hashes computed.");
+
+/// Microseconds spent computing them.
+pub static PASSWORD_HASH_MICROS: Counter = Counter::new();
 
 /// Requests refused by a throttle (429) before any work was done for them.
-pub static THROTTLED: Counter = Counter::new(
-    "usermgmt_throttled_total",
-    "Requests refused by a throttle before any password was hashed.",
-);
+pub static THROTTLED: Named =
+    Named::new("usermgmt_throttled_total", "Requests refused by a throttle before any password was hashed.");
 
 /// Sessions opened by a log-in.
-pub static SESSIONS_CREATED: Counter = Counter::new("usermgmt_sessions_created_total", "Sessions opened.");
+pub static SESSIONS_CREATED: Named = Named::new("usermgmt_sessions_created_total", "Sessions opened.");
 
 /// Sessions ended because their account opened more than the cap allows.
-pub static SESSIONS_EVICTED: Counter = Counter::new(
+pub static SESSIONS_EVICTED: Named = Named::new(
     "usermgmt_sessions_evicted_total",
     "Oldest sessions ended because their account passed the per-account cap.",
 );
 
-/// Every counter, in the order [`render`] writes them.
-static ALL: [&Counter; 4] = [&PASSWORD_HASHES, &THROTTLED, &SESSIONS_CREATED, &SESSIONS_EVICTED];
+/// Sessions ended by a log-out.
+pub static SESSIONS_LOGGED_OUT: Named =
+    Named::new("usermgmt_sessions_logged_out_total", "Sessions ended by a log-out.");
 
-/// All counters in the Prometheus text exposition format (version 0.0.4).
+/// Log-ins the verified-credentials cache vouched for (no hash).
+pub static VERIFIED_HITS: Named =
+    Named::new("usermgmt_verified_cache_hits_total", "Log-ins the verified-credentials cache vouched for.");
+
+/// Log-ins it could not (a full hash follows).
+pub static VERIFIED_MISSES: Named = Named::new(
+    "usermgmt_verified_cache_misses_total",
+    "Log-ins the verified-credentials cache could not vouch for.",
+);
+
+/// Profiles found in Redis's profile cache.
+pub static PROFILE_HITS: Named =
+    Named::new("usermgmt_profile_cache_hits_total", "Profiles found in the Redis profile cache.");
+
+/// Profiles not found there (read from MySQL).
+pub static PROFILE_MISSES: Named =
+    Named::new("usermgmt_profile_cache_misses_total", "Profiles missing from the Redis profile cache.");
+
+/// Jobs answered Overloaded because the queue was full.
+pub static SHED_FULL: Counter = Counter::new();
+
+/// Jobs answered Overloaded because they waited past the queue's time limit.
+pub static SHED_STALE: Counter = Counter::new();
+
+/// Client connections open now.
+pub static CONNECTIONS_OPEN: Gauge = Gauge::new();
+
+/// Jobs waiting for a worker now.
+pub static QUEUE_DEPTH: Gauge = Gauge::new();
+
+/// How long each job waited for a worker.
+pub static QUEUE_WAIT: Histogram = Histogram::new(LATENCY_BOUNDS);
+
+/// Bounds of the batch-size histogram: 1 to [`crate::queue::MAX_BATCH`] and
+/// the one other request a batch may carry besides.
+const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 17.0];
+
+/// Jobs a worker took at once.
+pub static BATCH_SIZE: Histogram = Histogram::new(BATCH_BOUNDS);
+
+/// Microseconds workers spent running batches (not waiting for one).
+pub static WORKER_BUSY_MICROS: Counter = Counter::new();
+
+/// The dependencies whose round trips, errors and connections are counted.
+#[derive(Debug, Clone, Copy)]
+pub enum Dependency {
+    /// MariaDB.
+    Mysql = 0,
+    /// Redis.
+    Redis = 1,
+}
+
+const DEPENDENCIES: [&str; 2] = ["mysql", "redis"];
+
+/// Per dependency: operations sent (a Redis command or pipeline is one round
+/// trip; a MySQL read or transaction is one operation of one or more).
+pub static ROUND_TRIPS: [Counter; 2] = [const { Counter::new() }; 2];
+
+/// Per dependency: operations that failed for the connection's sake.
+pub static DEPENDENCY_ERRORS: [Counter; 2] = [const { Counter::new() }; 2];
+
+/// Per dependency: connections made (the first one of each worker included).
+pub static CONNECTS: [Counter; 2] = [const { Counter::new() }; 2];
+
+impl Dependency {
+    /// The dependency of a [`crate::db`] link's name (`MySQL` or `Redis`).
+    pub fn of(name: &str) -> Dependency {
+        if name == "MySQL" { Dependency::Mysql } else { Dependency::Redis }
+    }
+}
+
+/// Frames decoded, by their type byte (every byte, so none is ever unlabelled).
+pub static FRAMES: [Counter; 256] = [const { Counter::new() }; 256];
+
+/// The operations whose latency is measured, in label order; a request of any
+/// other type is `other`.
+const OPERATIONS: [&str; 7] =
+    ["sign_up", "log_in", "log_out", "get_profile", "update_nickname", "set_avatar", "other"];
+
+/// How an operation ended: `ok`; `rejected` (the client's doing: bad input,
+/// wrong password, throttled, no session); `failed` (the server's: a
+/// dependency down, overloaded, an internal error).
+const OUTCOMES: [&str; 3] = ["ok", "rejected", "failed"];
+
+/// Per operation and outcome: time from the worker taking the job to its reply.
+pub static OPERATION_LATENCY: [[Histogram; 3]; 7] =
+    [const { [const { Histogram::new(LATENCY_BOUNDS) }; 3] }; 7];
+
+/// Per error code (by its number, at most 63): error replies sent.
+pub static ERRORS: [Counter; 64] = [const { Counter::new() }; 64];
+
+/// The label index of a request type.
+pub fn operation_index(kind: MessageType) -> usize {
+    match kind {
+        MessageType::SignUp => 0,
+        MessageType::Login => 1,
+        MessageType::Logout => 2,
+        MessageType::GetProfile => 3,
+        MessageType::UpdateNickname => 4,
+        MessageType::SetAvatar => 5,
+        _ => 6,
+    }
+}
+
+/// The outcome index of an error code (see `OUTCOMES`).
+pub fn outcome_index(error: Option<ErrorCode>) -> usize {
+    match error {
+        None => 0,
+        Some(
+            ErrorCode::Overloaded
+            | ErrorCode::Unavailable
+            | ErrorCode::Internal
+            | ErrorCode::InsufficientStorage,
+        ) => 2,
+        Some(_) => 1,
+    }
+}
+
+/// Counts an error reply.
+pub fn count_error(code: ErrorCode) {
+    if let Some(counter) = ERRORS.get(code as usize) {
+        counter.add(1);
+    }
+}
+
+/// All metrics in the Prometheus text exposition format (version 0.0.4).
 pub fn render() -> String {
-    let mut out = String::new();
-    for counter in ALL {
-        // Writing to a String cannot fail.
-        let _ = writeln!(out, "# HELP {} {}", counter.name, counter.help);
-        let _ = writeln!(out, "# TYPE {} counter", counter.name);
-        let _ = writeln!(out, "{} {}", counter.name, counter.get());
+    let mut out = String::with_capacity(32 * 1024);
+    for named in [
+        &PASSWORD_HASHES,
+        &THROTTLED,
+        &SESSIONS_CREATED,
+        &SESSIONS_EVICTED,
+        &SESSIONS_LOGGED_OUT,
+        &VERIFIED_HITS,
+        &VERIFIED_MISSES,
+        &PROFILE_HITS,
+        &PROFILE_MISSES,
+    ] {
+        family(&mut out, named.name, "counter", named.help);
+        sample(&mut out, named.name, "", named.get());
+    }
+    let name = "usermgmt_password_hash_seconds_total";
+    family(&mut out, name, "counter", "Time spent computing full password hashes.");
+    sample(&mut out, name, "", seconds(PASSWORD_HASH_MICROS.get()));
+    let name = "usermgmt_connections_open";
+    family(&mut out, name, "gauge", "RPC client connections open.");
+    sample(&mut out, name, "", CONNECTIONS_OPEN.get());
+    let name = "usermgmt_frames_received_total";
+    family(&mut out, name, "counter", "Frames decoded, by message type.");
+    for (byte, counter) in FRAMES.iter().enumerate() {
+        if let Some(kind) = u8::try_from(byte).ok().and_then(MessageType::from_u8) {
+            sample(&mut out, name, &format!("type=\"{kind:?}\""), counter.get());
+        }
+    }
+    let name = "usermgmt_queue_depth";
+    family(&mut out, name, "gauge", "Jobs waiting for a worker.");
+    sample(&mut out, name, "", QUEUE_DEPTH.get());
+    let name = "usermgmt_queue_wait_seconds";
+    family(&mut out, name, "histogram", "How long jobs waited for a worker.");
+    QUEUE_WAIT.render(&mut out, name, "");
+    let name = "usermgmt_batch_size";
+    family(&mut out, name, "histogram", "Jobs a worker took at once.");
+    BATCH_SIZE.render(&mut out, name, "");
+    let name = "usermgmt_worker_busy_seconds_total";
+    family(&mut out, name, "counter", "Time workers spent running jobs, all workers together.");
+    sample(&mut out, name, "", seconds(WORKER_BUSY_MICROS.get()));
+    let name = "usermgmt_shed_jobs_total";
+    family(&mut out, name, "counter", "Jobs answered Overloaded instead of run.");
+    sample(&mut out, name, "reason=\"queue_full\"", SHED_FULL.get());
+    sample(&mut out, name, "reason=\"waited_too_long\"", SHED_STALE.get());
+    let name = "usermgmt_operation_duration_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "Time from a worker taking a job to its reply, by operation and outcome.",
+    );
+    for (op, by_outcome) in OPERATIONS.iter().zip(&OPERATION_LATENCY) {
+        for (outcome, histogram) in OUTCOMES.iter().zip(by_outcome) {
+            histogram.render(&mut out, name, &format!("operation=\"{op}\",outcome=\"{outcome}\""));
+        }
+    }
+    let name = "usermgmt_errors_total";
+    family(&mut out, name, "counter", "Error replies sent, by error code.");
+    for code in ErrorCode::ALL {
+        let count = ERRORS.get(code as usize).map_or(0, Counter::get);
+        sample(&mut out, name, &format!("code=\"{}\",name=\"{code:?}\"", code as u16), count);
+    }
+    for (name, help, counters) in [
+        (
+            "usermgmt_dependency_round_trips_total",
+            "Operations sent to a dependency (a Redis command or pipeline, a MySQL read or transaction).",
+            &ROUND_TRIPS,
+        ),
+        (
+            "usermgmt_dependency_errors_total",
+            "Operations that failed because the dependency's connection did.",
+            &DEPENDENCY_ERRORS,
+        ),
+        (
+            "usermgmt_dependency_connects_total",
+            "Connections made to a dependency, first ones and reconnections.",
+            &CONNECTS,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        for (dep, counter) in DEPENDENCIES.iter().zip(counters) {
+            sample(&mut out, name, &format!("dependency=\"{dep}\""), counter.get());
+        }
     }
     out
 }
@@ -74,13 +280,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_counter_is_rendered_with_its_type() {
+    fn every_family_is_rendered_with_its_type() {
         PASSWORD_HASHES.add(2);
+        OPERATION_LATENCY[1][0].observe(0.003);
         let text = render();
-        for counter in ALL {
-            assert!(text.contains(&format!("# TYPE {} counter\n", counter.name)), "{text}");
+        for family in [
+            "usermgmt_password_hashes_total counter",
+            "usermgmt_queue_wait_seconds histogram",
+            "usermgmt_connections_open gauge",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family}\n")), "{text}");
         }
         let line = text.lines().find(|l| l.starts_with("usermgmt_password_hashes_total ")).unwrap();
         assert!(line.rsplit(' ').next().unwrap().parse::<u64>().unwrap() >= 2);
+        assert!(
+            text.contains("usermgmt_operation_duration_seconds_count{operation=\"log_in\",outcome=\"ok\"} ")
+        );
+        assert!(text.contains("usermgmt_frames_received_total{type=\"Login\"} "));
     }
 }

@@ -17,13 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use std::{fmt, io, thread};
 
 use mio::{Token, Waker};
-use proto::{ErrorCode, ErrorReply, Message};
+use proto::{ErrorCode, ErrorReply, Message, MessageType, TraceId};
 
 use crate::dispatch;
 use crate::error::{Error, RETRY_AFTER_BUSY_SECS};
+use crate::log::{Event, Level};
 use crate::queue::{JobQueue, MAX_BATCH};
 use crate::service::Service;
 
@@ -36,6 +38,9 @@ pub struct Job {
     pub conn_id: u64,
     /// The client's request id, echoed in the reply.
     pub request_id: u64,
+    /// The HTTP request id the caller sent with the frame (empty if none),
+    /// written in every log line about this job.
+    pub trace: TraceId,
     /// The request.
     pub message: Message,
 }
@@ -181,6 +186,33 @@ impl Wake<'_> {
     }
 }
 
+/// Counts one answered job in the metrics and writes its log line (event
+/// `request`, with the caller's request id): the operation, its outcome (`ok`
+/// or the error code's name) and how long its batch took.
+fn log_reply(kind: MessageType, reply: &Message, trace: TraceId, took: Duration) {
+    let error = match reply {
+        Message::Error(e) => Some(e.code),
+        _ => None,
+    };
+    if let Some(code) = error {
+        crate::metrics::count_error(code);
+    }
+    let operation = crate::metrics::operation_index(kind);
+    let outcome = crate::metrics::outcome_index(error);
+    crate::metrics::OPERATION_LATENCY[operation][outcome].observe(took.as_secs_f64());
+    let label = dispatch::operation_label(kind);
+    let status = match error {
+        Some(code) => format!("{code:?}"),
+        None => "ok".to_owned(),
+    };
+    let level = if outcome == 2 { Level::Warn } else { Level::Info };
+    Event::new(level, "request", trace.as_str())
+        .field("operation", label)
+        .field("outcome", &status)
+        .field("micros", took.as_micros())
+        .write(format_args!("{label}: {status}"));
+}
+
 /// A worker's loop: take a batch (see [`JobQueue::take`]), run it, send the
 /// replies, wake the reactor once.
 fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion>, waker: &Wake<'_>) {
@@ -191,6 +223,14 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
             return;
         }
         for job in stale.drain(..) {
+            crate::metrics::SHED_STALE.add(1);
+            crate::metrics::count_error(ErrorCode::Overloaded);
+            let operation = dispatch::operation_label(job.message.message_type());
+            Event::new(Level::Warn, "request", job.trace.as_str())
+                .field("operation", operation)
+                .field("connection", job.token.0)
+                .field("outcome", "shed")
+                .write(format_args!("{operation}: waited too long for a worker"));
             let reply = busy(ErrorCode::Overloaded);
             let completion =
                 Completion { token: job.token, conn_id: job.conn_id, request_id: job.request_id, reply };
@@ -198,11 +238,13 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
                 return;
             }
         }
+        crate::metrics::BATCH_SIZE.observe(batch.len() as f64);
+        let started = Instant::now();
         let (meta, messages): (Vec<_>, Vec<_>) = batch
             .drain(..)
             .map(|job| {
-                let operation = dispatch::operation_name(&job.message);
-                ((job.token, job.conn_id, job.request_id, operation), job.message)
+                let kind = job.message.message_type();
+                ((job.token, job.conn_id, job.request_id, job.trace, kind), job.message)
             })
             .unzip();
         let count = messages.len();
@@ -211,20 +253,32 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
             Ok(outcomes) => outcomes.into_iter().map(|outcome| outcome.map_err(Some)).collect(),
             Err(_) => (0..count).map(|_| Err(None)).collect(),
         };
-        for ((token, conn_id, request_id, operation), outcome) in meta.into_iter().zip(outcomes) {
+        let took = started.elapsed();
+        crate::metrics::WORKER_BUSY_MICROS.add(took.as_micros() as u64);
+        for ((token, conn_id, request_id, trace, kind), outcome) in meta.into_iter().zip(outcomes) {
+            let operation = dispatch::operation_label(kind);
             let reply = match outcome {
                 Ok(reply) => reply,
                 Err(Some(e)) => {
                     if let Error::Internal(cause) = &e {
-                        crate::log!("{operation} (connection {}, request {request_id}): {cause}", token.0);
+                        Event::new(Level::Error, "internal_error", trace.as_str())
+                            .field("operation", operation)
+                            .field("connection", token.0)
+                            .field("request", request_id)
+                            .write(format_args!("{operation}: {cause}"));
                     }
                     e.to_message()
                 }
                 Err(None) => {
-                    crate::log!("{operation} (connection {}, request {request_id}): panicked", token.0);
+                    Event::new(Level::Error, "internal_error", trace.as_str())
+                        .field("operation", operation)
+                        .field("connection", token.0)
+                        .field("request", request_id)
+                        .write(format_args!("{operation}: panicked"));
                     Message::error(ErrorCode::Internal, "Something went wrong on our side. Please try again.")
                 }
             };
+            log_reply(kind, &reply, trace, took);
             if completions.send(Completion { token, conn_id, request_id, reply }).is_err() {
                 return;
             }

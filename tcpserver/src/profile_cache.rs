@@ -98,9 +98,11 @@ pub type Fields = (Option<String>, Option<String>, Option<String>, Option<String
 /// [`Error::Internal`] if the version is not a number.
 pub fn decode(fields: Fields) -> Result<Option<Versioned>, Error> {
     let (Some(version), Some(username), Some(nickname), Some(avatar)) = fields else {
+        crate::metrics::PROFILE_MISSES.add(1);
         return Ok(None);
     };
     let version = version.parse().map_err(|_| Error::Internal(Internal::CorruptEntry("profile version")))?;
     let avatar = (!avatar.is_empty()).then_some(avatar);
+    crate::metrics::PROFILE_HITS.add(1);
     Ok(Some(Versioned { version, profile: Profile { username, nickname, avatar } }))
 }

@@ -118,6 +118,7 @@ impl JobQueue {
             }
             _ => lanes.others.push_back(queued),
         }
+        crate::metrics::QUEUE_DEPTH.set(lanes.len() as i64);
         Ok(())
     }
 
@@ -154,7 +155,11 @@ impl JobQueue {
             lanes.woken = lanes.woken.saturating_sub(1).min(lanes.idle);
         }
         let now = Instant::now();
-        let fresh = |queued_at: Instant| now.duration_since(queued_at) <= self.max_wait;
+        let fresh = |queued_at: Instant| {
+            let waited = now.duration_since(queued_at);
+            crate::metrics::QUEUE_WAIT.observe(waited.as_secs_f64());
+            waited <= self.max_wait
+        };
         while let Some((queued_at, job)) = lanes.others.pop_front() {
             if fresh(queued_at) {
                 batch.push(job);
@@ -173,6 +178,7 @@ impl JobQueue {
                 stale.push(job);
             }
         }
+        crate::metrics::QUEUE_DEPTH.set(lanes.len() as i64);
         true
     }
 
@@ -198,7 +204,7 @@ mod tests {
     use super::*;
 
     fn job(request_id: u64, message: Message) -> Job {
-        Job { token: Token(0), conn_id: 1, request_id, message }
+        Job { token: Token(0), conn_id: 1, request_id, trace: proto::TraceId::NONE, message }
     }
 
     fn read(request_id: u64) -> Job {

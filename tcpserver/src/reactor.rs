@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use proto::{ErrorCode, Frame, Message, RpcSecret};
+use proto::{ErrorCode, Frame, Message, RpcSecret, TraceId};
 use slab::Slab;
 
 use crate::conn::{Connection, ReadStatus};
@@ -266,6 +266,7 @@ impl Reactor {
                     self.next_conn_id += 1;
                     let deadline = gate.deadline();
                     let conn = entry.insert(Connection::new(self.next_conn_id, peer, stream, gate));
+                    crate::metrics::CONNECTIONS_OPEN.add(1);
                     // A challenge always encodes: a fixed-size body.
                     let _ = conn.queue(&challenge);
                     // Sent this turn, when the touched connections are flushed.
@@ -321,7 +322,7 @@ impl Reactor {
                     return;
                 }
                 match conn.next_frame() {
-                    Ok(Some(frame)) => self.take_request(token, frame),
+                    Ok(Some((frame, trace))) => self.take_request(token, frame, trace),
                     Ok(None) => break,
                     Err(e) => return self.close(token, Close::Protocol(e)),
                 }
@@ -360,7 +361,7 @@ impl Reactor {
             Ok(None) => return Ok(false),
             Err(e) => return Err(Refusal::Garbled(e)),
         }
-        let Some(frame) = conn.next_frame().map_err(Refusal::Garbled)? else { return Ok(false) };
+        let Some((frame, _)) = conn.next_frame().map_err(Refusal::Garbled)? else { return Ok(false) };
         conn.gate.admit(&frame, &self.secret)?;
         // A bodiless frame always encodes.
         let _ = conn.queue(&Frame { request_id: 0, message: Message::Accepted });
@@ -387,21 +388,25 @@ impl Reactor {
     }
 
     /// Answers a request on the spot or hands it to a worker.
-    fn take_request(&mut self, token: Token, frame: Frame) {
+    fn take_request(&mut self, token: Token, frame: Frame, trace: TraceId) {
         let Frame { request_id, message } = frame;
+        crate::metrics::FRAMES[message.message_type() as usize].add(1);
         let work = match dispatch::route(message) {
             Route::Answer(reply) => return self.reply(token, request_id, reply),
             Route::Work(message) => message,
         };
         let Some(conn) = self.conns.get_mut(token.0) else { return };
-        let job = Job { token, conn_id: conn.id, request_id, message: work };
+        let job = Job { token, conn_id: conn.id, request_id, trace, message: work };
         let submitted = match &self.pool {
             Some(pool) => pool.submit(job),
             None => Err(SubmitError::Closed),
         };
         match submitted {
             Ok(()) => conn.in_flight += 1,
-            Err(SubmitError::Full) => self.reply(token, request_id, busy(ErrorCode::Overloaded)),
+            Err(SubmitError::Full) => {
+                crate::metrics::SHED_FULL.add(1);
+                self.reply(token, request_id, busy(ErrorCode::Overloaded));
+            }
             Err(SubmitError::Closed) => self.reply(token, request_id, busy(ErrorCode::Unavailable)),
         }
     }
@@ -512,6 +517,7 @@ impl Reactor {
 
     fn close(&mut self, token: Token, why: Close) {
         let Some(mut conn) = self.conns.try_remove(token.0) else { return };
+        crate::metrics::CONNECTIONS_OPEN.add(-1);
         if matches!(why, Close::Protocol(_)) {
             // Best effort: replies to the valid requests before the bad bytes.
             let _ = conn.flush();

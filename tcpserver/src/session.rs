@@ -229,7 +229,8 @@ fn check_lifetime(
 pub fn end(redis: &mut RedisLink, keys: &Keys, token: &Secret) -> Result<(), Error> {
     if let Some(hash) = token_hash(token.expose()) {
         let key = keys.session(&hash);
-        redis.run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))?;
+        let removed: u64 = redis.run(|c| redis::cmd("DEL").arg(&key).query(c))?;
+        crate::metrics::SESSIONS_LOGGED_OUT.add(removed);
     }
     Ok(())
 }

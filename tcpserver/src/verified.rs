@@ -114,7 +114,12 @@ impl VerifiedCache {
         let mac = self.mac(user_id, stored, password);
         let (shard, index) = self.place(user_id);
         let slots = lock(&self.shards[shard]);
-        slots.get(index).is_some_and(|slot| slot.user_id == user_id && bool::from(slot.mac.ct_eq(&mac)))
+        let hit =
+            slots.get(index).is_some_and(|slot| slot.user_id == user_id && bool::from(slot.mac.ct_eq(&mac)));
+        drop(slots);
+        let counter = if hit { &crate::metrics::VERIFIED_HITS } else { &crate::metrics::VERIFIED_MISSES };
+        counter.add(1);
+        hit
     }
 
     /// Records a successful full verification (and only that: never call it

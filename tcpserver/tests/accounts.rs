@@ -126,7 +126,30 @@ fn a_taken_name_is_refused_even_when_sign_ups_race() {
 
 #[test]
 fn a_session_works_until_logout_and_is_stored_only_as_a_hash() {
-    let server = TestServer::start();
+    session_until_logout("text");
+}
+
+/// The same in the JSON log format: every line is one JSON object, and none
+/// holds the password or a token either.
+#[test]
+fn json_log_lines_parse_and_hold_no_password_or_token() {
+    let log = session_until_logout("json");
+    assert!(log.lines().count() >= 4, "start-up and one line per request:\n{log}");
+    for line in log.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value["time"].is_string() && value["event"].is_string() && value["fields"].is_object(),
+            "{line}"
+        );
+    }
+    assert!(log.contains("\"operation\":\"log_out\""), "{log}");
+}
+
+/// Signs up, logs in twice, reads, logs out, with tcpserver logging in
+/// `format`; checks that the log holds no secret, and returns it.
+fn session_until_logout(format: &str) -> String {
+    let server = TestServer::start_with(Options::default().arg("--log-format", format));
     let mut c = server.connect();
     let username = server.sign_up(&mut c, "session", PASSWORD);
     let (token, profile) = c.log_in(&username, PASSWORD);
@@ -163,6 +186,7 @@ fn a_session_works_until_logout_and_is_stored_only_as_a_hash() {
 
     let log = server.stderr();
     assert!(!log.contains(PASSWORD) && !log.contains(token.expose()) && !log.contains(second.expose()));
+    log
 }
 
 #[test]

@@ -44,18 +44,22 @@ fn malformed_frames_close_only_their_connection() {
     let mut steady = server.connect();
     assert_eq!(steady.call(Message::Ping), Message::Pong);
 
-    let mut trailing = header(VERSION, MessageType::Ping as u8, 3);
-    trailing.extend_from_slice(b"xyz");
+    // Bodies start with the frame's trace id (protocol 3): none here.
+    let mut trailing = header(VERSION, MessageType::Ping as u8, 4);
+    trailing.extend_from_slice(b"\0xyz");
+    let mut bad_trace = header(VERSION, MessageType::Ping as u8, 2);
+    bad_trace.extend_from_slice(b"\x01\n");
     let mut garbage: Vec<u8> = (0..2000u32).map(|i| (i * 7919 % 251) as u8).collect();
     garbage[0] = 0;
-    let mut bad_utf8 = header(VERSION, MessageType::Logout as u8, 4);
-    bad_utf8.extend_from_slice(&[0, 2, 0xff, 0xfe]);
+    let mut bad_utf8 = header(VERSION, MessageType::Logout as u8, 5);
+    bad_utf8.extend_from_slice(&[0, 0, 2, 0xff, 0xfe]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("http request", b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec()),
         ("bad version", header(VERSION + 1, MessageType::Ping as u8, 0)),
         ("unknown type", header(VERSION, 0x42, 0)),
         ("oversize length", header(VERSION, MessageType::SetAvatar as u8, MAX_BODY_LEN as u32 + 1)),
         ("trailing bytes", trailing),
+        ("control character in the trace id", bad_trace),
         ("invalid utf-8", bad_utf8),
         ("garbage", garbage),
     ];

@@ -8,8 +8,10 @@
 
 pub mod account;
 pub mod health;
+pub mod openapi;
 pub mod pages;
 pub mod profile;
+pub mod ready;
 
 use proto::{ErrorCode, Message, Profile};
 use serde_json::{Value, json};

@@ -92,6 +92,7 @@ impl<C> Reconnecting<C> {
             }
             match connect() {
                 Ok(conn) => {
+                    crate::metrics::CONNECTS[crate::metrics::Dependency::of(self.name) as usize].add(1);
                     if self.down {
                         crate::log!("worker {}: {} connection restored", self.worker, self.name);
                         self.down = false;

@@ -20,6 +20,7 @@ use std::io;
 use mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts};
 
 use super::{CONNECT_TIMEOUT, IO_TIMEOUT, Reconnecting};
+use crate::metrics::Dependency;
 
 /// Prepared statements kept per connection: more than the server uses, so none
 /// is ever evicted and re-prepared.
@@ -108,6 +109,7 @@ impl MysqlLink {
         if !is_connection_error(e) {
             return false;
         }
+        crate::metrics::DEPENDENCY_ERRORS[Dependency::Mysql as usize].add(1);
         self.link.forget();
         let retry = reused && is_retryable(e);
         if retry {
@@ -124,6 +126,7 @@ impl MysqlLink {
     /// The operation's error, or a connectivity error if MySQL cannot be reached.
     pub fn read<T>(&mut self, mut op: impl FnMut(&mut Conn) -> mysql::Result<T>) -> mysql::Result<T> {
         let reused = self.link.is_open();
+        crate::metrics::ROUND_TRIPS[Dependency::Mysql as usize].add(1);
         let result = op(self.conn()?);
         match result {
             Err(e) if self.discard_if_broken(&e, reused) => {
@@ -165,6 +168,7 @@ impl MysqlLink {
         mut body: impl FnMut(&mut Transaction<'_>) -> mysql::Result<Result<T, E>>,
     ) -> mysql::Result<Result<T, E>> {
         let reused = self.link.is_open();
+        crate::metrics::ROUND_TRIPS[Dependency::Mysql as usize].add(1);
         let result = run_transaction(self.conn()?, &mut body);
         match result {
             Ok(value) => Ok(value),

@@ -11,6 +11,7 @@ use std::io;
 use redis::{Client, Connection, RedisResult};
 
 use super::{CONNECT_TIMEOUT, IO_TIMEOUT, Reconnecting};
+use crate::metrics::Dependency;
 
 /// Whether an error means the connection is unusable or Redis unreachable, as
 /// opposed to a command Redis refused.
@@ -133,6 +134,7 @@ impl RedisLink {
         if !is_connection_error(e) {
             return false;
         }
+        crate::metrics::DEPENDENCY_ERRORS[Dependency::Redis as usize].add(1);
         self.link.forget();
         let retry = reused && is_retryable(e);
         if retry {
@@ -149,6 +151,7 @@ impl RedisLink {
     /// The operation's error, or a connectivity error if Redis cannot be reached.
     pub fn run<T>(&mut self, mut op: impl FnMut(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
         let reused = self.link.is_open();
+        crate::metrics::ROUND_TRIPS[Dependency::Redis as usize].add(1);
         let result = op(self.conn()?);
         match result {
             Err(e) if self.discard_if_broken(&e, reused) => {

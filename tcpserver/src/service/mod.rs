@@ -98,6 +98,15 @@ impl Service {
         self.redis.warm_up();
     }
 
+    /// Whether this worker's MySQL and Redis answer a trivial command now
+    /// (`SELECT 1`, `PING`), for httpserver's `/readyz`. A dependency that is
+    /// down answers within the connect timeout or at once during the backoff.
+    pub fn check_ready(&mut self) -> proto::Message {
+        let mysql = self.mysql.read(|c| mysql::prelude::Queryable::query_drop(c, "SELECT 1")).is_ok();
+        let redis = self.redis.run(|c| redis::cmd("PING").query::<String>(c)).is_ok();
+        proto::Message::Readiness { mysql, redis }
+    }
+
     /// The session a token names, checked against the username a request names.
     fn authenticate(&mut self, token: &Secret, username: Option<&str>) -> Result<Session, Error> {
         let session = session::resume(&mut self.redis, &self.shared.keys, token, self.shared.lifetimes)?;

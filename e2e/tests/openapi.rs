@@ -1,0 +1,103 @@
+//! The OpenAPI description checked by a real fuzzer: schemathesis (from PyPI,
+//! in the virtual environment `e2e/tests/prometheus/setup.sh` makes under
+//! target/) generates thousands of requests from `/openapi.json` of a running
+//! stack, with a session for the authenticated endpoints, and checks that
+//! every response conforms to the description (status, content type,
+//! headers, JSON shape and error codes) and that none is a 5xx or a hang.
+//!
+//! The stack has MariaDB and Redis of its own: the fuzzer signs up accounts
+//! under names it chooses, which must not stay behind in the shared test
+//! database.
+
+mod util;
+
+use std::process::Command;
+use std::time::Instant;
+
+use util::services::{PrivateMariadb, PrivateRedis};
+use util::{Options, Stack, workspace_root};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Generated cases per operation in the fuzzing phase: with the examples and
+/// coverage phases, a few thousand cases in all, in a minute or two here.
+const MAX_EXAMPLES: &str = "500";
+
+/// Longest a single request may take before schemathesis calls it a hang:
+/// far above any answer of a healthy server (the RPC timeout is 5 s).
+const REQUEST_TIMEOUT_SECS: &str = "10";
+
+/// The checks: conformance to the description, and no server error.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_headers_conformance,response_schema_conformance";
+
+/// Runs schemathesis against the stack; returns its output and the number of
+/// generated cases it reports. Panics when it finds a failure.
+fn schemathesis(stack: &Stack, token: &str, filter: &[&str]) -> (String, u64) {
+    let binary = workspace_root().join("target/venv-schemathesis/bin/schemathesis");
+    assert!(
+        binary.exists(),
+        "{} is missing: run e2e/tests/prometheus/setup.sh (./test.sh does)",
+        binary.display()
+    );
+    let output = Command::new(&binary)
+        .arg("run")
+        .arg(stack.url("/openapi.json"))
+        .args(["--checks", CHECKS])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--header", "Accept: application/json"])
+        .args(["--max-examples", MAX_EXAMPLES])
+        .args(["--request-timeout", REQUEST_TIMEOUT_SECS])
+        .args(["--workers", "2", "--seed", "14", "--generation-database", "none", "--no-color"])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(filter)
+        .current_dir(&stack.dir)
+        .output()
+        .expect("run schemathesis");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "schemathesis found failures:\n{text}");
+    (text.clone(), generated_cases(&text).unwrap_or_else(|| panic!("no case count in:\n{text}")))
+}
+
+/// The count of schemathesis's summary, `Test cases:` then `N generated, ...`.
+fn generated_cases(output: &str) -> Option<u64> {
+    let mut lines = output.lines().skip_while(|l| !l.contains("Test cases:")).skip(1);
+    let line = lines.find(|l| l.contains("generated"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn schemathesis_finds_every_response_conforming_and_no_server_error() {
+    let redis = PrivateRedis::start();
+    let db = PrivateMariadb::start();
+    let stack = Stack::start_with(
+        Options::under_load()
+            .back("--redis-url", redis.url())
+            .back("--mysql-url", db.url())
+            .back("--mysql-password-file", db.password_file().display())
+            .back("--login-failures-per-user", "1000000/300")
+            .back("--login-failures-per-addr", "1000000/300"),
+    );
+    let served = stack.client().get("/openapi.json");
+    assert_eq!(served.status, 200);
+    let committed =
+        std::fs::read(workspace_root().join("httpserver/openapi.json")).expect("httpserver/openapi.json");
+    assert_eq!(served.body, committed, "/openapi.json serves the committed description");
+
+    let (_, token) = stack.user_with_token("fuzzed", PASSWORD);
+    let started = Instant::now();
+    // Log-out last and alone: it ends the session the other operations use.
+    let (main, cases) = schemathesis(&stack, &token, &["--exclude-path", "/logout"]);
+    let (_, logout_cases) = schemathesis(&stack, &token, &["--include-path", "/logout"]);
+    let total = cases + logout_cases;
+    println!(
+        "schemathesis: {total} generated cases ({cases} + {logout_cases} for /logout) in {:.0?}",
+        started.elapsed()
+    );
+    println!(
+        "{}",
+        main.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    assert!(total >= 2_000, "only {total} cases generated");
+}

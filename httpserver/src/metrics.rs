@@ -1,0 +1,152 @@
+//! What httpserver measures, served at `GET /metrics` in the Prometheus text
+//! format (to the addresses `--metrics-allow` permits).
+//!
+//! Requests are counted by endpoint (the route that served them, from the
+//! fixed list [`ENDPOINTS`], never the raw path a client chose) and status
+//! (from [`STATUSES`], others as `other`), with a latency histogram per
+//! endpoint; the RPC client counts its calls, the calls in flight, and its
+//! refusals, timeouts and connections. Everything is a fixed array of atomics
+//! ([`hostsupport::metrics`]): no lock on a request's path.
+
+use hostsupport::metrics::{Counter, Gauge, Histogram, LATENCY_BOUNDS, family, sample};
+
+/// The endpoints, as the router names them; `unmatched` is any path no route
+/// serves, `unread` a request refused before its head was whole.
+pub const ENDPOINTS: [&str; 16] = [
+    "/",
+    "/signup",
+    "/home",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/profile",
+    "/signUp",
+    "/login",
+    "/logout",
+    "/updateNickName",
+    "/uploadProfilePic",
+    "/static/",
+    "unmatched",
+    "unread",
+];
+
+/// The statuses counted by name; any other is `other`.
+pub const STATUSES: [u16; 23] = [
+    200, 201, 204, 303, 304, 400, 401, 403, 404, 405, 408, 409, 413, 415, 429, 431, 500, 501, 502, 503, 504,
+    505, 507,
+];
+
+/// Per endpoint and status (the last column: `other`).
+static REQUESTS: [[Counter; STATUSES.len() + 1]; ENDPOINTS.len()] =
+    [const { [const { Counter::new() }; STATUSES.len() + 1] }; ENDPOINTS.len()];
+
+/// Per endpoint: time from a whole head to the response written.
+static LATENCY: [Histogram; ENDPOINTS.len()] = [const { Histogram::new(LATENCY_BOUNDS) }; ENDPOINTS.len()];
+
+/// RPC calls made.
+pub static RPC_CALLS: Counter = Counter::new();
+/// RPC calls waiting for their reply now.
+pub static RPC_IN_FLIGHT: Gauge = Gauge::new();
+/// Calls refused at once because every connection carried its maximum.
+pub static RPC_BUSY: Counter = Counter::new();
+/// Calls whose deadline passed.
+pub static RPC_TIMEOUTS: Counter = Counter::new();
+/// Calls that failed otherwise (unreachable, handshake, broken, garbled).
+pub static RPC_FAILURES: Counter = Counter::new();
+/// Connections opened to tcpserver (the first of each slot, then reconnections).
+pub static RPC_CONNECTS: Counter = Counter::new();
+
+/// The index of an endpoint name in [`ENDPOINTS`] (`unmatched` if unknown).
+fn endpoint_index(endpoint: &str) -> usize {
+    ENDPOINTS.iter().position(|e| *e == endpoint).unwrap_or(ENDPOINTS.len() - 2)
+}
+
+/// Counts one answered request.
+pub fn record(endpoint: &str, status: u16, seconds: f64) {
+    let e = endpoint_index(endpoint);
+    let s = STATUSES.iter().position(|&known| known == status).unwrap_or(STATUSES.len());
+    REQUESTS[e][s].add(1);
+    LATENCY[e].observe(seconds);
+}
+
+/// Every metric in the text exposition format (0.0.4); `backend` labels the
+/// RPC client's series (the `--backend` address, which the operator chose).
+pub fn render(backend: &str) -> String {
+    let mut out = String::with_capacity(32 * 1024);
+    let name = "usermgmt_http_requests_total";
+    family(&mut out, name, "counter", "HTTP requests answered, by endpoint and status.");
+    for (endpoint, by_status) in ENDPOINTS.iter().zip(&REQUESTS) {
+        for (i, counter) in by_status.iter().enumerate() {
+            let count = counter.get();
+            // Series appear once they have a count, as Prometheus clients do for labelled families.
+            if count == 0 {
+                continue;
+            }
+            let status = STATUSES.get(i).map_or("other".to_owned(), u16::to_string);
+            sample(&mut out, name, &format!("endpoint=\"{endpoint}\",status=\"{status}\""), count);
+        }
+    }
+    let name = "usermgmt_http_request_duration_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "Time from a request's whole head to its response written, by endpoint.",
+    );
+    for (endpoint, histogram) in ENDPOINTS.iter().zip(&LATENCY) {
+        histogram.render(&mut out, name, &format!("endpoint=\"{endpoint}\""));
+    }
+    let backend = format!("backend=\"{}\"", backend.escape_default());
+    for (name, kind, help, value) in [
+        ("usermgmt_rpc_calls_total", "counter", "RPC calls made to tcpserver.", RPC_CALLS.get() as i64),
+        ("usermgmt_rpc_calls_in_flight", "gauge", "RPC calls waiting for their reply.", RPC_IN_FLIGHT.get()),
+        (
+            "usermgmt_rpc_busy_total",
+            "counter",
+            "RPC calls refused at once: every connection at its maximum.",
+            RPC_BUSY.get() as i64,
+        ),
+        (
+            "usermgmt_rpc_timeouts_total",
+            "counter",
+            "RPC calls whose deadline passed.",
+            RPC_TIMEOUTS.get() as i64,
+        ),
+        (
+            "usermgmt_rpc_failures_total",
+            "counter",
+            "RPC calls failed otherwise: unreachable, refused handshake, broken connection, garbled reply.",
+            RPC_FAILURES.get() as i64,
+        ),
+        (
+            "usermgmt_rpc_connects_total",
+            "counter",
+            "Connections opened to tcpserver, first ones and reconnections.",
+            RPC_CONNECTS.get() as i64,
+        ),
+    ] {
+        family(&mut out, name, kind, help);
+        sample(&mut out, name, &backend, value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_known_endpoint_and_status_only() {
+        record("/login", 200, 0.002);
+        record("/no/such/path", 799, 0.002);
+        let text = render("127.0.0.1:1099");
+        assert!(text.contains("usermgmt_http_requests_total{endpoint=\"/login\",status=\"200\"} "), "{text}");
+        assert!(
+            text.contains("usermgmt_http_requests_total{endpoint=\"unmatched\",status=\"other\"} "),
+            "{text}"
+        );
+        assert!(!text.contains("/no/such/path"));
+        assert!(text.contains("usermgmt_rpc_calls_in_flight{backend=\"127.0.0.1:1099\"} "));
+    }
+}
