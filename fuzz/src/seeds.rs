@@ -46,7 +46,12 @@ pub fn frames() -> Vec<Seed> {
         ),
         (
             "login",
-            Message::Login { username: "alice".into(), password: "correct horse".into(), client: Some(v6) },
+            Message::Login {
+                username: "alice".into(),
+                password: "correct horse".into(),
+                client: Some(v6),
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0".into()),
+            },
         ),
         ("logout", Message::Logout { token: token() }),
         ("get-profile", Message::GetProfile { token: token(), username: None }),

@@ -45,6 +45,13 @@ pub enum Error {
     /// HMAC refused the RPC secret as a key (it takes keys of any length, so
     /// this does not happen; it is a variant rather than a panic).
     SecretRefused,
+    /// A list field (devices, log-in history) holds more items than its bound.
+    ListTooLong {
+        /// Its item count.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -66,6 +73,7 @@ impl fmt::Display for Error {
                 write!(f, "RPC secret of {len} bytes is shorter than the minimum of {min}")
             }
             Error::SecretRefused => f.write_str("RPC secret refused as an HMAC key"),
+            Error::ListTooLong { len, max } => write!(f, "list of {len} items exceeds the maximum of {max}"),
         }
     }
 }

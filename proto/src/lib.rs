@@ -21,10 +21,12 @@ mod frame;
 pub mod handshake;
 mod header;
 mod message;
+pub mod security;
 mod wire;
 
 pub use error::Error;
 pub use frame::Frame;
 pub use handshake::{Nonce, Proof, RpcSecret};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_BODY_LEN, VERSION};
+pub use security::{DeviceSession, LoginEntry, MAX_USER_AGENT_LEN};
 pub use message::{ErrorCode, ErrorReply, MAX_IMAGE_LEN, Message, MessageType, Profile, Secret};
