@@ -50,7 +50,9 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
         Message::SignUp { username, password, nickname, client } => {
             service.sign_up(&username, &password, nickname.as_deref(), client)
         }
-        Message::Login { username, password, client } => service.log_in(&username, &password, client),
+        Message::Login { username, password, client, user_agent } => {
+            service.log_in(&username, &password, client, user_agent.as_deref())
+        }
         Message::Logout { token } => service.log_out(&token),
         Message::GetProfile { token, username } => service.get_profile(&token, username.as_deref()),
         Message::UpdateNickname { token, username, nickname } => {
@@ -83,8 +85,8 @@ pub fn handle_batch(service: &mut Service, messages: Vec<Message>) -> Vec<Result
     let logins: Vec<LoginRequest<'_>> = messages
         .iter()
         .filter_map(|message| match message {
-            Message::Login { username, password, client } => {
-                Some(LoginRequest { username, password, client: *client })
+            Message::Login { username, password, client, user_agent } => {
+                Some(LoginRequest { username, password, client: *client, user_agent: user_agent.as_deref() })
             }
             _ => None,
         })
