@@ -318,8 +318,12 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
-        let login =
-            Message::Login { username: "u".into(), password: "hunter2".into(), client: None, user_agent: None };
+        let login = Message::Login {
+            username: "u".into(),
+            password: "hunter2".into(),
+            client: None,
+            user_agent: None,
+        };
         let shown = format!("{login:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"));

@@ -28,5 +28,5 @@ pub use error::Error;
 pub use frame::Frame;
 pub use handshake::{Nonce, Proof, RpcSecret};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_BODY_LEN, VERSION};
-pub use security::{DeviceSession, LoginEntry, MAX_USER_AGENT_LEN};
 pub use message::{ErrorCode, ErrorReply, MAX_IMAGE_LEN, Message, MessageType, Profile, Secret};
+pub use security::{DeviceSession, LoginEntry, MAX_USER_AGENT_LEN};

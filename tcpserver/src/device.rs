@@ -79,7 +79,14 @@ impl SessionMeta {
 /// what is left of it. In the last idle period (`expires_at - now` below the
 /// idle lifetime) the TTL says nothing, and `stored` (the time the pinning
 /// read wrote) is used. Never before `created` or after `now`.
-pub fn last_used(now: u64, ttl: u64, idle_secs: u64, expires_at: u64, created: u64, stored: Option<u64>) -> u64 {
+pub fn last_used(
+    now: u64,
+    ttl: u64,
+    idle_secs: u64,
+    expires_at: u64,
+    created: u64,
+    stored: Option<u64>,
+) -> u64 {
     let derived = if expires_at.saturating_sub(now) < idle_secs {
         stored.unwrap_or(created)
     } else {

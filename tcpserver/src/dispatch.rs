@@ -61,6 +61,16 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
         Message::SetAvatar { token, username, image } => {
             service.set_avatar(&token, username.as_deref(), &image)
         }
+        Message::ListSessions { token } => service.list_sessions(&token),
+        Message::RevokeSession { token, id } => service.revoke_session(&token, &id),
+        Message::RevokeOtherSessions { token } => service.revoke_other_sessions(&token),
+        Message::LoginHistory { token, limit } => service.login_history(&token, limit),
+        Message::ChangePassword { token, password, new_password, client } => {
+            service.change_password(&token, &password, &new_password, client)
+        }
+        Message::DeleteAccount { token, password, confirm, client } => {
+            service.delete_account(&token, &password, &confirm, client)
+        }
         // `route` answers these on the reactor; should one arrive here anyway,
         // route it again rather than fail.
         other => match route(other) {
@@ -140,6 +150,12 @@ pub fn operation_name(message: &Message) -> &'static str {
         Message::GetProfile { .. } => "get-profile",
         Message::UpdateNickname { .. } => "update-nickname",
         Message::SetAvatar { .. } => "set-avatar",
+        Message::ListSessions { .. } => "list-sessions",
+        Message::RevokeSession { .. } => "revoke-session",
+        Message::RevokeOtherSessions { .. } => "revoke-other-sessions",
+        Message::LoginHistory { .. } => "login-history",
+        Message::ChangePassword { .. } => "change-password",
+        Message::DeleteAccount { .. } => "delete-account",
         _ => "other",
     }
 }

@@ -182,6 +182,12 @@ impl Server {
         let lifetimes = Lifetimes { idle_secs: config.session_idle_secs, max_secs: config.session_max_secs };
         let verified = VerifiedCache::new().map_err(ServerError::Hasher)?;
         let keys = Keys::new(config.redis_prefix.clone());
+        let drainer = crate::history::drain::Drainer::new(
+            MysqlLink::new(mysql_opts.clone(), usize::MAX),
+            RedisLink::new(redis_client.clone(), usize::MAX),
+            keys.clone(),
+        );
+        drainer.start().map_err(ServerError::Io)?;
         let shared = Arc::new(Shared::new(
             hasher,
             verified,

@@ -118,7 +118,12 @@ pub const MAX_FAILURES_READ: usize = 1_000;
 /// # Errors
 ///
 /// The MySQL error.
-pub fn failures_between(q: &mut impl Queryable, user: u64, from_ms: u64, to_ms: u64) -> mysql::Result<Vec<u64>> {
+pub fn failures_between(
+    q: &mut impl Queryable,
+    user: u64,
+    from_ms: u64,
+    to_ms: u64,
+) -> mysql::Result<Vec<u64>> {
     q.exec(
         format!(
             "SELECT time_ms FROM logins WHERE user_id = ? AND time_ms >= ? AND time_ms < ? \
@@ -220,7 +225,10 @@ pub fn latest(q: &mut impl Queryable, user: u64, limit: usize) -> mysql::Result<
 pub fn prune(q: &mut mysql::Conn, before_ms: u64) -> mysql::Result<u64> {
     q.exec_drop(format!("DELETE FROM logins WHERE time_ms < ? LIMIT {PRUNE_BATCH}"), (before_ms,))?;
     let logins = q.affected_rows();
-    q.exec_drop(format!("DELETE FROM known_devices WHERE last_seen_ms < ? LIMIT {PRUNE_BATCH}"), (before_ms,))?;
+    q.exec_drop(
+        format!("DELETE FROM known_devices WHERE last_seen_ms < ? LIMIT {PRUNE_BATCH}"),
+        (before_ms,),
+    )?;
     Ok(logins + q.affected_rows())
 }
 

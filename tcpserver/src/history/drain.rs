@@ -173,7 +173,14 @@ impl Drainer {
         let trimmed: i64 = self
             .redis
             .run_scripts(
-                redis::pipe().cmd("EVALSHA").arg(TRIM_SCRIPT.get_hash()).arg(1).arg(&queue).arg(records.len()).arg(first).arg(last),
+                redis::pipe()
+                    .cmd("EVALSHA")
+                    .arg(TRIM_SCRIPT.get_hash())
+                    .arg(1)
+                    .arg(&queue)
+                    .arg(records.len())
+                    .arg(first)
+                    .arg(last),
                 &[&TRIM_SCRIPT],
             )
             .map(|v: Vec<i64>| v.first().copied().unwrap_or(0))
@@ -191,7 +198,10 @@ impl Drainer {
                 Ok(n) if n >= logins::PRUNE_BATCH => continue,
                 Ok(_) => return,
                 Err(e) => {
-                    crate::log!("log-in history: pruning failed, next try in {} s: {e}", PRUNE_INTERVAL.as_secs());
+                    crate::log!(
+                        "log-in history: pruning failed, next try in {} s: {e}",
+                        PRUNE_INTERVAL.as_secs()
+                    );
                     return;
                 }
             }
@@ -223,8 +233,11 @@ fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql
         .filter(|(_, a)| a.outcome == Outcome::Success)
         .flat_map(|(id, a)| [(*id, device_fingerprint(a)), (*id, network_fingerprint(&a.ip))])
         .collect();
-    let mut known =
-        if wanted.is_empty() { HashSet::new() } else { logins::known(tx, &wanted, now.saturating_sub(KNOWN_FOR_MS))? };
+    let mut known = if wanted.is_empty() {
+        HashSet::new()
+    } else {
+        logins::known(tx, &wanted, now.saturating_sub(KNOWN_FOR_MS))?
+    };
     let mut rows = Vec::with_capacity(resolved.len());
     let mut seen = Vec::new();
     for (i, (user, a)) in resolved.iter().enumerate() {
@@ -235,7 +248,8 @@ fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql
             new_device = !known.contains(&(*user, device));
             let new_network = !known.contains(&(*user, network));
             if new_network {
-                suspicious = failures_before(tx, *user, a.time_ms, &resolved[..i])? >= SUSPICIOUS_AFTER_FAILURES;
+                suspicious =
+                    failures_before(tx, *user, a.time_ms, &resolved[..i])? >= SUSPICIOUS_AFTER_FAILURES;
             }
             known.insert((*user, device));
             known.insert((*user, network));

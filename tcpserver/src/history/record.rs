@@ -138,7 +138,8 @@ impl Attempt {
     /// The attempt in a record, or `None` for one this build cannot read.
     pub fn decode(record: &str) -> Option<Attempt> {
         let f: Vec<&str> = record.split('\t').collect();
-        let [outcome, VERSION, attempt_id, time_ms, user_id, username, ip, browser, os, method, session] = f[..]
+        let [outcome, VERSION, attempt_id, time_ms, user_id, username, ip, browser, os, method, session] =
+            f[..]
         else {
             return None;
         };
@@ -179,7 +180,8 @@ pub static QUEUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE))
 
 /// Adds the queueing of `attempts` to a pipeline: one reply, `{dropped}`.
 pub fn queue_cmd(pipe: &mut Pipeline, keys: &Keys, attempts: &[Attempt]) {
-    let cmd = pipe.cmd("EVALSHA").arg(QUEUE_SCRIPT.get_hash()).arg(1).arg(keys.history_queue()).arg(MAX_QUEUED);
+    let cmd =
+        pipe.cmd("EVALSHA").arg(QUEUE_SCRIPT.get_hash()).arg(1).arg(keys.history_queue()).arg(MAX_QUEUED);
     for attempt in attempts {
         cmd.arg(attempt.encode());
     }
@@ -188,7 +190,9 @@ pub fn queue_cmd(pipe: &mut Pipeline, keys: &Keys, attempts: &[Attempt]) {
 /// Logs records the full queue refused (at most one line per call).
 pub fn report_dropped(dropped: u64) {
     if dropped > 0 {
-        crate::log!("log-in history: the queue is full ({MAX_QUEUED} records); {dropped} attempts not recorded");
+        crate::log!(
+            "log-in history: the queue is full ({MAX_QUEUED} records); {dropped} attempts not recorded"
+        );
     }
 }
 

@@ -230,7 +230,12 @@ impl Service {
     /// Sends a batch's last pipeline and applies what the session scripts in
     /// it answered: a log-in that a successful-log-in limit refused, or whose
     /// session Redis did not store, fails.
-    fn finish_batch(&mut self, finish: &redis::Pipeline, outcomes: &mut [Result<Message, Error>], queued: bool) {
+    fn finish_batch(
+        &mut self,
+        finish: &redis::Pipeline,
+        outcomes: &mut [Result<Message, Error>],
+        queued: bool,
+    ) {
         if finish.is_empty() {
             return;
         }
@@ -282,8 +287,12 @@ impl Service {
         let keys = &self.shared.keys;
         let cap = self.shared.max_sessions_per_user;
         let meta = SessionMeta::new(now, prepared.client, &prepared.device).encode();
-        let attempt =
-            prepared.attempt(login.user_id, &session.username, Outcome::Success, device::public_id(&token_hash));
+        let attempt = prepared.attempt(
+            login.user_id,
+            &session.username,
+            Outcome::Success,
+            device::public_id(&token_hash),
+        );
         let tail = attempt.tail();
         let opening = prepared.opening(started_us, &meta, &tail);
         login_session::open_cmd(pipe, keys, (&token_hash, &session), lifetimes, cap, &opening);

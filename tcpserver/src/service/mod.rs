@@ -5,9 +5,18 @@
 //! session lifetimes, picture store) with the other workers. `account` holds
 //! sign-up, log-in and log-out; `profile` the operations on a logged-in user's
 //! profile. Both use the helpers here for sessions and the profile cache.
+//! Account security has rooms of its own: `devices` (the sessions of an
+//! account), `history` (its log-in attempts), `reauth` (the current password
+//! asked again, throttled like a log-in), `password_change` and
+//! `account_delete`.
 
 mod account;
+mod account_delete;
+mod devices;
+mod history;
+mod password_change;
 mod profile;
+mod reauth;
 
 pub use account::LoginRequest;
 
