@@ -6,6 +6,8 @@
 //! module builds from escaped parts, or another rendered template. Nothing else
 //! can reach a page, so a user's nickname cannot turn into markup.
 
+pub mod security;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
