@@ -141,6 +141,7 @@ fn a_full_queue_is_answered_with_overloaded_at_once() {
                 username: server.username(&format!("u{i}")),
                 password: PASSWORD.into(),
                 client: None,
+                user_agent: None,
             })
         })
         .collect();

@@ -50,7 +50,7 @@ fn tally(replies: &[Message]) -> (usize, usize, usize) {
 }
 
 fn login(username: &str, password: &str, client: Option<IpAddr>) -> Message {
-    Message::Login { username: username.to_owned(), password: password.into(), client }
+    Message::Login { username: username.to_owned(), password: password.into(), client, user_agent: None }
 }
 
 /// A distinct documentation address per attempt, so that only the per-user limit applies.
