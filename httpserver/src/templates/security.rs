@@ -80,16 +80,16 @@ pub fn history(logins: &[LoginEntry]) -> Html {
     Html(out)
 }
 
-/// The notice of new sign-ins into this account since `current` was opened,
-/// from devices other than `current`, that are still signed in: each with
-/// "sign out that device" and "change password" one click away.
+/// The notice of new sign-ins into this account since the current session
+/// was opened (the history is newest first: the entries before the current
+/// session's own, or, when that is older than the list, those since its
+/// creation), each with "sign out that device" (while it is signed in) and
+/// "change password" one click away.
 pub fn new_sign_ins(logins: &[LoginEntry], sessions: &[DeviceSession], csrf: &str) -> Html {
     let Some(current) = sessions.iter().find(|s| s.current) else { return Html::default() };
     let mut out = String::new();
-    for l in logins.iter().filter(|l| l.new_device && l.outcome == "success" && l.time >= current.created) {
-        if l.session == current.id {
-            continue;
-        }
+    let since = logins.iter().take_while(|l| l.session != current.id);
+    for l in since.filter(|l| l.new_device && l.outcome == "success" && l.time >= current.created) {
         let live = sessions.iter().any(|s| s.id == l.session);
         let sign_out =
             if live { revoke_form(&l.session, csrf, "Sign out that device") } else { String::new() };
