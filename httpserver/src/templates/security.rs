@@ -15,12 +15,9 @@ pub fn time_text(unix: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
 }
 
-/// The table of signed-in devices, each with a sign-out button (not the current one).
+/// The list of signed-in devices, each with a sign-out button (not the current one).
 pub fn devices(sessions: &[DeviceSession], csrf: &str) -> Html {
-    let mut out = String::from(
-        "<table class=\"devices\" id=\"devices\"><thead><tr><th>Device</th><th>Address</th>\
-         <th>Signed in</th><th>Last used</th><th></th></tr></thead><tbody>",
-    );
+    let mut out = String::from("<ul class=\"devices\" id=\"devices\">");
     for s in sessions {
         let action = if s.current {
             "<span class=\"current\">This device</span>".to_owned()
@@ -28,7 +25,8 @@ pub fn devices(sessions: &[DeviceSession], csrf: &str) -> Html {
             revoke_form(&s.id, csrf, "Sign out")
         };
         out.push_str(&format!(
-            "<tr class=\"device\" data-id=\"{}\"><td>{} on {}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            "<li class=\"device\" data-id=\"{}\"><div><strong>{} on {}</strong> · {}\
+             <br><span class=\"hint\">Signed in {} · last used {}</span></div>{action}</li>",
             escape(&s.id),
             escape(&s.browser),
             escape(&s.os),
@@ -37,7 +35,7 @@ pub fn devices(sessions: &[DeviceSession], csrf: &str) -> Html {
             escape(&time_text(s.last_used)),
         ));
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</ul>");
     Html(out)
 }
 
@@ -53,12 +51,9 @@ fn revoke_form(id: &str, csrf: &str, label: &str) -> String {
     )
 }
 
-/// The table of the latest log-in attempts.
+/// The list of the latest log-in attempts.
 pub fn history(logins: &[LoginEntry]) -> Html {
-    let mut out = String::from(
-        "<table class=\"history\" id=\"history\"><thead><tr><th>When</th><th>Device</th><th>Address</th>\
-         <th>How</th><th>Outcome</th></tr></thead><tbody>",
-    );
+    let mut out = String::from("<ul class=\"history\" id=\"history\">");
     for l in logins {
         let mut outcome = escape(&l.outcome.replace('_', " "));
         if l.new_device {
@@ -68,7 +63,8 @@ pub fn history(logins: &[LoginEntry]) -> Html {
             outcome.push_str(" <span class=\"flag warn\">suspicious</span>");
         }
         out.push_str(&format!(
-            "<tr class=\"login\"><td>{}</td><td>{} on {}</td><td>{}</td><td>{}</td><td>{outcome}</td></tr>",
+            "<li class=\"login\"><div><strong>{}</strong> · {} on {} · {}\
+             <br><span class=\"hint\">{} · {outcome}</span></div></li>",
             escape(&time_text(l.time)),
             escape(&l.browser),
             escape(&l.os),
@@ -76,7 +72,7 @@ pub fn history(logins: &[LoginEntry]) -> Html {
             escape(&l.method),
         ));
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</ul>");
     Html(out)
 }
 
