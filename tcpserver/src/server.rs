@@ -182,12 +182,6 @@ impl Server {
         let lifetimes = Lifetimes { idle_secs: config.session_idle_secs, max_secs: config.session_max_secs };
         let verified = VerifiedCache::new().map_err(ServerError::Hasher)?;
         let keys = Keys::new(config.redis_prefix.clone());
-        let drainer = crate::history::drain::Drainer::new(
-            MysqlLink::new(mysql_opts.clone(), usize::MAX),
-            RedisLink::new(redis_client.clone(), usize::MAX),
-            keys.clone(),
-        );
-        drainer.start().map_err(ServerError::Io)?;
         let shared = Arc::new(Shared::new(
             hasher,
             verified,
@@ -196,6 +190,13 @@ impl Server {
             avatars,
             (config.limits, config.max_sessions_per_user),
         ));
+        // The drainer's links are numbered after the workers' in the log.
+        let drainer = crate::history::drain::Drainer::new(
+            MysqlLink::new(mysql_opts.clone(), config.workers),
+            RedisLink::new(redis_client.clone(), config.workers),
+            shared.keys.clone(),
+        );
+        drainer.start(Arc::clone(&shared.history_wake)).map_err(ServerError::Io)?;
 
         let listener = TcpListener::bind(config.listen)
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;

@@ -9,8 +9,10 @@
 //! trim records the other has not written). A kill between COMMIT and trim
 //! leaves records that the next round inserts again: the unique attempt id
 //! makes that a no-op. A full round is followed at once by the next; after a
-//! short one the thread waits [`DRAIN_PERIOD`], which bounds how late a
-//! record reaches the table.
+//! short one the thread sleeps until a worker queues a record ([`Wake`]) or
+//! [`IDLE_CHECK`] passes, then waits [`DRAIN_PERIOD`] more so that a round
+//! carries a quarter-second of log-ins (one COMMIT for many rows) rather
+//! than one batch's; that bounds how late a record reaches the table.
 //!
 //! In the same transaction it decides what needs the account's past: a
 //! success is a *new device* when the account has not used that browser, OS
@@ -23,7 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,7 @@ use redis::Script;
 use sha2::{Digest, Sha256};
 
 use super::record::{Attempt, Outcome};
+use super::wake::Wake;
 use crate::db::logins::{self, NewRow};
 use crate::db::mysql::MysqlLink;
 use crate::db::redis::RedisLink;
@@ -40,10 +43,15 @@ use crate::keys::Keys;
 /// under 100 ms of MariaDB work, so a round never holds its locks for long.
 pub const DRAIN_BATCH: usize = 1_000;
 
-/// Pause after a round that emptied the queue: a record waits at most this
-/// (plus one round) before it is in the table, and an idle server asks Redis
-/// four times a second, nothing more.
+/// Wait between a worker's notice and the round it starts: a record waits at
+/// most this (plus one round) before it is in the table, and under load a
+/// round gathers this long's records into one transaction.
 pub const DRAIN_PERIOD: Duration = Duration::from_millis(250);
+
+/// Longest sleep without a notice: records that a tcpserver killed before
+/// draining them left in a shared queue are picked up by another within this.
+/// (A restarted one drains at once.)
+pub const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// Pause after a failed round (MariaDB or Redis away), so an outage is not
 /// hammered; the records wait in Redis meanwhile.
@@ -107,12 +115,13 @@ impl Drainer {
         Drainer { mysql, redis, keys }
     }
 
-    /// Runs rounds forever on a thread of its own.
+    /// Runs rounds forever on a thread of its own, sleeping between them
+    /// until `wake` is notified.
     ///
     /// # Errors
     ///
     /// The OS error if the thread cannot be started.
-    pub fn start(mut self) -> std::io::Result<()> {
+    pub fn start(mut self, wake: Arc<Wake>) -> std::io::Result<()> {
         thread::Builder::new().name("history-drain".into()).spawn(move || {
             let mut next_prune = Instant::now();
             let mut failing = false;
@@ -123,7 +132,7 @@ impl Drainer {
                             crate::log!("log-in history: drained again");
                             failing = false;
                         }
-                        if n < DRAIN_BATCH {
+                        if n < DRAIN_BATCH && wake.wait(IDLE_CHECK) {
                             thread::sleep(DRAIN_PERIOD);
                         }
                     }

@@ -6,7 +6,7 @@
 //! worker's batch (a success's inside the very script that opens its session,
 //! which also decides whether it was a success or throttled): no extra round
 //! trip, and once the reply is sent the record is in Redis. The [`drain`]
-//! thread moves records into the `logins` table in multi-row statements and
+//! thread, woken by the workers that queued them ([`wake`]), moves records into the `logins` table in multi-row statements and
 //! takes them off the list only after the COMMIT; a kill between the two
 //! inserts them again, which the unique attempt id turns into nothing. The
 //! drainer also decides what needs the account's past: whether a success came
@@ -14,3 +14,4 @@
 
 pub mod drain;
 pub mod record;
+pub mod wake;

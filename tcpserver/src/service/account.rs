@@ -242,6 +242,9 @@ impl Service {
         let scripts = [&*login_session::OPEN_SCRIPT, &*profile_cache::STORE_SCRIPT, &*record::QUEUE_SCRIPT];
         match self.redis.run_scripts::<Vec<Vec<u64>>>(finish, &scripts) {
             Ok(mut replies) => {
+                if queued || outcomes.iter().any(Result::is_ok) {
+                    self.shared.history_wake.notify();
+                }
                 // The failures' queueing is the last command.
                 if queued {
                     let dropped = replies.pop().and_then(|r| r.first().copied()).unwrap_or(0);

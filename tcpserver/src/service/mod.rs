@@ -61,6 +61,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Sessions one account may hold; past it the oldest end.
     pub max_sessions_per_user: u64,
+    /// Tells the history drainer that records are queued.
+    pub history_wake: Arc<crate::history::wake::Wake>,
     /// Profiles that changed in MySQL while their cache entry could not be
     /// updated (Redis failed between the commit and the cache write), by user.
     /// The entry is written (version-guarded, like any other) before that
@@ -79,7 +81,18 @@ impl Shared {
         (limits, max_sessions_per_user): (Limits, u64),
     ) -> Shared {
         let unsynced = Mutex::new(HashMap::new());
-        Shared { hasher, verified, keys, lifetimes, avatars, limits, max_sessions_per_user, unsynced }
+        let history_wake = Arc::default();
+        Shared {
+            hasher,
+            verified,
+            keys,
+            lifetimes,
+            avatars,
+            limits,
+            max_sessions_per_user,
+            history_wake,
+            unsynced,
+        }
     }
 
     fn unsynced(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Versioned>> {
