@@ -109,28 +109,38 @@ pub fn known(
     Ok(found)
 }
 
-/// Failures most one account's suspicion check reads: the failed-log-in
-/// throttle lets few through, but throttled attempts are recorded too.
-pub const MAX_FAILURES_READ: usize = 1_000;
+/// Failed attempts one round's suspicion check reads at most, per statement:
+/// the failed-log-in throttle lets few through per account, but throttled
+/// attempts are recorded too, and this bounds what a flood of them costs.
+pub const MAX_FAILURES_READ: usize = 10_000;
 
-/// The times of `user`'s failed attempts in `[from_ms, to_ms)`, at most [`MAX_FAILURES_READ`].
+/// The times of the failed attempts of each of `users` at or after
+/// `from_ms`, at most [`MAX_FAILURES_READ`] per statement of
+/// [`MAX_ROWS_PER_INSERT`] users.
 ///
 /// # Errors
 ///
 /// The MySQL error.
-pub fn failures_between(
+pub fn failures_since(
     q: &mut impl Queryable,
-    user: u64,
+    users: &[u64],
     from_ms: u64,
-    to_ms: u64,
-) -> mysql::Result<Vec<u64>> {
-    q.exec(
-        format!(
-            "SELECT time_ms FROM logins WHERE user_id = ? AND time_ms >= ? AND time_ms < ? \
-             AND outcome <> 'success' LIMIT {MAX_FAILURES_READ}"
-        ),
-        (user, from_ms, to_ms),
-    )
+) -> mysql::Result<HashMap<u64, Vec<u64>>> {
+    let mut found: HashMap<u64, Vec<u64>> = HashMap::new();
+    for chunk in users.chunks(MAX_ROWS_PER_INSERT) {
+        let sql = format!(
+            "SELECT user_id, time_ms FROM logins WHERE user_id IN ({}) AND time_ms >= ? \
+             AND outcome <> 'success' LIMIT {MAX_FAILURES_READ}",
+            marks(chunk.len())
+        );
+        let mut values: Vec<Value> = chunk.iter().map(|u| Value::from(*u)).collect();
+        values.push(Value::from(from_ms));
+        let rows: Vec<(u64, u64)> = q.exec(sql, Params::Positional(values))?;
+        for (user, at) in rows {
+            found.entry(user).or_default().push(at);
+        }
+    }
+    Ok(found)
 }
 
 /// Inserts history rows, ignoring any whose attempt id is there already (a

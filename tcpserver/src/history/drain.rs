@@ -247,6 +247,22 @@ fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql
     } else {
         logins::known(tx, &wanted, now.saturating_sub(KNOWN_FOR_MS))?
     };
+    // The failures before each success that may come from a new network, in
+    // one statement for the round (most successes come from a known one).
+    let mut suspects: Vec<u64> = resolved
+        .iter()
+        .filter(|(id, a)| {
+            a.outcome == Outcome::Success && !known.contains(&(*id, network_fingerprint(&a.ip)))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    suspects.sort_unstable();
+    suspects.dedup();
+    let earliest = resolved.iter().map(|(_, a)| a.time_ms).min().unwrap_or(now);
+    let stored_failures = match suspects.is_empty() {
+        true => HashMap::new(),
+        false => logins::failures_since(tx, &suspects, earliest.saturating_sub(SUSPICION_WINDOW_MS))?,
+    };
     let mut rows = Vec::with_capacity(resolved.len());
     let mut seen = Vec::new();
     for (i, (user, a)) in resolved.iter().enumerate() {
@@ -257,8 +273,9 @@ fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql
             new_device = !known.contains(&(*user, device));
             let new_network = !known.contains(&(*user, network));
             if new_network {
+                let stored = stored_failures.get(user).map_or(&[][..], Vec::as_slice);
                 suspicious =
-                    failures_before(tx, *user, a.time_ms, &resolved[..i])? >= SUSPICIOUS_AFTER_FAILURES;
+                    failures_before(*user, a.time_ms, stored, &resolved[..i]) >= SUSPICIOUS_AFTER_FAILURES;
             }
             known.insert((*user, device));
             known.insert((*user, network));
@@ -285,20 +302,16 @@ fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql
 }
 
 /// `user`'s failed attempts in the window before `at`: those in the table
-/// and those earlier in this round.
-fn failures_before(
-    tx: &mut impl mysql::prelude::Queryable,
-    user: u64,
-    at: u64,
-    earlier: &[(u64, &Attempt)],
-) -> mysql::Result<usize> {
+/// (`stored`, their times) and those earlier in this round.
+fn failures_before(user: u64, at: u64, stored: &[u64], earlier: &[(u64, &Attempt)]) -> usize {
     let from = at.saturating_sub(SUSPICION_WINDOW_MS);
-    let stored = logins::failures_between(tx, user, from, at)?.len();
+    let in_window = |t: u64| t >= from && t <= at;
+    let stored = stored.iter().filter(|t| in_window(**t)).count();
     let queued = earlier
         .iter()
-        .filter(|(u, a)| *u == user && a.outcome != Outcome::Success && a.time_ms >= from && a.time_ms <= at)
+        .filter(|(u, a)| *u == user && a.outcome != Outcome::Success && in_window(a.time_ms))
         .count();
-    Ok(stored + queued)
+    stored + queued
 }
 
 /// The network an address belongs to, for "seen before": /24 for IPv4, /48 for IPv6.
