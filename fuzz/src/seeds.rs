@@ -85,6 +85,56 @@ pub fn frames() -> Vec<Seed> {
     messages.push(("challenge", Message::Challenge(Nonce([0x5c; NONCE_LEN]))));
     messages.push(("proof", Message::Proof(Proof([0xa3; PROOF_LEN]))));
     messages.push(("accepted", Message::Accepted));
+    // Account security (0x10-0x15, 0x90-0x95), after the handshake's for the same reason.
+    messages.push(("list-sessions", Message::ListSessions { token: token() }));
+    messages.push(("revoke-session", Message::RevokeSession { token: token(), id: "0f".repeat(16) }));
+    messages.push(("revoke-others", Message::RevokeOtherSessions { token: token() }));
+    messages.push(("login-history", Message::LoginHistory { token: token(), limit: 100 }));
+    messages.push((
+        "change-password",
+        Message::ChangePassword {
+            token: token(),
+            password: "correct horse".into(),
+            new_password: "battery staple".into(),
+            client: Some(v4),
+        },
+    ));
+    messages.push((
+        "delete-account",
+        Message::DeleteAccount {
+            token: token(),
+            password: "correct horse".into(),
+            confirm: "alice".into(),
+            client: Some(v6),
+        },
+    ));
+    messages.push((
+        "sessions",
+        Message::Sessions(vec![proto::DeviceSession {
+            id: "0f".repeat(16),
+            browser: "Firefox".into(),
+            os: "Linux".into(),
+            ip: "192.0.2.7".into(),
+            created: 1_700_000_000,
+            last_used: 1_700_000_060,
+            current: true,
+        }]),
+    ));
+    messages.push((
+        "history",
+        Message::History(vec![proto::LoginEntry {
+            time: 1_700_000_000,
+            ip: "2001:db8::1".into(),
+            browser: "Chrome".into(),
+            os: "Windows".into(),
+            method: "password".into(),
+            outcome: "success".into(),
+            new_device: true,
+            suspicious: false,
+            session: "0f".repeat(16),
+        }]),
+    ));
+    messages.push(("password-changed", Message::PasswordChanged { ended: 2 }));
     let mut seeds: Vec<Seed> = messages
         .into_iter()
         .enumerate()
