@@ -439,3 +439,24 @@ fn a_deleted_account_frees_its_name_and_ends_its_sessions_while_a_shared_picture
     assert_eq!(gone.status, 200);
     assert_eq!(stack.client().get(&own_url).status, 404);
 }
+
+#[test]
+fn a_session_that_idled_out_is_not_listed_and_leaves_no_metadata_behind() {
+    const IDLE_SECS: u64 = 3;
+    let stack = Stack::start_with(Options::default().back("--session-idle-secs", IDLE_SECS));
+    let user = stack.sign_up("idler", PASSWORD);
+    let idle = token_of(&log_in_from(&stack, "127.0.0.2", CHROME, &user, PASSWORD));
+    thread::sleep(Duration::from_secs(IDLE_SECS - 1));
+    let active = token_of(&log_in_from(&stack, "127.0.0.3", FIREFOX, &user, PASSWORD));
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(bearer_get(&stack, &idle, "/profile").status, 401, "idled out");
+    let listed = sessions(&stack, &active);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["browser"], "Firefox");
+    let mut redis = stack.redis();
+    let meta: Vec<String> = util::redis_keys(&mut redis, &stack.redis_prefix)
+        .into_iter()
+        .filter(|k| k.contains(":smeta:"))
+        .collect();
+    assert_eq!(meta.len(), 1, "only the live session's metadata is kept: {meta:?}");
+}

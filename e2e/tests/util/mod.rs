@@ -435,7 +435,7 @@ fn split_mysql_url(url: &str) -> (String, String) {
 }
 
 /// Every key under a prefix (SCAN, never KEYS).
-fn redis_keys(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
+pub fn redis_keys(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {

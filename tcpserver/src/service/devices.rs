@@ -24,7 +24,8 @@ use crate::user_agent::UNKNOWN;
 
 /// KEYS[1] = the account's index; ARGV = session key prefix, metadata key
 /// prefix. Returns, per live session: hash, value, TTL, metadata, last use
-/// stored in the last idle period ('' where absent). Drops dead entries.
+/// stored in the last idle period ('' where absent). Drops dead entries
+/// with their metadata (a session that idled out leaves it behind).
 const LIST: &str = r"
 local out = {}
 for _, h in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -38,6 +39,7 @@ for _, h in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     out[#out + 1] = m[2] or ''
   else
     redis.call('ZREM', KEYS[1], h)
+    redis.call('DEL', ARGV[2] .. h)
   end
 end
 return out
