@@ -460,3 +460,17 @@ fn a_session_that_idled_out_is_not_listed_and_leaves_no_metadata_behind() {
         .collect();
     assert_eq!(meta.len(), 1, "only the live session's metadata is kept: {meta:?}");
 }
+
+#[test]
+fn a_log_in_refused_by_the_successful_log_in_limit_is_recorded_as_throttled() {
+    let stack = Stack::start_with(Options::default().back("--logins-per-user", "2/600"));
+    let user = stack.sign_up("limited", PASSWORD);
+    let token = token_of(&log_in_from(&stack, "127.0.0.2", FIREFOX, &user, PASSWORD));
+    token_of(&log_in_from(&stack, "127.0.0.2", FIREFOX, &user, PASSWORD));
+    let refused = log_in_from(&stack, "127.0.0.2", FIREFOX, &user, PASSWORD);
+    assert_eq!((refused.status, refused.code()), (429, 7), "{}", refused.text());
+    let logins = history_of_at_least(&stack, &token, 3);
+    let outcomes: Vec<&str> = logins.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["throttled", "success", "success"], "{logins:?}");
+    assert_eq!(sessions(&stack, &token).len(), 2, "the refused log-in opened no session");
+}
