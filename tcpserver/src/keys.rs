@@ -54,6 +54,11 @@ impl Keys {
         format!("{}login:{username}", self.prefix)
     }
 
+    /// The fence against stale log-in records after a password change ([`crate::login_record`]).
+    pub fn password_fence(&self, username: &str) -> String {
+        format!("{}pwfence:{username}", self.prefix)
+    }
+
     /// The metadata of the session stored under `token_hash` ([`crate::device`]).
     pub fn session_meta(&self, token_hash: &str) -> String {
         format!("{}smeta:{token_hash}", self.prefix)

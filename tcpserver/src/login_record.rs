@@ -20,6 +20,14 @@
 //! The record expires after [`TTL_SECS`], which also bounds how long a hash
 //! changed behind the server's back (by hand in MySQL) could still be
 //! answered from the record.
+//!
+//! A password change or an account deletion also leaves a *fence*
+//! `pwfence:<username>` ([`fence_cmd`]): the stamp of the new hash (or a
+//! value no stamp has, after a deletion), for [`FENCE_TTL_SECS`]. [`lookup`]
+//! ignores a record whose stamp is not the fence's. That closes the race in
+//! which a log-in that read the old row from MySQL just before the change
+//! writes the old stamp back after the change deleted the record: its record
+//! is never used, so the old password cannot be answered from Redis.
 
 use std::sync::LazyLock;
 
@@ -36,9 +44,19 @@ use crate::throttle::{self, Limit};
 /// random leave at most one quarter-hour's log-ins in Redis (about 100 bytes each).
 pub const TTL_SECS: u64 = 15 * 60;
 
+/// How long a fence stands: twice a record's lifetime, so that a record
+/// written back by a log-in in flight during the change (just after it)
+/// expires before the fence does.
+pub const FENCE_TTL_SECS: u64 = 2 * TTL_SECS;
+
+/// The fence value after an account deletion: no stamp (hex) equals it.
+pub const DELETED: &str = "deleted";
+
 /// KEYS[1] = the record, KEYS[2..] = throttle counters; ARGV[1] = profile key
-/// prefix. Returns `ZCARD`, `TTL` for each counter, then the record's id and
-/// stamp, then the profile entry's `v`, `u`, `n`, `a` (missing fields are nil).
+/// prefix, ARGV[2] = the fence (`''` for none). Returns `ZCARD`, `TTL` for
+/// each counter, then the record's id and stamp (nil if there is no record,
+/// or its stamp is not the fence's), then the profile entry's `v`, `u`, `n`,
+/// `a` (missing fields are nil).
 const LOOKUP: &str = r"#!lua flags=no-writes
 local out = {}
 for i = 2, #KEYS do
@@ -46,6 +64,12 @@ for i = 2, #KEYS do
   out[#out + 1] = tostring(redis.call('TTL', KEYS[i]))
 end
 local record = redis.call('HMGET', KEYS[1], 'id', 's')
+if record[2] and ARGV[2] ~= '' then
+  local fence = redis.call('GET', ARGV[2])
+  if fence and fence ~= record[2] then
+    record = {false, false}
+  end
+end
 out[#out + 1] = record[1]
 out[#out + 1] = record[2]
 if record[1] then
@@ -104,7 +128,7 @@ pub fn lookup(
         for (key, _) in lookup.counters {
             command.arg(key);
         }
-        command.arg(&prefix);
+        command.arg(&prefix).arg(lookup.username.map(|name| keys.password_fence(name)).unwrap_or_default());
     }
     if lookups.is_empty() {
         return Ok(Vec::new());
@@ -138,4 +162,11 @@ pub fn store(pipe: &mut Pipeline, keys: &Keys, username: &str, user_id: u64, sta
     let key = keys.login_record(username);
     pipe.cmd("HSET").arg(&key).arg("id").arg(user_id).arg("s").arg(stamp).ignore();
     pipe.cmd("EXPIRE").arg(&key).arg(TTL_SECS).ignore();
+}
+
+/// Adds the commands that forget `username`'s record and fence it to
+/// `stamp` (the new hash's, or [`DELETED`]) to a pipeline.
+pub fn fence_cmd(pipe: &mut Pipeline, keys: &Keys, username: &str, stamp: &str) {
+    pipe.cmd("SET").arg(keys.password_fence(username)).arg(stamp).arg("EX").arg(FENCE_TTL_SECS).ignore();
+    pipe.cmd("DEL").arg(keys.login_record(username)).ignore();
 }

@@ -18,6 +18,7 @@ use proto::{Message, Secret};
 use super::Service;
 use crate::db::{avatars, users};
 use crate::error::Error;
+use crate::login_record;
 
 impl Service {
     /// Deletes the session user's account, with every session it holds.
@@ -58,9 +59,10 @@ impl Service {
             .arg(keys.session(&hash))
             .arg(keys.session_meta(&hash))
             .arg(keys.user_sessions(user_id))
-            .arg(keys.login_record(&session.username))
             .arg(keys.profile(user_id))
             .ignore();
+        // A log-in in flight may write the record back: the fence makes it unusable.
+        login_record::fence_cmd(&mut pipe, keys, &session.username, login_record::DELETED);
         self.redis.run(|c| pipe.query::<()>(c))?;
         Ok(Message::AccountDeleted)
     }

@@ -4,16 +4,17 @@
 //! follows the password rules and differs from the current one; it is hashed
 //! at the configured cost and stored. Then, before the reply, every other
 //! session of the account ends and the log-in record `login:<username>` is
-//! deleted: the next log-in reads MySQL and finds the new hash, whose stamp
-//! differs, so neither an old record nor the verified cache (keyed by the
-//! stamp, [`crate::verified`]) can answer for the old password. The asking
-//! session stays.
+//! deleted and fenced to the new hash's stamp ([`login_record::fence_cmd`]):
+//! the next log-in reads MySQL and finds the new hash, whose stamp differs,
+//! so neither an old record (even one written back by a log-in in flight
+//! during the change) nor the verified cache (keyed by the stamp,
+//! [`crate::verified`]) can answer for the old password. The asking session
+//! stays.
 //!
-//! What is left: a log-in whose MySQL read came before the change but whose
-//! session script runs after it can still open a session with the old
-//! password (and write a record with the old stamp): that log-in was already
-//! checked when the password was changed. The window is one worker batch
-//! (milliseconds); its session shows in the device list and can be ended.
+//! What is left: a log-in whose MySQL read and check came before the change
+//! but whose session script runs after it still opens its session (it was
+//! checked when the old password was right). The window is one worker batch
+//! (milliseconds); that session shows in the device list and can be ended.
 
 use std::net::IpAddr;
 
@@ -22,6 +23,8 @@ use proto::{Message, Secret};
 use super::Service;
 use crate::db::users;
 use crate::error::Error;
+use crate::login_record;
+use crate::password;
 use crate::validate;
 
 impl Service {
@@ -46,8 +49,14 @@ impl Service {
         let row = self.check_current_password(&session, password, client)?;
         let new_hash = self.shared.hasher.hash(new_password.expose())?;
         self.mysql.read(|c| users::update_password_hash(c, row.user_id, &new_hash))?;
-        let record = self.shared.keys.login_record(&session.username);
-        self.redis.run(|c| redis::cmd("DEL").arg(&record).query::<()>(c))?;
+        let mut fence = redis::pipe();
+        login_record::fence_cmd(
+            &mut fence,
+            &self.shared.keys,
+            &session.username,
+            &password::stamp(&new_hash),
+        );
+        self.redis.run(|c| fence.query::<()>(c))?;
         let ended = self.end_other_sessions(&session, &hash)?;
         Ok(Message::PasswordChanged { ended })
     }
