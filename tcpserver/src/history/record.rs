@@ -175,7 +175,7 @@ end
 return {dropped}
 ";
 
-/// [`QUEUE`], sent by its SHA-1 once Redis has it.
+/// The queueing script (`QUEUE`), sent by its SHA-1 once Redis has it.
 pub static QUEUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE));
 
 /// Adds the queueing of `attempts` to a pipeline: one reply, `{dropped}`.

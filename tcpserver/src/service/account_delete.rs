@@ -26,7 +26,7 @@ impl Service {
     /// # Errors
     ///
     /// [`Error::ConfirmationMismatch`] unless `confirm` is the username, and
-    /// those of [`Service::check_current_password`].
+    /// those of re-authentication (`reauth`: wrong password, throttled).
     pub fn delete_account(
         &mut self,
         token: &Secret,

@@ -33,7 +33,8 @@ impl Service {
     /// # Errors
     ///
     /// [`Error::InvalidPassword`] for a new password that breaks the rules,
-    /// [`Error::PasswordUnchanged`], and those of [`Service::check_current_password`].
+    /// [`Error::PasswordUnchanged`], and those of re-authentication (`reauth`: wrong
+    /// password, throttled).
     pub fn change_password(
         &mut self,
         token: &Secret,
