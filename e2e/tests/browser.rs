@@ -139,4 +139,26 @@ fn a_person_sees_two_devices_signs_the_other_out_and_changes_the_password_in_chr
     phone.wait_for("the error", "return document.querySelector('.alert.error') !== null;", json!([]));
     log_in(&phone, "a new passphrase entirely");
     assert_eq!(phone.text(&phone.find("#username")), username);
+
+    // A sign-in from a new device and network is announced on the laptop's home page.
+    let mut elsewhere = util::Http::from_source(stack.addr, "127.1.0.5".parse().expect("address"));
+    let reply = elsewhere.api_post_with(
+        "/login",
+        &[("username", &username), ("password", "a new passphrase entirely")],
+        &[("User-Agent", "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0")],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // The history drainer writes it within about a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        laptop.goto(&home);
+        if laptop.exists(".new-sign-in") || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let notice = laptop.text(&laptop.find(".new-sign-in"));
+    assert!(notice.contains("New sign-in: Firefox on Linux from 127.1.0.5"), "{notice}");
+    assert!(laptop.exists(".new-sign-in form button[type=submit]"), "sign out that device, one click away");
+    laptop.screenshot(&workspace_root().join("target/test-artifacts/new-sign-in.png"));
 }
