@@ -61,3 +61,47 @@ CREATE TABLE IF NOT EXISTS avatars (
     PRIMARY KEY (name)
 ) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin
 SELECT avatar AS name, COUNT(*) AS refs FROM users WHERE avatar IS NOT NULL GROUP BY avatar;
+
+-- The log-in history: one row per attempt on an existing account (successes,
+-- wrong passwords, throttled attempts), written by tcpserver's history
+-- drainer in multi-row INSERT IGNOREs. attempt_id is unique, so a drain
+-- repeated after a crash inserts nothing twice. Rows older than 90 days are
+-- pruned by tcpserver in bounded batches (ix_logins_time). "This user's
+-- latest" reads ix_logins_user_time backwards. Deleting the account deletes
+-- its rows.
+CREATE TABLE IF NOT EXISTS logins (
+    id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    attempt_id  CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    user_id     BIGINT UNSIGNED NOT NULL,
+    -- Milliseconds since the Unix epoch: no time zone to get wrong.
+    time_ms     BIGINT UNSIGNED NOT NULL,
+    ip          VARCHAR(45) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    browser     VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    os          VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    -- password, qr
+    method      VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    -- success, wrong_password, throttled
+    outcome     VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    new_device  BOOLEAN NOT NULL DEFAULT FALSE,
+    suspicious  BOOLEAN NOT NULL DEFAULT FALSE,
+    -- The public id of the session a success opened ('' otherwise).
+    session_id  CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
+    PRIMARY KEY (id),
+    UNIQUE KEY uk_logins_attempt (attempt_id),
+    KEY ix_logins_user_time (user_id, time_ms),
+    KEY ix_logins_time (time_ms),
+    CONSTRAINT fk_logins_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin;
+
+-- What each account has logged in with in the last 90 days: a 128-bit digest
+-- of (browser, OS, network) and one of the network alone (/24 for IPv4, /48
+-- for IPv6), with the last time it was seen. A success whose digest is not
+-- here is a new device.
+CREATE TABLE IF NOT EXISTS known_devices (
+    user_id      BIGINT UNSIGNED NOT NULL,
+    fingerprint  BINARY(16) NOT NULL,
+    last_seen_ms BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (user_id, fingerprint),
+    KEY ix_known_devices_seen (last_seen_ms),
+    CONSTRAINT fk_known_devices_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin;

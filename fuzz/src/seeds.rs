@@ -46,7 +46,12 @@ pub fn frames() -> Vec<Seed> {
         ),
         (
             "login",
-            Message::Login { username: "alice".into(), password: "correct horse".into(), client: Some(v6) },
+            Message::Login {
+                username: "alice".into(),
+                password: "correct horse".into(),
+                client: Some(v6),
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0".into()),
+            },
         ),
         ("logout", Message::Logout { token: token() }),
         ("get-profile", Message::GetProfile { token: token(), username: None }),
@@ -83,6 +88,56 @@ pub fn frames() -> Vec<Seed> {
     // Readiness (protocol 3), after the handshake's for the same reason.
     messages.push(("check-ready", Message::CheckReady));
     messages.push(("readiness", Message::Readiness { mysql: true, redis: false }));
+    // Account security (0x10-0x15, 0x90-0x95), after the handshake's for the same reason.
+    messages.push(("list-sessions", Message::ListSessions { token: token() }));
+    messages.push(("revoke-session", Message::RevokeSession { token: token(), id: "0f".repeat(16) }));
+    messages.push(("revoke-others", Message::RevokeOtherSessions { token: token() }));
+    messages.push(("login-history", Message::LoginHistory { token: token(), limit: 100 }));
+    messages.push((
+        "change-password",
+        Message::ChangePassword {
+            token: token(),
+            password: "correct horse".into(),
+            new_password: "battery staple".into(),
+            client: Some(v4),
+        },
+    ));
+    messages.push((
+        "delete-account",
+        Message::DeleteAccount {
+            token: token(),
+            password: "correct horse".into(),
+            confirm: "alice".into(),
+            client: Some(v6),
+        },
+    ));
+    messages.push((
+        "sessions",
+        Message::Sessions(vec![proto::DeviceSession {
+            id: "0f".repeat(16),
+            browser: "Firefox".into(),
+            os: "Linux".into(),
+            ip: "192.0.2.7".into(),
+            created: 1_700_000_000,
+            last_used: 1_700_000_060,
+            current: true,
+        }]),
+    ));
+    messages.push((
+        "history",
+        Message::History(vec![proto::LoginEntry {
+            time: 1_700_000_000,
+            ip: "2001:db8::1".into(),
+            browser: "Chrome".into(),
+            os: "Windows".into(),
+            method: "password".into(),
+            outcome: "success".into(),
+            new_device: true,
+            suspicious: false,
+            session: "0f".repeat(16),
+        }]),
+    ));
+    messages.push(("password-changed", Message::PasswordChanged { ended: 2 }));
     let mut seeds: Vec<Seed> = messages
         .into_iter()
         .enumerate()
@@ -92,7 +147,12 @@ pub fn frames() -> Vec<Seed> {
     pipelined.extend(encode(2, Message::Logout { token: token() }));
     seeds.push(("pipelined.bin".into(), pipelined));
     let mut traced = Vec::new();
-    let login = Message::Login { username: "alice".into(), password: "correct horse".into(), client: Some(v4) };
+    let login = Message::Login {
+        username: "alice".into(),
+        password: "correct horse".into(),
+        client: Some(v4),
+        user_agent: Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0".into()),
+    };
     let trace = TraceId::parse("0af7651916cd43dd8448eb211c80319c").unwrap_or_default();
     match (Frame { request_id: 7, message: login }).encode_traced(trace, &mut traced) {
         Ok(()) => seeds.push(("traced-login.bin".into(), traced)),

@@ -204,6 +204,8 @@ fn rejected_status(code: ErrorCode) -> (u16, bool) {
         ErrorCode::Overloaded | ErrorCode::Unavailable => (503, true),
         ErrorCode::Internal | ErrorCode::UnexpectedMessage => (500, false),
         ErrorCode::InsufficientStorage => (507, true),
+        ErrorCode::UnknownSession => (404, false),
+        ErrorCode::PasswordUnchanged | ErrorCode::ConfirmationMismatch => (400, false),
     }
 }
 
@@ -231,6 +233,9 @@ fn default_message(code: ErrorCode) -> &'static str {
         ErrorCode::InsufficientStorage => {
             "The server has no room for new pictures right now. Please try again later."
         }
+        ErrorCode::UnknownSession => "That device is not signed in (any more).",
+        ErrorCode::PasswordUnchanged => "The new password must differ from the current one.",
+        ErrorCode::ConfirmationMismatch => "To delete the account, type its username exactly as shown.",
     }
 }
 
@@ -292,6 +297,9 @@ mod tests {
             (ErrorCode::Unavailable, 503),
             (ErrorCode::Internal, 500),
             (ErrorCode::InsufficientStorage, 507),
+            (ErrorCode::UnknownSession, 404),
+            (ErrorCode::PasswordUnchanged, 400),
+            (ErrorCode::ConfirmationMismatch, 400),
         ];
         for (code, status) in expect {
             let problem = Failure::rejected(code, "").problem();

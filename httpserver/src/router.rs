@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::error::{Failure, HttpError};
-use crate::handlers::{self, Client, account, health, openapi, pages, profile, ready};
+use crate::handlers::{self, Client, account, health, openapi, pages, profile, ready, security};
 use crate::input::image_too_large;
 use crate::request::{MAX_BODY_LEN, MAX_UPLOAD_BODY_LEN, Method, Request};
 use crate::response::Response;
@@ -78,6 +78,12 @@ pub fn route(app: &App, request: &Request) -> Response {
         "/logout" => (Allowed::Post, account::logout),
         "/updateNickName" => (Allowed::Post, profile::update_nickname),
         UPLOAD_PATH => (Allowed::Post, profile::upload_picture),
+        "/sessions" => (Allowed::GetHead, security::list),
+        "/sessions/revoke" => (Allowed::Post, security::revoke),
+        "/sessions/revokeOthers" => (Allowed::Post, security::revoke_others),
+        "/loginHistory" => (Allowed::GetHead, security::history),
+        "/changePassword" => (Allowed::Post, security::change_password),
+        "/deleteAccount" => (Allowed::Post, security::delete_account),
         path if path.starts_with("/static/") => (Allowed::GetHead, static_file),
         _ => return handlers::failure(app, Client::of(&request.head), &Failure::http(HttpError::NotFound)),
     };

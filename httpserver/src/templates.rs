@@ -6,6 +6,8 @@
 //! module builds from escaped parts, or another rendered template. Nothing else
 //! can reach a page, so a user's nickname cannot turn into markup.
 
+pub mod security;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -257,7 +259,10 @@ mod tests {
     fn the_shipped_templates_load_and_use_known_slots() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../html");
         let t = Templates::load(&dir).unwrap();
-        let known = ["title", "content", "message", "csrf", "username", "nickname", "avatar", "heading"];
+        let known = [
+            "title", "content", "message", "csrf", "username", "nickname", "avatar", "heading", "notices",
+            "devices", "history",
+        ];
         for page in Page::ALL {
             for slot in t.slots(page) {
                 assert!(known.contains(&slot), "{page:?} has unknown slot {slot}");

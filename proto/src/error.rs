@@ -48,6 +48,13 @@ pub enum Error {
     /// A frame's trace id is longer than [`crate::MAX_TRACE_LEN`] or holds a
     /// byte outside its alphabet ([`crate::trace`]).
     BadTrace,
+    /// A list field (devices, log-in history) holds more items than its bound.
+    ListTooLong {
+        /// Its item count.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -70,6 +77,7 @@ impl fmt::Display for Error {
             }
             Error::SecretRefused => f.write_str("RPC secret refused as an HMAC key"),
             Error::BadTrace => f.write_str("trace id too long or outside its alphabet"),
+            Error::ListTooLong { len, max } => write!(f, "list of {len} items exceeds the maximum of {max}"),
         }
     }
 }

@@ -137,7 +137,65 @@ mod tests {
                 client: Some(v4),
             },
             Message::SignUp { username: "u".into(), password: "p".into(), nickname: None, client: None },
-            Message::Login { username: "u".into(), password: "pw".into(), client: Some(v6) },
+            Message::Login {
+                username: "u".into(),
+                password: "pw".into(),
+                client: Some(v6),
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0".into()),
+            },
+            Message::Login { username: "u".into(), password: "pw".into(), client: None, user_agent: None },
+            Message::ListSessions { token: "t".into() },
+            Message::RevokeSession { token: "t".into(), id: "0123abcd".into() },
+            Message::RevokeOtherSessions { token: "t".into() },
+            Message::LoginHistory { token: "t".into(), limit: 100 },
+            Message::ChangePassword {
+                token: "t".into(),
+                password: "old ä".into(),
+                new_password: "new 🐉".into(),
+                client: Some(v4),
+            },
+            Message::DeleteAccount {
+                token: "t".into(),
+                password: "pw".into(),
+                confirm: "u".into(),
+                client: None,
+            },
+            Message::Sessions(vec![
+                crate::DeviceSession {
+                    id: "ab".into(),
+                    browser: "Firefox".into(),
+                    os: "Linux".into(),
+                    ip: "192.0.2.7".into(),
+                    created: 1_700_000_000,
+                    last_used: 1_700_000_060,
+                    current: true,
+                },
+                crate::DeviceSession {
+                    id: "cd".into(),
+                    browser: "Unknown".into(),
+                    os: "Unknown".into(),
+                    ip: String::new(),
+                    created: 0,
+                    last_used: u64::MAX,
+                    current: false,
+                },
+            ]),
+            Message::Sessions(Vec::new()),
+            Message::SessionRevoked,
+            Message::OthersRevoked { ended: 3 },
+            Message::History(vec![crate::LoginEntry {
+                time: 1_700_000_000,
+                ip: "2001:db8::1".into(),
+                browser: "Chrome".into(),
+                os: "Windows".into(),
+                method: "password".into(),
+                outcome: "success".into(),
+                new_device: true,
+                suspicious: false,
+                session: "ab".into(),
+            }]),
+            Message::PasswordChanged { ended: 0 },
+            Message::AccountDeleted,
             Message::Logout { token: "t".into() },
             Message::GetProfile { token: "t".into(), username: None },
             Message::GetProfile { token: "t".into(), username: Some("u".into()) },
@@ -324,10 +382,43 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
-        let login = Message::Login { username: "u".into(), password: "hunter2".into(), client: None };
+        let login = Message::Login {
+            username: "u".into(),
+            password: "hunter2".into(),
+            client: None,
+            user_agent: None,
+        };
         let shown = format!("{login:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn lists_longer_than_their_bound_are_refused_both_ways() {
+        let entry = crate::LoginEntry {
+            time: 1,
+            ip: String::new(),
+            browser: String::new(),
+            os: String::new(),
+            method: "password".into(),
+            outcome: "success".into(),
+            new_device: false,
+            suspicious: false,
+            session: String::new(),
+        };
+        let long = Message::History(vec![entry; crate::security::MAX_HISTORY + 1]);
+        let mut out = Vec::new();
+        assert!(matches!(
+            Frame { request_id: 1, message: long }.encode(&mut out),
+            Err(Error::ListTooLong { len: 101, max: 100 })
+        ));
+        // A hand-made body announcing 101 entries is refused before any is read.
+        let mut body = vec![0, 101];
+        body.extend_from_slice(&[0; 32]);
+        assert!(matches!(
+            Message::decode_body(MessageType::History, &body),
+            Err(Error::ListTooLong { len: 101, max: 100 })
+        ));
     }
 
     /// Random and mutated bytes must give `Ok` or `Err`, never a panic, and a

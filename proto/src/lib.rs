@@ -24,6 +24,7 @@ mod frame;
 pub mod handshake;
 mod header;
 mod message;
+pub mod security;
 pub mod trace;
 mod wire;
 
@@ -32,4 +33,5 @@ pub use frame::Frame;
 pub use handshake::{Nonce, Proof, RpcSecret};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_BODY_LEN, VERSION};
 pub use message::{ErrorCode, ErrorReply, MAX_IMAGE_LEN, Message, MessageType, Profile, Secret};
+pub use security::{DeviceSession, LoginEntry, MAX_USER_AGENT_LEN};
 pub use trace::{MAX_TRACE_LEN, TraceId};

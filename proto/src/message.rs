@@ -33,6 +33,12 @@ pub enum MessageType {
     Ping = 0x07,
     Proof = 0x08,
     CheckReady = 0x30,
+    ListSessions = 0x10,
+    RevokeSession = 0x11,
+    RevokeOtherSessions = 0x12,
+    LoginHistory = 0x13,
+    ChangePassword = 0x14,
+    DeleteAccount = 0x15,
     SignedUp = 0x81,
     LoggedIn = 0x82,
     LoggedOut = 0x83,
@@ -43,6 +49,12 @@ pub enum MessageType {
     Challenge = 0x88,
     Accepted = 0x89,
     Readiness = 0xb0,
+    Sessions = 0x90,
+    SessionRevoked = 0x91,
+    OthersRevoked = 0x92,
+    History = 0x93,
+    PasswordChanged = 0x94,
+    AccountDeleted = 0x95,
     Error = 0xff,
 }
 
@@ -61,6 +73,12 @@ impl MessageType {
             0x08 => Proof,
             0x30 => CheckReady,
             0xb0 => Readiness,
+            0x10 => ListSessions,
+            0x11 => RevokeSession,
+            0x12 => RevokeOtherSessions,
+            0x13 => LoginHistory,
+            0x14 => ChangePassword,
+            0x15 => DeleteAccount,
             0x81 => SignedUp,
             0x82 => LoggedIn,
             0x83 => LoggedOut,
@@ -70,6 +88,12 @@ impl MessageType {
             0x87 => Pong,
             0x88 => Challenge,
             0x89 => Accepted,
+            0x90 => Sessions,
+            0x91 => SessionRevoked,
+            0x92 => OthersRevoked,
+            0x93 => History,
+            0x94 => PasswordChanged,
+            0x95 => AccountDeleted,
             0xff => Error,
             _ => return None,
         })
@@ -173,11 +197,17 @@ pub enum ErrorCode {
     /// The picture store's disk is below its free-space floor, so no new picture
     /// is accepted until an operator makes room; retry after `retry_after_secs`.
     InsufficientStorage = 16,
+    /// No signed-in session of the account has that id (signed out already, or never).
+    UnknownSession = 17,
+    /// The new password is the current one.
+    PasswordUnchanged = 18,
+    /// The typed confirmation is not the account's username.
+    ConfirmationMismatch = 19,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidUsername,
         ErrorCode::InvalidPassword,
@@ -194,6 +224,9 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::UnexpectedMessage,
         ErrorCode::InsufficientStorage,
+        ErrorCode::UnknownSession,
+        ErrorCode::PasswordUnchanged,
+        ErrorCode::ConfirmationMismatch,
     ];
 
     /// The code for a wire number, or `None` if it is unknown.
@@ -234,8 +267,11 @@ pub enum Message {
         username: String,
         /// Password in clear.
         password: Secret,
-        /// The browser's address, for per-address throttling.
+        /// The browser's address, for per-address throttling and the history.
         client: Option<IpAddr>,
+        /// The browser's User-Agent (at most [`crate::MAX_USER_AGENT_LEN`]
+        /// bytes), for the device list and the history.
+        user_agent: Option<String>,
     },
     /// End a session.
     Logout {
@@ -269,6 +305,52 @@ pub enum Message {
     },
     /// Liveness check; answered with [`Message::Pong`] without touching MySQL or Redis.
     Ping,
+    /// The sessions (devices) of the session's account.
+    ListSessions {
+        /// The session token.
+        token: Secret,
+    },
+    /// End one session of the session's account, by its public id.
+    RevokeSession {
+        /// The session token.
+        token: Secret,
+        /// The [`crate::DeviceSession::id`] to end.
+        id: String,
+    },
+    /// End every session of the account but the asking one.
+    RevokeOtherSessions {
+        /// The session token.
+        token: Secret,
+    },
+    /// The account's latest log-in attempts, newest first.
+    LoginHistory {
+        /// The session token.
+        token: Secret,
+        /// How many (capped at [`crate::security::MAX_HISTORY`]).
+        limit: u16,
+    },
+    /// Change the password; every other session ends.
+    ChangePassword {
+        /// The session token.
+        token: Secret,
+        /// The current password.
+        password: Secret,
+        /// The new password.
+        new_password: Secret,
+        /// The browser's address, for the per-address throttle.
+        client: Option<IpAddr>,
+    },
+    /// Delete the account, its sessions and its history.
+    DeleteAccount {
+        /// The session token.
+        token: Secret,
+        /// The current password.
+        password: Secret,
+        /// The username, typed by the person as confirmation.
+        confirm: String,
+        /// The browser's address, for the per-address throttle.
+        client: Option<IpAddr>,
+    },
     /// The account was created.
     SignedUp(Profile),
     /// The password was right: a new session.
@@ -288,6 +370,24 @@ pub enum Message {
     AvatarSet(Profile),
     /// Answer to [`Message::Ping`].
     Pong,
+    /// The account's sessions, newest first.
+    Sessions(Vec<crate::DeviceSession>),
+    /// The session was ended.
+    SessionRevoked,
+    /// Every other session was ended.
+    OthersRevoked {
+        /// How many were signed in.
+        ended: u32,
+    },
+    /// The account's latest log-in attempts, newest first.
+    History(Vec<crate::LoginEntry>),
+    /// The password was changed and every other session ended.
+    PasswordChanged {
+        /// How many other sessions ended.
+        ended: u32,
+    },
+    /// The account is gone.
+    AccountDeleted,
     /// The server's first frame on every connection: prove the secret by
     /// answering this nonce ([`crate::handshake`]).
     Challenge(Nonce),
@@ -321,6 +421,18 @@ impl Message {
             Message::UpdateNickname { .. } => MessageType::UpdateNickname,
             Message::SetAvatar { .. } => MessageType::SetAvatar,
             Message::Ping => MessageType::Ping,
+            Message::ListSessions { .. } => MessageType::ListSessions,
+            Message::RevokeSession { .. } => MessageType::RevokeSession,
+            Message::RevokeOtherSessions { .. } => MessageType::RevokeOtherSessions,
+            Message::LoginHistory { .. } => MessageType::LoginHistory,
+            Message::ChangePassword { .. } => MessageType::ChangePassword,
+            Message::DeleteAccount { .. } => MessageType::DeleteAccount,
+            Message::Sessions(_) => MessageType::Sessions,
+            Message::SessionRevoked => MessageType::SessionRevoked,
+            Message::OthersRevoked { .. } => MessageType::OthersRevoked,
+            Message::History(_) => MessageType::History,
+            Message::PasswordChanged { .. } => MessageType::PasswordChanged,
+            Message::AccountDeleted => MessageType::AccountDeleted,
             Message::SignedUp(_) => MessageType::SignedUp,
             Message::LoggedIn { .. } => MessageType::LoggedIn,
             Message::LoggedOut => MessageType::LoggedOut,
@@ -352,11 +464,38 @@ impl Message {
                 w.optional_text(nickname.as_deref())?;
                 w.client_addr(*client);
             }
-            Message::Login { username, password, client } => {
+            Message::Login { username, password, client, user_agent } => {
                 w.text(username)?;
                 w.text(password.expose())?;
                 w.client_addr(*client);
+                w.optional_text(user_agent.as_deref())?;
             }
+            Message::ListSessions { token } | Message::RevokeOtherSessions { token } => {
+                w.text(token.expose())?
+            }
+            Message::RevokeSession { token, id } => {
+                w.text(token.expose())?;
+                w.text(id)?;
+            }
+            Message::LoginHistory { token, limit } => {
+                w.text(token.expose())?;
+                w.u16(*limit);
+            }
+            Message::ChangePassword { token, password, new_password, client } => {
+                w.text(token.expose())?;
+                w.text(password.expose())?;
+                w.text(new_password.expose())?;
+                w.client_addr(*client);
+            }
+            Message::DeleteAccount { token, password, confirm, client } => {
+                w.text(token.expose())?;
+                w.text(password.expose())?;
+                w.text(confirm)?;
+                w.client_addr(*client);
+            }
+            Message::Sessions(sessions) => crate::security::encode_sessions(&mut w, sessions)?,
+            Message::History(logins) => crate::security::encode_history(&mut w, logins)?,
+            Message::OthersRevoked { ended } | Message::PasswordChanged { ended } => w.u32(*ended),
             Message::Logout { token } => w.text(token.expose())?,
             Message::GetProfile { token, username } => {
                 w.text(token.expose())?;
@@ -372,7 +511,13 @@ impl Message {
                 w.optional_text(username.as_deref())?;
                 w.bytes(image)?;
             }
-            Message::Ping | Message::LoggedOut | Message::Pong | Message::Accepted | Message::CheckReady => {}
+            Message::Ping
+            | Message::LoggedOut
+            | Message::Pong
+            | Message::Accepted
+            | Message::CheckReady
+            | Message::SessionRevoked
+            | Message::AccountDeleted => {}
             Message::Readiness { mysql, redis } => w.u8(u8::from(*mysql) | u8::from(*redis) << 1),
             Message::Challenge(nonce) => w.fixed(&nonce.0),
             Message::Proof(proof) => w.fixed(&proof.0),
@@ -403,9 +548,34 @@ impl Message {
                 nickname: r.optional_text()?,
                 client: r.client_addr()?,
             },
-            MessageType::Login => {
-                Message::Login { username: r.text()?, password: Secret(r.text()?), client: r.client_addr()? }
-            }
+            MessageType::Login => Message::Login {
+                username: r.text()?,
+                password: Secret(r.text()?),
+                client: r.client_addr()?,
+                user_agent: r.optional_text()?,
+            },
+            MessageType::ListSessions => Message::ListSessions { token: Secret(r.text()?) },
+            MessageType::RevokeSession => Message::RevokeSession { token: Secret(r.text()?), id: r.text()? },
+            MessageType::RevokeOtherSessions => Message::RevokeOtherSessions { token: Secret(r.text()?) },
+            MessageType::LoginHistory => Message::LoginHistory { token: Secret(r.text()?), limit: r.u16()? },
+            MessageType::ChangePassword => Message::ChangePassword {
+                token: Secret(r.text()?),
+                password: Secret(r.text()?),
+                new_password: Secret(r.text()?),
+                client: r.client_addr()?,
+            },
+            MessageType::DeleteAccount => Message::DeleteAccount {
+                token: Secret(r.text()?),
+                password: Secret(r.text()?),
+                confirm: r.text()?,
+                client: r.client_addr()?,
+            },
+            MessageType::Sessions => Message::Sessions(crate::security::decode_sessions(&mut r)?),
+            MessageType::SessionRevoked => Message::SessionRevoked,
+            MessageType::OthersRevoked => Message::OthersRevoked { ended: r.u32()? },
+            MessageType::History => Message::History(crate::security::decode_history(&mut r)?),
+            MessageType::PasswordChanged => Message::PasswordChanged { ended: r.u32()? },
+            MessageType::AccountDeleted => Message::AccountDeleted,
             MessageType::Logout => Message::Logout { token: Secret(r.text()?) },
             MessageType::GetProfile => {
                 Message::GetProfile { token: Secret(r.text()?), username: r.optional_text()? }

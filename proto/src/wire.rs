@@ -5,7 +5,8 @@
 //!
 //! | field            | encoding                                                |
 //! |------------------|---------------------------------------------------------|
-//! | `u16`, `u32`     | big-endian                                              |
+//! | `u16`, `u32`, `u64` | big-endian                                           |
+//! | flag             | `u8` 0 (false) or 1 (true)                              |
 //! | text             | `u16` byte length, then that many bytes of UTF-8        |
 //! | optional text    | `u8` 0 (absent) or 1 (present, then text)               |
 //! | bytes            | `u32` byte length, then the bytes                       |
@@ -52,6 +53,21 @@ impl<'a> Reader<'a> {
     pub(crate) fn u32(&mut self) -> Result<u32, Error> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, Error> {
+        let b = self.take(8)?;
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(b);
+        Ok(u64::from_be_bytes(eight))
+    }
+
+    pub(crate) fn flag(&mut self) -> Result<bool, Error> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            tag => Err(Error::InvalidTag(tag)),
+        }
     }
 
     pub(crate) fn text(&mut self) -> Result<String, Error> {
@@ -126,6 +142,10 @@ impl<'a> Writer<'a> {
     }
 
     pub(crate) fn u32(&mut self, v: u32) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+
+    pub(crate) fn u64(&mut self, v: u64) {
         self.out.extend_from_slice(&v.to_be_bytes());
     }
 

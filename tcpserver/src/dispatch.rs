@@ -50,7 +50,9 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
         Message::SignUp { username, password, nickname, client } => {
             service.sign_up(&username, &password, nickname.as_deref(), client)
         }
-        Message::Login { username, password, client } => service.log_in(&username, &password, client),
+        Message::Login { username, password, client, user_agent } => {
+            service.log_in(&username, &password, client, user_agent.as_deref())
+        }
         Message::Logout { token } => service.log_out(&token),
         Message::GetProfile { token, username } => service.get_profile(&token, username.as_deref()),
         Message::UpdateNickname { token, username, nickname } => {
@@ -60,6 +62,16 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
             service.set_avatar(&token, username.as_deref(), &image)
         }
         Message::CheckReady => Ok(service.check_ready()),
+        Message::ListSessions { token } => service.list_sessions(&token),
+        Message::RevokeSession { token, id } => service.revoke_session(&token, &id),
+        Message::RevokeOtherSessions { token } => service.revoke_other_sessions(&token),
+        Message::LoginHistory { token, limit } => service.login_history(&token, limit),
+        Message::ChangePassword { token, password, new_password, client } => {
+            service.change_password(&token, &password, &new_password, client)
+        }
+        Message::DeleteAccount { token, password, confirm, client } => {
+            service.delete_account(&token, &password, &confirm, client)
+        }
         // `route` answers these on the reactor; should one arrive here anyway,
         // route it again rather than fail.
         other => match route(other) {
@@ -84,8 +96,8 @@ pub fn handle_batch(service: &mut Service, messages: Vec<Message>) -> Vec<Result
     let logins: Vec<LoginRequest<'_>> = messages
         .iter()
         .filter_map(|message| match message {
-            Message::Login { username, password, client } => {
-                Some(LoginRequest { username, password, client: *client })
+            Message::Login { username, password, client, user_agent } => {
+                Some(LoginRequest { username, password, client: *client, user_agent: user_agent.as_deref() })
             }
             _ => None,
         })
@@ -156,6 +168,12 @@ pub fn operation_name(message: &Message) -> &'static str {
         Message::UpdateNickname { .. } => "update-nickname",
         Message::SetAvatar { .. } => "set-avatar",
         Message::CheckReady => "check-ready",
+        Message::ListSessions { .. } => "list-sessions",
+        Message::RevokeSession { .. } => "revoke-session",
+        Message::RevokeOtherSessions { .. } => "revoke-other-sessions",
+        Message::LoginHistory { .. } => "login-history",
+        Message::ChangePassword { .. } => "change-password",
+        Message::DeleteAccount { .. } => "delete-account",
         _ => "other",
     }
 }

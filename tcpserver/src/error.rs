@@ -56,6 +56,15 @@ pub enum Error {
     UsernameTaken,
     /// Unknown user or wrong password, deliberately not told apart.
     BadCredentials,
+    /// The current password given to change the password or delete the
+    /// account is wrong (the user is known: they hold a session).
+    WrongPassword,
+    /// No session of the account has the public id given.
+    UnknownSession,
+    /// The new password is the current one.
+    PasswordUnchanged,
+    /// The typed confirmation is not the account's username.
+    ConfirmationMismatch,
     /// A throttle is closed for this many more seconds.
     TooManyAttempts {
         /// Seconds until the throttle opens again.
@@ -135,7 +144,10 @@ impl Error {
             Error::InvalidPassword(_) => ErrorCode::InvalidPassword,
             Error::InvalidNickname(_) => ErrorCode::InvalidNickname,
             Error::UsernameTaken => ErrorCode::UsernameTaken,
-            Error::BadCredentials => ErrorCode::BadCredentials,
+            Error::BadCredentials | Error::WrongPassword => ErrorCode::BadCredentials,
+            Error::UnknownSession => ErrorCode::UnknownSession,
+            Error::PasswordUnchanged => ErrorCode::PasswordUnchanged,
+            Error::ConfirmationMismatch => ErrorCode::ConfirmationMismatch,
             Error::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
             Error::Unauthenticated => ErrorCode::Unauthenticated,
             Error::Forbidden => ErrorCode::Forbidden,
@@ -175,6 +187,12 @@ impl fmt::Display for Error {
             Error::InvalidNickname(e) => e.fmt(f),
             Error::UsernameTaken => f.write_str("That username is taken."),
             Error::BadCredentials => f.write_str("Wrong username or password."),
+            Error::WrongPassword => f.write_str("That is not your current password."),
+            Error::UnknownSession => f.write_str("That device is not signed in (any more)."),
+            Error::PasswordUnchanged => f.write_str("The new password must differ from the current one."),
+            Error::ConfirmationMismatch => {
+                f.write_str("To delete the account, type its username exactly as shown.")
+            }
             Error::TooManyAttempts { retry_after_secs } => {
                 write!(f, "Too many attempts. Try again in {retry_after_secs} seconds.")
             }

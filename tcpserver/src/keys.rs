@@ -54,6 +54,21 @@ impl Keys {
         format!("{}login:{username}", self.prefix)
     }
 
+    /// The fence against stale log-in records after a password change ([`crate::login_record`]).
+    pub fn password_fence(&self, username: &str) -> String {
+        format!("{}pwfence:{username}", self.prefix)
+    }
+
+    /// The metadata of the session stored under `token_hash` ([`crate::device`]).
+    pub fn session_meta(&self, token_hash: &str) -> String {
+        format!("{}smeta:{token_hash}", self.prefix)
+    }
+
+    /// The queue of log-in records waiting for the history drainer ([`crate::history`]).
+    pub fn history_queue(&self) -> String {
+        format!("{}hist:queue", self.prefix)
+    }
+
     /// The index of a user's sessions (see [`crate::session::open_cmd`]).
     pub fn user_sessions(&self, user_id: u64) -> String {
         format!("{}usess:{user_id}", self.prefix)

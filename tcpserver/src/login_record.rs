@@ -22,6 +22,14 @@
 //! The record expires after [`TTL_SECS`], which also bounds how long a hash
 //! changed behind the server's back (by hand in MySQL) could still be
 //! answered from the record.
+//!
+//! A password change or an account deletion also leaves a *fence*
+//! `pwfence:<username>` ([`fence_cmd`]): the stamp of the new hash (or a
+//! value no stamp has, after a deletion), for [`FENCE_TTL_SECS`]. [`lookup`]
+//! ignores a record whose stamp is not the fence's. That closes the race in
+//! which a log-in that read the old row from MySQL just before the change
+//! writes the old stamp back after the change deleted the record: its record
+//! is never used, so the old password cannot be answered from Redis.
 
 use std::sync::LazyLock;
 
@@ -38,19 +46,28 @@ use crate::throttle::Limit;
 /// random leave at most one quarter-hour's log-ins in Redis (about 100 bytes each).
 pub const TTL_SECS: u64 = 15 * 60;
 
+/// How long a fence stands: twice a record's lifetime, so that a record
+/// written back by a log-in in flight during the change (just after it)
+/// expires before the fence does.
+pub const FENCE_TTL_SECS: u64 = 2 * TTL_SECS;
+
+/// The fence value after an account deletion: no stamp (hex) equals it.
+pub const DELETED: &str = "deleted";
+
 /// KEYS[1] = the record (`''` for none), then the failed-log-in counters
 /// (sorted sets), then the successful-log-in counters (plain counts); ARGV =
 /// profile key prefix, the number of failure counters, the attempt's member,
-/// then a limit and a window for each counter. In one atomic step: refuses
-/// (`{seconds to wait}`) while a counter is at its limit; else reads the
-/// record and, when there is none (the log-in will need MySQL and a hash),
+/// the fence's key (`''` for none), then a limit and a window for each
+/// counter. In one atomic step: refuses (`{seconds to wait}`) while a counter
+/// is at its limit; else reads the record (ignored when its stamp is not the
+/// fence's) and, when there is none (the log-in will need MySQL and a hash),
 /// counts the attempt on the failure counters. Returns `{'0', admitted ('1'
 /// or '0'), id, stamp, v, u, n, a}` (missing fields are nil).
 const LOOKUP: &str = r"#!lua
 local failures = tonumber(ARGV[2])
 local wait = 0
 for i = 2, #KEYS do
-  local j = 4 + 2 * (i - 2)
+  local j = 5 + 2 * (i - 2)
   local count
   if i - 1 <= failures then
     count = redis.call('ZCARD', KEYS[i])
@@ -72,11 +89,17 @@ local record = {false, false}
 if KEYS[1] ~= '' then
   record = redis.call('HMGET', KEYS[1], 'id', 's')
 end
+if record[2] and ARGV[4] ~= '' then
+  local fence = redis.call('GET', ARGV[4])
+  if fence and fence ~= record[2] then
+    record = {false, false}
+  end
+end
 local admitted = '0'
 if not record[1] and failures > 0 then
   for i = 2, failures + 1 do
     redis.call('ZADD', KEYS[i], 0, ARGV[3])
-    redis.call('EXPIRE', KEYS[i], ARGV[4 + 2 * (i - 2) + 1], 'NX')
+    redis.call('EXPIRE', KEYS[i], ARGV[5 + 2 * (i - 2) + 1], 'NX')
   end
   admitted = '1'
 end
@@ -158,7 +181,8 @@ pub fn lookup(
         for (key, _) in counters() {
             command.arg(key);
         }
-        command.arg(&prefix).arg(lookup.failures.len()).arg(lookup.member);
+        let fence = lookup.username.map(|name| keys.password_fence(name)).unwrap_or_default();
+        command.arg(&prefix).arg(lookup.failures.len()).arg(lookup.member).arg(fence);
         for (_, limit) in counters() {
             command.arg(limit.max_attempts).arg(limit.window_secs);
         }
@@ -188,4 +212,11 @@ pub fn store(pipe: &mut Pipeline, keys: &Keys, username: &str, user_id: u64, sta
     let key = keys.login_record(username);
     pipe.cmd("HSET").arg(&key).arg("id").arg(user_id).arg("s").arg(stamp).ignore();
     pipe.cmd("EXPIRE").arg(&key).arg(TTL_SECS).ignore();
+}
+
+/// Adds the commands that forget `username`'s record and fence it to
+/// `stamp` (the new hash's, or [`DELETED`]) to a pipeline.
+pub fn fence_cmd(pipe: &mut Pipeline, keys: &Keys, username: &str, stamp: &str) {
+    pipe.cmd("SET").arg(keys.password_fence(username)).arg(stamp).arg("EX").arg(FENCE_TTL_SECS).ignore();
+    pipe.cmd("DEL").arg(keys.login_record(username)).ignore();
 }

@@ -10,9 +10,12 @@
 //!    hashed after the batch began, so it stays);
 //! 2. refuses the log-in, storing nothing, while the account or the client
 //!    address is at its limit of successful log-ins; otherwise counts it;
-//! 3. stores the session, adds it to the account's index `usess:<id>`, and
+//! 3. stores the session and what it was opened with (`smeta:<hash>`, see
+//!    [`crate::device`]), adds it to the account's index `usess:<id>`, and
 //!    ends the oldest sessions past the cap (`--max-sessions-per-user`,
-//!    [`DEFAULT_MAX_SESSIONS_PER_USER`]).
+//!    [`DEFAULT_MAX_SESSIONS_PER_USER`]);
+//! 4. queues the attempt's history record ([`crate::history`]) with the
+//!    outcome it decided: a success, or throttled by step 2.
 //!
 //! Done as one script, the count and the cap hold whatever the concurrency:
 //! two log-ins of one account in two workers cannot both see room for one
@@ -41,10 +44,19 @@ pub const DEFAULT_MAX_SESSIONS_PER_USER: u64 = 32;
 /// counts), failures per user, failures per address (sorted sets) (`''` where a request has no such
 /// counter). ARGV: session value, session TTL, now (ms), cap, absolute
 /// lifetime (s), session key prefix, token hash, attempt member, user limit,
-/// user window, address limit, address window, start of the log-in (µs).
-/// Returns `{0, sessions ended}` when opened, `{seconds to wait, 0}` when refused.
+/// user window, address limit, address window, start of the log-in (µs),
+/// metadata key prefix, metadata value, history queue, its cap, history
+/// record without its outcome. Returns `{0, sessions ended, records dropped}`
+/// when opened, `{seconds to wait, 0, records dropped}` when refused.
 const OPEN: &str = r"#!lua
 local now = tonumber(ARGV[3])
+local function record(outcome)
+  if redis.call('LLEN', ARGV[16]) < tonumber(ARGV[17]) then
+    redis.call('RPUSH', ARGV[16], outcome .. ARGV[18])
+    return 0
+  end
+  return 1
+end
 if KEYS[5] ~= '' then
   redis.call('ZREM', KEYS[5], ARGV[8])
   redis.call('ZREMRANGEBYSCORE', KEYS[5], 1, '(' .. ARGV[13])
@@ -64,7 +76,7 @@ for _, c in ipairs(counters) do
   end
 end
 if wait > 0 then
-  return {wait, 0}
+  return {wait, 0, record('throttled')}
 end
 for _, c in ipairs(counters) do
   if c[1] ~= '' then
@@ -73,6 +85,8 @@ for _, c in ipairs(counters) do
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', ARGV[14] .. ARGV[7], 'm', ARGV[15])
+redis.call('EXPIRE', ARGV[14] .. ARGV[7], ARGV[5])
 redis.call('ZADD', KEYS[2], now, ARGV[7])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[5]) * 1000))
 local ended = 0
@@ -81,10 +95,11 @@ if excess > 0 then
   local oldest = redis.call('ZPOPMIN', KEYS[2], excess)
   for i = 1, #oldest, 2 do
     ended = ended + redis.call('DEL', ARGV[6] .. oldest[i])
+    redis.call('DEL', ARGV[14] .. oldest[i])
   end
 end
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-return {0, ended}
+return {0, ended, record('success')}
 ";
 
 /// [`OPEN`], sent by its SHA-1 once Redis has it.
@@ -101,6 +116,10 @@ pub struct Opening<'a> {
     pub failures: [Option<&'a str>; 2],
     /// Successful-log-in counters of the user and the address, with their limits.
     pub successes: [Option<(&'a str, Limit)>; 2],
+    /// What the session is opened with ([`crate::device::SessionMeta::encode`]).
+    pub meta: &'a str,
+    /// The attempt's history record without its outcome ([`crate::history::record::Attempt::tail`]).
+    pub record_tail: &'a str,
 }
 
 /// Adds the [`OPEN`] script for `session` to a pipeline, keeping at most
@@ -139,7 +158,12 @@ pub fn open_cmd(
         .arg(user_window)
         .arg(addr_max)
         .arg(addr_window)
-        .arg(opening.started_us);
+        .arg(opening.started_us)
+        .arg(keys.session_meta(""))
+        .arg(opening.meta)
+        .arg(keys.history_queue())
+        .arg(crate::history::record::MAX_QUEUED)
+        .arg(opening.record_tail);
 }
 
 /// The outcome of one [`OPEN`] from its reply, counting the sessions it ended.
@@ -148,6 +172,7 @@ pub fn open_cmd(
 ///
 /// [`Error::TooManyAttempts`] when a successful-log-in limit refused it.
 pub fn opened(reply: &[u64]) -> Result<(), Error> {
+    crate::history::record::report_dropped(reply.get(2).copied().unwrap_or(0));
     match *reply {
         [0, ended, ..] => {
             crate::metrics::SESSIONS_CREATED.add(1);

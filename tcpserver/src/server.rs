@@ -190,6 +190,13 @@ impl Server {
             avatars,
             (config.limits, config.max_sessions_per_user),
         ));
+        // The drainer's links are numbered after the workers' in the log.
+        let drainer = crate::history::drain::Drainer::new(
+            MysqlLink::new(mysql_opts.clone(), config.workers),
+            RedisLink::new(redis_client.clone(), config.workers),
+            shared.keys.clone(),
+        );
+        drainer.start(Arc::clone(&shared.history_wake)).map_err(ServerError::Io)?;
 
         let listener = TcpListener::bind(config.listen)
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;

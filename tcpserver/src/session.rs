@@ -127,7 +127,7 @@ pub fn resume(
     // GETEX reads and restarts the idle timer in one round trip.
     let value: Option<String> =
         redis.run(|c| redis::cmd("GETEX").arg(&key).arg("EX").arg(lifetimes.idle_secs).query(c))?;
-    check_lifetime(redis, &key, value, lifetimes)
+    check_lifetime(redis, keys, &hash, value, lifetimes)
 }
 
 /// KEYS[1] = session; ARGV = idle lifetime, profile key prefix. `GETEX`s the
@@ -170,12 +170,12 @@ pub fn resume_with_profiles(
     tokens: &[&Secret],
     lifetimes: Lifetimes,
 ) -> Result<Vec<Resumed>, Error> {
-    let session_keys: Vec<Option<String>> =
-        tokens.iter().map(|token| token_hash(token.expose()).map(|hash| keys.session(&hash))).collect();
+    let hashes: Vec<Option<String>> = tokens.iter().map(|token| token_hash(token.expose())).collect();
     let script = &*RESUME_WITH_PROFILE_SCRIPT;
     let prefix = keys.profile_prefix();
     let mut pipe = redis::pipe();
-    for key in session_keys.iter().flatten() {
+    for hash in hashes.iter().flatten() {
+        let key = keys.session(hash);
         pipe.cmd("EVALSHA").arg(script.get_hash()).arg(1).arg(key).arg(lifetimes.idle_secs).arg(&prefix);
     }
     /// Per token: `nil` for no session, else the session value and the profile fields.
@@ -186,13 +186,13 @@ pub fn resume_with_profiles(
         redis.run_scripts::<Reply>(&pipe, &[script])?.into_iter()
     };
     let mut resumed = Vec::with_capacity(tokens.len());
-    for key in &session_keys {
-        let Some(key) = key else {
+    for hash in &hashes {
+        let Some(hash) = hash else {
             resumed.push(Err(Error::Unauthenticated));
             continue;
         };
         let mut fields = replies.next().flatten().unwrap_or_default().into_iter();
-        let session = check_lifetime(redis, key, fields.next().flatten(), lifetimes);
+        let session = check_lifetime(redis, keys, hash, fields.next().flatten(), lifetimes);
         let mut next = || fields.next().flatten();
         let profile = profile_cache::decode((next(), next(), next(), next()));
         resumed.push(session.and_then(|session| Ok((session, profile?))));
@@ -200,23 +200,35 @@ pub fn resume_with_profiles(
     Ok(resumed)
 }
 
-/// The session in a `GETEX`ed value, if it is still within its absolute lifetime.
+/// The session in a `GETEX`ed value, if it is still within its absolute
+/// lifetime. In its last idle period the key is pinned to the absolute expiry,
+/// so the TTL no longer tells when it was last used: the time of this use is
+/// stored beside its metadata instead ([`crate::device::last_used`]), in the
+/// same round trip.
 fn check_lifetime(
     redis: &mut RedisLink,
-    key: &str,
+    keys: &Keys,
+    hash: &str,
     value: Option<String>,
     lifetimes: Lifetimes,
 ) -> Result<Session, Error> {
+    let key = keys.session(hash);
     let session = Session::decode(&value.ok_or(Error::Unauthenticated)?)
         .ok_or(Error::Internal(Internal::CorruptEntry("session")))?;
     let now = unix_now();
     if now >= session.expires_at {
-        redis.run(|c| redis::cmd("DEL").arg(key).query::<()>(c))?;
+        redis.run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))?;
         return Err(Error::Unauthenticated);
     }
     if session.expires_at - now < lifetimes.idle_secs {
         // In its last idle period the key must expire with the session itself.
-        redis.run(|c| redis::cmd("EXPIREAT").arg(key).arg(session.expires_at).query::<()>(c))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXPIREAT").arg(&key).arg(session.expires_at).ignore();
+        let meta = keys.session_meta(hash);
+        pipe.cmd("HSET").arg(&meta).arg("lu").arg(now).ignore();
+        // Every key has a TTL: a session older than this version had no metadata.
+        pipe.cmd("EXPIREAT").arg(&meta).arg(session.expires_at).ignore();
+        redis.run(|c| pipe.query::<()>(c))?;
     }
     Ok(session)
 }
@@ -228,9 +240,10 @@ fn check_lifetime(
 /// [`Error::Unavailable`] if Redis is down.
 pub fn end(redis: &mut RedisLink, keys: &Keys, token: &Secret) -> Result<(), Error> {
     if let Some(hash) = token_hash(token.expose()) {
-        let key = keys.session(&hash);
-        let removed: u64 = redis.run(|c| redis::cmd("DEL").arg(&key).query(c))?;
-        crate::metrics::SESSIONS_LOGGED_OUT.add(removed);
+        let (key, meta) = (keys.session(&hash), keys.session_meta(&hash));
+        let removed: u64 = redis.run(|c| redis::cmd("DEL").arg(&key).arg(&meta).query(c))?;
+        // The metadata goes with its session; count the sessions only.
+        crate::metrics::SESSIONS_LOGGED_OUT.add(removed.min(1));
     }
     Ok(())
 }

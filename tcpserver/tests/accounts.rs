@@ -204,13 +204,24 @@ fn wrong_password_and_unknown_user_get_one_same_error() {
     let server = TestServer::start();
     let mut c = server.connect();
     let username = server.sign_up(&mut c, "known", PASSWORD);
-    let wrong = c.call(Message::Login { username, password: "not the password".into(), client: None });
+    let wrong = c.call(Message::Login {
+        username,
+        password: "not the password".into(),
+        client: None,
+        user_agent: None,
+    });
     let unknown = c.call(Message::Login {
         username: server.username("nobody"),
         password: PASSWORD.into(),
         client: None,
+        user_agent: None,
     });
-    let invalid = c.call(Message::Login { username: "x!".into(), password: PASSWORD.into(), client: None });
+    let invalid = c.call(Message::Login {
+        username: "x!".into(),
+        password: PASSWORD.into(),
+        client: None,
+        user_agent: None,
+    });
     assert_eq!(error_code(&wrong), ErrorCode::BadCredentials);
     assert_eq!(wrong, unknown);
     assert_eq!(wrong, invalid);
@@ -223,12 +234,21 @@ fn failed_logins_are_throttled_per_user_without_slowing_others() {
     let victim = server.sign_up(&mut c, "victim", PASSWORD);
     let bystander = server.sign_up(&mut c, "bystander", PASSWORD);
     for _ in 0..5 {
-        let reply =
-            c.call(Message::Login { username: victim.clone(), password: "guess1234".into(), client: None });
+        let reply = c.call(Message::Login {
+            username: victim.clone(),
+            password: "guess1234".into(),
+            client: None,
+            user_agent: None,
+        });
         assert_eq!(error_code(&reply), ErrorCode::BadCredentials);
     }
     // Even the right password waits now.
-    let reply = c.call(Message::Login { username: victim.clone(), password: PASSWORD.into(), client: None });
+    let reply = c.call(Message::Login {
+        username: victim.clone(),
+        password: PASSWORD.into(),
+        client: None,
+        user_agent: None,
+    });
     let Message::Error(e) = reply else { panic!("not throttled: {reply:?}") };
     assert_eq!(e.code, ErrorCode::TooManyAttempts);
     assert!((1..=300).contains(&e.retry_after_secs), "{}", e.retry_after_secs);
@@ -246,6 +266,7 @@ fn a_successful_login_resets_the_users_failure_count() {
                 username: username.clone(),
                 password: "typo-typo".into(),
                 client: None,
+                user_agent: None,
             });
             assert_eq!(error_code(&reply), ErrorCode::BadCredentials, "round {round}");
         }
@@ -265,6 +286,7 @@ fn failed_logins_are_throttled_per_client_address() {
             username: server.username(&format!("n{i}")),
             password: PASSWORD.into(),
             client: Some(attacker),
+            user_agent: None,
         });
         assert_eq!(error_code(&reply), ErrorCode::BadCredentials, "attempt {i}");
     }
@@ -272,6 +294,7 @@ fn failed_logins_are_throttled_per_client_address() {
         username: username.clone(),
         password: PASSWORD.into(),
         client: Some(client),
+        user_agent: None,
     };
     assert_eq!(error_code(&c.call(from(attacker))), ErrorCode::TooManyAttempts);
     assert!(matches!(c.call(from(neighbour)), Message::LoggedIn { .. }));
@@ -386,8 +409,12 @@ fn pipelined_logins_and_profile_reads_each_get_their_own_answer() {
             // Every fourth one with a wrong password (at most 3 per user: under the throttle).
             let wrong = (round * users.len() + expected.len()) % 4 == 3 && round < 4;
             let password = if wrong { "not the password" } else { PASSWORD };
-            let id =
-                c.send(Message::Login { username: user.clone(), password: password.into(), client: None });
+            let id = c.send(Message::Login {
+                username: user.clone(),
+                password: password.into(),
+                client: None,
+                user_agent: None,
+            });
             expected.push((id, user.clone(), wrong));
         }
     }
@@ -439,8 +466,12 @@ fn a_batch_of_first_logins_each_get_their_own_answer() {
 
     let mut bytes = Vec::new();
     for (i, (username, password, _)) in attempts.iter().enumerate() {
-        let message =
-            Message::Login { username: username.to_string(), password: (*password).into(), client: None };
+        let message = Message::Login {
+            username: username.to_string(),
+            password: (*password).into(),
+            client: None,
+            user_agent: None,
+        };
         proto::Frame { request_id: i as u64 + 1, message }.encode(&mut bytes).expect("encodable");
     }
     // One write, so the worker finds most of them queued together.

@@ -49,7 +49,12 @@ fn requests_that_would_do_something(
     }
     let requests = [
         Message::Ping,
-        Message::Login { username: username.into(), password: PASSWORD.into(), client: None },
+        Message::Login {
+            username: username.into(),
+            password: PASSWORD.into(),
+            client: None,
+            user_agent: None,
+        },
         Message::SignUp {
             username: newcomer.into(),
             password: PASSWORD.into(),

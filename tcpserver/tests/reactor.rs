@@ -110,7 +110,7 @@ fn pipelined_requests_on_500_connections_get_their_own_answers() {
                     c.send_with_id(base + 1, Message::GetProfile { token: token.clone(), username: None });
                     c.send_with_id(
                         base + 2,
-                        Message::Login { username: username.clone(), password: PASSWORD.into(), client: None },
+                        Message::Login { username: username.clone(), password: PASSWORD.into(), client: None, user_agent: None },
                     );
                     c.send_with_id(base + 4, Message::Logout { token: "0".repeat(64).into() });
                     expected.push(base);
@@ -145,6 +145,7 @@ fn a_full_queue_is_answered_with_overloaded_at_once() {
                 username: server.username(&format!("u{i}")),
                 password: PASSWORD.into(),
                 client: None,
+                user_agent: None,
             })
         })
         .collect();
@@ -197,8 +198,12 @@ fn connections_beyond_the_limit_are_closed_at_once() {
 fn unreachable_dependencies_give_unavailable() {
     let no_redis = TestServer::start_with(Options::default().arg("--redis-url", "redis://127.0.0.1:1/"));
     let mut c = no_redis.connect();
-    let reply =
-        c.call(Message::Login { username: no_redis.username("x"), password: PASSWORD.into(), client: None });
+    let reply = c.call(Message::Login {
+        username: no_redis.username("x"),
+        password: PASSWORD.into(),
+        client: None,
+        user_agent: None,
+    });
     let Message::Error(e) = reply else { panic!("{reply:?}") };
     assert_eq!((e.code, e.retry_after_secs), (ErrorCode::Unavailable, 1));
     let reply = c.call(Message::GetProfile { token: "a".repeat(64).into(), username: None });
@@ -216,8 +221,12 @@ fn unreachable_dependencies_give_unavailable() {
         client: None,
     });
     assert_eq!(error_code(&reply), ErrorCode::Unavailable);
-    let reply =
-        c.call(Message::Login { username: no_mysql.username("x"), password: PASSWORD.into(), client: None });
+    let reply = c.call(Message::Login {
+        username: no_mysql.username("x"),
+        password: PASSWORD.into(),
+        client: None,
+        user_agent: None,
+    });
     assert_eq!(error_code(&reply), ErrorCode::Unavailable);
 }
 
@@ -333,12 +342,14 @@ fn repeated_logins_need_no_mysql() {
         username: username.clone(),
         password: "not the password".into(),
         client: None,
+        user_agent: None,
     });
     assert_eq!(error_code(&wrong), ErrorCode::Unavailable);
     let stranger = c.call(Message::Login {
         username: server.username("stranger"),
         password: PASSWORD.into(),
         client: None,
+        user_agent: None,
     });
     assert_eq!(error_code(&stranger), ErrorCode::Unavailable);
 }
@@ -348,8 +359,12 @@ fn sigterm_answers_requests_in_flight_then_exits_zero() {
     let mut server =
         TestServer::start_with(Options::default().arg("--workers", 1).arg("--hash-cost", 100_000));
     let mut c = server.connect();
-    let login =
-        c.send(Message::Login { username: server.username("late"), password: PASSWORD.into(), client: None });
+    let login = c.send(Message::Login {
+        username: server.username("late"),
+        password: PASSWORD.into(),
+        client: None,
+        user_agent: None,
+    });
     let ping = c.send(Message::Ping);
     // The Pong proves the reactor has taken the log-in (frames are read in order).
     let pong = c.recv();

@@ -13,7 +13,12 @@ const PASSWORD: &str = "correct horse battery";
 const OTHER_PASSWORD: &str = "tr0ub4dor & 3, but longer";
 
 fn log_in(c: &mut util::Client, username: &str, password: &str) -> Message {
-    c.call(Message::Login { username: username.into(), password: password.into(), client: None })
+    c.call(Message::Login {
+        username: username.into(),
+        password: password.into(),
+        client: None,
+        user_agent: None,
+    })
 }
 
 #[test]

@@ -342,6 +342,16 @@ impl Stack {
         format!("--- httpserver\n{}--- tcpserver\n{}", read("httpserver.log"), read("tcpserver.log"))
     }
 
+    /// A connection to the test database, as the tests' own MySQL user.
+    pub fn mysql(&self) -> mysql::Conn {
+        mysql::Conn::new(mysql::Opts::from_url(&self.env.mysql_url).expect("MySQL URL")).expect("MySQL")
+    }
+
+    /// A connection to the tests' Redis.
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(self.env.redis_url.as_str()).and_then(|c| c.get_connection()).expect("Redis")
+    }
+
     /// Signs up `suffix` through the JSON API; returns the full username.
     pub fn sign_up(&self, suffix: &str, password: &str) -> String {
         let username = self.username(suffix);
@@ -425,7 +435,7 @@ fn split_mysql_url(url: &str) -> (String, String) {
 }
 
 /// Every key under a prefix (SCAN, never KEYS).
-fn redis_keys(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
+pub fn redis_keys(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {

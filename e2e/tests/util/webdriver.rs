@@ -41,6 +41,12 @@ pub struct Element(String);
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile in `scratch`.
     pub fn start(scratch: &Path) -> Browser {
+        Browser::start_named(scratch, "chromium")
+    }
+
+    /// As [`Browser::start`], with files named after `name`: a second browser
+    /// beside the first has its own profile (cookies and all), like a second device.
+    pub fn start_named(scratch: &Path, name: &str) -> Browser {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(binary).exists(),
@@ -49,7 +55,8 @@ impl Browser {
         }
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log = fs::File::create(scratch.join("chromedriver.log")).expect("chromedriver log");
+        let log =
+            fs::File::create(scratch.join(format!("{name}-chromedriver.log"))).expect("chromedriver log");
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -57,7 +64,7 @@ impl Browser {
             .stderr(log)
             .spawn()
             .expect("spawn chromedriver");
-        let profile_dir = scratch.join("chromium-profile");
+        let profile_dir = scratch.join(format!("{name}-profile"));
         fs::create_dir_all(&profile_dir).expect("profile dir");
         let mut browser = Browser { driver, addr, session: String::new(), profile_dir };
         browser.wait_until_ready();

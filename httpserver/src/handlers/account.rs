@@ -52,6 +52,7 @@ pub fn login(app: &App, request: &Request) -> Response {
             username: fields.required("username")?.to_owned(),
             password: Secret::new(fields.required("password")?),
             client: Some(request.peer),
+            user_agent: user_agent(request),
         })?;
         let Message::LoggedIn { token, profile } = reply else {
             return Err(unexpected_reply());
@@ -101,4 +102,15 @@ pub fn logout(app: &App, request: &Request) -> Response {
             pages::error_page(app, &failure)
         }
     })
+}
+
+/// The request's User-Agent, cut to [`proto::MAX_USER_AGENT_LEN`] bytes on a
+/// character boundary (tcpserver reads only the product names from it).
+pub fn user_agent(request: &Request) -> Option<String> {
+    let value = request.head.header("user-agent")?;
+    let mut end = value.len().min(proto::MAX_USER_AGENT_LEN);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(value[..end].to_owned())
 }

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod pages;
 pub mod profile;
 pub mod ready;
+pub mod security;
 
 use proto::{ErrorCode, Message, Profile};
 use serde_json::{Value, json};

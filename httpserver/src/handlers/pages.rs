@@ -13,7 +13,10 @@ use crate::input::Fields;
 use crate::request::Request;
 use crate::response::{Response, with_retry_after};
 use crate::session_cookie::{self, Credential};
-use crate::templates::{AlertKind, Html, Page, alert, avatar};
+use crate::templates::{AlertKind, Html, Page, alert, avatar, security};
+
+/// Log-in attempts the home page shows: the last ten.
+pub const HOME_HISTORY_LEN: u16 = 10;
 
 /// `GET /`: the log-in form, or home for a browser that has a session cookie.
 /// After sign-up (`/?created=<name>`) it greets the new user with the name filled in.
@@ -42,6 +45,11 @@ pub fn home(app: &App, request: &Request) -> Response {
     let notice = match query.text("saved") {
         Some("nickname") => Some(alert(AlertKind::Notice, "Your nickname is saved.")),
         Some("picture") => Some(alert(AlertKind::Notice, "Your new picture is saved.")),
+        Some("revoked") => Some(alert(AlertKind::Notice, "That device is signed out.")),
+        Some("others") => Some(alert(AlertKind::Notice, "Every other device is signed out.")),
+        Some("password") => {
+            Some(alert(AlertKind::Notice, "Your password is changed; every other device is signed out."))
+        }
         _ => None,
     };
     render_home(app, request, &token, 200, notice)
@@ -122,13 +130,28 @@ fn render_home(app: &App, request: &Request, token: &Secret, status: u16, messag
         }
         Err(failure) => return error_page(app, &failure),
     };
+    // The device list and history are shown when they can be read; the page
+    // does not fail for them (MySQL away leaves the profile readable).
+    let sessions = match app.call(Message::ListSessions { token: token.clone() }) {
+        Ok(Message::Sessions(sessions)) => sessions,
+        _ => Vec::new(),
+    };
+    let logins = match app.call(Message::LoginHistory { token: token.clone(), limit: HOME_HISTORY_LEN }) {
+        Ok(Message::History(logins)) => logins,
+        _ => Vec::new(),
+    };
+    let csrf = csrf::page_token(request, app.config.secure_cookies);
+    let csrf_token = csrf.0.clone();
     let values = [
         ("message", &message.unwrap_or_default()),
         ("username", &Html::text(&profile.username)),
         ("nickname", &Html::text(&profile.nickname)),
         ("avatar", &avatar(avatar_url(&profile).as_deref(), &profile.nickname)),
+        ("notices", &security::new_sign_ins(&logins, &sessions, &csrf_token)),
+        ("devices", &security::devices(&sessions, &csrf_token)),
+        ("history", &security::history(&logins)),
     ];
-    page(app, request, status, Page::Home, &profile.nickname, &values)
+    page_with_token(app, csrf, status, Page::Home, &profile.nickname, &values)
 }
 
 /// A page about a failure that has no form to go back to.
@@ -157,7 +180,26 @@ fn page(
     title: &str,
     values: &[(&str, &Html)],
 ) -> Response {
-    let (token, set_cookie) = csrf::page_token(request, app.config.secure_cookies);
+    page_with_token(
+        app,
+        csrf::page_token(request, app.config.secure_cookies),
+        status,
+        template,
+        title,
+        values,
+    )
+}
+
+/// [`page`] with the CSRF token (and the cookie that sets it, if new) chosen
+/// already, for a page whose fragments carry it too.
+fn page_with_token(
+    app: &App,
+    (token, set_cookie): (String, Option<String>),
+    status: u16,
+    template: Page,
+    title: &str,
+    values: &[(&str, &Html)],
+) -> Response {
     let csrf_value = Html::text(&token);
     let mut all: Vec<(&str, &Html)> = values.to_vec();
     all.push(("csrf", &csrf_value));

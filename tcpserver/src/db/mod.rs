@@ -7,6 +7,7 @@
 //! itself when the dependency comes back.
 
 pub mod avatars;
+pub mod logins;
 pub mod mysql;
 pub mod redis;
 pub mod users;

@@ -190,3 +190,18 @@ pub fn set_avatar(q: &mut impl Queryable, user_id: u64, avatar: &str) -> mysql::
     q.exec_drop("UPDATE users SET avatar = ?, version = version + 1 WHERE id = ?", (avatar, user_id))?;
     profile(q, user_id)
 }
+
+/// Deletes a user with everything that hangs off the row: credentials,
+/// log-in history and known devices (their foreign keys cascade; the history
+/// is deleted first and explicitly, so that a large one is not one hidden
+/// cascade). Returns whether there was such a user.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn delete(tx: &mut Transaction<'_>, user_id: u64) -> mysql::Result<bool> {
+    tx.exec_drop("DELETE FROM logins WHERE user_id = ?", (user_id,))?;
+    tx.exec_drop("DELETE FROM known_devices WHERE user_id = ?", (user_id,))?;
+    tx.exec_drop("DELETE FROM users WHERE id = ?", (user_id,))?;
+    Ok(tx.affected_rows() > 0)
+}

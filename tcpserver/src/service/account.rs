@@ -7,7 +7,9 @@ use proto::{Message, Profile, Secret};
 
 use super::Service;
 use crate::db::users::{self, ER_DUP_ENTRY, LoginRow};
+use crate::device::{self, SessionMeta};
 use crate::error::{Dependency, Error};
+use crate::history::record::{self, Attempt, Method, Outcome};
 use crate::keys::Keys;
 use crate::login_record::{self, Lookup};
 use crate::login_session::{self, Opening};
@@ -15,6 +17,7 @@ use crate::password::{self, PasswordError};
 use crate::profile_cache::{self, Versioned};
 use crate::session::{self, Session};
 use crate::throttle::{self, Limit, Limits};
+use crate::user_agent::{self, Device};
 use crate::validate;
 
 impl Service {
@@ -71,8 +74,9 @@ impl Service {
         username: &str,
         password: &Secret,
         client: Option<IpAddr>,
+        user_agent: Option<&str>,
     ) -> Result<Message, Error> {
-        let mut outcomes = self.log_in_batch(&[LoginRequest { username, password, client }])?;
+        let mut outcomes = self.log_in_batch(&[LoginRequest { username, password, client, user_agent }])?;
         outcomes.pop().unwrap_or(Err(Error::BadCredentials))
     }
 
@@ -140,8 +144,14 @@ impl Service {
         // The last round trip: sessions, failures, releases.
         let mut finish = redis::pipe();
         let mut outcomes = Vec::with_capacity(requests.len());
+        // Failed attempts on existing accounts, for the history.
+        let mut failed: Vec<Attempt> = Vec::new();
         for (((request, prepared), step), held) in requests.iter().zip(&prepared).zip(steps).zip(held) {
             let verdict = verdicts.next().flatten();
+            let known_user = match &step {
+                Ok(Step::FromMysql(Some(row))) => Some(row.user_id),
+                _ => None,
+            };
             let outcome = step.and_then(|step| {
                 let login = match step {
                     Step::Known(login) => login,
@@ -150,10 +160,17 @@ impl Service {
                         None => return Err(Error::BadCredentials),
                     },
                 };
-                let opening = prepared.opening(started_us);
-                let token = self.open_session(&mut finish, &login, &opening)?;
+                let token = self.open_session(&mut finish, &login, prepared, started_us)?;
                 Ok(Message::LoggedIn { token, profile: login.profile.profile })
             });
+            let failure = match (&outcome, known_user) {
+                (Err(Error::BadCredentials), Some(user_id)) => Some((user_id, Outcome::WrongPassword)),
+                (Err(Error::TooManyAttempts { .. }), _) => Some((0, Outcome::Throttled)),
+                _ => None,
+            };
+            if let (Some((user_id, outcome)), Some(username)) = (failure, &prepared.username) {
+                failed.push(prepared.attempt(user_id, username, outcome, String::new()));
+            }
             match (&outcome, held) {
                 // The session's script takes the attempt out of its counters.
                 (Ok(_), _) | (Err(_), false) => {}
@@ -168,7 +185,11 @@ impl Service {
             }
             outcomes.push(outcome);
         }
-        self.finish_batch(&finish, &mut outcomes);
+        let queued = !failed.is_empty();
+        if queued {
+            record::queue_cmd(&mut finish, &self.shared.keys, &failed);
+        }
+        self.finish_batch(&finish, &mut outcomes, queued);
         Ok(outcomes)
     }
 
@@ -211,13 +232,26 @@ impl Service {
     /// Sends a batch's last pipeline and applies what the session scripts in
     /// it answered: a log-in that a successful-log-in limit refused, or whose
     /// session Redis did not store, fails.
-    fn finish_batch(&mut self, finish: &redis::Pipeline, outcomes: &mut [Result<Message, Error>]) {
+    fn finish_batch(
+        &mut self,
+        finish: &redis::Pipeline,
+        outcomes: &mut [Result<Message, Error>],
+        queued: bool,
+    ) {
         if finish.is_empty() {
             return;
         }
-        let scripts = [&*login_session::OPEN_SCRIPT, &*profile_cache::STORE_SCRIPT];
+        let scripts = [&*login_session::OPEN_SCRIPT, &*profile_cache::STORE_SCRIPT, &*record::QUEUE_SCRIPT];
         match self.redis.run_scripts::<Vec<Vec<u64>>>(finish, &scripts) {
-            Ok(replies) => {
+            Ok(mut replies) => {
+                if queued || outcomes.iter().any(Result::is_ok) {
+                    self.shared.history_wake.notify();
+                }
+                // The failures' queueing is the last command.
+                if queued {
+                    let dropped = replies.pop().and_then(|r| r.first().copied()).unwrap_or(0);
+                    record::report_dropped(dropped);
+                }
                 let successes = outcomes.iter_mut().filter(|outcome| outcome.is_ok());
                 for (outcome, reply) in successes.zip(replies) {
                     if let Err(e) = login_session::opened(&reply) {
@@ -244,18 +278,29 @@ impl Service {
         &self,
         pipe: &mut redis::Pipeline,
         login: &Login,
-        opening: &Opening<'_>,
+        prepared: &Prepared,
+        started_us: u64,
     ) -> Result<Secret, Error> {
         let (token, token_hash) = session::new_token()?;
         let lifetimes = self.shared.lifetimes;
+        let now = session::unix_now();
         let session = Session {
             user_id: login.user_id,
             username: login.profile.profile.username.clone(),
-            expires_at: session::unix_now() + lifetimes.max_secs,
+            expires_at: now + lifetimes.max_secs,
         };
         let keys = &self.shared.keys;
         let cap = self.shared.max_sessions_per_user;
-        login_session::open_cmd(pipe, keys, (&token_hash, &session), lifetimes, cap, opening);
+        let meta = SessionMeta::new(now, prepared.client, &prepared.device).encode();
+        let attempt = prepared.attempt(
+            login.user_id,
+            &session.username,
+            Outcome::Success,
+            device::public_id(&token_hash),
+        );
+        let tail = attempt.tail();
+        let opening = prepared.opening(started_us, &meta, &tail);
+        login_session::open_cmd(pipe, keys, (&token_hash, &session), lifetimes, cap, &opening);
         if login.from_mysql {
             login_record::store(pipe, keys, &session.username, login.user_id, &login.stamp);
             pipe.add_command(profile_cache::store_cmd(keys, login.user_id, &login.profile)).ignore();
@@ -402,8 +447,10 @@ pub struct LoginRequest<'a> {
     pub username: &'a str,
     /// The password.
     pub password: &'a Secret,
-    /// The client's address, for the per-address throttle.
+    /// The client's address, for the per-address throttle and the history.
     pub client: Option<IpAddr>,
+    /// The browser's User-Agent, for the device list and the history.
+    pub user_agent: Option<&'a str>,
 }
 
 /// What a log-in request needs before Redis is asked.
@@ -418,6 +465,10 @@ struct Prepared {
     failures: Vec<(String, Limit)>,
     /// Successful-log-in counters, in the same order.
     successes: Vec<(String, Limit)>,
+    /// The client's address.
+    client: Option<IpAddr>,
+    /// Browser and OS from the User-Agent.
+    device: Device,
 }
 
 impl Prepared {
@@ -433,12 +484,30 @@ impl Prepared {
             failures.push((keys.login_failures_by_addr(addr), limits.failures_per_addr));
             successes.push((keys.logins_by_addr(addr), limits.logins_per_addr));
         }
-        Prepared { username, member: throttle::new_member(), failures, successes }
+        let device = user_agent::parse(request.user_agent.map(user_agent::bounded));
+        let member = throttle::new_member();
+        Prepared { username, member, failures, successes, client: request.client, device }
+    }
+
+    /// This attempt's history record.
+    fn attempt(&self, user_id: u64, username: &str, outcome: Outcome, session: String) -> Attempt {
+        Attempt {
+            attempt_id: record::new_attempt_id(),
+            time_ms: session::unix_now_ms(),
+            user_id,
+            username: username.to_owned(),
+            ip: record::ip_text(self.client),
+            browser: self.device.browser.to_owned(),
+            os: self.device.os.to_owned(),
+            method: Method::Password,
+            outcome,
+            session,
+        }
     }
 
     /// The counters a successful log-in's session script updates, by
     /// position: the username's first (if valid), then the address's (if known).
-    fn opening(&self, started_us: u64) -> Opening<'_> {
+    fn opening<'a>(&'a self, started_us: u64, meta: &'a str, record_tail: &'a str) -> Opening<'a> {
         let user = self.username.is_some().then_some(0);
         let addr = (self.failures.len() > usize::from(user.is_some())).then_some(usize::from(user.is_some()));
         let failure = |i: Option<usize>| i.and_then(|i| self.failures.get(i)).map(|(key, _)| key.as_str());
@@ -450,6 +519,8 @@ impl Prepared {
             started_us,
             failures: [failure(user), failure(addr)],
             successes: [success(user), success(addr)],
+            meta,
+            record_tail,
         }
     }
 }

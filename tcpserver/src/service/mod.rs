@@ -5,9 +5,18 @@
 //! session lifetimes, picture store) with the other workers. `account` holds
 //! sign-up, log-in and log-out; `profile` the operations on a logged-in user's
 //! profile. Both use the helpers here for sessions and the profile cache.
+//! Account security has rooms of its own: `devices` (the sessions of an
+//! account), `history` (its log-in attempts), `reauth` (the current password
+//! asked again, throttled like a log-in), `password_change` and
+//! `account_delete`.
 
 mod account;
+mod account_delete;
+mod devices;
+mod history;
+mod password_change;
 mod profile;
+mod reauth;
 
 pub use account::LoginRequest;
 
@@ -52,6 +61,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Sessions one account may hold; past it the oldest end.
     pub max_sessions_per_user: u64,
+    /// Tells the history drainer that records are queued.
+    pub history_wake: Arc<crate::history::wake::Wake>,
     /// Profiles that changed in MySQL while their cache entry could not be
     /// updated (Redis failed between the commit and the cache write), by user.
     /// The entry is written (version-guarded, like any other) before that
@@ -70,7 +81,18 @@ impl Shared {
         (limits, max_sessions_per_user): (Limits, u64),
     ) -> Shared {
         let unsynced = Mutex::new(HashMap::new());
-        Shared { hasher, verified, keys, lifetimes, avatars, limits, max_sessions_per_user, unsynced }
+        let history_wake = Arc::default();
+        Shared {
+            hasher,
+            verified,
+            keys,
+            lifetimes,
+            avatars,
+            limits,
+            max_sessions_per_user,
+            history_wake,
+            unsynced,
+        }
     }
 
     fn unsynced(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Versioned>> {

@@ -576,8 +576,12 @@ impl Client {
 
     /// Logs in; panics unless it works. Returns the token and the profile.
     pub fn log_in(&mut self, username: &str, password: &str) -> (Secret, Profile) {
-        match self.call(Message::Login { username: username.into(), password: password.into(), client: None })
-        {
+        match self.call(Message::Login {
+            username: username.into(),
+            password: password.into(),
+            client: None,
+            user_agent: None,
+        }) {
             Message::LoggedIn { token, profile } => (token, profile),
             other => panic!("log-in of {username} failed: {other:?}"),
         }

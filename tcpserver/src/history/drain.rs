@@ -1,0 +1,365 @@
+//! The drainer: moves queued log-in records from Redis into MariaDB.
+//!
+//! One thread per tcpserver, with a MySQL and a Redis connection of its own.
+//! Each round reads up to [`DRAIN_BATCH`] records from the head of the queue,
+//! writes them in one transaction (multi-row `INSERT IGNORE`s of at most
+//! [`logins::MAX_ROWS_PER_INSERT`] rows), and only after the COMMIT takes
+//! them off the list, with a script that trims only if the head still holds
+//! exactly the records it read (so two drainers, of two tcpservers, never
+//! trim records the other has not written). A kill between COMMIT and trim
+//! leaves records that the next round inserts again: the unique attempt id
+//! makes that a no-op. A full round is followed at once by the next; after a
+//! short one the thread sleeps until a worker queues a record ([`Wake`]) or
+//! [`IDLE_CHECK`] passes, then waits [`DRAIN_PERIOD`] more so that a round
+//! carries a quarter-second of log-ins (one COMMIT for many rows) rather
+//! than one batch's; that bounds how late a record reaches the table.
+//!
+//! In the same transaction it decides what needs the account's past: a
+//! success is a *new device* when the account has not used that browser, OS
+//! and network (/24 for IPv4, /48 for IPv6) in [`KNOWN_FOR_MS`] (the
+//! `known_devices` table, filled here), and *suspicious* when it also comes
+//! from a new network after at least [`SUSPICIOUS_AFTER_FAILURES`] failed
+//! attempts in the [`SUSPICION_WINDOW_MS`] before it. Every
+//! [`PRUNE_INTERVAL`] it deletes rows older than 90 days, [`logins::PRUNE_BATCH`]
+//! at a time.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redis::Script;
+use sha2::{Digest, Sha256};
+
+use super::record::{Attempt, Outcome};
+use super::wake::Wake;
+use crate::db::logins::{self, NewRow};
+use crate::db::mysql::MysqlLink;
+use crate::db::redis::RedisLink;
+use crate::keys::Keys;
+
+/// Records one round reads at most: five full INSERTs in one transaction,
+/// under 100 ms of MariaDB work, so a round never holds its locks for long.
+pub const DRAIN_BATCH: usize = 1_000;
+
+/// Wait between a worker's notice and the round it starts: a record waits at
+/// most this (plus one round) before it is in the table, and under load a
+/// round gathers this long's records into one transaction.
+pub const DRAIN_PERIOD: Duration = Duration::from_millis(250);
+
+/// Longest sleep without a notice: records that a tcpserver killed before
+/// draining them left in a shared queue are picked up by another within this.
+/// (A restarted one drains at once.)
+pub const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// Pause after a failed round (MariaDB or Redis away), so an outage is not
+/// hammered; the records wait in Redis meanwhile.
+pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
+
+/// How long history rows and known devices are kept: 90 days.
+pub const KNOWN_FOR_MS: u64 = 90 * 24 * 3600 * 1000;
+
+/// How often old rows are pruned.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Failed attempts before a new-network success that make it suspicious.
+pub const SUSPICIOUS_AFTER_FAILURES: usize = 3;
+
+/// How far back those failures count: 15 minutes, three windows of the
+/// failed-log-in throttle.
+pub const SUSPICION_WINDOW_MS: u64 = 15 * 60 * 1000;
+
+/// KEYS[1] = the queue; ARGV = how many were read, the first and the last.
+/// Trims them off if the head is still exactly those; returns 1 if it did.
+const TRIM: &str = r"
+local n = tonumber(ARGV[1])
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[2] and redis.call('LINDEX', KEYS[1], n - 1) == ARGV[3] then
+  redis.call('LTRIM', KEYS[1], n, -1)
+  return 1
+end
+return 0
+";
+
+static TRIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TRIM));
+
+/// Why a round failed.
+#[derive(Debug)]
+pub enum DrainError {
+    /// Reading or trimming the queue.
+    Redis(redis::RedisError),
+    /// Writing the rows.
+    Mysql(mysql::Error),
+}
+
+impl std::fmt::Display for DrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DrainError::Redis(e) => write!(f, "Redis: {e}"),
+            DrainError::Mysql(e) => write!(f, "MySQL: {e}"),
+        }
+    }
+}
+
+/// The drainer's state.
+#[derive(Debug)]
+pub struct Drainer {
+    mysql: MysqlLink,
+    redis: RedisLink,
+    keys: Keys,
+}
+
+impl Drainer {
+    /// A drainer over its own links.
+    pub fn new(mysql: MysqlLink, redis: RedisLink, keys: Keys) -> Drainer {
+        Drainer { mysql, redis, keys }
+    }
+
+    /// Runs rounds forever on a thread of its own, sleeping between them
+    /// until `wake` is notified.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if the thread cannot be started.
+    pub fn start(mut self, wake: Arc<Wake>) -> std::io::Result<()> {
+        thread::Builder::new().name("history-drain".into()).spawn(move || {
+            let mut next_prune = Instant::now();
+            let mut failing = false;
+            loop {
+                match self.round() {
+                    Ok(n) => {
+                        if failing {
+                            crate::log!("log-in history: drained again");
+                            failing = false;
+                        }
+                        if n < DRAIN_BATCH && wake.wait(IDLE_CHECK) {
+                            thread::sleep(DRAIN_PERIOD);
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            crate::log!("log-in history: records wait in Redis: {e}");
+                            failing = true;
+                        }
+                        thread::sleep(RETRY_PERIOD);
+                    }
+                }
+                if Instant::now() >= next_prune {
+                    next_prune = Instant::now() + PRUNE_INTERVAL;
+                    self.prune();
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    /// One round: returns how many records it moved.
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError`]; the records then stay queued.
+    pub fn round(&mut self) -> Result<usize, DrainError> {
+        let queue = self.keys.history_queue();
+        let last = DRAIN_BATCH as isize - 1;
+        let records: Vec<String> = self
+            .redis
+            .run(|c| redis::cmd("LRANGE").arg(&queue).arg(0).arg(last).query(c))
+            .map_err(DrainError::Redis)?;
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(0);
+        };
+        let attempts: Vec<Attempt> = records
+            .iter()
+            .filter_map(|r| {
+                let attempt = Attempt::decode(r);
+                if attempt.is_none() {
+                    crate::log!("log-in history: skipped an unreadable record of {} bytes", r.len());
+                }
+                attempt
+            })
+            .collect();
+        self.mysql.transaction(|tx| write(tx, &attempts)).map_err(DrainError::Mysql)?;
+        let trimmed: i64 = self
+            .redis
+            .run_scripts(
+                redis::pipe()
+                    .cmd("EVALSHA")
+                    .arg(TRIM_SCRIPT.get_hash())
+                    .arg(1)
+                    .arg(&queue)
+                    .arg(records.len())
+                    .arg(first)
+                    .arg(last),
+                &[&TRIM_SCRIPT],
+            )
+            .map(|v: Vec<i64>| v.first().copied().unwrap_or(0))
+            .map_err(DrainError::Redis)?;
+        if trimmed == 0 {
+            crate::log!("log-in history: another drainer took these records first");
+        }
+        Ok(records.len())
+    }
+
+    fn prune(&mut self) {
+        let before = crate::session::unix_now_ms().saturating_sub(KNOWN_FOR_MS);
+        loop {
+            match self.mysql.read(|c| logins::prune(c, before)) {
+                Ok(n) if n >= logins::PRUNE_BATCH => continue,
+                Ok(_) => return,
+                Err(e) => {
+                    crate::log!(
+                        "log-in history: pruning failed, next try in {} s: {e}",
+                        PRUNE_INTERVAL.as_secs()
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes a round's attempts, with their flags, in the caller's transaction.
+fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql::Result<()> {
+    let unnamed: Vec<&str> = {
+        let mut names: Vec<&str> =
+            attempts.iter().filter(|a| a.user_id == 0).map(|a| a.username.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    };
+    let ids = if unnamed.is_empty() { HashMap::new() } else { logins::user_ids(tx, &unnamed)? };
+    // Attempts on names with no account are not history.
+    let resolved: Vec<(u64, &Attempt)> = attempts
+        .iter()
+        .filter_map(|a| match a.user_id {
+            0 => ids.get(&a.username).map(|id| (*id, a)),
+            id => Some((id, a)),
+        })
+        .collect();
+    let now = crate::session::unix_now_ms();
+    let wanted: Vec<(u64, [u8; 16])> = resolved
+        .iter()
+        .filter(|(_, a)| a.outcome == Outcome::Success)
+        .flat_map(|(id, a)| [(*id, device_fingerprint(a)), (*id, network_fingerprint(&a.ip))])
+        .collect();
+    let mut known = if wanted.is_empty() {
+        HashSet::new()
+    } else {
+        logins::known(tx, &wanted, now.saturating_sub(KNOWN_FOR_MS))?
+    };
+    // The failures before each success that may come from a new network, in
+    // one statement for the round (most successes come from a known one).
+    let mut suspects: Vec<u64> = resolved
+        .iter()
+        .filter(|(id, a)| {
+            a.outcome == Outcome::Success && !known.contains(&(*id, network_fingerprint(&a.ip)))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    suspects.sort_unstable();
+    suspects.dedup();
+    let earliest = resolved.iter().map(|(_, a)| a.time_ms).min().unwrap_or(now);
+    let stored_failures = match suspects.is_empty() {
+        true => HashMap::new(),
+        false => logins::failures_since(tx, &suspects, earliest.saturating_sub(SUSPICION_WINDOW_MS))?,
+    };
+    let mut rows = Vec::with_capacity(resolved.len());
+    let mut seen = Vec::new();
+    for (i, (user, a)) in resolved.iter().enumerate() {
+        let (mut new_device, mut suspicious) = (false, false);
+        if a.outcome == Outcome::Success {
+            let device = device_fingerprint(a);
+            let network = network_fingerprint(&a.ip);
+            new_device = !known.contains(&(*user, device));
+            let new_network = !known.contains(&(*user, network));
+            if new_network {
+                let stored = stored_failures.get(user).map_or(&[][..], Vec::as_slice);
+                suspicious =
+                    failures_before(*user, a.time_ms, stored, &resolved[..i]) >= SUSPICIOUS_AFTER_FAILURES;
+            }
+            known.insert((*user, device));
+            known.insert((*user, network));
+            seen.push((*user, device, a.time_ms));
+            seen.push((*user, network, a.time_ms));
+        }
+        rows.push(NewRow {
+            attempt_id: a.attempt_id.clone(),
+            user_id: *user,
+            time_ms: a.time_ms,
+            ip: a.ip.clone(),
+            browser: a.browser.clone(),
+            os: a.os.clone(),
+            method: a.method.as_str(),
+            outcome: a.outcome.as_str(),
+            new_device,
+            suspicious,
+            session: if a.outcome == Outcome::Success { a.session.clone() } else { String::new() },
+        });
+    }
+    logins::insert(tx, &rows)?;
+    logins::remember(tx, &seen)?;
+    Ok(())
+}
+
+/// `user`'s failed attempts in the window before `at`: those in the table
+/// (`stored`, their times) and those earlier in this round.
+fn failures_before(user: u64, at: u64, stored: &[u64], earlier: &[(u64, &Attempt)]) -> usize {
+    let from = at.saturating_sub(SUSPICION_WINDOW_MS);
+    let in_window = |t: u64| t >= from && t <= at;
+    let stored = stored.iter().filter(|t| in_window(**t)).count();
+    let queued = earlier
+        .iter()
+        .filter(|(u, a)| *u == user && a.outcome != Outcome::Success && in_window(a.time_ms))
+        .count();
+    stored + queued
+}
+
+/// The network an address belongs to, for "seen before": /24 for IPv4, /48 for IPv6.
+pub fn network(ip: &str) -> String {
+    match ip.parse::<IpAddr>().map(|a| a.to_canonical()) {
+        Ok(IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+        Err(_) => String::new(),
+    }
+}
+
+fn device_fingerprint(a: &Attempt) -> [u8; 16] {
+    digest(&["device", &a.browser, &a.os, &network(&a.ip)])
+}
+
+fn network_fingerprint(ip: &str) -> [u8; 16] {
+    digest(&["network", &network(ip)])
+}
+
+fn digest(parts: &[&str]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_slash_24_and_slash_48() {
+        assert_eq!(network("203.0.113.4"), "203.0.113.0/24");
+        assert_eq!(network("::ffff:203.0.113.200"), "203.0.113.0/24");
+        assert_eq!(network("2001:db8:aa:bb::1"), "2001:db8:aa::/48");
+        assert_eq!(network(""), "");
+        assert_eq!(network_fingerprint("203.0.113.4"), network_fingerprint("203.0.113.99"));
+        assert_ne!(network_fingerprint("203.0.113.4"), network_fingerprint("203.0.114.4"));
+    }
+}

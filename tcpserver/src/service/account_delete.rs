@@ -1,0 +1,69 @@
+//! Deleting an account.
+//!
+//! The typed confirmation must be the username and the password must be
+//! right ([`super::reauth`], throttled like a log-in). Then, in one MySQL
+//! transaction, the account's picture reference is given back the way a
+//! replaced picture's is ([`crate::avatar_refs`]: the user's row locked, the
+//! count lowered) and the rows are deleted: history, known devices,
+//! credentials, the user. After the commit the picture is released (deleted
+//! only if no other account uses the same bytes), and Redis forgets every
+//! session, the session index, the log-in record and the cached profile. The
+//! username is free from the commit on. History records still queued for
+//! the account are dropped by the drainer's `INSERT IGNORE` (no such user).
+
+use std::net::IpAddr;
+
+use proto::{Message, Secret};
+
+use super::Service;
+use crate::db::{avatars, users};
+use crate::error::Error;
+use crate::login_record;
+
+impl Service {
+    /// Deletes the session user's account, with every session it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConfirmationMismatch`] unless `confirm` is the username, and
+    /// those of re-authentication (`reauth`: wrong password, throttled).
+    pub fn delete_account(
+        &mut self,
+        token: &Secret,
+        password: &Secret,
+        confirm: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Message, Error> {
+        let (session, hash) = self.session_and_hash(token)?;
+        if !confirm.trim().eq_ignore_ascii_case(&session.username) {
+            return Err(Error::ConfirmationMismatch);
+        }
+        let row = self.check_current_password(&session, password, client)?;
+        let user_id = row.user_id;
+        let unused = self.mysql.transaction(|tx| {
+            let Some(avatar) = users::lock_avatar(tx, user_id)? else { return Ok(None) };
+            let unused = match &avatar {
+                Some(name) => (avatars::drop_ref(tx, name)? == Some(0)).then(|| name.clone()),
+                None => None,
+            };
+            users::delete(tx, user_id)?;
+            Ok(unused)
+        })?;
+        if let Some(name) = &unused {
+            self.release_avatar(name);
+        }
+        self.end_other_sessions(&session, &hash)?;
+        let keys = &self.shared.keys;
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL")
+            .arg(keys.session(&hash))
+            .arg(keys.session_meta(&hash))
+            .arg(keys.user_sessions(user_id))
+            .arg(keys.profile(user_id))
+            .ignore();
+        // A log-in in flight may write the record back: the fence makes it unusable.
+        login_record::fence_cmd(&mut pipe, keys, &session.username, login_record::DELETED);
+        self.redis.run(|c| pipe.query::<()>(c))?;
+        Ok(Message::AccountDeleted)
+    }
+}
