@@ -21,6 +21,7 @@ mod frame;
 pub mod handshake;
 mod header;
 mod message;
+mod qr;
 mod wire;
 
 pub use error::Error;
@@ -28,3 +29,4 @@ pub use frame::Frame;
 pub use handshake::{Nonce, Proof, RpcSecret};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_BODY_LEN, VERSION};
 pub use message::{ErrorCode, ErrorReply, MAX_IMAGE_LEN, Message, MessageType, Profile, Secret};
+pub use qr::QrState;

@@ -54,6 +54,16 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    pub(crate) fn u64(&mut self) -> Result<u64, Error> {
+        let hi = u64::from(self.u32()?);
+        Ok(hi << 32 | u64::from(self.u32()?))
+    }
+
+    pub(crate) fn qr_state(&mut self) -> Result<crate::QrState, Error> {
+        let b = self.u8()?;
+        crate::QrState::from_u8(b).ok_or(Error::UnknownQrState(b))
+    }
+
     pub(crate) fn text(&mut self) -> Result<String, Error> {
         let len = self.u16()? as usize;
         let bytes = self.take(len)?;
@@ -126,6 +136,10 @@ impl<'a> Writer<'a> {
     }
 
     pub(crate) fn u32(&mut self, v: u32) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+
+    pub(crate) fn u64(&mut self, v: u64) {
         self.out.extend_from_slice(&v.to_be_bytes());
     }
 
