@@ -59,6 +59,14 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
         Message::SetAvatar { token, username, image } => {
             service.set_avatar(&token, username.as_deref(), &image)
         }
+        Message::QrCreate { user_agent, client } => service.qr_create(&user_agent, client),
+        Message::QrScan { token, key } => service.qr_scan(&token, &key),
+        Message::QrDecide { token, key, approve, client } => service.qr_decide(&token, &key, approve, client),
+        // The reactor parks waits and sends their checks through
+        // `pool::check_wait`; one that comes here is checked once.
+        Message::QrWait { key, binding, seen, client, .. } => {
+            service.qr_check(&key, &binding, seen, client).map(|check| check.reply)
+        }
         // `route` answers these on the reactor; should one arrive here anyway,
         // route it again rather than fail.
         other => match route(other) {
@@ -138,6 +146,10 @@ pub fn operation_name(message: &Message) -> &'static str {
         Message::GetProfile { .. } => "get-profile",
         Message::UpdateNickname { .. } => "update-nickname",
         Message::SetAvatar { .. } => "set-avatar",
+        Message::QrCreate { .. } => "qr-create",
+        Message::QrWait { .. } => "qr-wait",
+        Message::QrScan { .. } => "qr-scan",
+        Message::QrDecide { .. } => "qr-decide",
         _ => "other",
     }
 }

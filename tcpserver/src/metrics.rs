@@ -54,8 +54,17 @@ pub static SESSIONS_EVICTED: Counter = Counter::new(
     "Oldest sessions ended because their account passed the per-account cap.",
 );
 
+/// Scan-to-log-in waits parked in the reactor right now (a gauge, set by
+/// the reactor once per turn).
+pub static QR_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// Scan-to-log-in codes approved or denied (their waits are answered).
+pub static QR_DECISIONS: Counter =
+    Counter::new("usermgmt_qr_decisions_total", "Scan-to-log-in codes approved or denied.");
+
 /// Every counter, in the order [`render`] writes them.
-static ALL: [&Counter; 4] = [&PASSWORD_HASHES, &THROTTLED, &SESSIONS_CREATED, &SESSIONS_EVICTED];
+static ALL: [&Counter; 5] =
+    [&PASSWORD_HASHES, &THROTTLED, &SESSIONS_CREATED, &SESSIONS_EVICTED, &QR_DECISIONS];
 
 /// All counters in the Prometheus text exposition format (version 0.0.4).
 pub fn render() -> String {
@@ -66,6 +75,9 @@ pub fn render() -> String {
         let _ = writeln!(out, "# TYPE {} counter", counter.name);
         let _ = writeln!(out, "{} {}", counter.name, counter.get());
     }
+    let _ = writeln!(out, "# HELP usermgmt_qr_waits Scan-to-log-in waits parked in the reactor.");
+    let _ = writeln!(out, "# TYPE usermgmt_qr_waits gauge");
+    let _ = writeln!(out, "usermgmt_qr_waits {}", QR_WAITS.load(Ordering::Relaxed));
     out
 }
 

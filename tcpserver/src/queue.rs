@@ -198,7 +198,7 @@ mod tests {
     use super::*;
 
     fn job(request_id: u64, message: Message) -> Job {
-        Job { token: Token(0), conn_id: 1, request_id, message }
+        Job { token: Token(0), conn_id: 1, request_id, message, wait: None }
     }
 
     fn read(request_id: u64) -> Job {

@@ -8,8 +8,10 @@
 
 mod account;
 mod profile;
+mod qr;
 
 pub use account::LoginRequest;
+pub use qr::Check;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -52,6 +54,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Sessions one account may hold; past it the oldest end.
     pub max_sessions_per_user: u64,
+    /// Lifetime of a scan-to-log-in code (`--qr-ttl-secs`).
+    pub qr_ttl_secs: u32,
     /// Profiles that changed in MySQL while their cache entry could not be
     /// updated (Redis failed between the commit and the cache write), by user.
     /// The entry is written (version-guarded, like any other) before that
@@ -67,10 +71,20 @@ impl Shared {
         keys: Keys,
         lifetimes: Lifetimes,
         avatars: AvatarStore,
-        (limits, max_sessions_per_user): (Limits, u64),
+        (limits, max_sessions_per_user, qr_ttl_secs): (Limits, u64, u32),
     ) -> Shared {
         let unsynced = Mutex::new(HashMap::new());
-        Shared { hasher, verified, keys, lifetimes, avatars, limits, max_sessions_per_user, unsynced }
+        Shared {
+            hasher,
+            verified,
+            keys,
+            lifetimes,
+            avatars,
+            limits,
+            max_sessions_per_user,
+            qr_ttl_secs,
+            unsynced,
+        }
     }
 
     fn unsynced(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Versioned>> {
