@@ -51,6 +51,12 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// RPC connections of their own for scan-to-log-in long polls, so that
+    /// parked waits never take the places of ordinary calls: each holds up to
+    /// [`crate::rpc_pool::MAX_CALLS_PER_CONNECTION`] waits.
+    pub qr_rpc_pool_size: usize,
+    /// How long one long poll is held (at most tcpserver's 25 s).
+    pub qr_wait: Duration,
 }
 
 /// Why the command line or environment could not be turned into a [`Config`].
@@ -111,6 +117,9 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
   --head-timeout-ms MS    HEAD_TIMEOUT_MS       [10000]  request head must arrive within
   --idle-timeout-ms MS    IDLE_TIMEOUT_MS       [30000]  idle keep-alive connections close
   --body-timeout-ms MS    BODY_TIMEOUT_MS       [30000]  request body must arrive within
+  --qr-rpc-pool N         QR_RPC_POOL_SIZE      [48]     connections to tcpserver for
+                          scan-to-log-in long polls only (256 waits each)
+  --qr-wait-ms MS         QR_WAIT_MS            [25000]  one long poll is held at most (1 to 25000)
 ";
 
 /// One setting: its flag, its environment variable, and its default.
@@ -149,8 +158,16 @@ const HEAD_TIMEOUT: Setting = Setting { flag: "--head-timeout-ms", env: "HEAD_TI
 const IDLE_TIMEOUT: Setting = Setting { flag: "--idle-timeout-ms", env: "IDLE_TIMEOUT_MS", default: "30000" };
 const BODY_TIMEOUT: Setting = Setting { flag: "--body-timeout-ms", env: "BODY_TIMEOUT_MS", default: "30000" };
 
+/// 48 connections of 256 waits: 12,288 desktops waiting at once, above the
+/// 10,000 this is built for, on 48 of tcpserver's 4,096 connection slots.
+const QR_RPC_POOL: Setting = Setting { flag: "--qr-rpc-pool", env: "QR_RPC_POOL_SIZE", default: "48" };
+const QR_WAIT: Setting = Setting { flag: "--qr-wait-ms", env: "QR_WAIT_MS", default: "25000" };
+
+/// Longest long poll: tcpserver's own cap (`qr_waits::MAX_WAIT`).
+pub const MAX_QR_WAIT_MS: u64 = 25_000;
+
 /// Settings that take a value, in `--help` order. `--secure-cookies` is a switch.
-const VALUED: [&Setting; 13] = [
+const VALUED: [&Setting; 15] = [
     &LISTEN,
     &BACKEND,
     &RPC_POOL,
@@ -164,6 +181,8 @@ const VALUED: [&Setting; 13] = [
     &HEAD_TIMEOUT,
     &IDLE_TIMEOUT,
     &BODY_TIMEOUT,
+    &QR_RPC_POOL,
+    &QR_WAIT,
 ];
 
 /// Largest RPC pool: each connection is a socket and a slot in tcpserver's table.
@@ -254,6 +273,8 @@ impl Config {
             head_timeout: millis(&HEAD_TIMEOUT, value(&HEAD_TIMEOUT))?,
             idle_timeout: millis(&IDLE_TIMEOUT, value(&IDLE_TIMEOUT))?,
             body_timeout: millis(&BODY_TIMEOUT, value(&BODY_TIMEOUT))?,
+            qr_rpc_pool_size: number(&QR_RPC_POOL, value(&QR_RPC_POOL), 1, MAX_RPC_POOL as u64)? as usize,
+            qr_wait: number(&QR_WAIT, value(&QR_WAIT), 1, MAX_QR_WAIT_MS).map(Duration::from_millis)?,
         })
     }
 }

@@ -204,6 +204,10 @@ fn rejected_status(code: ErrorCode) -> (u16, bool) {
         ErrorCode::Overloaded | ErrorCode::Unavailable => (503, true),
         ErrorCode::Internal | ErrorCode::UnexpectedMessage => (500, false),
         ErrorCode::InsufficientStorage => (507, true),
+        ErrorCode::QrExpired => (410, false),
+        ErrorCode::QrUsed => (409, false),
+        ErrorCode::QrNotYours => (403, false),
+        ErrorCode::QrWaitsFull => (503, true),
     }
 }
 
@@ -231,6 +235,10 @@ fn default_message(code: ErrorCode) -> &'static str {
         ErrorCode::InsufficientStorage => {
             "The server has no room for new pictures right now. Please try again later."
         }
+        ErrorCode::QrExpired => "This log-in code has expired. Use the new code on the screen.",
+        ErrorCode::QrUsed => "This log-in code has already been used.",
+        ErrorCode::QrNotYours => "This log-in code belongs to another browser.",
+        ErrorCode::QrWaitsFull => "Too many log-in codes are waiting right now. Please try again.",
     }
 }
 
@@ -292,6 +300,10 @@ mod tests {
             (ErrorCode::Unavailable, 503),
             (ErrorCode::Internal, 500),
             (ErrorCode::InsufficientStorage, 507),
+            (ErrorCode::QrExpired, 410),
+            (ErrorCode::QrUsed, 409),
+            (ErrorCode::QrNotYours, 403),
+            (ErrorCode::QrWaitsFull, 503),
         ];
         for (code, status) in expect {
             let problem = Failure::rejected(code, "").problem();

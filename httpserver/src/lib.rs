@@ -27,6 +27,7 @@ pub mod handlers;
 pub mod input;
 pub mod json;
 pub mod multipart;
+pub mod qr_image;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -35,6 +36,7 @@ pub mod server;
 pub mod session_cookie;
 pub mod static_files;
 pub mod templates;
+pub mod user_agent;
 
 pub use config::Config;
 pub use server::run;

@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::error::{Failure, HttpError};
-use crate::handlers::{self, Client, account, health, pages, profile};
+use crate::handlers::{self, Client, account, health, pages, profile, qr};
 use crate::input::image_too_large;
 use crate::request::{MAX_BODY_LEN, MAX_UPLOAD_BODY_LEN, Method, Request};
 use crate::response::Response;
@@ -61,6 +61,12 @@ pub fn route(app: &App, request: &Request) -> Response {
         "/logout" => (Allowed::Post, account::logout),
         "/updateNickName" => (Allowed::Post, profile::update_nickname),
         UPLOAD_PATH => (Allowed::Post, profile::upload_picture),
+        "/qr/new" => (Allowed::Post, qr::new_code),
+        "/qr/image" => (Allowed::GetHead, qr::image),
+        "/qr/wait" => (Allowed::GetHead, qr::wait),
+        "/qr/approve" => (Allowed::Post, qr::approve),
+        "/qr/deny" => (Allowed::Post, qr::deny),
+        path if path.starts_with(qr::PHONE_PATH) => (Allowed::GetHead, qr::phone_page),
         path if path.starts_with("/static/") => (Allowed::GetHead, static_file),
         _ => return handlers::failure(app, Client::of(&request.head), &Failure::http(HttpError::NotFound)),
     };

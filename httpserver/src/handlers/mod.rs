@@ -10,6 +10,7 @@ pub mod account;
 pub mod health;
 pub mod pages;
 pub mod profile;
+pub mod qr;
 
 use proto::{ErrorCode, Message, Profile};
 use serde_json::{Value, json};
