@@ -38,9 +38,28 @@ pub struct Browser {
 #[derive(Debug, Clone)]
 pub struct Element(String);
 
+/// What kind of device a browser plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// A desktop window (Chromium's own User-Agent).
+    Desktop,
+    /// A phone: Chromium's mobile emulation, a phone's viewport and User-Agent.
+    Phone,
+}
+
+/// The User-Agent of [`Device::Phone`].
+pub const PHONE_USER_AGENT: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 \
+                                    (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile in `scratch`.
     pub fn start(scratch: &Path) -> Browser {
+        Browser::start_as(scratch, "chromium", Device::Desktop)
+    }
+
+    /// Starts another browser of its own (its own profile, so its own cookies:
+    /// a separate person or device) named `name` in `scratch`, as `device`.
+    pub fn start_as(scratch: &Path, name: &str, device: Device) -> Browser {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(binary).exists(),
@@ -49,7 +68,8 @@ impl Browser {
         }
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log = fs::File::create(scratch.join("chromedriver.log")).expect("chromedriver log");
+        let log =
+            fs::File::create(scratch.join(format!("{name}-chromedriver.log"))).expect("chromedriver log");
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -57,7 +77,7 @@ impl Browser {
             .stderr(log)
             .spawn()
             .expect("spawn chromedriver");
-        let profile_dir = scratch.join("chromium-profile");
+        let profile_dir = scratch.join(format!("{name}-profile"));
         fs::create_dir_all(&profile_dir).expect("profile dir");
         let mut browser = Browser { driver, addr, session: String::new(), profile_dir };
         browser.wait_until_ready();
@@ -74,13 +94,15 @@ impl Browser {
             "--window-size=760,900",
             &format!("--user-data-dir={}", browser.profile_dir.display()),
         ];
+        let mut options = json!({ "binary": CHROMIUM, "args": args });
+        if device == Device::Phone {
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": 412, "height": 915, "pixelRatio": 2.0, "touch": true, "mobile": true },
+                "userAgent": PHONE_USER_AGENT,
+            });
+        }
         let capabilities = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
-                }
-            }
+            "capabilities": { "alwaysMatch": { "browserName": "chrome", "goog:chromeOptions": options } }
         });
         let created = browser.command("POST", "/session", Some(capabilities));
         browser.session = created["sessionId"].as_str().expect("sessionId").to_owned();
