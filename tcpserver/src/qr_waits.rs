@@ -321,6 +321,18 @@ impl QrWaits {
         }
     }
 
+    /// Ends every wait of a connection whose peer stopped sending, each with
+    /// its last answer: a peer that closed its side waits for nothing more.
+    pub fn end_connection(&mut self, token: Token) -> Vec<Ended> {
+        let ids = self.by_conn.get(&token).cloned().unwrap_or_default();
+        ids.into_iter()
+            .filter_map(|id| {
+                let serial = self.waits.get(id)?.serial;
+                self.remove(WaitRef { id, serial })
+            })
+            .collect()
+    }
+
     /// Ends every wait (at shutdown), each with its last answer.
     pub fn end_all(&mut self) -> Vec<Ended> {
         let refs: Vec<WaitRef> = self.waits.iter().map(|(id, w)| WaitRef { id, serial: w.serial }).collect();

@@ -148,8 +148,7 @@ impl Reactor {
         poll: Poll,
         mut listener: TcpListener,
         mut shutdown: Shutdown,
-        pool: WorkerPool,
-        completions: Receiver<Completion>,
+        (pool, completions): (WorkerPool, Receiver<Completion>),
         max_connections: usize,
         secret: RpcSecret,
         qr_events: Receiver<QrEvent>,
@@ -359,6 +358,11 @@ impl Reactor {
                 }
                 Ok(ReadStatus::Eof) => {
                     conn.done_reading = true;
+                    // Its parked waits end now (answered, if the peer still
+                    // reads), so the connection can finish and free them.
+                    for ended in self.qr.end_connection(token) {
+                        self.answer_wait(ended);
+                    }
                     return;
                 }
                 Err(e) => return self.close(token, Close::Io(e)),

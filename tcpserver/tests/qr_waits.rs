@@ -1,0 +1,115 @@
+//! Scan-to-log-in waits parked in the reactor, over the RPC protocol: they
+//! hold no worker, end with their connection, are all answered by one
+//! approval (exactly one of them redeeming the code), and end at their
+//! deadline.
+
+mod util;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use proto::{ErrorCode, Message, QrState, Secret};
+use util::{Client, TestServer};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn new_code(client: &mut Client) -> (Secret, Secret) {
+    match client.call(Message::QrCreate { user_agent: "test".into(), client: None }) {
+        Message::QrCreated { key, binding, expires_in_secs } => {
+            assert_eq!(expires_in_secs, 120);
+            (key, binding)
+        }
+        other => panic!("no code: {other:?}"),
+    }
+}
+
+fn wait_message(key: &Secret, binding: &Secret, wait_ms: u32) -> Message {
+    Message::QrWait {
+        key: key.clone(),
+        binding: binding.clone(),
+        seen: QrState::Pending,
+        wait_ms,
+        client: None,
+    }
+}
+
+/// Polls the server's gauge of parked waits until it reads `want`.
+fn until_waits(server: &TestServer, want: u64, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let held = server.metric("usermgmt_qr_waits");
+        if held == want {
+            return;
+        }
+        assert!(started.elapsed() < within, "{held} waits held, not {want}, after {within:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn parked_waits_hold_no_worker_and_go_with_their_connection() {
+    let server = TestServer::start_with(util::Options::default().arg("--workers", 1));
+    let mut control = server.connect();
+    let (key, binding) = new_code(&mut control);
+    let mut waiting = server.connect();
+    for _ in 0..200 {
+        waiting.send(wait_message(&key, &binding, 25_000));
+    }
+    until_waits(&server, 200, Duration::from_secs(10));
+    // With its only worker free, the server answers other work at once.
+    let started = Instant::now();
+    assert!(matches!(
+        control.call(Message::QrCreate { user_agent: "x".into(), client: None }),
+        Message::QrCreated { .. }
+    ));
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    drop(waiting);
+    until_waits(&server, 0, Duration::from_secs(3));
+}
+
+#[test]
+fn one_approval_answers_every_wait_on_the_code_and_only_one_of_them_redeems_it() {
+    let server = TestServer::start();
+    let mut phone = server.connect();
+    let (_, token) = server.user_with_session(&mut phone, "qrwaits", PASSWORD);
+    let mut desktop = server.connect();
+    let (key, binding) = new_code(&mut desktop);
+    let ids: Vec<u64> = (0..50).map(|_| desktop.send(wait_message(&key, &binding, 25_000))).collect();
+    until_waits(&server, 50, Duration::from_secs(10));
+    let decided =
+        phone.call(Message::QrDecide { token: token.clone(), key: key.clone(), approve: true, client: None });
+    assert_eq!(decided, Message::QrDecided { state: QrState::Confirmed });
+    let mut sessions = Vec::new();
+    for _ in &ids {
+        let frame = desktop.recv();
+        assert!(ids.contains(&frame.request_id));
+        match frame.message {
+            Message::QrStatus { state: QrState::Confirmed, token: Some(session), .. } => {
+                sessions.push(session)
+            }
+            Message::QrStatus { state: QrState::Consumed, token: None, .. } => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(sessions.len(), 1, "exactly one wait redeems the code");
+    let profile = phone.call(Message::GetProfile { token: sessions[0].clone(), username: None });
+    assert!(matches!(profile, Message::ProfileReply(_)), "the new session works: {profile:?}");
+    let again = phone.call(Message::QrDecide { token, key, approve: true, client: None });
+    assert!(matches!(&again, Message::Error(e) if e.code == ErrorCode::QrUsed), "{again:?}");
+    until_waits(&server, 0, Duration::from_secs(3));
+}
+
+#[test]
+fn a_wait_ends_at_its_deadline_with_the_state_it_had() {
+    let server = TestServer::start();
+    let mut desktop = server.connect();
+    let (key, binding) = new_code(&mut desktop);
+    let started = Instant::now();
+    let reply = desktop.call(wait_message(&key, &binding, 500));
+    let took = started.elapsed();
+    assert!(matches!(reply, Message::QrStatus { state: QrState::Pending, token: None, .. }), "{reply:?}");
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "answered after {took:?}");
+    // Another binding secret is refused at once.
+    let wrong = desktop.call(wait_message(&key, &Secret::new("a".repeat(64)), 500));
+    assert!(matches!(&wrong, Message::Error(e) if e.code == ErrorCode::QrNotYours), "{wrong:?}");
+}
