@@ -183,6 +183,11 @@ impl System {
         system
     }
 
+    /// The process ids of tcpserver and httpserver.
+    pub fn pids(&self) -> (u32, u32) {
+        (self.servers[0].id(), self.servers[1].id())
+    }
+
     /// Runs the load generator with `args` against this system.
     pub fn loadgen(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_loadgen"))
