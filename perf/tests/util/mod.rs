@@ -184,6 +184,7 @@ impl System {
     }
 
     /// The process ids of tcpserver and httpserver.
+    #[allow(dead_code)] // Each test file compiles this module; only `qr.rs` reads memory.
     pub fn pids(&self) -> (u32, u32) {
         (self.servers[0].id(), self.servers[1].id())
     }
