@@ -220,3 +220,24 @@ fn waits_parked_when_redis_restarts_read_the_code_again_and_are_answered_at_once
         );
     }
 }
+
+#[test]
+fn another_sites_link_does_not_scan_a_code_in_the_visitors_name() {
+    let stack = Stack::start();
+    let username = stack.sign_up("qrcross", PASSWORD);
+    let mut phone = stack.client();
+    let login = phone.api_post("/login", &[("username", &username), ("password", PASSWORD)]);
+    assert_eq!(login.status, 200, "{}", login.text());
+    let mut desktop = stack.client();
+    let key = new_code(&mut desktop);
+    let cross = phone.request("GET", &format!("/qr/{key}"), &[("Sec-Fetch-Site", "cross-site")], b"");
+    assert_eq!(cross.status, 403, "{}", cross.text());
+    assert!(!cross.text().contains("qr-approve-form"), "no Approve button for another site's link");
+    // The desktop's code is still unscanned (the page's one-time check says so).
+    let check = desktop.get(&format!("/qr/wait?key={key}"));
+    assert!(check.text().contains("has not been scanned yet"), "{}", check.text());
+    // Opened as a camera app opens it, the page offers Approve.
+    let scanned = phone.get(&format!("/qr/{key}"));
+    assert_eq!(scanned.status, 200, "{}", scanned.text());
+    assert!(scanned.text().contains("qr-approve-form") && scanned.text().contains("id=\"qr-ip\">127.0.0.1<"));
+}

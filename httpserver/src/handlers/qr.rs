@@ -209,6 +209,16 @@ pub fn phone_page(app: &App, request: &Request) -> Response {
         }
         return Response::redirect(302, format!("/?next={PHONE_PATH}{key}"));
     };
+    // Another site's link must not scan a code in the visitor's name (and
+    // show the visitor's nickname to whoever made it): a camera app's or a
+    // typed URL has no `Sec-Fetch-Site` of another site.
+    if request.header("sec-fetch-site").is_some_and(|site| site.eq_ignore_ascii_case("cross-site")) {
+        let refused = Failure::http_because(
+            HttpError::CsrfRejected,
+            "Open this page by scanning the code with your phone's camera.",
+        );
+        return result_page(app, request, "Scan the code to continue", &refused);
+    }
     let reply = app.call(Message::QrScan { token: credential.token().clone(), key: Secret::new(key) });
     let (user_agent, ip, created) = match reply {
         Ok(Message::QrDetails { user_agent, ip, created_unix, .. }) => (user_agent, ip, created_unix),
