@@ -20,7 +20,7 @@
 //! code is answered `expired` on time. A wait whose connection closes is
 //! dropped at once, with whatever it held.
 //!
-//! Memory: a wait is one slab entry of [`size_of::<Wait>()`] bytes plus its
+//! Memory: a wait is one slab entry (at most 512 bytes, a unit test checks) plus its
 //! request's key and binding (64 bytes each), its key hash (64), the last
 //! answer (a nickname and a picture name at most), and an index entry in
 //! each map and in the heap: well under 1 KiB, so [`MAX_WAITS`] waits take
