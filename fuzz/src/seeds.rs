@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use proto::handshake::{NONCE_LEN, PROOF_LEN};
-use proto::{ErrorCode, ErrorReply, Frame, Message, Nonce, Profile, Proof, Secret};
+use proto::{ErrorCode, ErrorReply, Frame, Message, Nonce, Profile, Proof, QrState, Secret};
 
 /// A named seed: file name and bytes.
 pub type Seed = (String, Vec<u8>);
@@ -80,6 +80,45 @@ pub fn frames() -> Vec<Seed> {
     messages.push(("challenge", Message::Challenge(Nonce([0x5c; NONCE_LEN]))));
     messages.push(("proof", Message::Proof(Proof([0xa3; PROOF_LEN]))));
     messages.push(("accepted", Message::Accepted));
+    // Scan-to-log-in, after those for the same reason.
+    let key = || Secret::new("0123456789abcdef".repeat(4));
+    messages.push((
+        "qr-create",
+        Message::QrCreate { user_agent: "Mozilla/5.0 (X11; Linux x86_64)".into(), client: Some(v4) },
+    ));
+    messages.push((
+        "qr-wait",
+        Message::QrWait {
+            key: key(),
+            binding: key(),
+            seen: QrState::Scanned,
+            wait_ms: 25_000,
+            client: Some(v6),
+        },
+    ));
+    messages.push(("qr-scan", Message::QrScan { token: token(), key: key() }));
+    messages
+        .push(("qr-decide", Message::QrDecide { token: token(), key: key(), approve: true, client: None }));
+    messages.push(("qr-created", Message::QrCreated { key: key(), binding: key(), expires_in_secs: 120 }));
+    messages.push((
+        "qr-status",
+        Message::QrStatus {
+            state: QrState::Confirmed,
+            nickname: Some("李小龍 🐉".into()),
+            avatar: Some("ab.png".into()),
+            token: Some(token()),
+        },
+    ));
+    messages.push((
+        "qr-details",
+        Message::QrDetails {
+            state: QrState::Scanned,
+            user_agent: "UA".into(),
+            ip: "192.0.2.7".into(),
+            created_unix: 1_796_117_400,
+        },
+    ));
+    messages.push(("qr-decided", Message::QrDecided { state: QrState::Denied }));
     let mut seeds: Vec<Seed> = messages
         .into_iter()
         .enumerate()
