@@ -1,10 +1,12 @@
-//! Scan-to-log-in waits parked in the reactor, over the RPC protocol: they
-//! hold no worker, end with their connection, are all answered by one
-//! approval (exactly one of them redeeming the code), and end at their
-//! deadline.
+//! Scan-to-log-in over the RPC protocol. Waits parked in the reactor hold no
+//! worker, end with their connection, are all answered by one approval
+//! (exactly one of them redeeming the code), and end at their deadline; and
+//! the rules hold under simultaneous requests: one approval per code, the
+//! decision and creation throttles exactly at their limits.
 
 mod util;
 
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -112,4 +114,74 @@ fn a_wait_ends_at_its_deadline_with_the_state_it_had() {
     // Another binding secret is refused at once.
     let wrong = desktop.call(wait_message(&key, &Secret::new("a".repeat(64)), 500));
     assert!(matches!(&wrong, Message::Error(e) if e.code == ErrorCode::QrNotYours), "{wrong:?}");
+}
+
+/// Sends `requests` at the same moment, one per connection (all connected
+/// first, then released together), and returns the replies.
+fn all_at_once(server: &TestServer, requests: Vec<Message>) -> Vec<Message> {
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let threads: Vec<_> = requests
+        .into_iter()
+        .map(|message| {
+            let mut client = server.connect();
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                client.call(message)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().expect("client thread")).collect()
+}
+
+#[test]
+fn twenty_simultaneous_approvals_of_one_code_are_accepted_exactly_once() {
+    let server = TestServer::start();
+    let mut setup = server.connect();
+    let phones: Vec<Secret> =
+        (0..20).map(|i| server.user_with_session(&mut setup, &format!("qrrace{i}"), PASSWORD).1).collect();
+    let (key, _) = new_code(&mut setup);
+    let approvals = phones
+        .into_iter()
+        .map(|token| Message::QrDecide { token, key: key.clone(), approve: true, client: None })
+        .collect();
+    let replies = all_at_once(&server, approvals);
+    let accepted =
+        replies.iter().filter(|r| matches!(r, Message::QrDecided { state: QrState::Confirmed })).count();
+    let refused =
+        replies.iter().filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::QrUsed)).count();
+    assert_eq!((accepted, refused), (1, 19), "{replies:?}");
+}
+
+#[test]
+fn simultaneous_decisions_and_codes_stop_exactly_at_their_limits() {
+    let server = TestServer::start_with(
+        util::Options::default().arg("--logins-per-user", "5/600").arg("--qr-codes-per-addr", "10/600"),
+    );
+    let mut setup = server.connect();
+    let (_, token) = server.user_with_session(&mut setup, "qrlimit", PASSWORD);
+    let keys: Vec<Secret> = (0..20).map(|_| new_code(&mut setup).0).collect();
+    // One account deciding on 20 codes at once: five decisions, as five log-ins.
+    let decisions = keys
+        .into_iter()
+        .map(|key| Message::QrDecide { token: token.clone(), key, approve: false, client: None })
+        .collect();
+    let replies = all_at_once(&server, decisions);
+    let decided = replies.iter().filter(|r| matches!(r, Message::QrDecided { .. })).count();
+    let throttled = replies
+        .iter()
+        .filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::TooManyAttempts))
+        .count();
+    assert_eq!((decided, throttled), (5, 15), "{replies:?}");
+    // One address making 40 codes at once: ten.
+    let address: std::net::IpAddr = "192.0.2.44".parse().expect("address");
+    let creations =
+        (0..40).map(|_| Message::QrCreate { user_agent: "race".into(), client: Some(address) }).collect();
+    let replies = all_at_once(&server, creations);
+    let made = replies.iter().filter(|r| matches!(r, Message::QrCreated { .. })).count();
+    let throttled = replies
+        .iter()
+        .filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::TooManyAttempts))
+        .count();
+    assert_eq!((made, throttled), (10, 30), "{replies:?}");
 }
