@@ -241,3 +241,53 @@ fn another_sites_link_does_not_scan_a_code_in_the_visitors_name() {
     assert_eq!(scanned.status, 200, "{}", scanned.text());
     assert!(scanned.text().contains("qr-approve-form") && scanned.text().contains("id=\"qr-ip\">127.0.0.1<"));
 }
+
+#[test]
+fn parked_waits_have_their_own_rpc_connections_and_never_starve_ordinary_calls() {
+    // One connection for waits (256 calls) and one for everything else.
+    let stack = Stack::start_with(
+        Options::default()
+            .front("--qr-rpc-pool", 1)
+            .front("--rpc-pool", 1)
+            .front("--max-connections-per-addr", 2000),
+    );
+    let (username, token) = stack.user_with_token("qrstarve", PASSWORD);
+    let mut desktop = stack.client();
+    let key = new_code(&mut desktop);
+    let binding = desktop.cookie("um_qr").expect("binding cookie").to_owned();
+    let request = format!(
+        "GET /qr/wait?key={key} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nCookie: um_qr={binding}\r\n\r\n",
+        stack.addr
+    );
+    let mut waits: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut stream = util::connect(stack.addr);
+            std::io::Write::write_all(&mut stream, request.as_bytes()).expect("send the wait");
+            stream
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    // Ordinary calls go on at once beside 256 parked waits.
+    let started = Instant::now();
+    let login = stack.client().api_post("/login", &[("username", &username), ("password", PASSWORD)]);
+    assert_eq!(login.status, 200, "{}", login.text());
+    let profile = stack.client().request("GET", "/profile", &[("Authorization", &bearer(&token))], b"");
+    assert_eq!(profile.status, 200, "{}", profile.text());
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    // The waits' own bound: 256 held, the other 44 refused at once (503, code 116).
+    let (mut held, mut refused) = (0, 0);
+    for stream in &mut waits {
+        stream.set_nonblocking(true).expect("nonblocking");
+        let mut probe = [0u8; 1];
+        match stream.peek(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => held += 1,
+            _ => {
+                stream.set_nonblocking(false).expect("blocking");
+                let reply = util::read_reply(stream, false);
+                assert_eq!((reply.status, reply.code()), (503, 116), "{}", reply.text());
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((held, refused), (256, 44));
+}
