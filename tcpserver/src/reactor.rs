@@ -186,7 +186,7 @@ impl Reactor {
     ///
     /// The I/O error if polling itself fails.
     pub fn run(mut self) -> io::Result<()> {
-        let mut batch: Vec<(Token, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
+        let mut batch: Vec<(Token, bool, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = self.timeout();
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
@@ -197,14 +197,20 @@ impl Reactor {
             }
             batch.clear();
             batch.extend(self.events.iter().map(|e| {
-                (e.token(), e.is_readable() || e.is_read_closed() || e.is_error(), e.is_writable())
+                let closed = e.is_read_closed() || e.is_error();
+                (e.token(), e.is_readable() || closed, e.is_writable(), closed)
             }));
-            for &(token, readable, writable) in &batch {
+            for &(token, readable, writable, closed) in &batch {
                 match token {
                     LISTENER => self.accept_all(),
                     WAKER => {} // Completions are drained below, every turn.
                     SHUTDOWN => self.begin_shutdown(),
-                    token => self.on_connection_event(token, readable, writable),
+                    token => {
+                        if closed {
+                            self.end_waits(token);
+                        }
+                        self.on_connection_event(token, readable, writable);
+                    }
                 }
             }
             self.drain_completions();
@@ -358,11 +364,7 @@ impl Reactor {
                 }
                 Ok(ReadStatus::Eof) => {
                     conn.done_reading = true;
-                    // Its parked waits end now (answered, if the peer still
-                    // reads), so the connection can finish and free them.
-                    for ended in self.qr.end_connection(token) {
-                        self.answer_wait(ended);
-                    }
+                    self.end_waits(token);
                     return;
                 }
                 Err(e) => return self.close(token, Close::Io(e)),
@@ -517,6 +519,17 @@ impl Reactor {
         }
         touched.clear();
         self.touched = touched;
+    }
+
+    /// Ends the parked waits of a connection whose peer closed its side
+    /// (answered, if it still reads), so that the connection can finish and
+    /// free them. Called on EOF, and on the peer's close event itself: a
+    /// connection with [`crate::conn::MAX_IN_FLIGHT`] parked waits is not
+    /// read (backpressure), so its EOF would otherwise wait for them.
+    fn end_waits(&mut self, token: Token) {
+        for ended in self.qr.end_connection(token) {
+            self.answer_wait(ended);
+        }
     }
 
     /// Sends the answer of a wait that ended, as a completion would be.

@@ -185,3 +185,62 @@ fn simultaneous_decisions_and_codes_stop_exactly_at_their_limits() {
         .count();
     assert_eq!((made, throttled), (10, 30), "{replies:?}");
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn four_thousand_parked_waits_take_under_two_kib_each() {
+    const WAITS: usize = 4_096;
+    let server = TestServer::start();
+    let mut control = server.connect();
+    // Warm up: the allocator's and Redis connections' first costs are not the waits'.
+    let (key, binding) = new_code(&mut control);
+    let mut warm = server.connect();
+    for _ in 0..256 {
+        warm.send(wait_message(&key, &binding, 25_000));
+    }
+    until_waits(&server, 256, Duration::from_secs(10));
+    drop(warm);
+    until_waits(&server, 0, Duration::from_secs(3));
+    let before = rss_kib(server.pid());
+    // 16 connections of 256 (tcpserver's in-flight cap per connection), each
+    // desktop with a code of its own.
+    let mut connections: Vec<Client> = (0..WAITS / 256).map(|_| server.connect()).collect();
+    for connection in &mut connections {
+        for _ in 0..256 {
+            let (key, binding) = new_code(&mut control);
+            connection.send(wait_message(&key, &binding, 25_000));
+        }
+    }
+    until_waits(&server, WAITS as u64, Duration::from_secs(20));
+    let held = rss_kib(server.pid());
+    let per_wait = held.saturating_sub(before) * 1024 / WAITS as u64;
+    println!("tcpserver: {before} KiB before, {held} KiB with {WAITS} waits parked: {per_wait} bytes a wait");
+    assert!(per_wait < 2048, "{per_wait} bytes a wait");
+    drop(connections);
+    until_waits(&server, 0, Duration::from_secs(3));
+}
+
+#[test]
+fn a_full_connection_of_parked_waits_is_freed_when_its_peer_closes() {
+    // 256 waits is tcpserver's in-flight cap: the connection is no longer
+    // read, so its EOF alone did not end them (they stayed to their deadline).
+    let server = TestServer::start();
+    let mut control = server.connect();
+    let (key, binding) = new_code(&mut control);
+    let mut full = server.connect();
+    for _ in 0..256 {
+        full.send(wait_message(&key, &binding, 25_000));
+    }
+    until_waits(&server, 256, Duration::from_secs(10));
+    drop(full);
+    until_waits(&server, 0, Duration::from_secs(3));
+}
