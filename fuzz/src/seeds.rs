@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use proto::handshake::{NONCE_LEN, PROOF_LEN};
-use proto::{ErrorCode, ErrorReply, Frame, Message, Nonce, Profile, Proof, Secret, TraceId};
+use proto::{ErrorCode, ErrorReply, Frame, Message, Nonce, Profile, Proof, QrState, Secret, TraceId};
 
 /// A named seed: file name and bytes.
 pub type Seed = (String, Vec<u8>);
@@ -138,6 +138,45 @@ pub fn frames() -> Vec<Seed> {
         }]),
     ));
     messages.push(("password-changed", Message::PasswordChanged { ended: 2 }));
+    // Scan-to-log-in, after those for the same reason.
+    let key = || Secret::new("0123456789abcdef".repeat(4));
+    messages.push((
+        "qr-create",
+        Message::QrCreate { user_agent: "Mozilla/5.0 (X11; Linux x86_64)".into(), client: Some(v4) },
+    ));
+    messages.push((
+        "qr-wait",
+        Message::QrWait {
+            key: key(),
+            binding: key(),
+            seen: QrState::Scanned,
+            wait_ms: 25_000,
+            client: Some(v6),
+        },
+    ));
+    messages.push(("qr-scan", Message::QrScan { token: token(), key: key() }));
+    messages
+        .push(("qr-decide", Message::QrDecide { token: token(), key: key(), approve: true, client: None }));
+    messages.push(("qr-created", Message::QrCreated { key: key(), binding: key(), expires_in_secs: 120 }));
+    messages.push((
+        "qr-status",
+        Message::QrStatus {
+            state: QrState::Confirmed,
+            nickname: Some("李小龍 🐉".into()),
+            avatar: Some("ab.png".into()),
+            token: Some(token()),
+        },
+    ));
+    messages.push((
+        "qr-details",
+        Message::QrDetails {
+            state: QrState::Scanned,
+            user_agent: "UA".into(),
+            ip: "192.0.2.7".into(),
+            created_unix: 1_796_117_400,
+        },
+    ));
+    messages.push(("qr-decided", Message::QrDecided { state: QrState::Denied }));
     let mut seeds: Vec<Seed> = messages
         .into_iter()
         .enumerate()

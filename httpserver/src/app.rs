@@ -22,6 +22,9 @@ pub struct App {
     pub config: Config,
     /// Connections to tcpserver.
     pub rpc: RpcPool,
+    /// Connections to tcpserver for scan-to-log-in long polls only, with
+    /// their own count and a deadline past the longest wait.
+    pub waits: RpcPool,
     /// The page templates.
     pub templates: Templates,
     /// The `/static/` file root.
@@ -105,8 +108,11 @@ impl App {
         let secret = read_rpc_secret(&config.rpc_secret_file)?;
         let templates = Templates::load(&config.html_dir).map_err(StartError::Templates)?;
         let statics = StaticFiles::new(&config.static_dir).map_err(StartError::StaticDir)?;
-        let rpc = RpcPool::new(config.backend.clone(), config.rpc_pool_size, config.rpc_timeout, secret);
-        Ok(App { config, rpc, templates, statics, stopping: Arc::new(AtomicBool::new(false)) })
+        let rpc =
+            RpcPool::new(config.backend.clone(), config.rpc_pool_size, config.rpc_timeout, secret.clone());
+        let wait_deadline = config.qr_wait + config.rpc_timeout;
+        let waits = RpcPool::new(config.backend.clone(), config.qr_rpc_pool_size, wait_deadline, secret);
+        Ok(App { config, rpc, waits, templates, statics, stopping: Arc::new(AtomicBool::new(false)) })
     }
 
     /// Whether the server has been told to stop and is finishing its requests.
@@ -121,6 +127,18 @@ impl App {
     /// [`Failure::Rejected`] for an error reply, [`Failure::Http`] for a transport failure.
     pub fn call(&self, message: Message) -> Result<Message, Failure> {
         match self.rpc.call(message)? {
+            Message::Error(reply) => Err(Failure::Rejected(reply)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// [`App::call`] for a long poll, over the connections kept for them.
+    ///
+    /// # Errors
+    ///
+    /// As [`App::call`].
+    pub fn call_parked(&self, message: Message) -> Result<Message, Failure> {
+        match self.waits.call(message)? {
             Message::Error(reply) => Err(Failure::Rejected(reply)),
             reply => Ok(reply),
         }

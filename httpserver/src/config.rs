@@ -56,6 +56,12 @@ pub struct Config {
     pub log_format: hostsupport::log::Format,
     /// `--metrics-allow` / `METRICS_ALLOW`: the client addresses `/metrics` answers.
     pub metrics_allow: MetricsAllow,
+    /// RPC connections of their own for scan-to-log-in long polls, so that
+    /// parked waits never take the places of ordinary calls: each holds up to
+    /// [`crate::rpc_pool::MAX_CALLS_PER_CONNECTION`] waits.
+    pub qr_rpc_pool_size: usize,
+    /// How long one long poll is held (at most tcpserver's 25 s).
+    pub qr_wait: Duration,
 }
 
 /// Why the command line or environment could not be turned into a [`Config`].
@@ -119,6 +125,9 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
   --log-format FMT        LOG_FORMAT            [text]   log lines as text or json
   --metrics-allow LIST    METRICS_ALLOW         [loopback]  who may GET /metrics: any, or
                           addresses and CIDR blocks (loopback among them), commas between
+  --qr-rpc-pool N         QR_RPC_POOL_SIZE      [48]     connections to tcpserver for
+                          scan-to-log-in long polls only (256 waits each)
+  --qr-wait-ms MS         QR_WAIT_MS            [25000]  one long poll is held at most (1 to 25000)
 ";
 
 /// One setting: its flag, its environment variable, and its default.
@@ -160,8 +169,16 @@ const LOG_FORMAT: Setting = Setting { flag: "--log-format", env: "LOG_FORMAT", d
 /// Loopback only: the metrics tell an outsider the traffic and error rates.
 const METRICS_ALLOW: Setting = Setting { flag: "--metrics-allow", env: "METRICS_ALLOW", default: "loopback" };
 
+/// 48 connections of 256 waits: 12,288 desktops waiting at once, above the
+/// 10,000 this is built for, on 48 of tcpserver's 4,096 connection slots.
+const QR_RPC_POOL: Setting = Setting { flag: "--qr-rpc-pool", env: "QR_RPC_POOL_SIZE", default: "48" };
+const QR_WAIT: Setting = Setting { flag: "--qr-wait-ms", env: "QR_WAIT_MS", default: "25000" };
+
+/// Longest long poll: tcpserver's own cap (`qr_waits::MAX_WAIT`).
+pub const MAX_QR_WAIT_MS: u64 = 25_000;
+
 /// Settings that take a value, in `--help` order. `--secure-cookies` is a switch.
-const VALUED: [&Setting; 15] = [
+const VALUED: [&Setting; 17] = [
     &LISTEN,
     &BACKEND,
     &RPC_POOL,
@@ -177,6 +194,8 @@ const VALUED: [&Setting; 15] = [
     &BODY_TIMEOUT,
     &LOG_FORMAT,
     &METRICS_ALLOW,
+    &QR_RPC_POOL,
+    &QR_WAIT,
 ];
 
 /// Largest RPC pool: each connection is a socket and a slot in tcpserver's table.
@@ -272,6 +291,8 @@ impl Config {
             metrics_allow: MetricsAllow::parse(&value(&METRICS_ALLOW)).ok_or_else(|| {
                 bad(&METRICS_ALLOW, value(&METRICS_ALLOW), "any, or addresses and CIDR blocks")
             })?,
+            qr_rpc_pool_size: number(&QR_RPC_POOL, value(&QR_RPC_POOL), 1, MAX_RPC_POOL as u64)? as usize,
+            qr_wait: number(&QR_WAIT, value(&QR_WAIT), 1, MAX_QR_WAIT_MS).map(Duration::from_millis)?,
         })
     }
 }

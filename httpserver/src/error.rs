@@ -206,6 +206,10 @@ fn rejected_status(code: ErrorCode) -> (u16, bool) {
         ErrorCode::InsufficientStorage => (507, true),
         ErrorCode::UnknownSession => (404, false),
         ErrorCode::PasswordUnchanged | ErrorCode::ConfirmationMismatch => (400, false),
+        ErrorCode::QrExpired => (410, false),
+        ErrorCode::QrUsed => (409, false),
+        ErrorCode::QrNotYours => (403, false),
+        ErrorCode::QrWaitsFull => (503, true),
     }
 }
 
@@ -236,6 +240,10 @@ fn default_message(code: ErrorCode) -> &'static str {
         ErrorCode::UnknownSession => "That device is not signed in (any more).",
         ErrorCode::PasswordUnchanged => "The new password must differ from the current one.",
         ErrorCode::ConfirmationMismatch => "To delete the account, type its username exactly as shown.",
+        ErrorCode::QrExpired => "This log-in code has expired. Use the new code on the screen.",
+        ErrorCode::QrUsed => "This log-in code has already been used.",
+        ErrorCode::QrNotYours => "This log-in code belongs to another browser.",
+        ErrorCode::QrWaitsFull => "Too many log-in codes are waiting right now. Please try again.",
     }
 }
 
@@ -300,6 +308,10 @@ mod tests {
             (ErrorCode::UnknownSession, 404),
             (ErrorCode::PasswordUnchanged, 400),
             (ErrorCode::ConfirmationMismatch, 400),
+            (ErrorCode::QrExpired, 410),
+            (ErrorCode::QrUsed, 409),
+            (ErrorCode::QrNotYours, 403),
+            (ErrorCode::QrWaitsFull, 503),
         ];
         for (code, status) in expect {
             let problem = Failure::rejected(code, "").problem();

@@ -30,6 +30,7 @@ pub mod log;
 pub mod metrics;
 pub mod metrics_allow;
 pub mod multipart;
+pub mod qr_image;
 pub mod request;
 pub mod request_id;
 pub mod response;
@@ -39,6 +40,7 @@ pub mod server;
 pub mod session_cookie;
 pub mod static_files;
 pub mod templates;
+pub mod user_agent;
 
 pub use config::Config;
 pub use server::run;

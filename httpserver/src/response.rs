@@ -15,12 +15,12 @@ use serde::Serialize;
 use crate::error::Problem;
 
 /// Headers every HTML page carries. The policy allows only this origin's
-/// stylesheet and images, no script at all, no framing, and forms that post
-/// only here.
+/// stylesheet, images and script files (the log-in page's `static/qr.js`),
+/// no inline script, no framing, and forms that post only here.
 pub const PAGE_SECURITY_HEADERS: [(&str, &str); 3] = [
     (
         "Content-Security-Policy",
-        "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; \
+        "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; \
          form-action 'self'; frame-ancestors 'none'",
     ),
     ("Referrer-Policy", "same-origin"),

@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::error::{Failure, HttpError};
-use crate::handlers::{self, Client, account, health, openapi, pages, profile, ready, security};
+use crate::handlers::{self, Client, account, health, openapi, pages, profile, qr, ready, security};
 use crate::input::image_too_large;
 use crate::request::{MAX_BODY_LEN, MAX_UPLOAD_BODY_LEN, Method, Request};
 use crate::response::Response;
@@ -84,6 +84,12 @@ pub fn route(app: &App, request: &Request) -> Response {
         "/loginHistory" => (Allowed::GetHead, security::history),
         "/changePassword" => (Allowed::Post, security::change_password),
         "/deleteAccount" => (Allowed::Post, security::delete_account),
+        "/qr/new" => (Allowed::Post, qr::new_code),
+        "/qr/image" => (Allowed::GetHead, qr::image),
+        "/qr/wait" => (Allowed::GetHead, qr::wait),
+        "/qr/approve" => (Allowed::Post, qr::approve),
+        "/qr/deny" => (Allowed::Post, qr::deny),
+        path if path.starts_with(qr::PHONE_PATH) => (Allowed::GetHead, qr::phone_page),
         path if path.starts_with("/static/") => (Allowed::GetHead, static_file),
         _ => return handlers::failure(app, Client::of(&request.head), &Failure::http(HttpError::NotFound)),
     };

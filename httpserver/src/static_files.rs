@@ -85,6 +85,8 @@ fn content_type(relative: &str) -> Option<&'static str> {
     let (_, extension) = relative.rsplit_once('.')?;
     Some(match extension.to_ascii_lowercase().as_str() {
         "css" => "text/css; charset=utf-8",
+        // Only the site's own scripts (`qr.js`): never under `avatars/`.
+        "js" if !relative.starts_with("avatars/") => "text/javascript; charset=utf-8",
         "png" => "image/png",
         "jpg" | "jpeg" => "image/jpeg",
         "gif" => "image/gif",

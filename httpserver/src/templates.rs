@@ -25,11 +25,16 @@ pub enum Page {
     Home,
     /// A generic error page.
     Error,
+    /// The phone's page about a scan-to-log-in code: what it would approve.
+    QrApprove,
+    /// The phone's page after Approve or Deny, or about a code it cannot use.
+    QrResult,
 }
 
 impl Page {
     /// Every page, for loading and checking.
-    pub const ALL: [Page; 5] = [Page::Layout, Page::Login, Page::Signup, Page::Home, Page::Error];
+    pub const ALL: [Page; 7] =
+        [Page::Layout, Page::Login, Page::Signup, Page::Home, Page::Error, Page::QrApprove, Page::QrResult];
 
     fn file_name(self) -> &'static str {
         match self {
@@ -38,6 +43,8 @@ impl Page {
             Page::Signup => "signup.html",
             Page::Home => "home.html",
             Page::Error => "error.html",
+            Page::QrApprove => "qr_approve.html",
+            Page::QrResult => "qr_result.html",
         }
     }
 }
@@ -101,6 +108,24 @@ pub fn alert(kind: AlertKind, message: &str) -> Html {
         AlertKind::Notice => "alert notice",
     };
     Html(format!("<p class=\"{class}\" role=\"alert\">{}</p>", escape(message)))
+}
+
+/// The scan-to-log-in panel of the log-in page for the code `key`: its
+/// image, and the link that checks the code once (the page without script).
+pub fn qr_panel(key: &str, expires_in_secs: u32) -> Html {
+    let key = escape(key);
+    Html(format!(
+        "<section class=\"qr\" id=\"qr\" data-key=\"{key}\" data-expires-in=\"{expires_in_secs}\">\n\
+         <h2>Or log in with your phone</h2>\n\
+         <p class=\"hint\">Scan this code with a phone where you are logged in, then approve.</p>\n\
+         <img id=\"qr-image\" src=\"/qr/image?key={key}\" width=\"232\" height=\"232\" \
+         alt=\"QR code to log in with your phone\">\n\
+         <p class=\"qr-status\" id=\"qr-status\" role=\"status\"></p>\n\
+         <p class=\"qr-scanner\" id=\"qr-scanner\" hidden><img id=\"qr-scanner-avatar\" alt=\"\" \
+         width=\"32\" height=\"32\" hidden> <span id=\"qr-scanner-name\"></span></p>\n\
+         <p><a id=\"qr-check\" href=\"/qr/wait?key={key}\">Approved on your phone? Continue</a></p>\n\
+         </section>"
+    ))
 }
 
 /// The profile picture, or a placeholder with the nickname's first letter.
@@ -261,7 +286,7 @@ mod tests {
         let t = Templates::load(&dir).unwrap();
         let known = [
             "title", "content", "message", "csrf", "username", "nickname", "avatar", "heading", "notices",
-            "devices", "history",
+            "devices", "history", "next", "qr", "browser", "os", "ip", "created", "key",
         ];
         for page in Page::ALL {
             for slot in t.slots(page) {
@@ -269,5 +294,13 @@ mod tests {
             }
         }
         assert!(t.slots(Page::Home).contains(&"csrf"));
+        assert!(t.slots(Page::QrApprove).contains(&"csrf"));
+    }
+
+    #[test]
+    fn the_qr_panel_escapes_its_key_and_links_the_check() {
+        let panel = qr_panel("a\"b", 120);
+        assert!(panel.as_str().contains("data-key=\"a&quot;b\""), "{}", panel.as_str());
+        assert!(panel.as_str().contains("href=\"/qr/wait?key=a&quot;b\""));
     }
 }

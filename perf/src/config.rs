@@ -32,7 +32,7 @@ usage: loadgen [options]
 
 Plays users of usermgmt over keep-alive HTTP/1.1 and checks every answer.
 
-  --scenario S      login-fixed | login-random | profile | nickname [login-fixed]
+  --scenario S      login-fixed | login-random | profile | nickname | qr [login-fixed]
   --requests N      requests to make [50000]
   --duration SECS   run for this long instead of a number of requests
   --concurrency C   simultaneous connections, one request each at a time [200]
@@ -45,6 +45,9 @@ Plays users of usermgmt over keep-alive HTTP/1.1 and checks every answer.
   --threads N       event-loop threads [1]
   --save-tokens F   profile/nickname: also write the session tokens to F, one per
                     line (for perf/wrk/profile.lua)
+  --waits N         qr: desktops waiting at once on scan-to-log-in codes [10000]
+  --approve-rate R  qr: phone approvals a second [200]
+  --tcpserver-pid P, --httpserver-pid P   qr: report these processes' memory
   --json            print the report as one JSON object
   -h, --help        this text
 
@@ -62,6 +65,10 @@ pub enum Scenario {
     Profile,
     /// Change the nickname with a valid session.
     Nickname,
+    /// Scan-to-log-in: `--waits` desktops hold long polls while phones
+    /// approve them at `--approve-rate`, with log-ins at `--concurrency`
+    /// beside them (see `crate::qr`).
+    Qr,
 }
 
 impl Scenario {
@@ -76,6 +83,7 @@ impl Scenario {
             Scenario::LoginRandom => "login-random",
             Scenario::Profile => "profile",
             Scenario::Nickname => "nickname",
+            Scenario::Qr => "qr",
         }
     }
 
@@ -119,6 +127,12 @@ pub struct Config {
     pub json: bool,
     /// Where to write the session tokens, if anywhere.
     pub save_tokens: Option<std::path::PathBuf>,
+    /// `qr`: desktops waiting at once.
+    pub waits: usize,
+    /// `qr`: approvals a second.
+    pub approve_rate: u32,
+    /// `qr`: the processes whose memory the report shows (tcpserver, httpserver).
+    pub pids: (Option<u32>, Option<u32>),
 }
 
 /// A setting that could not be understood.
@@ -168,7 +182,11 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Flags that take a value.
-const VALUE_FLAGS: [&str; 12] = [
+const VALUE_FLAGS: [&str; 16] = [
+    "--waits",
+    "--approve-rate",
+    "--tcpserver-pid",
+    "--httpserver-pid",
     "--scenario",
     "--requests",
     "--duration",
@@ -224,6 +242,7 @@ impl Config {
                 "--scenario" => {
                     config.scenario = Scenario::ALL
                         .into_iter()
+                        .chain([Scenario::Qr])
                         .find(|s| s.name() == value)
                         .ok_or_else(|| ConfigError::UnknownScenario(value.clone()))?;
                 }
@@ -241,6 +260,10 @@ impl Config {
                 "--timeout-ms" => config.timeout = Duration::from_millis(number(1, 600_000)?),
                 "--threads" => config.threads = number(1, 64)? as usize,
                 "--save-tokens" => config.save_tokens = Some(value.into()),
+                "--waits" => config.waits = number(1, crate::qr::MAX_WAITS as u64)? as usize,
+                "--approve-rate" => config.approve_rate = number(1, 100_000)? as u32,
+                "--tcpserver-pid" => config.pids.0 = Some(number(1, u64::from(u32::MAX))? as u32),
+                "--httpserver-pid" => config.pids.1 = Some(number(1, u64::from(u32::MAX))? as u32),
                 _ => config.json = value != "0",
             }
         }
@@ -264,6 +287,9 @@ impl Config {
             threads: 1,
             json: false,
             save_tokens: None,
+            waits: crate::qr::DEFAULT_WAITS,
+            approve_rate: crate::qr::DEFAULT_APPROVE_RATE,
+            pids: (None, None),
         })
     }
 }

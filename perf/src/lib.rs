@@ -13,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod histogram;
+pub mod qr;
 pub mod report;
 pub mod response;
 pub mod runner;

@@ -19,6 +19,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if config.scenario == loadgen::config::Scenario::Qr {
+        return match loadgen::qr::run(&config) {
+            Ok(report) => {
+                if config.json {
+                    println!("{}", report.to_json());
+                } else {
+                    println!("{report}");
+                }
+                if report.clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            }
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runner::run(&config) {
         Ok(report) => {
             if config.json {

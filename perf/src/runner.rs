@@ -32,6 +32,8 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         Scenario::Nickname => {
             Workload::Nickname { sessions: Arc::new(log_in_sessions(config)?), host: config.host.clone() }
         }
+        // Its own runner (`crate::qr::run`), with its own report.
+        Scenario::Qr => return Err(Error::Config(crate::config::ConfigError::UnknownScenario("qr".into()))),
     };
     let budget = match config.duration {
         Some(duration) => Budget::duration(duration),
@@ -42,7 +44,8 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     Ok(Report { scenario: config.scenario, concurrency: config.concurrency, wall: started.elapsed(), stats })
 }
 
-fn login(config: &Config, users: Users, keep: bool) -> Workload {
+/// A log-in workload for `users`, keeping the sessions when `keep`.
+pub fn login(config: &Config, users: Users, keep: bool) -> Workload {
     Workload::Login {
         users,
         naming: config.naming.clone(),
@@ -85,7 +88,12 @@ fn save_tokens(path: &Path, sessions: &[Session]) -> io::Result<()> {
 
 /// Plays `workload` over `connections` connections split across `threads`
 /// event loops, until `budget` is spent.
-fn drive(
+/// Plays `workload` over `connections` on `threads` event loops until `budget` is spent.
+///
+/// # Errors
+///
+/// [`Error::Io`] if an event loop could not run.
+pub fn drive(
     config: &Config,
     connections: usize,
     threads: usize,

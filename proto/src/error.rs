@@ -33,6 +33,8 @@ pub enum Error {
     InvalidTag(u8),
     /// An error reply carries a code this build does not know.
     UnknownErrorCode(u16),
+    /// A scan-to-log-in state byte that no state has.
+    UnknownQrState(u8),
     /// A text field is longer than its 16-bit length prefix can describe.
     FieldTooLong(usize),
     /// An RPC secret shorter than [`crate::handshake::MIN_SECRET_LEN`] bytes.
@@ -71,6 +73,7 @@ impl fmt::Display for Error {
             Error::InvalidUtf8 => f.write_str("text field is not valid UTF-8"),
             Error::InvalidTag(tag) => write!(f, "invalid field tag {tag}"),
             Error::UnknownErrorCode(code) => write!(f, "unknown error code {code}"),
+            Error::UnknownQrState(b) => write!(f, "unknown scan-to-log-in state {b}"),
             Error::FieldTooLong(len) => write!(f, "text field of {len} bytes is too long"),
             Error::SecretTooShort { len, min } => {
                 write!(f, "RPC secret of {len} bytes is shorter than the minimum of {min}")

@@ -115,7 +115,7 @@ mod tests {
     use super::*;
     use crate::handshake::{NONCE_LEN, Nonce, PROOF_LEN, Proof};
     use crate::message::{ErrorCode, ErrorReply, Profile, Secret};
-    use crate::{MAGIC, MAX_IMAGE_LEN, MessageType, VERSION};
+    use crate::{MAGIC, MAX_IMAGE_LEN, MessageType, QrState, VERSION};
 
     fn profile(avatar: Option<&str>) -> Profile {
         Profile {
@@ -220,6 +220,32 @@ mod tests {
             Message::CheckReady,
             Message::Readiness { mysql: true, redis: false },
             Message::Readiness { mysql: false, redis: true },
+            Message::QrCreate { user_agent: "Mozilla/5.0 (X11; Linux x86_64)".into(), client: Some(v4) },
+            Message::QrWait {
+                key: "k".into(),
+                binding: "b".into(),
+                seen: QrState::Scanned,
+                wait_ms: 25_000,
+                client: Some(v6),
+            },
+            Message::QrScan { token: "t".into(), key: "k".into() },
+            Message::QrDecide { token: "t".into(), key: "k".into(), approve: true, client: None },
+            Message::QrDecide { token: "t".into(), key: "k".into(), approve: false, client: Some(v4) },
+            Message::QrCreated { key: "k".into(), binding: "b".into(), expires_in_secs: 120 },
+            Message::QrStatus { state: QrState::Pending, nickname: None, avatar: None, token: None },
+            Message::QrStatus {
+                state: QrState::Confirmed,
+                nickname: Some("李小龍 🐉".into()),
+                avatar: Some("ab.png".into()),
+                token: Some(Secret::new("a".repeat(64))),
+            },
+            Message::QrDetails {
+                state: QrState::Scanned,
+                user_agent: "UA".into(),
+                ip: "192.0.2.7".into(),
+                created_unix: u64::MAX - 1,
+            },
+            Message::QrDecided { state: QrState::Denied },
         ];
         for code in ErrorCode::ALL {
             all.push(Message::Error(ErrorReply { code, message: "why".into(), retry_after_secs: 3 }));

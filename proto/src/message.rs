@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use crate::error::Error;
 use crate::handshake::{Nonce, Proof};
+use crate::qr::QrState;
 use crate::wire::{Reader, Writer};
 
 /// Largest profile picture accepted, in bytes. Two MiB holds a good 1024×1024 JPEG
@@ -39,6 +40,10 @@ pub enum MessageType {
     LoginHistory = 0x13,
     ChangePassword = 0x14,
     DeleteAccount = 0x15,
+    QrCreate = 0x20,
+    QrWait = 0x21,
+    QrScan = 0x22,
+    QrDecide = 0x23,
     SignedUp = 0x81,
     LoggedIn = 0x82,
     LoggedOut = 0x83,
@@ -55,6 +60,10 @@ pub enum MessageType {
     History = 0x93,
     PasswordChanged = 0x94,
     AccountDeleted = 0x95,
+    QrCreated = 0xa0,
+    QrStatus = 0xa1,
+    QrDetails = 0xa2,
+    QrDecided = 0xa3,
     Error = 0xff,
 }
 
@@ -79,6 +88,10 @@ impl MessageType {
             0x13 => LoginHistory,
             0x14 => ChangePassword,
             0x15 => DeleteAccount,
+            0x20 => QrCreate,
+            0x21 => QrWait,
+            0x22 => QrScan,
+            0x23 => QrDecide,
             0x81 => SignedUp,
             0x82 => LoggedIn,
             0x83 => LoggedOut,
@@ -94,6 +107,10 @@ impl MessageType {
             0x93 => History,
             0x94 => PasswordChanged,
             0x95 => AccountDeleted,
+            0xa0 => QrCreated,
+            0xa1 => QrStatus,
+            0xa2 => QrDetails,
+            0xa3 => QrDecided,
             0xff => Error,
             _ => return None,
         })
@@ -203,11 +220,22 @@ pub enum ErrorCode {
     PasswordUnchanged = 18,
     /// The typed confirmation is not the account's username.
     ConfirmationMismatch = 19,
+    /// The scan-to-log-in code is past its lifetime, or never existed.
+    QrExpired = 20,
+    /// The scan-to-log-in code was already approved, denied, redeemed, or
+    /// scanned by another account.
+    QrUsed = 21,
+    /// The scan-to-log-in code belongs to another browser: the binding
+    /// secret is missing or wrong.
+    QrNotYours = 22,
+    /// The back end holds as many waiting scan-to-log-in pages as it may;
+    /// retry after `retry_after_secs`.
+    QrWaitsFull = 23,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidUsername,
         ErrorCode::InvalidPassword,
@@ -227,6 +255,10 @@ impl ErrorCode {
         ErrorCode::UnknownSession,
         ErrorCode::PasswordUnchanged,
         ErrorCode::ConfirmationMismatch,
+        ErrorCode::QrExpired,
+        ErrorCode::QrUsed,
+        ErrorCode::QrNotYours,
+        ErrorCode::QrWaitsFull,
     ];
 
     /// The code for a wire number, or `None` if it is unknown.
@@ -406,6 +438,82 @@ pub enum Message {
         /// Redis answered `PING`.
         redis: bool,
     },
+    /// Make a scan-to-log-in code for a desktop browser.
+    QrCreate {
+        /// The desktop's `User-Agent`, shown to the phone (cut to a bounded length).
+        user_agent: String,
+        /// The desktop's address: shown to the phone, and the creation throttle's key.
+        client: Option<IpAddr>,
+    },
+    /// Wait (long poll) until a code leaves the state the caller last saw, or
+    /// `wait_ms` passes; a `Confirmed` code is redeemed for a new session when
+    /// `binding` is the code's. Parked in tcpserver's reactor, not in a worker.
+    QrWait {
+        /// The code's key (from the QR image).
+        key: Secret,
+        /// The second secret, held only by the desktop browser's cookie.
+        binding: Secret,
+        /// The state the caller knows; an answer comes when the code is in another.
+        seen: QrState,
+        /// How long to wait at most, in milliseconds (capped by the server).
+        wait_ms: u32,
+        /// The desktop's address, for the redemption's log-in throttle.
+        client: Option<IpAddr>,
+    },
+    /// A logged-in phone opened a code: mark it scanned and say what it is.
+    QrScan {
+        /// The phone's session token.
+        token: Secret,
+        /// The code's key.
+        key: Secret,
+    },
+    /// A logged-in phone approves (or denies) a code.
+    QrDecide {
+        /// The phone's session token.
+        token: Secret,
+        /// The code's key.
+        key: Secret,
+        /// True to approve, false to deny.
+        approve: bool,
+        /// The phone's address, for the approval throttle.
+        client: Option<IpAddr>,
+    },
+    /// A new code.
+    QrCreated {
+        /// The key the QR image encodes (hex of 32 random bytes).
+        key: Secret,
+        /// The binding secret for the desktop's cookie (hex of 32 random bytes).
+        binding: Secret,
+        /// Seconds the code lives.
+        expires_in_secs: u32,
+    },
+    /// Where a waited-on code stands.
+    QrStatus {
+        /// The state.
+        state: QrState,
+        /// Who scanned it (once scanned), to show on the desktop.
+        nickname: Option<String>,
+        /// That account's picture file, if any.
+        avatar: Option<String>,
+        /// The new session's token, when this answer redeemed the code.
+        token: Option<Secret>,
+    },
+    /// What the phone is about to approve.
+    QrDetails {
+        /// The state after the scan.
+        state: QrState,
+        /// The desktop's `User-Agent` as it was sent.
+        user_agent: String,
+        /// The desktop's address, as text (empty when unknown).
+        ip: String,
+        /// When the code was made (Unix seconds).
+        created_unix: u64,
+    },
+    /// The phone's decision was recorded.
+    QrDecided {
+        /// `Confirmed` or `Denied`.
+        state: QrState,
+    },
     /// The request failed.
     Error(ErrorReply),
 }
@@ -445,6 +553,14 @@ impl Message {
             Message::Accepted => MessageType::Accepted,
             Message::CheckReady => MessageType::CheckReady,
             Message::Readiness { .. } => MessageType::Readiness,
+            Message::QrCreate { .. } => MessageType::QrCreate,
+            Message::QrWait { .. } => MessageType::QrWait,
+            Message::QrScan { .. } => MessageType::QrScan,
+            Message::QrDecide { .. } => MessageType::QrDecide,
+            Message::QrCreated { .. } => MessageType::QrCreated,
+            Message::QrStatus { .. } => MessageType::QrStatus,
+            Message::QrDetails { .. } => MessageType::QrDetails,
+            Message::QrDecided { .. } => MessageType::QrDecided,
             Message::Error(_) => MessageType::Error,
         }
     }
@@ -529,6 +645,45 @@ impl Message {
                 w.text(token.expose())?;
                 encode_profile(&mut w, profile)?;
             }
+            Message::QrCreate { user_agent, client } => {
+                w.text(user_agent)?;
+                w.client_addr(*client);
+            }
+            Message::QrWait { key, binding, seen, wait_ms, client } => {
+                w.text(key.expose())?;
+                w.text(binding.expose())?;
+                w.u8(*seen as u8);
+                w.u32(*wait_ms);
+                w.client_addr(*client);
+            }
+            Message::QrScan { token, key } => {
+                w.text(token.expose())?;
+                w.text(key.expose())?;
+            }
+            Message::QrDecide { token, key, approve, client } => {
+                w.text(token.expose())?;
+                w.text(key.expose())?;
+                w.u8(u8::from(*approve));
+                w.client_addr(*client);
+            }
+            Message::QrCreated { key, binding, expires_in_secs } => {
+                w.text(key.expose())?;
+                w.text(binding.expose())?;
+                w.u32(*expires_in_secs);
+            }
+            Message::QrStatus { state, nickname, avatar, token } => {
+                w.u8(*state as u8);
+                w.optional_text(nickname.as_deref())?;
+                w.optional_text(avatar.as_deref())?;
+                w.optional_text(token.as_ref().map(Secret::expose))?;
+            }
+            Message::QrDetails { state, user_agent, ip, created_unix } => {
+                w.u8(*state as u8);
+                w.text(user_agent)?;
+                w.text(ip)?;
+                w.u64(*created_unix);
+            }
+            Message::QrDecided { state } => w.u8(*state as u8),
             Message::Error(e) => {
                 w.u16(e.code as u16);
                 w.text(&e.message)?;
@@ -608,6 +763,43 @@ impl Message {
                 flags @ 0..=3 => Message::Readiness { mysql: flags & 1 != 0, redis: flags & 2 != 0 },
                 other => return Err(Error::InvalidTag(other)),
             },
+            MessageType::QrCreate => Message::QrCreate { user_agent: r.text()?, client: r.client_addr()? },
+            MessageType::QrWait => Message::QrWait {
+                key: Secret(r.text()?),
+                binding: Secret(r.text()?),
+                seen: r.qr_state()?,
+                wait_ms: r.u32()?,
+                client: r.client_addr()?,
+            },
+            MessageType::QrScan => Message::QrScan { token: Secret(r.text()?), key: Secret(r.text()?) },
+            MessageType::QrDecide => Message::QrDecide {
+                token: Secret(r.text()?),
+                key: Secret(r.text()?),
+                approve: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    other => return Err(Error::InvalidTag(other)),
+                },
+                client: r.client_addr()?,
+            },
+            MessageType::QrCreated => Message::QrCreated {
+                key: Secret(r.text()?),
+                binding: Secret(r.text()?),
+                expires_in_secs: r.u32()?,
+            },
+            MessageType::QrStatus => Message::QrStatus {
+                state: r.qr_state()?,
+                nickname: r.optional_text()?,
+                avatar: r.optional_text()?,
+                token: r.optional_text()?.map(Secret),
+            },
+            MessageType::QrDetails => Message::QrDetails {
+                state: r.qr_state()?,
+                user_agent: r.text()?,
+                ip: r.text()?,
+                created_unix: r.u64()?,
+            },
+            MessageType::QrDecided => Message::QrDecided { state: r.qr_state()? },
             MessageType::Error => {
                 let raw = r.u16()?;
                 let code = ErrorCode::from_u16(raw).ok_or(Error::UnknownErrorCode(raw))?;

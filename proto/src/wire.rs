@@ -70,6 +70,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    pub(crate) fn qr_state(&mut self) -> Result<crate::QrState, Error> {
+        let b = self.u8()?;
+        crate::QrState::from_u8(b).ok_or(Error::UnknownQrState(b))
+    }
+
     pub(crate) fn text(&mut self) -> Result<String, Error> {
         let len = self.u16()? as usize;
         let bytes = self.take(len)?;

@@ -137,6 +137,8 @@ pub struct Config {
     /// `--log-format` / `LOG_FORMAT`: `text` (the default) or `json`, one
     /// object a line ([`crate::log`]).
     pub log_format: crate::log::Format,
+    /// `--qr-ttl-secs` / `QR_TTL_SECS`: lifetime of a scan-to-log-in code.
+    pub qr_ttl_secs: u32,
 }
 
 impl Default for Config {
@@ -161,6 +163,7 @@ impl Default for Config {
             max_sessions_per_user: crate::login_session::DEFAULT_MAX_SESSIONS_PER_USER,
             rpc_secret_file: PathBuf::from(DEFAULT_RPC_SECRET_FILE),
             log_format: crate::log::Format::Text,
+            qr_ttl_secs: crate::qr_store::DEFAULT_TTL_SECS,
         }
     }
 }
@@ -241,6 +244,16 @@ const SETTINGS: &[Setting] = &[
         flag: "--signups-per-addr",
         env: "SIGNUPS_PER_ADDR",
         help: "sign-ups per client address [20/600]",
+    },
+    Setting {
+        flag: "--qr-ttl-secs",
+        env: "QR_TTL_SECS",
+        help: "lifetime of a scan-to-log-in code, 1 to 600 [120]",
+    },
+    Setting {
+        flag: "--qr-codes-per-addr",
+        env: "QR_CODES_PER_ADDR",
+        help: "scan-to-log-in codes made per client address [60/600]",
     },
     Setting {
         flag: "--rpc-secret-file",
@@ -425,7 +438,8 @@ impl Config {
             | "--login-failures-per-addr"
             | "--logins-per-user"
             | "--logins-per-addr"
-            | "--signups-per-addr" => {
+            | "--signups-per-addr"
+            | "--qr-codes-per-addr" => {
                 let limit: Limit =
                     value.parse().map_err(|_| invalid("<attempts>/<seconds>, both positive"))?;
                 let limits = &mut self.limits;
@@ -434,12 +448,18 @@ impl Config {
                     "--login-failures-per-addr" => &mut limits.failures_per_addr,
                     "--logins-per-user" => &mut limits.logins_per_user,
                     "--logins-per-addr" => &mut limits.logins_per_addr,
+                    "--qr-codes-per-addr" => &mut limits.qr_codes_per_addr,
                     _ => &mut limits.signups_per_addr,
                 } = limit;
             }
             "--rpc-secret-file" => self.rpc_secret_file = PathBuf::from(value),
             "--log-format" => {
                 self.log_format = crate::log::Format::parse(&value).ok_or_else(|| invalid("text or json"))?;
+            }
+            "--qr-ttl-secs" => {
+                self.qr_ttl_secs = number(&value, 1, crate::qr_store::MAX_TTL_SECS as usize)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| invalid("1 to 600"))?;
             }
             _ => return Err(ConfigError::UnknownFlag(flag.to_owned())),
         }

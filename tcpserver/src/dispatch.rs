@@ -72,6 +72,14 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
         Message::DeleteAccount { token, password, confirm, client } => {
             service.delete_account(&token, &password, &confirm, client)
         }
+        Message::QrCreate { user_agent, client } => service.qr_create(&user_agent, client),
+        Message::QrScan { token, key } => service.qr_scan(&token, &key),
+        Message::QrDecide { token, key, approve, client } => service.qr_decide(&token, &key, approve, client),
+        // The reactor parks waits and sends their checks through
+        // `pool::check_wait`; one that comes here is checked once.
+        Message::QrWait { key, binding, seen, client, .. } => {
+            service.qr_check(&key, &binding, seen, client).map(|check| check.reply)
+        }
         // `route` answers these on the reactor; should one arrive here anyway,
         // route it again rather than fail.
         other => match route(other) {
@@ -174,6 +182,10 @@ pub fn operation_name(message: &Message) -> &'static str {
         Message::LoginHistory { .. } => "login-history",
         Message::ChangePassword { .. } => "change-password",
         Message::DeleteAccount { .. } => "delete-account",
+        Message::QrCreate { .. } => "qr-create",
+        Message::QrWait { .. } => "qr-wait",
+        Message::QrScan { .. } => "qr-scan",
+        Message::QrDecide { .. } => "qr-decide",
         _ => "other",
     }
 }

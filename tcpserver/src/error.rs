@@ -84,6 +84,14 @@ pub enum Error {
     /// The avatar directory's file system is below its free-space floor
     /// (`--avatar-min-free-mb`), so the picture was not stored.
     InsufficientStorage,
+    /// The scan-to-log-in code is past its lifetime or unknown.
+    QrExpired,
+    /// The scan-to-log-in code was already decided, redeemed, or scanned by another account.
+    QrUsed,
+    /// The binding secret does not match the code's.
+    QrNotYours,
+    /// The reactor holds [`crate::qr_waits::MAX_WAITS`] waits already.
+    QrWaitsFull,
     /// A dependency cannot be reached right now.
     Unavailable(Dependency),
     /// Anything else: a bug or an unexpected failure, logged by the worker.
@@ -154,6 +162,10 @@ impl Error {
             Error::UnsupportedImage(_) => ErrorCode::UnsupportedImage,
             Error::ImageTooLarge { .. } => ErrorCode::ImageTooLarge,
             Error::InsufficientStorage => ErrorCode::InsufficientStorage,
+            Error::QrExpired => ErrorCode::QrExpired,
+            Error::QrUsed => ErrorCode::QrUsed,
+            Error::QrNotYours => ErrorCode::QrNotYours,
+            Error::QrWaitsFull => ErrorCode::QrWaitsFull,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -163,7 +175,7 @@ impl Error {
     pub fn retry_after_secs(&self) -> u32 {
         match self {
             Error::TooManyAttempts { retry_after_secs } => *retry_after_secs,
-            Error::Unavailable(_) => RETRY_AFTER_BUSY_SECS,
+            Error::Unavailable(_) | Error::QrWaitsFull => RETRY_AFTER_BUSY_SECS,
             Error::InsufficientStorage => RETRY_AFTER_STORAGE_SECS,
             _ => 0,
         }
@@ -207,6 +219,12 @@ impl fmt::Display for Error {
             ),
             Error::InsufficientStorage => {
                 f.write_str("The server has no room for new pictures right now. Please try again later.")
+            }
+            Error::QrExpired => f.write_str("This log-in code has expired. Use the new code on the screen."),
+            Error::QrUsed => f.write_str("This log-in code has already been used."),
+            Error::QrNotYours => f.write_str("This log-in code belongs to another browser."),
+            Error::QrWaitsFull => {
+                f.write_str("Too many log-in codes are waiting right now. Please try again.")
             }
             Error::Unavailable(_) => f.write_str("The service is briefly unavailable. Please try again."),
             Error::Internal(_) => f.write_str("Something went wrong on our side. Please try again."),

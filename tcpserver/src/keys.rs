@@ -15,6 +15,15 @@
 //! | `<p>thr:ok:addr:<address>` | string | the count of successful log-ins from the address | the throttle window |
 //! | `<p>thr:signups:addr:<address>` | sorted set | one member per sign-up attempt from the address | the throttle window |
 //! | `<p>thr:avatar:user:<user id>` | sorted set | one member per picture upload of the account | the throttle window |
+//! | `<p>qr:{<sha256(key) hex>}` | hash | a scan-to-log-in code: `s` state, `b` sha256 of the binding secret, `ua`, `ip`, `t` created (Unix s), once scanned `u` user id, `n` username, `nick`, `a` avatar | the code's lifetime (`--qr-ttl-secs`) |
+//! | `<p>thr:qr:new:addr:<address>` | sorted set | one member per code made from the address | the throttle window |
+//! | `<p>thr:qr:ok:user:<user id>`, `<p>thr:qr:ok:addr:<address>` | sorted set | one member per approval or denial by the account / from the address | the throttle window |
+//!
+//! Pub/sub channel `<p>qr:changed` carries the key hash of every code whose
+//! state changed (see [`crate::qr_events`]). A code is one key, and each
+//! script touches only that key (the channel is not a key), so the layout
+//! moves to Redis Cluster as it is; the braces are a hash tag, so that any
+//! key added per code later lands in the code's slot.
 //!
 //! An IPv6 client is counted by its /64 network, since one subscriber usually
 //! holds a whole /64; an IPv4-mapped IPv6 address counts as the IPv4 address.
@@ -99,6 +108,32 @@ impl Keys {
         format!("{}thr:signups:addr:{}", self.prefix, network(addr))
     }
 
+    /// A scan-to-log-in code, by the hex SHA-256 of its key (the key itself is
+    /// never stored, as a session token is not).
+    pub fn qr_code(&self, key_hash: &str) -> String {
+        format!("{}qr:{{{key_hash}}}", self.prefix)
+    }
+
+    /// The pub/sub channel that announces changes of codes.
+    pub fn qr_channel(&self) -> String {
+        format!("{}qr:changed", self.prefix)
+    }
+
+    /// Codes made from a client address.
+    pub fn qr_codes_by_addr(&self, addr: IpAddr) -> String {
+        format!("{}thr:qr:new:addr:{}", self.prefix, network(addr))
+    }
+
+    /// Approvals and denials by an account.
+    pub fn qr_decisions_by_user(&self, user_id: u64) -> String {
+        format!("{}thr:qr:ok:user:{user_id}", self.prefix)
+    }
+
+    /// Approvals and denials from a client address.
+    pub fn qr_decisions_by_addr(&self, addr: IpAddr) -> String {
+        format!("{}thr:qr:ok:addr:{}", self.prefix, network(addr))
+    }
+
     /// Picture uploads of an account, by user id (immutable, like the username,
     /// and shorter).
     pub fn avatar_uploads_by_user(&self, user_id: u64) -> String {
@@ -135,11 +170,17 @@ mod tests {
             keys.user_sessions(7),
             keys.signups_by_addr(ip),
             keys.avatar_uploads_by_user(7),
+            keys.qr_code("ab"),
+            keys.qr_channel(),
+            keys.qr_codes_by_addr(ip),
+            keys.qr_decisions_by_user(7),
+            keys.qr_decisions_by_addr(ip),
         ] {
             assert!(key.starts_with("t:"), "{key}");
         }
         assert_eq!(keys.session("ab"), "t:sess:ab");
         assert_eq!(keys.profile(7), "t:prof:7");
+        assert_eq!(keys.qr_code("ab"), "t:qr:{ab}");
     }
 
     #[test]

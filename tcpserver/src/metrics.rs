@@ -61,6 +61,14 @@ pub static SESSIONS_EVICTED: Named = Named::new(
 pub static SESSIONS_LOGGED_OUT: Named =
     Named::new("usermgmt_sessions_logged_out_total", "Sessions ended by a log-out.");
 
+/// Scan-to-log-in waits parked in the reactor right now (set by the reactor
+/// once per turn).
+pub static QR_WAITS: Gauge = Gauge::new();
+
+/// Scan-to-log-in codes approved or denied (their waits are answered).
+pub static QR_DECISIONS: Named =
+    Named::new("usermgmt_qr_decisions_total", "Scan-to-log-in codes approved or denied.");
+
 /// Log-ins the verified-credentials cache vouched for (no hash).
 pub static VERIFIED_HITS: Named =
     Named::new("usermgmt_verified_cache_hits_total", "Log-ins the verified-credentials cache vouched for.");
@@ -199,6 +207,7 @@ pub fn render() -> String {
         &VERIFIED_MISSES,
         &PROFILE_HITS,
         &PROFILE_MISSES,
+        &QR_DECISIONS,
     ] {
         family(&mut out, named.name, "counter", named.help);
         sample(&mut out, named.name, "", named.get());
@@ -216,6 +225,9 @@ pub fn render() -> String {
             sample(&mut out, name, &format!("type=\"{kind:?}\""), counter.get());
         }
     }
+    let name = "usermgmt_qr_waits";
+    family(&mut out, name, "gauge", "Scan-to-log-in waits parked in the reactor.");
+    sample(&mut out, name, "", QR_WAITS.get());
     let name = "usermgmt_queue_depth";
     family(&mut out, name, "gauge", "Jobs waiting for a worker.");
     sample(&mut out, name, "", QUEUE_DEPTH.get());

@@ -26,6 +26,7 @@ use proto::{ErrorCode, ErrorReply, Message, MessageType, TraceId};
 use crate::dispatch;
 use crate::error::{Error, RETRY_AFTER_BUSY_SECS};
 use crate::log::{Event, Level};
+use crate::qr_waits::WaitRef;
 use crate::queue::{JobQueue, MAX_BATCH};
 use crate::service::Service;
 
@@ -43,6 +44,8 @@ pub struct Job {
     pub trace: TraceId,
     /// The request.
     pub message: Message,
+    /// For a scan-to-log-in wait: which one this check is for ([`crate::qr_waits`]).
+    pub wait: Option<WaitRef>,
 }
 
 /// A reply on its way back to the reactor.
@@ -57,6 +60,19 @@ pub struct Completion {
     pub request_id: u64,
     /// The reply.
     pub reply: Message,
+    /// For a check of a scan-to-log-in wait: what it found.
+    pub wait: Option<WaitChecked>,
+}
+
+/// What a worker's check of a parked wait found, beside its reply.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitChecked {
+    /// The wait.
+    pub wait: WaitRef,
+    /// The code is still where the desktop last saw it: park, do not answer.
+    pub unchanged: bool,
+    /// Milliseconds the code has left.
+    pub ttl_ms: u64,
 }
 
 /// Why a job was not queued. The caller still knows the request id and answers it.
@@ -232,10 +248,27 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
                 .field("outcome", "shed")
                 .write(format_args!("{operation}: waited too long for a worker"));
             let reply = busy(ErrorCode::Overloaded);
-            let completion =
-                Completion { token: job.token, conn_id: job.conn_id, request_id: job.request_id, reply };
+            let completion = Completion {
+                token: job.token,
+                conn_id: job.conn_id,
+                request_id: job.request_id,
+                reply,
+                wait: None,
+            };
             if completions.send(completion).is_err() {
                 return;
+            }
+        }
+        // Checks of parked waits run on their own (one Redis read each).
+        let mut i = 0;
+        while i < batch.len() {
+            if batch[i].wait.is_some() {
+                let job = batch.swap_remove(i);
+                if completions.send(check_wait(service, job)).is_err() {
+                    return;
+                }
+            } else {
+                i += 1;
             }
         }
         crate::metrics::BATCH_SIZE.observe(batch.len() as f64);
@@ -279,7 +312,7 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
                 }
             };
             log_reply(kind, &reply, trace, took);
-            if completions.send(Completion { token, conn_id, request_id, reply }).is_err() {
+            if completions.send(Completion { token, conn_id, request_id, reply, wait: None }).is_err() {
                 return;
             }
         }
@@ -288,4 +321,35 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
             return;
         }
     }
+}
+
+/// Checks the code of one scan-to-log-in wait ([`Service::qr_check`]); an
+/// error ends the wait with that error.
+fn check_wait(service: &mut Service, job: Job) -> Completion {
+    let Job { token, conn_id, request_id, message, wait, .. } = job;
+    let checked = match message {
+        Message::QrWait { key, binding, seen, client, .. } => {
+            catch_unwind(AssertUnwindSafe(|| service.qr_check(&key, &binding, seen, client)))
+        }
+        _ => Ok(Err(Error::Internal(crate::error::Internal::CorruptEntry("wait without a QrWait")))),
+    };
+    let (reply, unchanged, ttl_ms) = match checked {
+        Ok(Ok(check)) => (check.reply, check.unchanged, check.ttl_ms),
+        Ok(Err(e)) => {
+            if let Error::Internal(cause) = &e {
+                crate::log!("qr-wait (connection {}, request {request_id}): {cause}", token.0);
+            }
+            (e.to_message(), false, 0)
+        }
+        Err(_) => {
+            crate::log!("qr-wait (connection {}, request {request_id}): panicked", token.0);
+            (
+                Message::error(ErrorCode::Internal, "Something went wrong on our side. Please try again."),
+                false,
+                0,
+            )
+        }
+    };
+    let wait = wait.map(|wait| WaitChecked { wait, unchanged, ttl_ms });
+    Completion { token, conn_id, request_id, reply, wait }
 }

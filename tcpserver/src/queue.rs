@@ -204,7 +204,7 @@ mod tests {
     use super::*;
 
     fn job(request_id: u64, message: Message) -> Job {
-        Job { token: Token(0), conn_id: 1, request_id, trace: proto::TraceId::NONE, message }
+        Job { token: Token(0), conn_id: 1, request_id, trace: proto::TraceId::NONE, message, wait: None }
     }
 
     fn read(request_id: u64) -> Job {

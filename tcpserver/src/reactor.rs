@@ -31,8 +31,11 @@ use slab::Slab;
 
 use crate::conn::{Connection, ReadStatus};
 use crate::dispatch::{self, Route};
+use crate::error::Error;
 use crate::gate::{Gate, Refusal, SWEEP_INTERVAL};
 use crate::pool::{Completion, Job, SubmitError, WorkerPool, busy};
+use crate::qr_events::QrEvent;
+use crate::qr_waits::{Ended, QrWaits, Refused};
 use crate::shutdown::Shutdown;
 
 /// The listening socket's token.
@@ -60,6 +63,10 @@ const READS_PER_TURN: usize = 16;
 /// Wait before accepting again after `accept` failed for want of resources
 /// (file descriptors, memory), instead of spinning on the error.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Wait before handing parked waits' checks to the workers again after the
+/// queue was full: short against a wait's 25 s, long enough not to spin.
+const QR_RETRY: Duration = Duration::from_millis(10);
 
 /// Connections refused for being over the limit are logged at most this often.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -121,6 +128,12 @@ pub struct Reactor {
     /// When to look next for connections past their handshake timeout; `None`
     /// while none is waiting to prove the secret.
     sweep_at: Option<Instant>,
+    /// Scan-to-log-in waits parked here ([`crate::qr_waits`]).
+    qr: QrWaits,
+    /// Announcements of changed codes ([`crate::qr_events`]).
+    qr_events: Receiver<QrEvent>,
+    /// When to hand queued checks to the workers again after a full queue.
+    qr_retry_at: Option<Instant>,
 }
 
 impl Reactor {
@@ -135,10 +148,10 @@ impl Reactor {
         poll: Poll,
         mut listener: TcpListener,
         mut shutdown: Shutdown,
-        pool: WorkerPool,
-        completions: Receiver<Completion>,
+        (pool, completions): (WorkerPool, Receiver<Completion>),
         max_connections: usize,
         secret: RpcSecret,
+        qr_events: Receiver<QrEvent>,
     ) -> io::Result<Reactor> {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         poll.registry().register(shutdown.source(), SHUTDOWN, Interest::READABLE)?;
@@ -160,6 +173,9 @@ impl Reactor {
             refusals: Refusals::default(),
             secret,
             sweep_at: None,
+            qr: QrWaits::new(),
+            qr_events,
+            qr_retry_at: None,
         })
     }
 
@@ -170,7 +186,7 @@ impl Reactor {
     ///
     /// The I/O error if polling itself fails.
     pub fn run(mut self) -> io::Result<()> {
-        let mut batch: Vec<(Token, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
+        let mut batch: Vec<(Token, bool, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = self.timeout();
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
@@ -181,18 +197,26 @@ impl Reactor {
             }
             batch.clear();
             batch.extend(self.events.iter().map(|e| {
-                (e.token(), e.is_readable() || e.is_read_closed() || e.is_error(), e.is_writable())
+                let closed = e.is_read_closed() || e.is_error();
+                (e.token(), e.is_readable() || closed, e.is_writable(), closed)
             }));
-            for &(token, readable, writable) in &batch {
+            for &(token, readable, writable, closed) in &batch {
                 match token {
                     LISTENER => self.accept_all(),
                     WAKER => {} // Completions are drained below, every turn.
                     SHUTDOWN => self.begin_shutdown(),
-                    token => self.on_connection_event(token, readable, writable),
+                    token => {
+                        if closed {
+                            self.end_waits(token);
+                        }
+                        self.on_connection_event(token, readable, writable);
+                    }
                 }
             }
             self.drain_completions();
             self.run_ready();
+            self.pump_waits();
+            crate::metrics::QR_WAITS.set(i64::try_from(self.qr.len()).unwrap_or(i64::MAX));
             // One wake-up call for all the jobs of this turn (see `queue`).
             if let Some(pool) = &self.pool {
                 pool.wake_workers();
@@ -231,7 +255,8 @@ impl Reactor {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        [self.accept_retry_at, self.draining_until, self.sweep_at]
+        let checks = self.qr.has_queued().then(|| self.qr_retry_at.unwrap_or(now));
+        [self.accept_retry_at, self.draining_until, self.sweep_at, self.qr.next_deadline(), checks]
             .into_iter()
             .flatten()
             .map(|at| at.saturating_duration_since(now))
@@ -340,6 +365,7 @@ impl Reactor {
                 }
                 Ok(ReadStatus::Eof) => {
                     conn.done_reading = true;
+                    self.end_waits(token);
                     return;
                 }
                 Err(e) => return self.close(token, Close::Io(e)),
@@ -395,14 +421,35 @@ impl Reactor {
             Route::Answer(reply) => return self.reply(token, request_id, reply),
             Route::Work(message) => message,
         };
-        let Some(conn) = self.conns.get_mut(token.0) else { return };
-        let job = Job { token, conn_id: conn.id, request_id, trace, message: work };
+        let Some(conn_id) = self.conns.get(token.0).map(|conn| conn.id) else { return };
+        // A wait is held here from its first check on (see `qr_waits`).
+        let wait = match &work {
+            Message::QrWait { .. } => {
+                match self.qr.begin((token, conn_id, request_id), work.clone(), Instant::now()) {
+                    Ok(wait) => Some(wait),
+                    Err(Refused::Full) => {
+                        return self.reply(token, request_id, Error::QrWaitsFull.to_message());
+                    }
+                }
+            }
+            _ => None,
+        };
+        let job = Job { token, conn_id, request_id, trace, message: work, wait };
         let submitted = match &self.pool {
             Some(pool) => pool.submit(job),
             None => Err(SubmitError::Closed),
         };
+        if submitted.is_err() {
+            if let Some(wait) = wait {
+                self.qr.remove(wait);
+            }
+        }
         match submitted {
-            Ok(()) => conn.in_flight += 1,
+            Ok(()) => {
+                if let Some(conn) = self.conns.get_mut(token.0) {
+                    conn.in_flight += 1;
+                }
+            }
             Err(SubmitError::Full) => {
                 crate::metrics::SHED_FULL.add(1);
                 self.reply(token, request_id, busy(ErrorCode::Overloaded));
@@ -454,6 +501,13 @@ impl Reactor {
             pool.rearm_wake();
         }
         while let Ok(done) = self.completions.try_recv() {
+            if let Some(checked) = done.wait {
+                let (wait, unchanged, ttl_ms) = (checked.wait, checked.unchanged, checked.ttl_ms);
+                if let Some(ended) = self.qr.checked(wait, done.reply, unchanged, ttl_ms, Instant::now()) {
+                    self.answer_wait(ended);
+                }
+                continue;
+            }
             // The connection may be gone, or its slot reused by a newer one.
             let Some(conn) = self.conns.get_mut(done.token.0).filter(|c| c.id == done.conn_id) else {
                 continue;
@@ -470,6 +524,63 @@ impl Reactor {
         }
         touched.clear();
         self.touched = touched;
+    }
+
+    /// Ends the parked waits of a connection whose peer closed its side
+    /// (answered, if it still reads), so that the connection can finish and
+    /// free them. Called on EOF, and on the peer's close event itself: a
+    /// connection with [`crate::conn::MAX_IN_FLIGHT`] parked waits is not
+    /// read (backpressure), so its EOF would otherwise wait for them.
+    fn end_waits(&mut self, token: Token) {
+        for ended in self.qr.end_connection(token) {
+            self.answer_wait(ended);
+        }
+    }
+
+    /// Sends the answer of a wait that ended, as a completion would be.
+    fn answer_wait(&mut self, ended: Ended) {
+        let Some(conn) = self.conns.get_mut(ended.token.0).filter(|c| c.id == ended.conn_id) else { return };
+        conn.in_flight = conn.in_flight.saturating_sub(1);
+        self.reply(ended.token, ended.request_id, ended.reply);
+        self.touched.push(ended.token);
+    }
+
+    /// Takes the announcements of changed codes, queues the checks they and
+    /// the deadlines call for, and hands the workers as many as their queue takes.
+    fn pump_waits(&mut self) {
+        while let Ok(event) = self.qr_events.try_recv() {
+            match event {
+                QrEvent::Changed(key_hash) => self.qr.announce(&key_hash),
+                QrEvent::Resync => self.qr.resync(),
+            }
+        }
+        let now = Instant::now();
+        self.qr.expire_due(now);
+        if self.qr_retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        self.qr_retry_at = None;
+        while let Some(wait) = self.qr.next_check() {
+            let Some((token, conn_id, request_id, message)) = self.qr.request(wait) else { continue };
+            let job =
+                Job { token, conn_id, request_id, trace: proto::TraceId::NONE, message, wait: Some(wait) };
+            let submitted = match &self.pool {
+                Some(pool) => pool.submit(job),
+                None => Err(SubmitError::Closed),
+            };
+            if submitted.is_err() {
+                if let Some(ended) = self.qr.unsent(wait, now) {
+                    self.answer_wait(ended);
+                }
+                self.qr_retry_at = Some(now + QR_RETRY);
+                return;
+            }
+        }
+    }
+
+    /// Waits held now.
+    pub fn waits_held(&self) -> usize {
+        self.qr.len()
     }
 
     fn run_ready(&mut self) {
@@ -502,6 +613,11 @@ impl Reactor {
         }
         self.accept_retry_at = None;
         self.draining_until = Some(Instant::now() + DRAIN_TIMEOUT);
+        // Parked waits are answered now, with where their codes stood: the
+        // desktop asks again (another tcpserver, or this one restarted).
+        for ended in self.qr.end_all() {
+            self.answer_wait(ended);
+        }
         let tokens: Vec<Token> = self
             .conns
             .iter_mut()
@@ -518,6 +634,8 @@ impl Reactor {
     fn close(&mut self, token: Token, why: Close) {
         let Some(mut conn) = self.conns.try_remove(token.0) else { return };
         crate::metrics::CONNECTIONS_OPEN.add(-1);
+        // Whatever its waits held goes with them.
+        self.qr.close_connection(token);
         if matches!(why, Close::Protocol(_)) {
             // Best effort: replies to the valid requests before the bad bytes.
             let _ = conn.flush();

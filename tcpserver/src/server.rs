@@ -182,13 +182,14 @@ impl Server {
         let lifetimes = Lifetimes { idle_secs: config.session_idle_secs, max_secs: config.session_max_secs };
         let verified = VerifiedCache::new().map_err(ServerError::Hasher)?;
         let keys = Keys::new(config.redis_prefix.clone());
+        let qr_channel = keys.qr_channel();
         let shared = Arc::new(Shared::new(
             hasher,
             verified,
             keys,
             lifetimes,
             avatars,
-            (config.limits, config.max_sessions_per_user),
+            (config.limits, config.max_sessions_per_user, config.qr_ttl_secs),
         ));
         // The drainer's links are numbered after the workers' in the log.
         let drainer = crate::history::drain::Drainer::new(
@@ -210,6 +211,8 @@ impl Server {
         let poll = Poll::new().map_err(ServerError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
         let (completions_tx, completions) = mpsc::channel();
+        let qr_events = crate::qr_events::start(redis_client.clone(), qr_channel, Arc::clone(&waker))
+            .map_err(ServerError::Io)?;
         let make_service = move |worker| {
             Service::new(
                 Arc::clone(&shared),
@@ -219,9 +222,16 @@ impl Server {
         };
         let pool = WorkerPool::start(config.workers, config.queue_len, make_service, completions_tx, waker)
             .map_err(ServerError::Io)?;
-        let reactor =
-            Reactor::new(poll, listener, shutdown, pool, completions, config.max_connections, secret)
-                .map_err(ServerError::Io)?;
+        let reactor = Reactor::new(
+            poll,
+            listener,
+            shutdown,
+            (pool, completions),
+            config.max_connections,
+            secret,
+            qr_events,
+        )
+        .map_err(ServerError::Io)?;
         Ok(Server { reactor, local_addr, metrics_addr })
     }
 

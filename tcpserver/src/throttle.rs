@@ -112,6 +112,12 @@ pub const SIGNUPS_PER_ADDR: Limit = Limit { max_attempts: 20, window_secs: 10 * 
 /// floor, `--avatar-min-free-mb`, bounds what many accounts together can use.)
 pub const AVATAR_UPLOADS_PER_USER: Limit = Limit { max_attempts: 10, window_secs: 60 * 60 };
 
+/// Scan-to-log-in codes made per client address: sixty in ten minutes. A
+/// desktop's log-in page makes one when it opens and one each time a code
+/// expires (every two minutes), so a few people on one network behind one
+/// address stay far below it, while one address cannot fill Redis with codes.
+pub const QR_CODES_PER_ADDR: Limit = Limit { max_attempts: 60, window_secs: 10 * 60 };
+
 /// The limits a server applies; each one is a setting (`--login-failures-per-user`
 /// and so on), defaulting to the constants above. A benchmark that sends
 /// thousands of log-ins a second from one address raises them.
@@ -127,6 +133,8 @@ pub struct Limits {
     pub logins_per_addr: Limit,
     /// Sign-up attempts per client address.
     pub signups_per_addr: Limit,
+    /// Scan-to-log-in codes made per client address.
+    pub qr_codes_per_addr: Limit,
 }
 
 impl Default for Limits {
@@ -137,6 +145,7 @@ impl Default for Limits {
             logins_per_user: LOGINS_PER_USER,
             logins_per_addr: LOGINS_PER_ADDR,
             signups_per_addr: SIGNUPS_PER_ADDR,
+            qr_codes_per_addr: QR_CODES_PER_ADDR,
         }
     }
 }

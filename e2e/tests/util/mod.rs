@@ -213,7 +213,7 @@ impl Stack {
         let dir = std::env::temp_dir().join(format!("httpserver-test-{id}"));
         let static_dir = dir.join("static");
         fs::create_dir_all(static_dir.join("avatars")).expect("temp dir");
-        for file in ["style.css", "icon.svg"] {
+        for file in ["style.css", "icon.svg", "qr.js"] {
             fs::copy(workspace_root().join("static").join(file), static_dir.join(file))
                 .expect("copy static file");
         }

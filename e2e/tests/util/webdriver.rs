@@ -38,15 +38,34 @@ pub struct Browser {
 #[derive(Debug, Clone)]
 pub struct Element(String);
 
+/// What kind of device a browser plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// A desktop window (Chromium's own User-Agent).
+    Desktop,
+    /// A phone: Chromium's mobile emulation, a phone's viewport and User-Agent.
+    Phone,
+}
+
+/// The User-Agent of [`Device::Phone`].
+pub const PHONE_USER_AGENT: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 \
+                                    (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile in `scratch`.
     pub fn start(scratch: &Path) -> Browser {
-        Browser::start_named(scratch, "chromium")
+        Browser::start_as(scratch, "chromium", Device::Desktop)
     }
 
     /// As [`Browser::start`], with files named after `name`: a second browser
     /// beside the first has its own profile (cookies and all), like a second device.
     pub fn start_named(scratch: &Path, name: &str) -> Browser {
+        Browser::start_as(scratch, name, Device::Desktop)
+    }
+
+    /// Starts another browser of its own (its own profile, so its own cookies:
+    /// a separate person or device) named `name` in `scratch`, as `device`.
+    pub fn start_as(scratch: &Path, name: &str, device: Device) -> Browser {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(binary).exists(),
@@ -81,13 +100,15 @@ impl Browser {
             "--window-size=760,900",
             &format!("--user-data-dir={}", browser.profile_dir.display()),
         ];
+        let mut options = json!({ "binary": CHROMIUM, "args": args });
+        if device == Device::Phone {
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": 412, "height": 915, "pixelRatio": 2.0, "touch": true, "mobile": true },
+                "userAgent": PHONE_USER_AGENT,
+            });
+        }
         let capabilities = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
-                }
-            }
+            "capabilities": { "alwaysMatch": { "browserName": "chrome", "goog:chromeOptions": options } }
         });
         let created = browser.command("POST", "/session", Some(capabilities));
         browser.session = created["sessionId"].as_str().expect("sessionId").to_owned();

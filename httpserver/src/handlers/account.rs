@@ -62,10 +62,12 @@ pub fn login(app: &App, request: &Request) -> Response {
             map.insert("token".to_owned(), json!(token.expose()));
         }
         let secure = app.config.secure_cookies;
+        // A phone sent to log in before approving a code goes back to it.
+        let location = fields.text("next").and_then(super::qr::phone_page_path).unwrap_or("/home");
         Ok(Success {
             status: 200,
             data,
-            location: "/home".to_owned(),
+            location: location.to_owned(),
             // A fresh CSRF token with the new session: one known before the
             // log-in (planted by another site, say) matches nothing after it.
             cookies: vec![session_cookie::set_session(&token, secure), csrf::rotated_cookie(secure)],

@@ -11,6 +11,7 @@ pub mod health;
 pub mod openapi;
 pub mod pages;
 pub mod profile;
+pub mod qr;
 pub mod ready;
 pub mod security;
 

@@ -5,7 +5,7 @@
 
 use proto::{Message, Secret};
 
-use super::{avatar_url, expect_profile};
+use super::{avatar_url, expect_profile, qr};
 use crate::app::App;
 use crate::csrf;
 use crate::error::{Failure, HttpError};
@@ -18,17 +18,55 @@ use crate::templates::{AlertKind, Html, Page, alert, avatar, security};
 /// Log-in attempts the home page shows: the last ten.
 pub const HOME_HISTORY_LEN: u16 = 10;
 
-/// `GET /`: the log-in form, or home for a browser that has a session cookie.
-/// After sign-up (`/?created=<name>`) it greets the new user with the name filled in.
+/// `GET /`: the log-in form with a scan-to-log-in code beside it, or home
+/// for a browser that has a session cookie. After sign-up
+/// (`/?created=<name>`) it greets the new user with the name filled in; with
+/// `?next=/qr/<key>` (a phone sent to log in first) it goes back there after
+/// the log-in, and shows no code of its own.
 pub fn login(app: &App, request: &Request) -> Response {
+    let query = Fields::from_query(request).unwrap_or_default();
+    let next = query.text("next").and_then(qr::phone_page_path);
     if matches!(session_cookie::credential(request), Some(Credential::Cookie(_))) {
         // If the session has ended, /home clears the cookie and sends the browser back.
-        return Response::redirect(302, "/home");
+        return Response::redirect(302, next.unwrap_or("/home").to_owned());
     }
-    let query = Fields::from_query(request).unwrap_or_default();
     let created = query.text("created");
     let notice = created.map(|_| alert(AlertKind::Notice, "Your account is ready. Log in to continue."));
-    login_form(app, request, None, notice, created.unwrap_or_default())
+    let (panel, cookie) = match next {
+        Some(_) => (Html::default(), None),
+        None => qr::panel(app, request),
+    };
+    let form = LoginForm { failure: None, notice, username: created.unwrap_or_default(), next, qr: panel };
+    let response = render_login(app, request, form);
+    match cookie {
+        Some(cookie) => response.header("Set-Cookie", cookie),
+        None => response,
+    }
+}
+
+/// The log-in page with a fresh code and `notice` (the desktop after its
+/// code was denied or expired, without script).
+pub fn login_with_notice(app: &App, request: &Request, notice: Html) -> Response {
+    let (panel, cookie) = qr::panel(app, request);
+    let form = LoginForm { failure: None, notice: Some(notice), username: "", next: None, qr: panel };
+    let response = render_login(app, request, form);
+    match cookie {
+        Some(cookie) => response.header("Set-Cookie", cookie),
+        None => response,
+    }
+}
+
+/// The log-in page showing the code `key` again (its binding cookie is
+/// already set), with a failure or a notice.
+pub fn login_with_code(
+    app: &App,
+    request: &Request,
+    key: &str,
+    failure: Option<&Failure>,
+    notice: Option<Html>,
+) -> Response {
+    let qr = crate::templates::qr_panel(key, 0);
+    render_login(app, request, LoginForm { failure, notice, username: "", next: None, qr })
 }
 
 /// `GET /signup`: the sign-up form.
@@ -55,7 +93,8 @@ pub fn home(app: &App, request: &Request) -> Response {
     render_home(app, request, &token, 200, notice)
 }
 
-/// The log-in form with an optional failure or notice and the username to refill.
+/// The log-in form with an optional failure or notice and the username to
+/// refill (after a failed log-in: no new code; the `next` page is kept).
 pub fn login_form(
     app: &App,
     request: &Request,
@@ -63,10 +102,27 @@ pub fn login_form(
     notice: Option<Html>,
     username: &str,
 ) -> Response {
-    let problem = failure.map(Failure::problem);
+    let fields = Fields::from_body(request).unwrap_or_default();
+    let next = fields.text("next").and_then(qr::phone_page_path);
+    render_login(app, request, LoginForm { failure, notice, username, next, qr: Html::default() })
+}
+
+/// What the log-in page shows besides the form.
+struct LoginForm<'a> {
+    failure: Option<&'a Failure>,
+    notice: Option<Html>,
+    username: &'a str,
+    /// Where a successful log-in goes instead of home (a phone's code page).
+    next: Option<&'a str>,
+    /// The scan-to-log-in panel, or nothing.
+    qr: Html,
+}
+
+fn render_login(app: &App, request: &Request, form: LoginForm<'_>) -> Response {
+    let problem = form.failure.map(Failure::problem);
     let message = match &problem {
         Some(problem) => alert(AlertKind::Error, &problem.message),
-        None => notice.unwrap_or_default(),
+        None => form.notice.unwrap_or_default(),
     };
     let status = problem.as_ref().map_or(200, |p| p.status);
     let response = page(
@@ -75,7 +131,12 @@ pub fn login_form(
         status,
         Page::Login,
         "Log in",
-        &[("message", &message), ("username", &Html::text(username))],
+        &[
+            ("message", &message),
+            ("username", &Html::text(form.username)),
+            ("next", &Html::text(form.next.unwrap_or_default())),
+            ("qr", &form.qr),
+        ],
     );
     match &problem {
         Some(problem) => with_retry_after(response, problem),
@@ -172,6 +233,17 @@ pub fn error_page(app: &App, failure: &Failure) -> Response {
 
 /// Renders `template` in the layout with the CSRF token filled in, setting the
 /// token cookie when the browser has none yet.
+pub fn csrf_page(
+    app: &App,
+    request: &Request,
+    status: u16,
+    template: Page,
+    title: &str,
+    values: &[(&str, &Html)],
+) -> Response {
+    page(app, request, status, template, title, values)
+}
+
 fn page(
     app: &App,
     request: &Request,

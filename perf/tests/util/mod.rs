@@ -183,6 +183,12 @@ impl System {
         system
     }
 
+    /// The process ids of tcpserver and httpserver.
+    #[allow(dead_code)] // Each test file compiles this module; only `qr.rs` reads memory.
+    pub fn pids(&self) -> (u32, u32) {
+        (self.servers[0].id(), self.servers[1].id())
+    }
+
     /// Runs the load generator with `args` against this system.
     pub fn loadgen(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_loadgen"))

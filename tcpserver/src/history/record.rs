@@ -33,6 +33,8 @@ const VERSION: &str = "1";
 pub enum Method {
     /// Username and password.
     Password,
+    /// A scan-to-log-in code approved from a phone.
+    Qr,
 }
 
 impl Method {
@@ -40,6 +42,7 @@ impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Password => "password",
+            Method::Qr => "qr",
         }
     }
 }

@@ -16,9 +16,11 @@ mod devices;
 mod history;
 mod password_change;
 mod profile;
+mod qr;
 mod reauth;
 
 pub use account::LoginRequest;
+pub use qr::Check;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -63,6 +65,8 @@ pub struct Shared {
     pub max_sessions_per_user: u64,
     /// Tells the history drainer that records are queued.
     pub history_wake: Arc<crate::history::wake::Wake>,
+    /// Lifetime of a scan-to-log-in code (`--qr-ttl-secs`).
+    pub qr_ttl_secs: u32,
     /// Profiles that changed in MySQL while their cache entry could not be
     /// updated (Redis failed between the commit and the cache write), by user.
     /// The entry is written (version-guarded, like any other) before that
@@ -78,7 +82,7 @@ impl Shared {
         keys: Keys,
         lifetimes: Lifetimes,
         avatars: AvatarStore,
-        (limits, max_sessions_per_user): (Limits, u64),
+        (limits, max_sessions_per_user, qr_ttl_secs): (Limits, u64, u32),
     ) -> Shared {
         let unsynced = Mutex::new(HashMap::new());
         let history_wake = Arc::default();
@@ -91,6 +95,7 @@ impl Shared {
             limits,
             max_sessions_per_user,
             history_wake,
+            qr_ttl_secs,
             unsynced,
         }
     }

@@ -1,0 +1,402 @@
+//! Scan-to-log-in codes in Redis: the source of truth for where each code stands.
+//!
+//! A code is one hash (`<p>qr:{<sha256(key)>}`, see [`crate::keys`]) that
+//! expires with the code. Every change of state is one Lua script, so two
+//! phones, or a phone and a desktop, can never both win: `pending -> scanned`
+//! ([`SCAN`]), `pending | scanned -> confirmed | denied` ([`DECIDE`]), and
+//! `confirmed -> consumed` ([`REDEEM`], which also checks the binding secret).
+//! Each script that changes a code publishes the code's key hash on
+//! `<p>qr:changed` in the same step, so whichever tcpserver holds the
+//! desktop's wait hears of it ([`crate::qr_events`]).
+//!
+//! Redis holds neither the key nor the binding secret, only their SHA-256:
+//! a copy of Redis yields no code anyone can redeem.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use proto::QrState;
+use rand::TryRng;
+use rand::rngs::SysRng;
+use redis::Script;
+use sha2::{Digest, Sha256};
+
+use crate::db::redis::RedisLink;
+use crate::error::{Error, Internal};
+use crate::keys::Keys;
+
+/// How long a code lives by default: two minutes, long enough to take out a
+/// phone, unlock it and scan; short enough that a photo of the screen is
+/// soon worthless. The desktop page shows a fresh code when one expires.
+pub const DEFAULT_TTL_SECS: u32 = 120;
+
+/// The longest lifetime `--qr-ttl-secs` accepts: ten minutes.
+pub const MAX_TTL_SECS: u32 = 600;
+
+/// Random bytes in a key and in a binding secret: 256 bits each, beyond guessing.
+pub const SECRET_BYTES: usize = 32;
+
+/// Length of a key or binding secret on the wire: two hex digits per byte.
+pub const SECRET_LEN: usize = SECRET_BYTES * 2;
+
+/// Bytes of the desktop's `User-Agent` kept with a code. Real ones are
+/// 100–300 bytes; 512 keeps every real one whole and bounds what a client
+/// can make Redis store per code.
+pub const MAX_USER_AGENT_LEN: usize = 512;
+
+/// KEYS[1] = code. ARGV: user id, username, nickname, avatar, channel, key hash.
+/// Returns `{state, ua, ip, created}`, `{'taken'}` if another account scanned
+/// it, `{'expired'}` if there is no such code.
+const SCAN: &str = r"#!lua
+local v = redis.call('HMGET', KEYS[1], 's', 'u', 'ua', 'ip', 't')
+if not v[1] then
+  return {'expired'}
+end
+local s = v[1]
+if s == 'pending' then
+  redis.call('HSET', KEYS[1], 's', 'scanned', 'u', ARGV[1], 'n', ARGV[2], 'nick', ARGV[3], 'a', ARGV[4])
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
+  s = 'scanned'
+elseif v[2] ~= ARGV[1] then
+  return {'taken'}
+end
+return {s, v[3], v[4], v[5]}
+";
+
+/// KEYS[1] = code. ARGV: `confirmed` or `denied`, user id, username,
+/// nickname, avatar, channel, key hash. Returns `ok`, `used` or `expired`.
+const DECIDE: &str = r"#!lua
+local v = redis.call('HMGET', KEYS[1], 's', 'u')
+if not v[1] then
+  return 'expired'
+end
+if v[1] == 'pending' or (v[1] == 'scanned' and v[2] == ARGV[2]) then
+  redis.call('HSET', KEYS[1], 's', ARGV[1], 'u', ARGV[2], 'n', ARGV[3], 'nick', ARGV[4], 'a', ARGV[5])
+  redis.call('PUBLISH', ARGV[6], ARGV[7])
+  return 'ok'
+end
+return 'used'
+";
+
+/// KEYS[1] = code. ARGV: binding hash, channel, key hash. Returns
+/// `{'ok', user id, username}` when it moved the code to `consumed`,
+/// `{'notyours'}`, `{'expired'}`, or `{state}` for a code in another state.
+const REDEEM: &str = r"#!lua
+local v = redis.call('HMGET', KEYS[1], 's', 'b', 'u', 'n', 'ua')
+if not v[1] then
+  return {'expired'}
+end
+if v[2] ~= ARGV[1] then
+  return {'notyours'}
+end
+if v[1] ~= 'confirmed' then
+  return {v[1]}
+end
+redis.call('HSET', KEYS[1], 's', 'consumed')
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return {'ok', v[3], v[4], v[5] or ''}
+";
+
+/// KEYS[1] = code. Gives a redeemed code back (`consumed -> confirmed`) when
+/// the session could not be opened (a log-in throttle refused it), so the
+/// desktop may try again once the throttle opens.
+const UNREDEEM: &str = r"#!lua
+if redis.call('HGET', KEYS[1], 's') == 'consumed' then
+  redis.call('HSET', KEYS[1], 's', 'confirmed')
+end
+return 0
+";
+
+static SCAN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SCAN));
+static DECIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DECIDE));
+static REDEEM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REDEEM));
+static UNREDEEM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNREDEEM));
+
+/// A new code's two secrets.
+#[derive(Debug)]
+pub struct NewCode {
+    /// What the QR image encodes.
+    pub key: String,
+    /// What only the desktop's cookie holds.
+    pub binding: String,
+}
+
+/// A code as a wait reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Where it stands.
+    pub state: QrState,
+    /// Whether the binding secret given matches the code's.
+    pub bound: bool,
+    /// Who scanned or decided it, once someone has.
+    pub nickname: Option<String>,
+    /// That account's picture file.
+    pub avatar: Option<String>,
+    /// Milliseconds the code has left.
+    pub ttl_ms: u64,
+}
+
+/// What the phone sees of a code it scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    /// The state after the scan.
+    pub state: QrState,
+    /// The desktop's `User-Agent`.
+    pub user_agent: String,
+    /// The desktop's address (empty if unknown).
+    pub ip: String,
+    /// When the code was made (Unix seconds).
+    pub created_unix: u64,
+}
+
+/// The account acting on a code from a phone.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// `users.id`.
+    pub user_id: u64,
+    /// The username.
+    pub username: &'a str,
+    /// The nickname, shown on the desktop.
+    pub nickname: &'a str,
+    /// The picture file, shown on the desktop.
+    pub avatar: Option<&'a str>,
+}
+
+/// The hex SHA-256 a key or binding secret is stored and announced under, or
+/// `None` for anything that is not a well-formed secret (which then names no
+/// code and costs no Redis call).
+pub fn secret_hash(secret: &str) -> Option<String> {
+    let well_formed = secret.len() == SECRET_LEN
+        && secret.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    well_formed.then(|| hex::encode(Sha256::digest(secret.as_bytes())))
+}
+
+fn random_secret() -> Result<String, Error> {
+    let mut bytes = [0u8; SECRET_BYTES];
+    SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|_| Error::Internal(Internal::Hash(crate::password::PasswordError::Random)))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn bounded(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Makes a `pending` code that lives `ttl_secs`, in one `MULTI`.
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] if Redis is down; [`Error::Internal`] if the OS
+/// generator fails.
+pub fn create(
+    redis: &mut RedisLink,
+    keys: &Keys,
+    ttl_secs: u32,
+    user_agent: &str,
+    client: Option<IpAddr>,
+) -> Result<NewCode, Error> {
+    let code = NewCode { key: random_secret()?, binding: random_secret()? };
+    let (Some(key_hash), Some(binding_hash)) = (secret_hash(&code.key), secret_hash(&code.binding)) else {
+        return Err(Error::Internal(Internal::CorruptEntry("new scan-to-log-in code")));
+    };
+    let name = keys.qr_code(&key_hash);
+    let ip = client.map(|ip| ip.to_canonical().to_string()).unwrap_or_default();
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .hset_multiple(
+            &name,
+            &[
+                ("s", QrState::Pending.name()),
+                ("b", &binding_hash),
+                ("ua", bounded(user_agent, MAX_USER_AGENT_LEN)),
+                ("ip", &ip),
+                ("t", &crate::session::unix_now().to_string()),
+            ],
+        )
+        .ignore()
+        .expire(&name, i64::from(ttl_secs))
+        .ignore();
+    redis.run(|c| pipe.query::<()>(c))?;
+    Ok(code)
+}
+
+/// Reads a code for a wait, checking `binding_hash` against its own.
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] if Redis is down.
+pub fn read(
+    redis: &mut RedisLink,
+    keys: &Keys,
+    key_hash: &str,
+    binding_hash: &str,
+) -> Result<Snapshot, Error> {
+    let name = keys.qr_code(key_hash);
+    let mut pipe = redis::pipe();
+    pipe.cmd("HMGET").arg(&name).arg("s").arg("b").arg("nick").arg("a").cmd("PTTL").arg(&name);
+    let (fields, ttl_ms): (Vec<Option<String>>, i64) = redis.run(|c| pipe.query(c))?;
+    let field = |i: usize| fields.get(i).cloned().flatten().filter(|v| !v.is_empty());
+    let state = field(0).map_or(QrState::Expired, |s| QrState::from_name(&s));
+    Ok(Snapshot {
+        state,
+        bound: field(1).is_some_and(|b| b == binding_hash),
+        nickname: field(2),
+        avatar: field(3),
+        ttl_ms: u64::try_from(ttl_ms).unwrap_or(0),
+    })
+}
+
+/// Marks a code scanned by `actor` (a second scan by the same account is
+/// harmless) and returns what the phone shows.
+///
+/// # Errors
+///
+/// [`Error::QrExpired`], [`Error::QrUsed`] if another account scanned it,
+/// [`Error::Unavailable`].
+pub fn scan(redis: &mut RedisLink, keys: &Keys, key_hash: &str, actor: Actor<'_>) -> Result<Scanned, Error> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("EVALSHA")
+        .arg(SCAN_SCRIPT.get_hash())
+        .arg(1)
+        .arg(keys.qr_code(key_hash))
+        .arg(actor.user_id)
+        .arg(actor.username)
+        .arg(actor.nickname)
+        .arg(actor.avatar.unwrap_or(""))
+        .arg(keys.qr_channel())
+        .arg(key_hash);
+    let (reply,): (Vec<String>,) = redis.run_scripts(&pipe, &[&SCAN_SCRIPT])?;
+    match reply.as_slice() {
+        [state, ua, ip, created] => Ok(Scanned {
+            state: QrState::from_name(state),
+            user_agent: ua.clone(),
+            ip: ip.clone(),
+            created_unix: created.parse().unwrap_or(0),
+        }),
+        [taken] if taken == "taken" => Err(Error::QrUsed),
+        _ => Err(Error::QrExpired),
+    }
+}
+
+/// Approves or denies a code, as `actor`.
+///
+/// # Errors
+///
+/// [`Error::QrExpired`], [`Error::QrUsed`] (decided already, or scanned by
+/// another account), [`Error::Unavailable`].
+pub fn decide(
+    redis: &mut RedisLink,
+    keys: &Keys,
+    key_hash: &str,
+    approve: bool,
+    actor: Actor<'_>,
+) -> Result<QrState, Error> {
+    let state = if approve { QrState::Confirmed } else { QrState::Denied };
+    let mut pipe = redis::pipe();
+    pipe.cmd("EVALSHA")
+        .arg(DECIDE_SCRIPT.get_hash())
+        .arg(1)
+        .arg(keys.qr_code(key_hash))
+        .arg(state.name())
+        .arg(actor.user_id)
+        .arg(actor.username)
+        .arg(actor.nickname)
+        .arg(actor.avatar.unwrap_or(""))
+        .arg(keys.qr_channel())
+        .arg(key_hash);
+    let (reply,): (String,) = redis.run_scripts(&pipe, &[&DECIDE_SCRIPT])?;
+    match reply.as_str() {
+        "ok" => Ok(state),
+        "used" => Err(Error::QrUsed),
+        _ => Err(Error::QrExpired),
+    }
+}
+
+/// What a redemption found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The code is now consumed; open a session for this account.
+    Account {
+        /// `users.id`.
+        user_id: u64,
+        /// The username.
+        username: String,
+        /// The desktop's `User-Agent` when it made the code: the new session's device.
+        user_agent: String,
+    },
+    /// The code was in this state instead (not confirmed), and is unchanged.
+    Not(QrState),
+}
+
+/// Redeems a confirmed code whose binding secret is `binding_hash`.
+///
+/// # Errors
+///
+/// [`Error::QrNotYours`] for another binding secret, [`Error::Unavailable`].
+pub fn redeem(
+    redis: &mut RedisLink,
+    keys: &Keys,
+    key_hash: &str,
+    binding_hash: &str,
+) -> Result<Redeemed, Error> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("EVALSHA")
+        .arg(REDEEM_SCRIPT.get_hash())
+        .arg(1)
+        .arg(keys.qr_code(key_hash))
+        .arg(binding_hash)
+        .arg(keys.qr_channel())
+        .arg(key_hash);
+    let (reply,): (Vec<String>,) = redis.run_scripts(&pipe, &[&REDEEM_SCRIPT])?;
+    match reply.as_slice() {
+        [ok, user_id, username, user_agent] if ok == "ok" => match user_id.parse() {
+            Ok(user_id) => {
+                Ok(Redeemed::Account { user_id, username: username.clone(), user_agent: user_agent.clone() })
+            }
+            Err(_) => Err(Error::Internal(Internal::CorruptEntry("scan-to-log-in code's account"))),
+        },
+        [not] if not == "notyours" => Err(Error::QrNotYours),
+        [state] => Ok(Redeemed::Not(QrState::from_name(state))),
+        _ => Ok(Redeemed::Not(QrState::Expired)),
+    }
+}
+
+/// Gives a redeemed code back to `confirmed` (see [`UNREDEEM`]).
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] if Redis is down.
+pub fn unredeem(redis: &mut RedisLink, keys: &Keys, key_hash: &str) -> Result<(), Error> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("EVALSHA").arg(UNREDEEM_SCRIPT.get_hash()).arg(1).arg(keys.qr_code(key_hash));
+    let _: (i64,) = redis.run_scripts(&pipe, &[&UNREDEEM_SCRIPT])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_secrets_have_a_hash() {
+        assert!(secret_hash(&"a".repeat(SECRET_LEN)).is_some());
+        for bad in ["", "abc", &"A".repeat(SECRET_LEN), &"g".repeat(SECRET_LEN), &"a".repeat(SECRET_LEN + 1)]
+        {
+            assert_eq!(secret_hash(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_long_user_agent_is_cut_on_a_character_boundary() {
+        let ua = "é".repeat(MAX_USER_AGENT_LEN);
+        let cut = bounded(&ua, MAX_USER_AGENT_LEN);
+        assert!(cut.len() <= MAX_USER_AGENT_LEN && cut.len() >= MAX_USER_AGENT_LEN - 1);
+        assert_eq!(bounded("short", MAX_USER_AGENT_LEN), "short");
+    }
+}

@@ -1,0 +1,244 @@
+//! Scan-to-log-in, the worker's part: make a code, let a logged-in phone scan
+//! and approve or deny it, and check a desktop's wait, redeeming an approved
+//! code for a new session as a password log-in makes one.
+//!
+//! Waiting is not done here: a check that finds the code where the desktop
+//! last saw it says so ([`Check::unchanged`]) and the reactor parks the wait
+//! ([`crate::qr_waits`]) until the code changes or its deadline comes.
+
+use std::net::IpAddr;
+
+use proto::{Message, QrState, Secret};
+
+use super::Service;
+use crate::device::{self, SessionMeta};
+use crate::error::{Dependency, Error};
+use crate::history::record::{self, Attempt, Method, Outcome};
+use crate::login_session::{self, Opening};
+use crate::qr_store::{self, Actor, Redeemed, secret_hash};
+use crate::session::{self, Session};
+use crate::throttle;
+use crate::user_agent;
+
+/// What a check of a waited-on code found.
+#[derive(Debug)]
+pub struct Check {
+    /// The answer to send, now or when the wait ends.
+    pub reply: Message,
+    /// True when the code is still in the state the desktop last saw: the
+    /// reactor parks the wait instead of answering.
+    pub unchanged: bool,
+    /// Milliseconds the code has left (the latest a parked wait must look again).
+    pub ttl_ms: u64,
+}
+
+impl Service {
+    /// Makes a code for the desktop that `user_agent` and `client` describe.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooManyAttempts`] past `--qr-codes-per-addr`, [`Error::Unavailable`].
+    pub fn qr_create(&mut self, user_agent: &str, client: Option<IpAddr>) -> Result<Message, Error> {
+        let keys = &self.shared.keys;
+        let counters: Vec<_> = client
+            .map(|ip| (keys.qr_codes_by_addr(ip), self.shared.limits.qr_codes_per_addr))
+            .into_iter()
+            .collect();
+        throttle::admit(&mut self.redis, &counters)?;
+        let ttl = self.shared.qr_ttl_secs;
+        let code = qr_store::create(&mut self.redis, keys, ttl, user_agent, client)?;
+        Ok(Message::QrCreated {
+            key: Secret::new(code.key),
+            binding: Secret::new(code.binding),
+            expires_in_secs: ttl,
+        })
+    }
+
+    /// A logged-in phone opened a code: marks it scanned and returns what the
+    /// phone shows before Approve and Deny.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unauthenticated`], [`Error::QrExpired`], [`Error::QrUsed`],
+    /// [`Error::Unavailable`].
+    pub fn qr_scan(&mut self, token: &Secret, key: &Secret) -> Result<Message, Error> {
+        let key_hash = secret_hash(key.expose()).ok_or(Error::QrExpired)?;
+        let session = self.authenticate(token, None)?;
+        let profile = self.read_profile(&session)?;
+        let actor = Actor {
+            user_id: session.user_id,
+            username: &session.username,
+            nickname: &profile.nickname,
+            avatar: profile.avatar.as_deref(),
+        };
+        let scanned = qr_store::scan(&mut self.redis, &self.shared.keys, &key_hash, actor)?;
+        if scanned.state != QrState::Scanned {
+            return Err(Error::QrUsed);
+        }
+        Ok(Message::QrDetails {
+            state: scanned.state,
+            user_agent: scanned.user_agent,
+            ip: scanned.ip,
+            created_unix: scanned.created_unix,
+        })
+    }
+
+    /// Approves or denies a code from a logged-in phone, counted like a
+    /// log-in per account and per address (`--logins-per-user`,
+    /// `--logins-per-addr`, on counters of their own).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unauthenticated`], [`Error::TooManyAttempts`],
+    /// [`Error::QrExpired`], [`Error::QrUsed`], [`Error::Unavailable`].
+    pub fn qr_decide(
+        &mut self,
+        token: &Secret,
+        key: &Secret,
+        approve: bool,
+        client: Option<IpAddr>,
+    ) -> Result<Message, Error> {
+        let key_hash = secret_hash(key.expose()).ok_or(Error::QrExpired)?;
+        let session = self.authenticate(token, None)?;
+        let keys = &self.shared.keys;
+        let limits = &self.shared.limits;
+        let mut counters = vec![(keys.qr_decisions_by_user(session.user_id), limits.logins_per_user)];
+        counters.extend(client.map(|ip| (keys.qr_decisions_by_addr(ip), limits.logins_per_addr)));
+        throttle::admit(&mut self.redis, &counters)?;
+        let profile = self.read_profile(&session)?;
+        let actor = Actor {
+            user_id: session.user_id,
+            username: &session.username,
+            nickname: &profile.nickname,
+            avatar: profile.avatar.as_deref(),
+        };
+        let state = qr_store::decide(&mut self.redis, &self.shared.keys, &key_hash, approve, actor)?;
+        crate::metrics::QR_DECISIONS.add(1);
+        Ok(Message::QrDecided { state })
+    }
+
+    /// Looks at a waited-on code: answers at once unless it is still in the
+    /// state `seen`; a confirmed code held by this binding secret is redeemed
+    /// for a new session on the way.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QrNotYours`] for a wrong binding secret,
+    /// [`Error::TooManyAttempts`] when a log-in limit refuses the session,
+    /// [`Error::Unavailable`].
+    pub fn qr_check(
+        &mut self,
+        key: &Secret,
+        binding: &Secret,
+        seen: QrState,
+        client: Option<IpAddr>,
+    ) -> Result<Check, Error> {
+        let expired =
+            || Check { reply: status(QrState::Expired, None, None, None), unchanged: false, ttl_ms: 0 };
+        let Some(key_hash) = secret_hash(key.expose()) else { return Ok(expired()) };
+        let binding_hash = secret_hash(binding.expose()).ok_or(Error::QrNotYours)?;
+        let snapshot = qr_store::read(&mut self.redis, &self.shared.keys, &key_hash, &binding_hash)?;
+        if snapshot.state == QrState::Expired {
+            return Ok(expired());
+        }
+        if !snapshot.bound {
+            return Err(Error::QrNotYours);
+        }
+        let (nickname, avatar) = (snapshot.nickname, snapshot.avatar);
+        if snapshot.state == QrState::Confirmed {
+            let token = self.redeem(&key_hash, &binding_hash, client)?;
+            let state = if token.is_some() { QrState::Confirmed } else { QrState::Consumed };
+            return Ok(Check { reply: status(state, nickname, avatar, token), unchanged: false, ttl_ms: 0 });
+        }
+        let unchanged = snapshot.state == seen;
+        Ok(Check {
+            reply: status(snapshot.state, nickname, avatar, None),
+            unchanged,
+            ttl_ms: snapshot.ttl_ms,
+        })
+    }
+
+    /// Consumes a confirmed code and opens its account's session through
+    /// [`login_session::OPEN`] (counted against the successful-log-in limits,
+    /// capped per account), returning the token; `None` if another check
+    /// redeemed it first. A session the limits refuse gives the code back.
+    fn redeem(
+        &mut self,
+        key_hash: &str,
+        binding_hash: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Option<Secret>, Error> {
+        let keys = &self.shared.keys;
+        let (user_id, username, user_agent) =
+            match qr_store::redeem(&mut self.redis, keys, key_hash, binding_hash)? {
+                Redeemed::Account { user_id, username, user_agent } => (user_id, username, user_agent),
+                Redeemed::Not(_) => return Ok(None),
+            };
+        let limits = self.shared.limits;
+        let user_counter = keys.logins_by_user(&username);
+        let addr_counter = client.map(|ip| keys.logins_by_addr(ip));
+        let member = throttle::new_member();
+        let (token, token_hash) = session::new_token()?;
+        let now = session::unix_now();
+        // The session is the desktop's: its browser and address, recorded as a log-in by QR code.
+        let device = user_agent::parse(Some(user_agent::bounded(&user_agent)));
+        let meta = SessionMeta::new(now, client, &device).encode();
+        let attempt = Attempt {
+            attempt_id: record::new_attempt_id(),
+            time_ms: session::unix_now_ms(),
+            user_id,
+            username: username.clone(),
+            ip: record::ip_text(client),
+            browser: device.browser.to_owned(),
+            os: device.os.to_owned(),
+            method: Method::Qr,
+            outcome: Outcome::Success,
+            session: device::public_id(&token_hash),
+        };
+        let tail = attempt.tail();
+        let opening = Opening {
+            member: &member,
+            started_us: session::unix_now_us(),
+            failures: [None, None],
+            successes: [
+                Some((user_counter.as_str(), limits.logins_per_user)),
+                addr_counter.as_deref().map(|key| (key, limits.logins_per_addr)),
+            ],
+            meta: &meta,
+            record_tail: &tail,
+        };
+        let lifetimes = self.shared.lifetimes;
+        let session = Session { user_id, username, expires_at: now + lifetimes.max_secs };
+        let cap = self.shared.max_sessions_per_user;
+        let mut pipe = redis::pipe();
+        login_session::open_cmd(&mut pipe, keys, (&token_hash, &session), lifetimes, cap, &opening);
+        let opened = self
+            .redis
+            .run_scripts::<Vec<Vec<u64>>>(&pipe, &[&*login_session::OPEN_SCRIPT])
+            .map_err(Error::from)
+            .and_then(|replies| {
+                login_session::opened(replies.first().map(Vec::as_slice).unwrap_or_default())
+            });
+        match opened {
+            Ok(()) => Ok(Some(token)),
+            Err(e) => {
+                // Give the code back so the desktop can try again; if even
+                // that fails, Redis is away and the code expires unused.
+                if qr_store::unredeem(&mut self.redis, &self.shared.keys, key_hash).is_err() {
+                    return Err(Error::Unavailable(Dependency::Redis));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A status reply.
+fn status(
+    state: QrState,
+    nickname: Option<String>,
+    avatar: Option<String>,
+    token: Option<Secret>,
+) -> Message {
+    Message::QrStatus { state, nickname, avatar, token }
+}

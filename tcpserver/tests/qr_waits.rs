@@ -1,0 +1,246 @@
+//! Scan-to-log-in over the RPC protocol. Waits parked in the reactor hold no
+//! worker, end with their connection, are all answered by one approval
+//! (exactly one of them redeeming the code), and end at their deadline; and
+//! the rules hold under simultaneous requests: one approval per code, the
+//! decision and creation throttles exactly at their limits.
+
+mod util;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use proto::{ErrorCode, Message, QrState, Secret};
+use util::{Client, TestServer};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn new_code(client: &mut Client) -> (Secret, Secret) {
+    match client.call(Message::QrCreate { user_agent: "test".into(), client: None }) {
+        Message::QrCreated { key, binding, expires_in_secs } => {
+            assert_eq!(expires_in_secs, 120);
+            (key, binding)
+        }
+        other => panic!("no code: {other:?}"),
+    }
+}
+
+fn wait_message(key: &Secret, binding: &Secret, wait_ms: u32) -> Message {
+    Message::QrWait {
+        key: key.clone(),
+        binding: binding.clone(),
+        seen: QrState::Pending,
+        wait_ms,
+        client: None,
+    }
+}
+
+/// Polls the server's gauge of parked waits until it reads `want`.
+fn until_waits(server: &TestServer, want: u64, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let held = server.metric("usermgmt_qr_waits");
+        if held == want {
+            return;
+        }
+        assert!(started.elapsed() < within, "{held} waits held, not {want}, after {within:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn parked_waits_hold_no_worker_and_go_with_their_connection() {
+    let server = TestServer::start_with(util::Options::default().arg("--workers", 1));
+    let mut control = server.connect();
+    let (key, binding) = new_code(&mut control);
+    let mut waiting = server.connect();
+    for _ in 0..200 {
+        waiting.send(wait_message(&key, &binding, 25_000));
+    }
+    until_waits(&server, 200, Duration::from_secs(10));
+    // With its only worker free, the server answers other work at once.
+    let started = Instant::now();
+    assert!(matches!(
+        control.call(Message::QrCreate { user_agent: "x".into(), client: None }),
+        Message::QrCreated { .. }
+    ));
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    drop(waiting);
+    until_waits(&server, 0, Duration::from_secs(3));
+}
+
+#[test]
+fn one_approval_answers_every_wait_on_the_code_and_only_one_of_them_redeems_it() {
+    let server = TestServer::start();
+    let mut phone = server.connect();
+    let (_, token) = server.user_with_session(&mut phone, "qrwaits", PASSWORD);
+    let mut desktop = server.connect();
+    let (key, binding) = new_code(&mut desktop);
+    let ids: Vec<u64> = (0..50).map(|_| desktop.send(wait_message(&key, &binding, 25_000))).collect();
+    until_waits(&server, 50, Duration::from_secs(10));
+    let decided =
+        phone.call(Message::QrDecide { token: token.clone(), key: key.clone(), approve: true, client: None });
+    assert_eq!(decided, Message::QrDecided { state: QrState::Confirmed });
+    let mut sessions = Vec::new();
+    for _ in &ids {
+        let frame = desktop.recv();
+        assert!(ids.contains(&frame.request_id));
+        match frame.message {
+            Message::QrStatus { state: QrState::Confirmed, token: Some(session), .. } => {
+                sessions.push(session)
+            }
+            Message::QrStatus { state: QrState::Consumed, token: None, .. } => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(sessions.len(), 1, "exactly one wait redeems the code");
+    let profile = phone.call(Message::GetProfile { token: sessions[0].clone(), username: None });
+    assert!(matches!(profile, Message::ProfileReply(_)), "the new session works: {profile:?}");
+    let again = phone.call(Message::QrDecide { token, key, approve: true, client: None });
+    assert!(matches!(&again, Message::Error(e) if e.code == ErrorCode::QrUsed), "{again:?}");
+    until_waits(&server, 0, Duration::from_secs(3));
+}
+
+#[test]
+fn a_wait_ends_at_its_deadline_with_the_state_it_had() {
+    let server = TestServer::start();
+    let mut desktop = server.connect();
+    let (key, binding) = new_code(&mut desktop);
+    let started = Instant::now();
+    let reply = desktop.call(wait_message(&key, &binding, 500));
+    let took = started.elapsed();
+    assert!(matches!(reply, Message::QrStatus { state: QrState::Pending, token: None, .. }), "{reply:?}");
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "answered after {took:?}");
+    // Another binding secret is refused at once.
+    let wrong = desktop.call(wait_message(&key, &Secret::new("a".repeat(64)), 500));
+    assert!(matches!(&wrong, Message::Error(e) if e.code == ErrorCode::QrNotYours), "{wrong:?}");
+}
+
+/// Sends `requests` at the same moment, one per connection (all connected
+/// first, then released together), and returns the replies.
+fn all_at_once(server: &TestServer, requests: Vec<Message>) -> Vec<Message> {
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let threads: Vec<_> = requests
+        .into_iter()
+        .map(|message| {
+            let mut client = server.connect();
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                client.call(message)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().expect("client thread")).collect()
+}
+
+#[test]
+fn twenty_simultaneous_approvals_of_one_code_are_accepted_exactly_once() {
+    let server = TestServer::start();
+    let mut setup = server.connect();
+    let phones: Vec<Secret> =
+        (0..20).map(|i| server.user_with_session(&mut setup, &format!("qrrace{i}"), PASSWORD).1).collect();
+    let (key, _) = new_code(&mut setup);
+    let approvals = phones
+        .into_iter()
+        .map(|token| Message::QrDecide { token, key: key.clone(), approve: true, client: None })
+        .collect();
+    let replies = all_at_once(&server, approvals);
+    let accepted =
+        replies.iter().filter(|r| matches!(r, Message::QrDecided { state: QrState::Confirmed })).count();
+    let refused =
+        replies.iter().filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::QrUsed)).count();
+    assert_eq!((accepted, refused), (1, 19), "{replies:?}");
+}
+
+#[test]
+fn simultaneous_decisions_and_codes_stop_exactly_at_their_limits() {
+    let server = TestServer::start_with(
+        util::Options::default().arg("--logins-per-user", "5/600").arg("--qr-codes-per-addr", "10/600"),
+    );
+    let mut setup = server.connect();
+    let (_, token) = server.user_with_session(&mut setup, "qrlimit", PASSWORD);
+    let keys: Vec<Secret> = (0..20).map(|_| new_code(&mut setup).0).collect();
+    // One account deciding on 20 codes at once: five decisions, as five log-ins.
+    let decisions = keys
+        .into_iter()
+        .map(|key| Message::QrDecide { token: token.clone(), key, approve: false, client: None })
+        .collect();
+    let replies = all_at_once(&server, decisions);
+    let decided = replies.iter().filter(|r| matches!(r, Message::QrDecided { .. })).count();
+    let throttled = replies
+        .iter()
+        .filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::TooManyAttempts))
+        .count();
+    assert_eq!((decided, throttled), (5, 15), "{replies:?}");
+    // One address making 40 codes at once: ten.
+    let address: std::net::IpAddr = "192.0.2.44".parse().expect("address");
+    let creations =
+        (0..40).map(|_| Message::QrCreate { user_agent: "race".into(), client: Some(address) }).collect();
+    let replies = all_at_once(&server, creations);
+    let made = replies.iter().filter(|r| matches!(r, Message::QrCreated { .. })).count();
+    let throttled = replies
+        .iter()
+        .filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::TooManyAttempts))
+        .count();
+    assert_eq!((made, throttled), (10, 30), "{replies:?}");
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn four_thousand_parked_waits_take_under_two_kib_each() {
+    const WAITS: usize = 4_096;
+    let server = TestServer::start();
+    let mut control = server.connect();
+    // Warm up: the allocator's and Redis connections' first costs are not the waits'.
+    let (key, binding) = new_code(&mut control);
+    let mut warm = server.connect();
+    for _ in 0..256 {
+        warm.send(wait_message(&key, &binding, 25_000));
+    }
+    until_waits(&server, 256, Duration::from_secs(10));
+    drop(warm);
+    until_waits(&server, 0, Duration::from_secs(3));
+    let before = rss_kib(server.pid());
+    // 16 connections of 256 (tcpserver's in-flight cap per connection), each
+    // desktop with a code of its own.
+    let mut connections: Vec<Client> = (0..WAITS / 256).map(|_| server.connect()).collect();
+    for connection in &mut connections {
+        for _ in 0..256 {
+            let (key, binding) = new_code(&mut control);
+            connection.send(wait_message(&key, &binding, 25_000));
+        }
+    }
+    until_waits(&server, WAITS as u64, Duration::from_secs(20));
+    let held = rss_kib(server.pid());
+    let per_wait = held.saturating_sub(before) * 1024 / WAITS as u64;
+    println!("tcpserver: {before} KiB before, {held} KiB with {WAITS} waits parked: {per_wait} bytes a wait");
+    assert!(per_wait < 2048, "{per_wait} bytes a wait");
+    drop(connections);
+    until_waits(&server, 0, Duration::from_secs(3));
+}
+
+#[test]
+fn a_full_connection_of_parked_waits_is_freed_when_its_peer_closes() {
+    // 256 waits is tcpserver's in-flight cap: the connection is no longer
+    // read, so its EOF alone did not end them (they stayed to their deadline).
+    let server = TestServer::start();
+    let mut control = server.connect();
+    let (key, binding) = new_code(&mut control);
+    let mut full = server.connect();
+    for _ in 0..256 {
+        full.send(wait_message(&key, &binding, 25_000));
+    }
+    until_waits(&server, 256, Duration::from_secs(10));
+    drop(full);
+    until_waits(&server, 0, Duration::from_secs(3));
+}
