@@ -10,7 +10,8 @@
 # Each BIN_DIR holds `tcpserver` and `httpserver` release binaries; loadgen is
 # taken from target/release. Needs the system's secrets (./run.sh start made
 # them) and the seeded accounts. AB_TCP_ARGS_A / AB_TCP_ARGS_B add tcpserver
-# flags to one side (to compare settings with one build: pass the same dir twice).
+# flags to one side, AB_HTTP_ARGS_A / AB_HTTP_ARGS_B httpserver flags (to
+# compare settings with one build: pass the same dir twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,7 +34,7 @@ export LOGIN_FAILURES_PER_ADDR=1000000000/300 METRICS_LISTEN=off
 # The RPC secret both servers of a stack prove and check, by environment too.
 export RPC_SECRET_FILE=$ROOT/run/secrets/rpc_secret
 
-start_stack() { # name bin_dir http_port tcp_port extra_tcpserver_args
+start_stack() { # name bin_dir http_port tcp_port extra_tcpserver_args extra_httpserver_args
   local name=$1 dir=$2 http=$3 tcp=$4
   # shellcheck disable=SC2086 # the extra flags are meant to split into words
   "$dir/tcpserver" --listen "127.0.0.1:$tcp" $5 \
@@ -44,13 +45,13 @@ start_stack() { # name bin_dir http_port tcp_port extra_tcpserver_args
   # raised to the whole cap and budget (perf/README.md). By environment rather
   # than flags, so that a build from before those settings still starts.
   HTTP_MAX_CONNECTIONS_PER_ADDR=4096 HTTP_UPLOAD_BUDGET_PER_ADDR_MIB=256 \
-    "$dir/httpserver" --listen "127.0.0.1:$http" --backend "127.0.0.1:$tcp" \
+    "$dir/httpserver" --listen "127.0.0.1:$http" --backend "127.0.0.1:$tcp" $6 \
     --static-dir "$ROOT/static" --html-dir "$ROOT/html" >"$WORK/$name-http.log" 2>&1 &
   PIDS+=($!)
 }
 
-start_stack a "$A" 2088 2099 "${AB_TCP_ARGS_A:-}"
-start_stack b "$B" 3088 3099 "${AB_TCP_ARGS_B:-}"
+start_stack a "$A" 2088 2099 "${AB_TCP_ARGS_A:-}" "${AB_HTTP_ARGS_A:-}"
+start_stack b "$B" 3088 3099 "${AB_TCP_ARGS_B:-}" "${AB_HTTP_ARGS_B:-}"
 for port in 2088 3088; do
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break

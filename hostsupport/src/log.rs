@@ -15,7 +15,7 @@
 
 use std::fmt::{self, Display, Write as _};
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::calendar::civil_from_days;
@@ -63,6 +63,22 @@ impl Level {
 
 /// The format chosen at start (0 text, 1 json); set once by [`set_format`].
 static FORMAT: AtomicU8 = AtomicU8::new(0);
+
+/// Whether a line is written for every request answered (`--access-log`).
+/// On by default, so that one request can be followed through both servers'
+/// logs by its id; off spares the busiest servers one formatted line and one
+/// `write` per request (warnings and errors are written either way).
+static ACCESS_LINES: AtomicBool = AtomicBool::new(true);
+
+/// Turns the per-request lines on or off.
+pub fn set_access_lines(on: bool) {
+    ACCESS_LINES.store(on, Ordering::Relaxed);
+}
+
+/// Whether the per-request lines are on.
+pub fn access_lines() -> bool {
+    ACCESS_LINES.load(Ordering::Relaxed)
+}
 
 /// Chooses the format of every later line.
 pub fn set_format(format: Format) {

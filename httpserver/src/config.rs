@@ -54,6 +54,8 @@ pub struct Config {
     pub body_timeout: Duration,
     /// `--log-format` / `LOG_FORMAT`: text or one JSON object a line.
     pub log_format: hostsupport::log::Format,
+    /// `--access-log` / `ACCESS_LOG`: a line for every request answered (on by default).
+    pub access_log: bool,
     /// `--metrics-allow` / `METRICS_ALLOW`: the client addresses `/metrics` answers.
     pub metrics_allow: MetricsAllow,
     /// RPC connections of their own for scan-to-log-in long polls, so that
@@ -123,6 +125,7 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
   --idle-timeout-ms MS    IDLE_TIMEOUT_MS       [30000]  idle keep-alive connections close
   --body-timeout-ms MS    BODY_TIMEOUT_MS       [30000]  request body must arrive within
   --log-format FMT        LOG_FORMAT            [text]   log lines as text or json
+  --access-log on|off     ACCESS_LOG            [on]     a line for every request answered
   --metrics-allow LIST    METRICS_ALLOW         [loopback]  who may GET /metrics: any, or
                           addresses and CIDR blocks (loopback among them), commas between
   --qr-rpc-pool N         QR_RPC_POOL_SIZE      [48]     connections to tcpserver for
@@ -166,6 +169,7 @@ const HEAD_TIMEOUT: Setting = Setting { flag: "--head-timeout-ms", env: "HEAD_TI
 const IDLE_TIMEOUT: Setting = Setting { flag: "--idle-timeout-ms", env: "IDLE_TIMEOUT_MS", default: "30000" };
 const BODY_TIMEOUT: Setting = Setting { flag: "--body-timeout-ms", env: "BODY_TIMEOUT_MS", default: "30000" };
 const LOG_FORMAT: Setting = Setting { flag: "--log-format", env: "LOG_FORMAT", default: "text" };
+const ACCESS_LOG: Setting = Setting { flag: "--access-log", env: "ACCESS_LOG", default: "on" };
 /// Loopback only: the metrics tell an outsider the traffic and error rates.
 const METRICS_ALLOW: Setting = Setting { flag: "--metrics-allow", env: "METRICS_ALLOW", default: "loopback" };
 
@@ -178,7 +182,7 @@ const QR_WAIT: Setting = Setting { flag: "--qr-wait-ms", env: "QR_WAIT_MS", defa
 pub const MAX_QR_WAIT_MS: u64 = 25_000;
 
 /// Settings that take a value, in `--help` order. `--secure-cookies` is a switch.
-const VALUED: [&Setting; 17] = [
+const VALUED: [&Setting; 18] = [
     &LISTEN,
     &BACKEND,
     &RPC_POOL,
@@ -193,6 +197,7 @@ const VALUED: [&Setting; 17] = [
     &IDLE_TIMEOUT,
     &BODY_TIMEOUT,
     &LOG_FORMAT,
+    &ACCESS_LOG,
     &METRICS_ALLOW,
     &QR_RPC_POOL,
     &QR_WAIT,
@@ -288,6 +293,11 @@ impl Config {
             body_timeout: millis(&BODY_TIMEOUT, value(&BODY_TIMEOUT))?,
             log_format: hostsupport::log::Format::parse(value(&LOG_FORMAT).trim())
                 .ok_or_else(|| bad(&LOG_FORMAT, value(&LOG_FORMAT), "text or json"))?,
+            access_log: match value(&ACCESS_LOG).trim() {
+                "on" => true,
+                "off" => false,
+                _ => return Err(bad(&ACCESS_LOG, value(&ACCESS_LOG), "on or off")),
+            },
             metrics_allow: MetricsAllow::parse(&value(&METRICS_ALLOW)).ok_or_else(|| {
                 bad(&METRICS_ALLOW, value(&METRICS_ALLOW), "any, or addresses and CIDR blocks")
             })?,

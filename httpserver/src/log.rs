@@ -44,6 +44,9 @@ pub fn line(level: Level, args: std::fmt::Arguments<'_>) {
 /// Writes the access line of one request: its route (never the raw path, which
 /// a client chooses), method, status and time.
 pub fn request(method: &str, route: &str, status: u16, micros: u128) {
+    if !hostsupport::log::access_lines() {
+        return;
+    }
     let id = current_request_id();
     Event::new(Level::Info, "request", id.as_str())
         .field("method", method)

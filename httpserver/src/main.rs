@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         }
     };
     hostsupport::log::set_format(config.log_format);
+    hostsupport::log::set_access_lines(config.access_log);
     raise_open_file_limit(config.max_connections);
     match httpserver::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -137,6 +137,8 @@ pub struct Config {
     /// `--log-format` / `LOG_FORMAT`: `text` (the default) or `json`, one
     /// object a line ([`crate::log`]).
     pub log_format: crate::log::Format,
+    /// `--access-log` / `ACCESS_LOG`: a line for every request answered (on by default).
+    pub access_log: bool,
     /// `--qr-ttl-secs` / `QR_TTL_SECS`: lifetime of a scan-to-log-in code.
     pub qr_ttl_secs: u32,
 }
@@ -163,6 +165,7 @@ impl Default for Config {
             max_sessions_per_user: crate::login_session::DEFAULT_MAX_SESSIONS_PER_USER,
             rpc_secret_file: PathBuf::from(DEFAULT_RPC_SECRET_FILE),
             log_format: crate::log::Format::Text,
+            access_log: true,
             qr_ttl_secs: crate::qr_store::DEFAULT_TTL_SECS,
         }
     }
@@ -261,6 +264,11 @@ const SETTINGS: &[Setting] = &[
         help: "secret RPC clients must prove, >= 16 bytes [run/secrets/rpc_secret]",
     },
     Setting { flag: "--log-format", env: "LOG_FORMAT", help: "log lines as text or json [text]" },
+    Setting {
+        flag: "--access-log",
+        env: "ACCESS_LOG",
+        help: "a line for every request answered, on or off [on]",
+    },
 ];
 
 /// Why the settings could not be read.
@@ -453,6 +461,13 @@ impl Config {
                 } = limit;
             }
             "--rpc-secret-file" => self.rpc_secret_file = PathBuf::from(value),
+            "--access-log" => {
+                self.access_log = match value.trim() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(invalid("on or off")),
+                };
+            }
             "--log-format" => {
                 self.log_format = crate::log::Format::parse(&value).ok_or_else(|| invalid("text or json"))?;
             }

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         }
     };
     log::set_format(config.log_format);
+    hostsupport::log::set_access_lines(config.access_log);
     let shutdown = match Shutdown::new().and_then(|s| s.on_signals().map(|()| s)) {
         Ok(shutdown) => shutdown,
         Err(e) => {

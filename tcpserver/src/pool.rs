@@ -222,6 +222,9 @@ fn log_reply(kind: MessageType, reply: &Message, trace: TraceId, took: Duration)
         None => "ok".to_owned(),
     };
     let level = if outcome == 2 { Level::Warn } else { Level::Info };
+    if level == Level::Info && !hostsupport::log::access_lines() {
+        return;
+    }
     Event::new(level, "request", trace.as_str())
         .field("operation", label)
         .field("outcome", &status)
