@@ -146,7 +146,7 @@ impl Attempt {
         else {
             return None;
         };
-        let method = (method == Method::Password.as_str()).then_some(Method::Password)?;
+        let method = [Method::Password, Method::Qr].into_iter().find(|m| m.as_str() == method)?;
         Some(Attempt {
             attempt_id: attempt_id.to_owned(),
             time_ms: time_ms.parse().ok()?,
@@ -226,6 +226,14 @@ mod tests {
         assert_eq!(throttled.outcome, Outcome::Throttled);
         assert_eq!(a.attempt_id.len(), 32);
         assert_ne!(a.attempt_id, new_attempt_id());
+    }
+
+    /// Regression: the drainer skipped every scan-to-log-in record as
+    /// unreadable, because only the password method decoded.
+    #[test]
+    fn a_qr_log_in_record_is_readable_by_the_drainer() {
+        let a = Attempt { method: Method::Qr, outcome: Outcome::Success, ..attempt() };
+        assert_eq!(Attempt::decode(&a.encode()).map(|d| d.method), Some(Method::Qr));
     }
 
     #[test]
