@@ -108,6 +108,24 @@ fn a_wait_on_one_tcpserver_is_answered_by_an_approval_on_another_and_only_the_bi
     assert_eq!(profile.status, 200, "{}", profile.text());
     assert_eq!(profile.json()["data"]["username"].as_str(), Some(username.as_str()));
 
+    // The scan-to-log-in is in the account's history with its method, once
+    // the drainer (about a second behind) has written it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let qr_log_in = loop {
+        let history = desktop.api_get("/loginHistory");
+        assert_eq!(history.status, 200, "{}", history.text());
+        let logins = history.json()["data"]["logins"].as_array().cloned().unwrap_or_default();
+        if let Some(entry) = logins.iter().find(|l| l["method"] == "qr") {
+            break entry.clone();
+        }
+        assert!(Instant::now() < deadline, "no qr log-in in the history: {logins:?}");
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        (qr_log_in["outcome"].as_str(), qr_log_in["ip"].as_str()),
+        (Some("success"), Some("127.0.0.1"))
+    );
+
     // Single use: a second approval, a second redemption, the thief again.
     let again = decide(&mut phone, &token, &key, "approve");
     assert_eq!((again.status, again.code()), (409, 21), "{}", again.text());
