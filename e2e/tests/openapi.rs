@@ -20,8 +20,19 @@ use util::{Options, Stack, workspace_root};
 const PASSWORD: &str = "correct horse battery";
 
 /// Generated cases per operation in the fuzzing phase: with the examples and
-/// coverage phases, a few thousand cases in all, in a minute or two here.
-const MAX_EXAMPLES: &str = "500";
+/// coverage phases, a few thousand cases in all over the 27 operations, in
+/// about two minutes here.
+const MAX_EXAMPLES: &str = "250";
+
+/// How long httpserver holds a `/qr/wait` long poll in this stack: short, so
+/// the fuzzer's waits on codes that never change cost it milliseconds, not
+/// the 25 s of the default.
+const QR_WAIT_MS: &str = "100";
+
+/// The operations that end sessions or the account itself when they succeed:
+/// they run with an account of their own, so no generated case of theirs can
+/// end the session the other operations use.
+const ACCOUNT_ENDING: [&str; 3] = ["/deleteAccount", "/sessions/revokeOthers", "/changePassword"];
 
 /// Longest a single request may take before schemathesis calls it a hang:
 /// far above any answer of a healthy server (the RPC timeout is 5 s).
@@ -31,9 +42,36 @@ const REQUEST_TIMEOUT_SECS: &str = "10";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_headers_conformance,response_schema_conformance";
 
+/// CPython 3.11's spurious `SystemError` when two threads build ASTs at once
+/// (python/cpython#106905; hypothesis describes its filters by parsing their
+/// source, from schemathesis's two workers): an error of the fuzzer's own
+/// interpreter, not a finding about the server.
+const INTERPRETER_FLAKE: &str = "AST constructor recursion depth mismatch";
+
+/// Runs of one schemathesis command at most, when they fail by [`INTERPRETER_FLAKE`]
+/// only: it struck about one run in four here, so three in a row are rare.
+const FLAKE_ATTEMPTS: usize = 3;
+
 /// Runs schemathesis against the stack; returns its output and the number of
-/// generated cases it reports. Panics when it finds a failure.
+/// generated cases it reports. Panics when it finds a failure. A run that
+/// failed only by [`INTERPRETER_FLAKE`] (no failure reported) runs again, up
+/// to [`FLAKE_ATTEMPTS`] runs in all.
 fn schemathesis(stack: &Stack, token: &str, filter: &[&str]) -> (String, u64) {
+    let (mut ok, mut text) = schemathesis_once(stack, token, filter);
+    for _ in 1..FLAKE_ATTEMPTS {
+        if ok || !text.contains(INTERPRETER_FLAKE) || text.contains("FAILURES") {
+            break;
+        }
+        println!("schemathesis hit {INTERPRETER_FLAKE:?} (its interpreter's bug), running it again");
+        (ok, text) = schemathesis_once(stack, token, filter);
+    }
+    assert!(ok, "schemathesis found failures:\n{text}");
+    let cases = generated_cases(&text).unwrap_or_else(|| panic!("no case count in:\n{text}"));
+    (text, cases)
+}
+
+/// One run of schemathesis: whether it passed, and its output.
+fn schemathesis_once(stack: &Stack, token: &str, filter: &[&str]) -> (bool, String) {
     let binary = workspace_root().join("target/venv-schemathesis/bin/schemathesis");
     assert!(
         binary.exists(),
@@ -56,8 +94,7 @@ fn schemathesis(stack: &Stack, token: &str, filter: &[&str]) -> (String, u64) {
         .expect("run schemathesis");
     let text =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "schemathesis found failures:\n{text}");
-    (text.clone(), generated_cases(&text).unwrap_or_else(|| panic!("no case count in:\n{text}")))
+    (output.status.success(), text)
 }
 
 /// The count of schemathesis's summary, `Test cases:` then `N generated, ...`.
@@ -77,7 +114,9 @@ fn schemathesis_finds_every_response_conforming_and_no_server_error() {
             .back("--mysql-url", db.url())
             .back("--mysql-password-file", db.password_file().display())
             .back("--login-failures-per-user", "1000000/300")
-            .back("--login-failures-per-addr", "1000000/300"),
+            .back("--login-failures-per-addr", "1000000/300")
+            .back("--qr-codes-per-addr", "1000000/600")
+            .front("--qr-wait-ms", QR_WAIT_MS),
     );
     let served = stack.client().get("/openapi.json");
     assert_eq!(served.status, 200);
@@ -86,13 +125,22 @@ fn schemathesis_finds_every_response_conforming_and_no_server_error() {
     assert_eq!(served.body, committed, "/openapi.json serves the committed description");
 
     let (_, token) = stack.user_with_token("fuzzed", PASSWORD);
+    let (_, own_token) = stack.user_with_token("fuzzed_own", PASSWORD);
     let started = Instant::now();
+    let mut excluded = vec!["--exclude-path", "/logout"];
+    let mut account_ending = Vec::new();
+    for path in ACCOUNT_ENDING {
+        excluded.extend(["--exclude-path", path]);
+        account_ending.extend(["--include-path", path]);
+    }
+    let (main, cases) = schemathesis(&stack, &token, &excluded);
+    let (_, ending_cases) = schemathesis(&stack, &own_token, &account_ending);
     // Log-out last and alone: it ends the session the other operations use.
-    let (main, cases) = schemathesis(&stack, &token, &["--exclude-path", "/logout"]);
     let (_, logout_cases) = schemathesis(&stack, &token, &["--include-path", "/logout"]);
-    let total = cases + logout_cases;
+    let total = cases + ending_cases + logout_cases;
     println!(
-        "schemathesis: {total} generated cases ({cases} + {logout_cases} for /logout) in {:.0?}",
+        "schemathesis: {total} generated cases ({cases} + {ending_cases} for {} + {logout_cases} for /logout) in {:.0?}",
+        ACCOUNT_ENDING.join(", "),
         started.elapsed()
     );
     println!(

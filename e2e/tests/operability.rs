@@ -1,11 +1,12 @@
 //! What an operator relies on: request ids followed from the HTTP request into
 //! tcpserver's log, JSON log lines that a parser reads one by one and that
-//! hold no secret, `/readyz` saying which part is not ready, and `/metrics`
-//! only for the addresses allowed.
+//! hold no secret, `/readyz` saying which part is not ready, `/metrics`
+//! only for the addresses allowed, and every route and operation under a
+//! label of its own.
 
 mod util;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::Value;
 
@@ -220,4 +221,63 @@ fn readyz_says_draining_once_httpserver_is_told_to_stop() {
     assert_eq!(data["not_ready"], serde_json::json!(["draining"]));
     drop(waiting);
     assert!(front.wait().unwrap().success());
+}
+
+/// tcpserver's metrics address, from its log line `metrics on http://ADDR/metrics`.
+fn backend_metrics_addr(stack: &Stack) -> SocketAddr {
+    let log = log_of(stack, "tcpserver");
+    log.lines()
+        .find_map(|line| line.split("metrics on http://").nth(1)?.strip_suffix("/metrics")?.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in tcpserver's log:\n{log}"))
+}
+
+/// The value of the sample `series` (name and labels, exactly) in a scrape.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn account_security_and_qr_requests_are_counted_under_their_own_routes_and_operations() {
+    let stack = Stack::start();
+    let (_, token) = stack.user_with_token("labels", PASSWORD);
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str())];
+    let mut http = stack.client();
+    assert_eq!(http.request("GET", "/sessions", &auth, b"").status, 200);
+    assert_eq!(http.request("GET", "/loginHistory", &auth, b"").status, 200);
+    let made = http.api_post("/qr/new", &[]);
+    assert_eq!(made.status, 201, "{}", made.text());
+    let key = made.json()["data"]["key"].as_str().expect("key").to_owned();
+    assert_eq!(http.request("GET", &format!("/qr/{key}"), &auth, b"").status, 200, "scanned");
+    let unknown = "0123456789abcdef".repeat(4);
+    assert_eq!(http.request("GET", &format!("/qr/{unknown}"), &auth, b"").status, 410);
+    assert_eq!(http.api_post_with("/qr/deny", &[("key", &key)], &auth).status, 200);
+
+    let text = http.get("/metrics").text();
+    for (series, at_least) in [
+        ("usermgmt_http_requests_total{endpoint=\"/sessions\",status=\"200\"}", 1.0),
+        ("usermgmt_http_requests_total{endpoint=\"/loginHistory\",status=\"200\"}", 1.0),
+        ("usermgmt_http_requests_total{endpoint=\"/qr/new\",status=\"201\"}", 1.0),
+        ("usermgmt_http_requests_total{endpoint=\"/qr/{key}\",status=\"200\"}", 1.0),
+        ("usermgmt_http_requests_total{endpoint=\"/qr/{key}\",status=\"410\"}", 1.0),
+        ("usermgmt_http_requests_total{endpoint=\"/qr/deny\",status=\"200\"}", 1.0),
+    ] {
+        assert!(sample(&text, series).is_some_and(|v| v >= at_least), "{series} in:\n{text}");
+    }
+    assert!(!text.contains(&key) && !text.contains(&unknown), "a code's key became a label");
+    assert!(
+        !text.contains("usermgmt_http_requests_total{endpoint=\"unmatched\""),
+        "a route counted as unmatched:\n{text}"
+    );
+
+    let backend = Http::new(backend_metrics_addr(&stack)).get("/metrics").text();
+    for operation in ["list_sessions", "login_history", "qr_create", "qr_scan", "qr_decide"] {
+        let ok =
+            format!("usermgmt_operation_duration_seconds_count{{operation=\"{operation}\",outcome=\"ok\"}}");
+        assert!(sample(&backend, &ok).is_some_and(|v| v >= 1.0), "{ok} in:\n{backend}");
+    }
+    let rejected = "usermgmt_operation_duration_seconds_count{operation=\"qr_scan\",outcome=\"rejected\"}";
+    assert!(sample(&backend, rejected).is_some_and(|v| v >= 1.0), "the unknown code's scan: {rejected}");
+    let other = "usermgmt_operation_duration_seconds_count{operation=\"other\",outcome=\"ok\"}";
+    assert_eq!(sample(&backend, other), Some(0.0), "no operation is `other`");
 }

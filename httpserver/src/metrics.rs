@@ -10,9 +10,13 @@
 
 use hostsupport::metrics::{Counter, Gauge, Histogram, LATENCY_BOUNDS, family, sample};
 
-/// The endpoints, as the router names them; `unmatched` is any path no route
-/// serves, `unread` a request refused before its head was whole.
-pub const ENDPOINTS: [&str; 16] = [
+/// The endpoints, as the router names them ([`crate::router::endpoint`]): one
+/// per route, so the series are bounded by the router, never by the paths
+/// clients send. `/static/` is every file, `/qr/{key}` every phone page (the
+/// key is a secret and a path anyone may choose: never a label); `unmatched`
+/// is any path no route serves, `unread` a request refused before its head
+/// was whole.
+pub const ENDPOINTS: [&str; 28] = [
     "/",
     "/signup",
     "/home",
@@ -26,15 +30,29 @@ pub const ENDPOINTS: [&str; 16] = [
     "/logout",
     "/updateNickName",
     "/uploadProfilePic",
+    "/sessions",
+    "/sessions/revoke",
+    "/sessions/revokeOthers",
+    "/loginHistory",
+    "/changePassword",
+    "/deleteAccount",
+    "/qr/new",
+    "/qr/image",
+    "/qr/wait",
+    "/qr/approve",
+    "/qr/deny",
+    "/qr/{key}",
     "/static/",
     "unmatched",
     "unread",
 ];
 
-/// The statuses counted by name; any other is `other`.
-pub const STATUSES: [u16; 23] = [
-    200, 201, 204, 303, 304, 400, 401, 403, 404, 405, 408, 409, 413, 415, 429, 431, 500, 501, 502, 503, 504,
-    505, 507,
+/// The statuses counted by name: every status the server sends (302 is the
+/// log-in redirect of `/home` and the phone page, 410 an expired scan-to-log-in
+/// code); any other is `other`.
+pub const STATUSES: [u16; 25] = [
+    200, 201, 204, 302, 303, 304, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 429, 431, 500, 501, 502,
+    503, 504, 505, 507,
 ];
 
 /// Per endpoint and status (the last column: `other`).
@@ -148,5 +166,40 @@ mod tests {
         );
         assert!(!text.contains("/no/such/path"));
         assert!(text.contains("usermgmt_rpc_calls_in_flight{backend=\"127.0.0.1:1099\"} "));
+    }
+
+    #[test]
+    fn account_security_and_qr_routes_have_labels_of_their_own() {
+        for route in [
+            "/sessions",
+            "/sessions/revoke",
+            "/sessions/revokeOthers",
+            "/loginHistory",
+            "/changePassword",
+            "/deleteAccount",
+            "/qr/new",
+            "/qr/image",
+            "/qr/wait",
+            "/qr/approve",
+            "/qr/deny",
+        ] {
+            assert_eq!(endpoint_index(route), ENDPOINTS.iter().position(|e| *e == route).unwrap(), "{route}");
+            assert_ne!(ENDPOINTS[endpoint_index(route)], "unmatched", "{route}");
+        }
+        let key = "0123456789abcdef".repeat(4);
+        record(crate::router::endpoint(&format!("/qr/{key}")), 410, 0.001);
+        let text = render("127.0.0.1:1099");
+        assert!(
+            text.contains("usermgmt_http_requests_total{endpoint=\"/qr/{key}\",status=\"410\"} "),
+            "{text}"
+        );
+        assert!(!text.contains(&key), "a code's key never becomes a label");
+    }
+
+    #[test]
+    fn every_route_is_a_distinct_label_and_the_two_pseudo_labels_come_last() {
+        let mut seen = std::collections::HashSet::new();
+        assert!(ENDPOINTS.iter().all(|e| seen.insert(*e)), "duplicate label");
+        assert_eq!(ENDPOINTS[ENDPOINTS.len() - 2..], ["unmatched", "unread"]);
     }
 }

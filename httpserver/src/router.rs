@@ -54,13 +54,22 @@ pub fn endpoint(path: &str) -> &'static str {
     if path.starts_with("/static/") {
         return "/static/";
     }
-    // The routes are the names that are paths; `unmatched` and `unread` are not.
-    crate::metrics::ENDPOINTS
+    // The routes are the names that are paths; `unmatched` and `unread` are
+    // not, and `/qr/{key}` is the pattern of the phone pages, never a path.
+    let exact = crate::metrics::ENDPOINTS
         .iter()
-        .find(|e| e.starts_with('/') && **e == path)
-        .copied()
-        .unwrap_or("unmatched")
+        .find(|e| e.starts_with('/') && !e.contains('{') && **e == path)
+        .copied();
+    match exact {
+        Some(route) => route,
+        // Every other `/qr/...` is served by the phone page (a 404 when it is no key).
+        None if path.starts_with(qr::PHONE_PATH) => PHONE_PAGE_ENDPOINT,
+        None => "unmatched",
+    }
 }
+
+/// The one endpoint label of every phone page `/qr/<key>`.
+const PHONE_PAGE_ENDPOINT: &str = "/qr/{key}";
 
 /// Serves one request.
 pub fn route(app: &App, request: &Request) -> Response {
@@ -116,8 +125,34 @@ mod tests {
         assert_eq!(endpoint("/login"), "/login");
         assert_eq!(endpoint("/readyz"), "/readyz");
         assert_eq!(endpoint("/static/avatars/ab.png"), "/static/");
-        for other in ["/login/", "/LOGIN", "/a/b/c", "unread", "unmatched", ""] {
+        for other in ["/login/", "/LOGIN", "/a/b/c", "unread", "unmatched", "", "/qr", "/sessions/"] {
             assert_eq!(endpoint(other), "unmatched", "{other}");
         }
+    }
+
+    #[test]
+    fn account_security_and_qr_routes_are_named_and_phone_pages_share_one_label() {
+        for route in [
+            "/sessions",
+            "/sessions/revoke",
+            "/sessions/revokeOthers",
+            "/loginHistory",
+            "/changePassword",
+            "/deleteAccount",
+            "/qr/new",
+            "/qr/image",
+            "/qr/wait",
+            "/qr/approve",
+            "/qr/deny",
+        ] {
+            assert_eq!(endpoint(route), route);
+        }
+        let key = "0123456789abcdef".repeat(4);
+        for phone in
+            [format!("/qr/{key}"), "/qr/not-a-key".to_owned(), "/qr/{key}".to_owned(), "/qr/".to_owned()]
+        {
+            assert_eq!(endpoint(&phone), "/qr/{key}", "{phone}");
+        }
+        assert!(crate::metrics::ENDPOINTS.contains(&PHONE_PAGE_ENDPOINT));
     }
 }

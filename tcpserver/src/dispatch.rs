@@ -150,44 +150,11 @@ fn shared_outcomes(
     outcomes.into_iter()
 }
 
-/// A short name of a request type for the log and the metrics (`other` for
-/// types this file does not route by name).
+/// A short name of a request type for the log and the metrics: its label in
+/// [`crate::metrics::OPERATIONS`] (`other` for types no worker runs), so the
+/// log and the metrics name an operation alike.
 pub fn operation_label(kind: proto::MessageType) -> &'static str {
-    use proto::MessageType as T;
-    match kind {
-        T::SignUp => "sign_up",
-        T::Login => "log_in",
-        T::Logout => "log_out",
-        T::GetProfile => "get_profile",
-        T::UpdateNickname => "update_nickname",
-        T::SetAvatar => "set_avatar",
-        T::CheckReady => "check_ready",
-        _ => "other",
-    }
-}
-
-/// A short name for the log.
-pub fn operation_name(message: &Message) -> &'static str {
-    match message {
-        Message::SignUp { .. } => "sign-up",
-        Message::Login { .. } => "log-in",
-        Message::Logout { .. } => "log-out",
-        Message::GetProfile { .. } => "get-profile",
-        Message::UpdateNickname { .. } => "update-nickname",
-        Message::SetAvatar { .. } => "set-avatar",
-        Message::CheckReady => "check-ready",
-        Message::ListSessions { .. } => "list-sessions",
-        Message::RevokeSession { .. } => "revoke-session",
-        Message::RevokeOtherSessions { .. } => "revoke-other-sessions",
-        Message::LoginHistory { .. } => "login-history",
-        Message::ChangePassword { .. } => "change-password",
-        Message::DeleteAccount { .. } => "delete-account",
-        Message::QrCreate { .. } => "qr-create",
-        Message::QrWait { .. } => "qr-wait",
-        Message::QrScan { .. } => "qr-scan",
-        Message::QrDecide { .. } => "qr-decide",
-        _ => "other",
-    }
+    crate::metrics::OPERATIONS[crate::metrics::operation_index(kind)]
 }
 
 #[cfg(test)]

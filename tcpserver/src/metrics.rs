@@ -143,24 +143,45 @@ impl Dependency {
 /// Frames decoded, by their type byte (every byte, so none is ever unlabelled).
 pub static FRAMES: [Counter; 256] = [const { Counter::new() }; 256];
 
-/// The operations whose latency is measured, in label order; a request of any
-/// other type is `other`.
-const OPERATIONS: [&str; 7] =
-    ["sign_up", "log_in", "log_out", "get_profile", "update_nickname", "set_avatar", "other"];
+/// The operations whose latency is measured, in label order: one per request
+/// type a worker runs (the log's `operation` too, [`crate::dispatch::operation_label`]);
+/// any other type (none reaches a worker today) is `other`, the last.
+pub const OPERATIONS: [&str; 18] = [
+    "sign_up",
+    "log_in",
+    "log_out",
+    "get_profile",
+    "update_nickname",
+    "set_avatar",
+    "check_ready",
+    "list_sessions",
+    "revoke_session",
+    "revoke_other_sessions",
+    "login_history",
+    "change_password",
+    "delete_account",
+    "qr_create",
+    "qr_wait",
+    "qr_scan",
+    "qr_decide",
+    "other",
+];
 
 /// How an operation ended: `ok`; `rejected` (the client's doing: bad input,
 /// wrong password, throttled, no session); `failed` (the server's: a
 /// dependency down, overloaded, an internal error).
 const OUTCOMES: [&str; 3] = ["ok", "rejected", "failed"];
 
-/// Per operation and outcome: time from the worker taking the job to its reply.
-pub static OPERATION_LATENCY: [[Histogram; 3]; 7] =
-    [const { [const { Histogram::new(LATENCY_BOUNDS) }; 3] }; 7];
+/// Per operation and outcome: time from the worker taking the job to its
+/// reply (for `qr_wait`, each check of the code: a parked wait's time in the
+/// reactor is not a worker's).
+pub static OPERATION_LATENCY: [[Histogram; OUTCOMES.len()]; OPERATIONS.len()] =
+    [const { [const { Histogram::new(LATENCY_BOUNDS) }; OUTCOMES.len()] }; OPERATIONS.len()];
 
 /// Per error code (by its number, at most 63): error replies sent.
 pub static ERRORS: [Counter; 64] = [const { Counter::new() }; 64];
 
-/// The label index of a request type.
+/// The label index of a request type in [`OPERATIONS`].
 pub fn operation_index(kind: MessageType) -> usize {
     match kind {
         MessageType::SignUp => 0,
@@ -169,7 +190,18 @@ pub fn operation_index(kind: MessageType) -> usize {
         MessageType::GetProfile => 3,
         MessageType::UpdateNickname => 4,
         MessageType::SetAvatar => 5,
-        _ => 6,
+        MessageType::CheckReady => 6,
+        MessageType::ListSessions => 7,
+        MessageType::RevokeSession => 8,
+        MessageType::RevokeOtherSessions => 9,
+        MessageType::LoginHistory => 10,
+        MessageType::ChangePassword => 11,
+        MessageType::DeleteAccount => 12,
+        MessageType::QrCreate => 13,
+        MessageType::QrWait => 14,
+        MessageType::QrScan => 15,
+        MessageType::QrDecide => 16,
+        _ => OPERATIONS.len() - 1,
     }
 }
 
@@ -309,5 +341,32 @@ mod tests {
             text.contains("usermgmt_operation_duration_seconds_count{operation=\"log_in\",outcome=\"ok\"} ")
         );
         assert!(text.contains("usermgmt_frames_received_total{type=\"Login\"} "));
+    }
+
+    #[test]
+    fn every_request_a_worker_runs_has_an_operation_label_of_its_own() {
+        let mut seen = std::collections::HashSet::new();
+        for byte in 0..=u8::MAX {
+            let Some(kind) = MessageType::from_u8(byte) else { continue };
+            // Ping is answered by the reactor and the handshake's proof before any work.
+            if !kind.is_request() || kind.is_handshake() || kind == MessageType::Ping {
+                continue;
+            }
+            let label = OPERATIONS[operation_index(kind)];
+            assert_ne!(label, "other", "{kind:?} has no label");
+            assert!(seen.insert(label), "{kind:?} shares the label {label}");
+        }
+        for kind in [MessageType::ChangePassword, MessageType::QrDecide, MessageType::CheckReady] {
+            OPERATION_LATENCY[operation_index(kind)][0].observe(0.001);
+        }
+        let text = render();
+        for op in ["change_password", "qr_decide", "check_ready", "list_sessions", "qr_wait"] {
+            assert!(
+                text.contains(&format!(
+                    "usermgmt_operation_duration_seconds_count{{operation=\"{op}\",outcome=\"ok\"}} "
+                )),
+                "{op}"
+            );
+        }
     }
 }

@@ -327,9 +327,11 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
 }
 
 /// Checks the code of one scan-to-log-in wait ([`Service::qr_check`]); an
-/// error ends the wait with that error.
+/// error ends the wait with that error. Each check is timed as operation
+/// `qr_wait` (a worker's part of a wait, not its time parked).
 fn check_wait(service: &mut Service, job: Job) -> Completion {
     let Job { token, conn_id, request_id, message, wait, .. } = job;
+    let started = Instant::now();
     let checked = match message {
         Message::QrWait { key, binding, seen, client, .. } => {
             catch_unwind(AssertUnwindSafe(|| service.qr_check(&key, &binding, seen, client)))
@@ -353,6 +355,16 @@ fn check_wait(service: &mut Service, job: Job) -> Completion {
             )
         }
     };
+    let error = match &reply {
+        Message::Error(e) => Some(e.code),
+        _ => None,
+    };
+    if let Some(code) = error {
+        crate::metrics::count_error(code);
+    }
+    let operation = crate::metrics::operation_index(MessageType::QrWait);
+    let outcome = crate::metrics::outcome_index(error);
+    crate::metrics::OPERATION_LATENCY[operation][outcome].observe(started.elapsed().as_secs_f64());
     let wait = wait.map(|wait| WaitChecked { wait, unchanged, ttl_ms });
     Completion { token, conn_id, request_id, reply, wait }
 }
