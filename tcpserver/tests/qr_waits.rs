@@ -6,12 +6,11 @@
 
 mod util;
 
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use proto::{ErrorCode, Message, QrState, Secret};
-use util::{Client, TestServer};
+use util::{Client, TestServer, all_at_once};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -114,24 +113,6 @@ fn a_wait_ends_at_its_deadline_with_the_state_it_had() {
     // Another binding secret is refused at once.
     let wrong = desktop.call(wait_message(&key, &Secret::new("a".repeat(64)), 500));
     assert!(matches!(&wrong, Message::Error(e) if e.code == ErrorCode::QrNotYours), "{wrong:?}");
-}
-
-/// Sends `requests` at the same moment, one per connection (all connected
-/// first, then released together), and returns the replies.
-fn all_at_once(server: &TestServer, requests: Vec<Message>) -> Vec<Message> {
-    let barrier = Arc::new(Barrier::new(requests.len()));
-    let threads: Vec<_> = requests
-        .into_iter()
-        .map(|message| {
-            let mut client = server.connect();
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                client.call(message)
-            })
-        })
-        .collect();
-    threads.into_iter().map(|t| t.join().expect("client thread")).collect()
 }
 
 #[test]

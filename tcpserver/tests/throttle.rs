@@ -5,33 +5,14 @@
 mod util;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Barrier};
 use std::thread;
 
 use proto::{ErrorCode, Message, Secret};
-use util::{Options, TestServer, error_code, redis_keys};
+use util::{Options, TestServer, all_at_once, error_code, redis_keys};
 
 const PASSWORD: &str = "correct horse battery";
 
 const HASHES: &str = "usermgmt_password_hashes_total";
-
-/// Sends `attempts` requests at the same moment, one per connection (all
-/// connected first, then released together by a barrier), and returns the replies.
-fn all_at_once(server: &TestServer, attempts: Vec<Message>) -> Vec<Message> {
-    let barrier = Arc::new(Barrier::new(attempts.len()));
-    let threads: Vec<_> = attempts
-        .into_iter()
-        .map(|message| {
-            let mut client = server.connect();
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                client.call(message)
-            })
-        })
-        .collect();
-    threads.into_iter().map(|t| t.join().expect("client thread")).collect()
-}
 
 /// How many replies were each of: logged in, wrong credentials, throttled.
 fn tally(replies: &[Message]) -> (usize, usize, usize) {

@@ -155,6 +155,24 @@ impl TestEnv {
     }
 }
 
+/// Sends each request at the same moment, one per connection (all connected
+/// first, then released together by a barrier), and returns the replies in order.
+pub fn all_at_once(server: &TestServer, requests: Vec<Message>) -> Vec<Message> {
+    let barrier = Arc::new(std::sync::Barrier::new(requests.len()));
+    let threads: Vec<_> = requests
+        .into_iter()
+        .map(|message| {
+            let mut client = server.connect();
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                client.call(message)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().expect("client thread")).collect()
+}
+
 /// A random lowercase hex string of `n` digits.
 pub fn random_hex(n: usize) -> String {
     let mut s = String::new();
