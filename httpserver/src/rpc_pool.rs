@@ -672,8 +672,14 @@ mod tests {
         assert!(no_further_connection(&server.join().unwrap()), "the connection was kept");
     }
 
-    #[test]
-    fn a_caller_out_of_time_while_another_holds_the_write_turn_fails_alone() {
+    /// A pool of one connection carrying a nickname change whose reply the
+    /// back end holds until `release` is sent.
+    fn one_connection_with_a_call_in_flight() -> (
+        Arc<RpcPool>,
+        thread::JoinHandle<Result<Message, RpcError>>,
+        thread::JoinHandle<TcpListener>,
+        mpsc::Sender<()>,
+    ) {
         let (got_first, first_seen) = mpsc::channel();
         let (release, wait) = mpsc::channel();
         let (addr, server) = backend_holding_its_first_reply(got_first, wait);
@@ -683,6 +689,12 @@ mod tests {
             thread::spawn(move || pool.call(nickname_change()))
         };
         first_seen.recv().unwrap();
+        (pool, in_flight, server, release)
+    }
+
+    #[test]
+    fn a_caller_out_of_time_while_another_holds_the_write_turn_fails_alone() {
+        let (pool, in_flight, server, release) = one_connection_with_a_call_in_flight();
         // Another caller is writing (a picture to a slow back end, say).
         let held = pool.links[0].writer.take();
         let started = Instant::now();
@@ -698,15 +710,7 @@ mod tests {
 
     #[test]
     fn a_caller_whose_deadline_passed_before_its_turn_writes_nothing_and_closes_nothing() {
-        let (got_first, first_seen) = mpsc::channel();
-        let (release, wait) = mpsc::channel();
-        let (addr, server) = backend_holding_its_first_reply(got_first, wait);
-        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT, secret()));
-        let in_flight = {
-            let pool = Arc::clone(&pool);
-            thread::spawn(move || pool.call(nickname_change()))
-        };
-        first_seen.recv().unwrap();
+        let (pool, in_flight, server, release) = one_connection_with_a_call_in_flight();
         // The turn is free, but this caller's time is gone by the time it gets it.
         let late = pool.call_until(Message::Logout { token: Secret::new("t") }, Instant::now());
         assert!(matches!(late, Err(RpcError::Timeout)), "{late:?}");
