@@ -672,14 +672,17 @@ mod tests {
         assert!(no_further_connection(&server.join().unwrap()), "the connection was kept");
     }
 
-    /// A pool of one connection carrying a nickname change whose reply the
-    /// back end holds until `release` is sent.
-    fn one_connection_with_a_call_in_flight() -> (
+    /// The pool, the caller in flight, the back end, and what releases its reply.
+    type CallInFlight = (
         Arc<RpcPool>,
         thread::JoinHandle<Result<Message, RpcError>>,
         thread::JoinHandle<TcpListener>,
         mpsc::Sender<()>,
-    ) {
+    );
+
+    /// A pool of one connection carrying a nickname change whose reply the
+    /// back end holds until `release` is sent.
+    fn one_connection_with_a_call_in_flight() -> CallInFlight {
         let (got_first, first_seen) = mpsc::channel();
         let (release, wait) = mpsc::channel();
         let (addr, server) = backend_holding_its_first_reply(got_first, wait);
