@@ -241,9 +241,11 @@ fn check_lifetime(
 pub fn end(redis: &mut RedisLink, keys: &Keys, token: &Secret) -> Result<(), Error> {
     if let Some(hash) = token_hash(token.expose()) {
         let (key, meta) = (keys.session(&hash), keys.session_meta(&hash));
-        let removed: u64 = redis.run(|c| redis::cmd("DEL").arg(&key).arg(&meta).query(c))?;
-        // The metadata goes with its session; count the sessions only.
-        crate::metrics::SESSIONS_LOGGED_OUT.add(removed.min(1));
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&key).cmd("DEL").arg(&meta).ignore();
+        // Only the session's own deletion counts: its metadata may outlive it.
+        let (removed,): (u64,) = redis.run(|c| pipe.query(c))?;
+        crate::metrics::SESSIONS_LOGGED_OUT.add(removed);
     }
     Ok(())
 }
