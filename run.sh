@@ -143,7 +143,14 @@ start_tcpserver() {
     return 0
   fi
   log "starting tcpserver on $TCP_LISTEN"
-  nohup "$BIN_DIR/tcpserver" --listen "$TCP_LISTEN" \
+  # MySQL over the server's unix socket, named: tcpserver connects exactly
+  # where it is told (it never switches from TCP to a socket by itself, so that
+  # the fleet's HAProxy is never bypassed), and on one machine the socket is
+  # the shorter path. MYSQL_URL in the environment wins.
+  local socket
+  socket=$(mariadb -uroot -N -B -e 'SELECT @@socket')
+  MYSQL_URL=${MYSQL_URL:-mysql://usermgmt@localhost:3306/usermgmt?socket=$socket} \
+    nohup "$BIN_DIR/tcpserver" --listen "$TCP_LISTEN" \
     --mysql-password-file "$RUN_DIR/secrets/mysql_password" --pepper-file "$PEPPER_FILE" \
     --rpc-secret-file "$RPC_SECRET_FILE" \
     --avatar-dir "$ROOT/static/avatars" >>"$LOG_DIR/tcpserver.log" 2>&1 </dev/null &

@@ -31,6 +31,11 @@ trap cleanup EXIT
 # settings ignores, and no metrics listener (two tcpservers run side by side).
 export LOGINS_PER_USER=1000000000/600 LOGINS_PER_ADDR=1000000000/600
 export LOGIN_FAILURES_PER_ADDR=1000000000/300 METRICS_LISTEN=off
+# MySQL over its unix socket, as ./run.sh connects tcpserver (a build from
+# before tcpserver stopped switching loopback TCP to the socket by itself
+# reaches the same socket either way).
+MYSQL_URL=${MYSQL_URL:-mysql://usermgmt@localhost:3306/usermgmt?socket=$(mariadb -uroot -N -B -e 'SELECT @@socket')}
+export MYSQL_URL
 # The RPC secret both servers of a stack prove and check, by environment too.
 export RPC_SECRET_FILE=$ROOT/run/secrets/rpc_secret
 

@@ -236,7 +236,10 @@ impl std::error::Error for Error {}
 
 impl From<mysql::Error> for Error {
     fn from(e: mysql::Error) -> Error {
-        if crate::db::mysql::is_connection_error(&e) {
+        // A conflict that outlasted its retries: the rows are contended right
+        // now (a Galera failover, a storm of writes to one account); nothing
+        // was applied, and the client may try again.
+        if crate::db::mysql::is_connection_error(&e) || crate::db::mysql::is_conflict(&e) {
             Error::Unavailable(Dependency::Mysql)
         } else {
             Error::Internal(Internal::Mysql(e))

@@ -87,6 +87,13 @@ pub static PROFILE_HITS: Named =
 pub static PROFILE_MISSES: Named =
     Named::new("usermgmt_profile_cache_misses_total", "Profiles missing from the Redis profile cache.");
 
+/// MySQL transactions run again because the server rolled them back for a
+/// conflict (a deadlock, or a Galera certification failure at `COMMIT`).
+pub static MYSQL_CONFLICT_RETRIES: Named = Named::new(
+    "usermgmt_mysql_conflict_retries_total",
+    "MySQL transactions run again after the server rolled them back for a conflict (deadlock, Galera certification).",
+);
+
 /// Jobs answered Overloaded because the queue was full.
 pub static SHED_FULL: Counter = Counter::new();
 
@@ -237,6 +244,7 @@ pub fn render() -> String {
         &SESSIONS_LOGGED_OUT,
         &VERIFIED_HITS,
         &VERIFIED_MISSES,
+        &MYSQL_CONFLICT_RETRIES,
         &PROFILE_HITS,
         &PROFILE_MISSES,
         &QR_DECISIONS,

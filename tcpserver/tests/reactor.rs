@@ -354,6 +354,37 @@ fn repeated_logins_need_no_mysql() {
     assert_eq!(error_code(&stranger), ErrorCode::Unavailable);
 }
 
+/// tcpserver reaches MySQL at the address it is given and nowhere else: given
+/// a loopback TCP address (a proxy here, HAProxy in the fleet) and no
+/// `prefer_socket` in the URL, it must not switch to the server's unix socket
+/// after connecting (the `mysql` crate's default), which would bypass the
+/// proxy. So when the proxy stops forwarding, MySQL is unreachable to it.
+#[test]
+fn mysql_is_reached_only_through_the_address_given() {
+    let env = util::TestEnv::load();
+    let mysql_proxy = Proxy::start(upstream(&env.mysql_url, 3306));
+    let url = mysql_url_through(&env, &mysql_proxy).replace("?prefer_socket=false", "");
+    assert!(!url.contains("prefer_socket"), "{url}");
+    let server = TestServer::start_with(Options::default().arg("--workers", 1).arg("--mysql-url", url));
+    let mut c = server.connect();
+    server.sign_up(&mut c, "proxied", PASSWORD);
+
+    mysql_proxy.set_refusing(true);
+    mysql_proxy.cut();
+    let reply = c.call(Message::SignUp {
+        username: server.username("bypass"),
+        password: PASSWORD.into(),
+        nickname: None,
+        client: None,
+    });
+    assert_eq!(error_code(&reply), ErrorCode::Unavailable, "MySQL was reached around the proxy: {reply:?}");
+    let stored: Option<u64> = env
+        .mysql()
+        .exec_first("SELECT id FROM users WHERE username = ?", (server.username("bypass"),))
+        .unwrap();
+    assert_eq!(stored, None);
+}
+
 #[test]
 fn sigterm_answers_requests_in_flight_then_exits_zero() {
     let mut server =

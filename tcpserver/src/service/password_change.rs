@@ -49,7 +49,9 @@ impl Service {
         }
         let row = self.check_current_password(&session, password, client)?;
         let new_hash = self.shared.hasher.hash(new_password.expose())?;
-        self.mysql.read(|c| users::update_password_hash(c, row.user_id, &new_hash))?;
+        // A transaction, not a bare statement, so that a conflict with a write
+        // on another Galera node (error 1213) is retried rather than reported.
+        self.mysql.transaction(|tx| users::update_password_hash(tx, row.user_id, &new_hash))?;
         let mut fence = redis::pipe();
         login_record::fence_cmd(
             &mut fence,
