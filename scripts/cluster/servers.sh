@@ -1,0 +1,121 @@
+# The fleet's own programs, tcpserver ×2 and httpserver ×2: start one, stop one,
+# find its pid. Sourced by scripts/cluster/fleet.sh, which sets DIR, BIN_DIR,
+# SECRETS, ROOT and the ports (scripts/cluster/ports.sh).
+#
+# Instance `name` (tcpserver1, httpserver2, ...) keeps its pid in
+# DIR/name.pid (the tests read it to kill that process) and appends its
+# output to DIR/logs/name.log.
+# shellcheck shell=bash
+
+STOP_TIMEOUT_SECS=20
+
+# The pid in DIR/<name>.pid if that process is alive and runs <program> with
+# that instance's --listen (a stale pid file may name a reused pid).
+server_pid() { # server_pid NAME PORT
+  local pid_file="$DIR/$1.pid" pid
+  [ -s "$pid_file" ] || return 1
+  pid=$(cat "$pid_file")
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--listen $HOST:$2 " || return 1
+  echo "$pid"
+}
+
+# Whether the tcpserver build takes a Redis Cluster (the flag wt-redis adds).
+# TODO(lead): once --redis-cluster is merged, drop this test and the single
+# Redis below; every tcpserver then uses the Redis Cluster.
+tcpserver_has_redis_cluster() { "$BIN_DIR/tcpserver" --help 2>&1 | grep -q -- '--redis-cluster'; }
+
+# Whether the httpserver build balances over a list of backends and reads
+# PROXY v2 headers from trusted proxies (the flags wt-balance adds).
+# TODO(lead): once --trusted-proxy is merged, drop this test (always true).
+httpserver_has_balancer() { "$BIN_DIR/httpserver" --help 2>&1 | grep -q -- '--trusted-proxy'; }
+
+redis_cluster_nodes() {
+  local i list=""
+  for ((i = 0; i < 6; i++)); do list+="${list:+,}$HOST:$((REDIS_FIRST_PORT + i))"; done
+  echo "$list"
+}
+
+# Pictures: one directory every tcpserver of this machine shares, served by
+# every httpserver from a static directory of the fleet's own (the single
+# node's static/ with avatars/ replaced), so that the single node's picture
+# sweep never sees the fleet's files. TODO(lead): when pictures move into
+# MariaDB (wt-pictures), this directory and FLEET_STATIC go.
+prepare_static_dir() {
+  local entry
+  mkdir -p "$DIR/static/avatars"
+  for entry in "$ROOT"/static/*; do
+    [ "$(basename "$entry")" = avatars ] && continue
+    ln -sfn "$entry" "$DIR/static/$(basename "$entry")"
+  done
+}
+
+start_tcpserver() { # start_tcpserver N (1 or 2)
+  local n=$1 name="tcpserver$1" port=${TCP_PORTS[$(($1 - 1))]} pid redis_args
+  if pid=$(server_pid "$name" "$port"); then
+    return 0
+  fi
+  if tcpserver_has_redis_cluster; then
+    redis_args=(--redis-cluster "$(redis_cluster_nodes)")
+  else
+    # TODO(lead): a single Redis until --redis-cluster lands (see above).
+    redis_args=(--redis-url "redis://$HOST:$REDIS_SINGLE_PORT/")
+  fi
+  log "starting $name on $HOST:$port"
+  nohup "$BIN_DIR/tcpserver" --listen "$HOST:$port" \
+    --mysql-url "mysql://usermgmt@$HOST:$MYSQL_PORT/usermgmt" \
+    --mysql-password-file "$SECRETS/mysql_password" --pepper-file "$SECRETS/pepper" \
+    --rpc-secret-file "$SECRETS/rpc_secret" "${redis_args[@]}" \
+    --metrics-listen "$HOST:${TCP_METRICS_PORTS[$((n - 1))]}" \
+    --avatar-dir "$DIR/static/avatars" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$DIR/$name.pid"
+}
+
+start_httpserver() { # start_httpserver N (1 or 2)
+  local n=$1 name="httpserver$1" port=${HTTP_PORTS[$(($1 - 1))]} pid backend_args
+  if pid=$(server_pid "$name" "$port"); then
+    return 0
+  fi
+  if httpserver_has_balancer; then
+    # Both tcpservers, and the client's address from HAProxy's PROXY v2 header.
+    backend_args=(--backend "$HOST:${TCP_PORTS[0]},$HOST:${TCP_PORTS[1]}" --trusted-proxy "$HOST")
+  else
+    # TODO(lead): one tcpserver each until --backend takes a list; every
+    # client then has HAProxy's address, so its per-address shares are the
+    # whole budget (as perf/run.sh sets them for its one-address load).
+    backend_args=(--backend "$HOST:${TCP_PORTS[$((n - 1))]}"
+      --max-connections-per-addr 4096 --upload-budget-per-addr-mib 256)
+  fi
+  log "starting $name on $HOST:$port"
+  nohup "$BIN_DIR/httpserver" --listen "$HOST:$port" "${backend_args[@]}" \
+    --rpc-secret-file "$SECRETS/rpc_secret" \
+    --static-dir "$DIR/static" --html-dir "$ROOT/html" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$DIR/$name.pid"
+}
+
+stop_server() { # stop_server NAME PORT
+  local name=$1 pid i
+  pid=$(server_pid "$name" "$2") || {
+    rm -f "$DIR/$name.pid"
+    return 0
+  }
+  kill -TERM "$pid"
+  for ((i = 0; i < STOP_TIMEOUT_SECS * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+    log "$name did not stop within $STOP_TIMEOUT_SECS s of SIGTERM; killed"
+  fi
+  rm -f "$DIR/$name.pid"
+}
+
+server_status() { # server_status NAME PORT
+  local pid
+  if pid=$(server_pid "$1" "$2"); then
+    echo "$1: up (pid $pid, port $2), log $DIR/logs/$1.log"
+  else
+    echo "$1: down (port $2)"
+  fi
+}
