@@ -9,6 +9,18 @@
 #   ./run.sh stop     stop both servers (SIGTERM, then wait)
 #   ./run.sh restart  stop, then start
 #
+#   ./run.sh cluster         the same programs as a fleet on this machine
+#                            (scripts/cluster/fleet.sh): HAProxy on 1088 in front
+#                            of two httpservers, two tcpservers, a Redis Cluster
+#                            (3 masters, 3 replicas) and a three-node Galera
+#                            cluster for MariaDB; installs haproxy and galera-4
+#                            when missing, seeds, prints the URL. All its data
+#                            is under run/cluster/. The single node (./run.sh)
+#                            must be stopped first: both serve on 1088
+#   ./run.sh cluster status  every process, Redis Cluster and Galera health, and
+#                            the Galera node taking writes
+#   ./run.sh cluster stop    stop the whole fleet
+#
 # Safe to run again: what is done is not redone, and servers already up stay up.
 # Logs and pid files live under run/ (run/logs/*.log, run/*.pid).
 #
@@ -23,6 +35,9 @@
 #                      the first full seed takes about 15 minutes on two cores,
 #                      SEED_ACCOUNTS=10000 takes seconds; 0 skips seeding
 #   CARGO_TARGET_DIR   [target]          where cargo builds
+#   GALERA_BUFFER_POOL [2G] (cluster)    InnoDB buffer pool of each Galera node;
+#                      ten million accounts take 2.9 GB, so 4G keeps random
+#                      log-ins in memory, at three times the memory
 # Both servers also read their own settings from the environment, which passes
 # through to them (`target/release/httpserver --help`), e.g.
 #   HTTP_MAX_CONNECTIONS_PER_ADDR [256]  connections per client address;
@@ -284,13 +299,43 @@ status() {
   fi
 }
 
+# The fleet: everything under run/cluster, by scripts/cluster/fleet.sh.
+cluster() {
+  local fleet=(scripts/cluster/fleet.sh "${1:-start}" "$RUN_DIR/cluster")
+  case "${1:-start}" in
+  start)
+    if running_pid httpserver >/dev/null || running_pid tcpserver >/dev/null; then
+      log "the single node is running and holds port 1088: stop it first (./run.sh stop)"
+      return 1
+    fi
+    ensure_build_tools
+    sysctl/tune.sh >/dev/null || log "sysctl/tune.sh could not apply every setting (see sysctl/tune.sh --check)"
+    build
+    GALERA_BUFFER_POOL=${GALERA_BUFFER_POOL:-2G} FLEET_BIN_DIR=$BIN_DIR "${fleet[@]}"
+    echo
+    echo "usermgmt (fleet) is up: http://localhost:1088/"
+    echo "  log in as $DEMO_USER / $DEMO_PASSWORD"
+    if [ "${SEED_ACCOUNTS:-}" != 0 ]; then
+      echo "  or as any seeded account, e.g. user00000001 / pass00000001"
+    fi
+    echo "  logs: $RUN_DIR/cluster/logs/   status: ./run.sh cluster status   stop: ./run.sh cluster stop"
+    ;;
+  stop | status) FLEET_BIN_DIR=$BIN_DIR "${fleet[@]}" ;;
+  *)
+    echo "usage: $0 cluster [start|stop|status]" >&2
+    return 2
+    ;;
+  esac
+}
+
 case "${1:-start}" in
 start) start ;;
 stop) stop ;;
 status) status ;;
 restart) stop && start ;;
+cluster) cluster "${2:-start}" ;;
 *)
-  echo "usage: $0 [start|stop|status|restart]" >&2
+  echo "usage: $0 [start|stop|status|restart|cluster [start|stop|status]]" >&2
   exit 2
   ;;
 esac

@@ -90,6 +90,12 @@ pub fn httpserver_binary() -> &'static Path {
     BINARY.get_or_init(|| workspace_binary("httpserver"))
 }
 
+/// The `seed` binary (the seeding tool), built on first use (see [`workspace_binary`]).
+pub fn seed_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| workspace_binary("seed"))
+}
+
 /// Builds the binary of workspace package `package` into this test's own target
 /// directory and profile, and returns its path. (`cargo test -p e2e` does not
 /// build other packages' binaries, and `CARGO_BIN_EXE_*` names only a package's own.)
@@ -856,6 +862,7 @@ fn adler32(bytes: &[u8]) -> u32 {
     b << 16 | a
 }
 
+pub mod fleet;
 pub mod probe;
 pub mod services;
 pub mod webdriver;
