@@ -118,7 +118,13 @@ fn killing_the_galera_write_node_moves_writes_within_ten_seconds_and_it_rejoins(
         .map(|o| o.done - killed_at)
         .min()
         .unwrap_or_else(|| panic!("no write succeeded after the kill:\n{}", fleet.status()));
-    eprintln!("writes resumed {:.1} s after the kill of node {writer}", resumed.as_secs_f64());
+    let failed: Vec<Option<u16>> = outcomes.iter().map(|o| o.status).filter(|s| *s != Some(201)).collect();
+    eprintln!(
+        "writes resumed {:.1} s after the kill of node {writer}; {} of {} sign-ups failed: {failed:?}",
+        resumed.as_secs_f64(),
+        failed.len(),
+        outcomes.len()
+    );
     assert!(resumed <= WRITE_FAILOVER_BOUND, "writes resumed only after {resumed:?}");
     for o in &outcomes {
         match o.status {
@@ -143,8 +149,13 @@ fn killing_the_galera_write_node_moves_writes_within_ten_seconds_and_it_rejoins(
     };
     assert_eq!(fleet.stored_usernames(fleet.mysql_proxy_port(), &acknowledged), acknowledged);
 
+    let restarted_at = Instant::now();
     fleet.restart_missing();
     fleet.wait_galera_synced(REJOIN_BOUND);
+    eprintln!(
+        "node {writer} was Synced again {:.1} s after fleet.sh start",
+        restarted_at.elapsed().as_secs_f64()
+    );
     assert_ne!(fleet.pid(&node), victim, "the killed node was started again");
     for (name, pid) in &others {
         assert_eq!(fleet.pid(name), *pid, "{name} was restarted, but only the killed node should be");

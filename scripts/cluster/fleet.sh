@@ -35,6 +35,9 @@ USERMGMT_STATE_DIR=${FLEET_STATE_DIR:-$ROOT/run}
 source "$ROOT/scripts/services.sh"
 source "$here/ports.sh"
 source "$here/servers.sh"
+# Open-files soft limit up to the hard limit, for 2000 concurrent connections
+# through the edge (the servers and HAProxy inherit it).
+source "$ROOT/sysctl/limits.sh"
 
 START_TIMEOUT_SECS=60
 

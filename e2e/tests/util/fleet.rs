@@ -247,6 +247,9 @@ fn fleet_command(command: &str, dir: &Path, port_base: u16, bin_dir: &Path) -> C
         .env("FLEET_STATE_DIR", dir)
         .env("SEED_ACCOUNTS", SEED_ACCOUNTS.to_string())
         .env("GALERA_BUFFER_POOL", "128M")
+        // A node that is not Synced within three minutes has failed: say so
+        // then, not after the default quarter of an hour.
+        .env("GALERA_WAIT_SECS", "180")
         .env("REDIS_MAXMEMORY", "256mb")
         // The load comes from one address (the tests'): its per-address
         // shares are raised, as perf/run.sh does (tcpserver reads these).
