@@ -121,6 +121,13 @@ impl Fleet {
         self.script("start", &bin_dir);
     }
 
+    /// Starts whatever is down (a test that failed half-way may have left a
+    /// process killed) and waits until Galera is whole again.
+    pub fn make_whole(&self, limit: Duration) {
+        self.restart_missing();
+        self.wait_galera_synced(limit);
+    }
+
     /// A guard for a test that breaks part of the fleet: one such test at a time.
     pub fn exclusive(&self) -> MutexGuard<'_, ()> {
         self.exclusive.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -135,6 +142,36 @@ impl Fleet {
             .next()
             .and_then(|l| l.trim().parse().ok())
             .unwrap_or_else(|| panic!("no pid in {text:?}"))
+    }
+
+    /// The metrics listener of tcpserver `n` (1 or 2).
+    pub fn tcpserver_metrics(&self, n: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port_base + 12 + n))
+    }
+
+    /// The ports of the six Redis Cluster nodes.
+    pub fn redis_ports(&self) -> impl Iterator<Item = u16> {
+        let first = self.port_base + 60;
+        first..first + 6
+    }
+
+    /// A Redis node's role (`master`, `slave`), or `None` if it does not answer.
+    pub fn redis_role(&self, port: u16) -> Option<String> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut conn).ok()?;
+        match role.first()? {
+            redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            redis::Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The port of a Redis Cluster master.
+    pub fn redis_master(&self) -> u16 {
+        self.redis_ports()
+            .find(|&port| self.redis_role(port).as_deref() == Some("master"))
+            .unwrap_or_else(|| panic!("no Redis master answers:\n{}", self.status()))
     }
 
     /// The SQL port of Galera node `n` (1..=3).
@@ -279,6 +316,17 @@ pub fn request_status(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Option<u16> {
+    request(addr, method, path, headers, body).map(|(status, _)| status)
+}
+
+/// [`request_status`] with the whole response (head and body) as text.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(REQUEST_TIMEOUT)).ok()?;
     stream.set_write_timeout(Some(REQUEST_TIMEOUT)).ok()?;
@@ -291,8 +339,35 @@ pub fn request_status(
     stream.write_all(body).ok()?;
     let mut reply = Vec::new();
     let _ = stream.read_to_end(&mut reply);
-    let text = String::from_utf8_lossy(&reply);
-    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    Some((status, text))
+}
+
+/// A form POST as an API client sends it (JSON answers), with extra headers.
+pub fn api_post(addr: SocketAddr, path: &str, form: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+    let mut all = vec![("Accept", "application/json"), ("Content-Type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    request(addr, "POST", path, &all, form.as_bytes())
+}
+
+/// Logs in through `addr`: the session token, or `None` unless it worked.
+pub fn log_in(addr: SocketAddr, username: &str, password: &str) -> Option<String> {
+    let form = format!("username={username}&password={}", password.replace(' ', "+"));
+    let (status, text) = api_post(addr, "/login", &form, &[])?;
+    if status != 200 {
+        return None;
+    }
+    let body = text.split_once("\r\n\r\n")?.1;
+    let json: serde_json::Value = serde_json::from_str(body).ok()?;
+    json["data"]["token"].as_str().map(str::to_owned)
+}
+
+/// The value of one counter on the metrics listener at `addr`, or `None`.
+pub fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    let (status, text) = request(addr, "GET", "/metrics", &[], b"")?;
+    (status == 200).then_some(())?;
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// A sign-up through `addr` as an API client sends it: the status, or `None`.
