@@ -198,7 +198,12 @@ cmd_status() {
   haproxy_env
   "$here/haproxy.sh" status "$DIR/haproxy"
   echo "redis cluster:"
-  "$ROOT/scripts/redis-cluster.sh" status "$DIR/redis" "$REDIS_FIRST_PORT" | sed 's/^/  /'
+  "$ROOT/scripts/redis-cluster.sh" status "$DIR/redis" "$REDIS_FIRST_PORT" | while read -r node rest; do
+    # The node's pid beside what redis-cluster.sh says of it.
+    local pid_file="$DIR/redis/${node##*:}/redis.pid" pid=-
+    [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null && pid=$(cat "$pid_file")
+    echo "  $node (pid $pid) $rest"
+  done
   echo "galera:"
   galera status | sed 's/^/  /'
   echo "  writes go to: $(galera_writer)"
