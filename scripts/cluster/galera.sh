@@ -118,8 +118,8 @@ write_config() {
   # donor is blocked for writes while it copies, so node 1 (HAProxy's first
   # choice for writes) is asked last.
   local donors="" k
-  for k in $(seq $((n % NODES + 1)) "$NODES") $(seq 1 $((n - 1))); do
-    [ "$k" = "$n" ] || [ "$k" = 1 ] || donors+="node$k,"
+  for ((k = 2; k <= NODES; k++)); do
+    [ "$k" = "$n" ] || donors+="node$k,"
   done
   [ "$n" = 1 ] || donors+="node1,"
   cat >"$dir/my.cnf.tmp" <<CNF
