@@ -227,8 +227,18 @@ print_welcome() {
   warn_if_exposed
 }
 
+# Whether ./run.sh cluster's HAProxy runs (it holds port 1088).
+fleet_running() {
+  local pid_file="$RUN_DIR/cluster/haproxy/haproxy.pid"
+  [ -s "$pid_file" ] && kill -0 "$(head -n1 "$pid_file")" 2>/dev/null
+}
+
 start() {
   mkdir -p "$LOG_DIR" "$ROOT/static/avatars"
+  if fleet_running; then
+    log "the fleet (./run.sh cluster) is running and holds port 1088: stop it first (./run.sh cluster stop)"
+    return 1
+  fi
   if running_pid tcpserver >/dev/null && running_pid httpserver >/dev/null && healthy; then
     log "usermgmt is already running"
     print_welcome
