@@ -9,16 +9,15 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod avatar_import;
+pub mod avatar_name;
 pub mod avatar_refs;
-pub mod avatar_store;
-pub mod avatar_sweep;
 pub mod config;
 pub mod conn;
 pub mod db;
 pub mod device;
 pub mod dispatch;
 pub mod error;
-pub mod free_space;
 pub mod gate;
 pub mod history;
 pub mod image;
