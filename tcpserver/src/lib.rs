@@ -2,7 +2,7 @@
 //! and the seeding tool share one implementation.
 //!
 //! A single reactor thread ([`reactor`]) owns every client socket and decodes
-//! the binary RPC frames of [`proto`]; requests that need MySQL, Redis, the disk
+//! the binary RPC frames of [`proto`]; requests that need MySQL, Redis
 //! or a password hash go through a bounded queue to a pool of worker threads
 //! ([`pool`]), each with its own database connections, and their replies come
 //! back through a channel and a waker. [`run`] puts it together.
