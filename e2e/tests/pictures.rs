@@ -92,6 +92,23 @@ fn a_picture_uploaded_through_one_pair_is_served_byte_identical_by_the_other() {
     assert_eq!(profile.json()["data"]["avatar_url"].as_str(), Some(url.as_str()), "{}", profile.text());
 }
 
+/// A picture of exactly the 2 MiB cap, uploaded through one pair and served
+/// whole by the other (the largest statement, row and reply frame there are).
+#[test]
+fn a_picture_at_the_size_cap_travels_whole_between_pairs() {
+    let stack = Stack::start();
+    let other = stack.another_pair(&[]);
+    let (_, token) = stack.user_with_token("large", PASSWORD);
+    let stamp = format!("{} large ", stack.user_prefix);
+    let unpadded = png_with_text(1, &stamp).len();
+    let picture = png_with_text(1, &format!("{stamp}{}", "x".repeat(proto::MAX_IMAGE_LEN - unpadded)));
+    assert_eq!(picture.len(), proto::MAX_IMAGE_LEN);
+    let url = upload(&mut stack.client(), &token, &picture);
+    let served = other.client().get(&url);
+    assert_eq!((served.status, served.body.len()), (200, picture.len()));
+    assert!(served.body == picture, "the picture came back changed");
+}
+
 #[test]
 fn a_replaced_picture_leaves_the_store_and_is_404_where_it_was_never_served() {
     let stack = Stack::start();

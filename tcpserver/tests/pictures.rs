@@ -16,7 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
-use proto::{ErrorCode, Message, Secret};
+use proto::{ErrorCode, MAX_IMAGE_LEN, Message, Secret};
 use tcpserver::avatar_refs;
 use tcpserver::throttle::AVATAR_UPLOADS_PER_USER;
 use util::{Client, Options, TestServer, png_name, png_with_text, redis_keys};
@@ -163,6 +163,23 @@ fn a_shared_picture_stays_while_any_account_uses_it_and_is_served_by_name() {
     let mut expected = vec![png_name(&anns), png_name(&bobs)];
     expected.sort();
     assert_eq!(stored_names(&server, [&shared, &anns, &bobs]), expected);
+}
+
+/// A picture of exactly [`MAX_IMAGE_LEN`] bytes: one statement and one row
+/// of that size, and a reply frame at its largest.
+#[test]
+fn a_picture_at_the_size_cap_is_stored_and_served_whole() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let (_, token) = server.user_with_session(&mut c, "large", PASSWORD);
+    let stamp = format!("{} large ", server.user_prefix);
+    let unpadded = png_with_text(&stamp).len();
+    let picture = png_with_text(&format!("{stamp}{}", "x".repeat(MAX_IMAGE_LEN - unpadded)));
+    assert_eq!(picture.len(), MAX_IMAGE_LEN);
+    let name = set_picture(&mut c, &token, &picture);
+    assert_eq!(stored(&server, &name).as_ref(), Some(&picture));
+    let served = c.call(Message::GetAvatar { name });
+    assert_eq!(served, Message::Avatar { content_type: "image/png".into(), image: picture });
 }
 
 #[test]
