@@ -291,7 +291,7 @@ fn one_username_signed_up_at_once_through_two_galera_nodes_is_created_once() {
     // Which path each race took is the servers' business; that the conflict
     // path was taken at all is what makes this test mean something.
     let conflicts = fleet.conflicts(2) + fleet.conflicts(3) - conflicts_before;
-    eprintln!("{conflicts} of {} races met a Galera conflict", names.len());
+    eprintln!("{conflicts} Galera conflicts (certification failures, aborts) in {} races", names.len());
     assert!(conflicts > 0, "no race met a conflict: the test did not test the retry");
     let mut conn = fleet.mysql(fleet.mysql_proxy_port()).expect("MySQL");
     let counts: Vec<(String, u64)> = mysql::prelude::Queryable::exec(

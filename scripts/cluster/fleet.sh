@@ -158,7 +158,7 @@ cmd_start() {
   "$here/haproxy.sh" start "$DIR/haproxy"
   "$ROOT/scripts/redis-cluster.sh" start "$DIR/redis" "$REDIS_FIRST_PORT"
   tcpserver_has_redis_cluster || single_redis start
-  prepare_static_dir
+  prepare_avatar_import_dir
   start_tcpserver 1
   start_tcpserver 2
   start_httpserver 1

@@ -36,19 +36,11 @@ redis_cluster_nodes() {
   echo "$list"
 }
 
-# Pictures: one directory every tcpserver of this machine shares, served by
-# every httpserver from a static directory of the fleet's own (the single
-# node's static/ with avatars/ replaced), so that the single node's picture
-# sweep never sees the fleet's files. TODO(lead): when pictures move into
-# MariaDB (wt-pictures), this directory and FLEET_STATIC go.
-prepare_static_dir() {
-  local entry
-  mkdir -p "$DIR/static/avatars"
-  for entry in "$ROOT"/static/*; do
-    [ "$(basename "$entry")" = avatars ] && continue
-    ln -sfn "$entry" "$DIR/static/$(basename "$entry")"
-  done
-}
+# Pictures live in MariaDB (every tcpserver reads and writes them there, every
+# httpserver serves them through GetAvatar), so the fleet needs no directory
+# for them; --avatar-dir only names where picture files of earlier versions
+# are imported from at start, and the fleet has none: an empty directory of its own.
+prepare_avatar_import_dir() { mkdir -p "$DIR/avatars-import"; }
 
 start_tcpserver() { # start_tcpserver N (1 or 2)
   local n=$1 name="tcpserver$1" port=${TCP_PORTS[$(($1 - 1))]} pid redis_args
@@ -67,7 +59,7 @@ start_tcpserver() { # start_tcpserver N (1 or 2)
     --mysql-password-file "$SECRETS/mysql_password" --pepper-file "$SECRETS/pepper" \
     --rpc-secret-file "$SECRETS/rpc_secret" "${redis_args[@]}" \
     --metrics-listen "$HOST:${TCP_METRICS_PORTS[$((n - 1))]}" \
-    --avatar-dir "$DIR/static/avatars" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
+    --avatar-dir "$DIR/avatars-import" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$DIR/$name.pid"
 }
 
@@ -89,7 +81,7 @@ start_httpserver() { # start_httpserver N (1 or 2)
   log "starting $name on $HOST:$port"
   nohup "$BIN_DIR/httpserver" --listen "$HOST:$port" "${backend_args[@]}" \
     --rpc-secret-file "$SECRETS/rpc_secret" \
-    --static-dir "$DIR/static" --html-dir "$ROOT/html" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
+    --static-dir "$ROOT/static" --html-dir "$ROOT/html" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$DIR/$name.pid"
 }
 
