@@ -25,11 +25,14 @@ use mysql::prelude::Queryable;
 
 use super::{httpserver_binary, seed_binary, tcpserver_binary, workspace_root};
 
-/// The fleet's ports start here unless `USERMGMT_TEST_FLEET_PORT_BASE` says
-/// otherwise (`scripts/cluster/ports.sh` lays them out: 8100..8170, and the
-/// Redis cluster bus at 18160..18165). Below the range the other tests draw
-/// their ports from (20000 and up) and apart from `./run.sh cluster`'s.
-const DEFAULT_PORT_BASE: u16 = 8100;
+/// The fleet's ports start at one of ten bases from here, 100 apart, chosen
+/// by the target directory (so that test runs of two checkouts on one machine
+/// do not meet), unless `USERMGMT_TEST_FLEET_PORT_BASE` says otherwise.
+/// `scripts/cluster/ports.sh` lays them out from the base B: B..B+70, and the
+/// Redis cluster bus at B+10060..B+10065. All of 8100..9070 and 18160..19065:
+/// below the range the other tests draw their ports from (20000 and up) and
+/// apart from `./run.sh cluster`'s.
+const FIRST_PORT_BASE: u16 = 8100;
 
 /// Accounts seeded into the test fleet: enough for log-ins by seeded name,
 /// few enough to hash in seconds in a debug build.
@@ -71,15 +74,15 @@ impl Fleet {
     }
 
     fn start() -> Fleet {
-        let port_base = std::env::var("USERMGMT_TEST_FLEET_PORT_BASE")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(DEFAULT_PORT_BASE);
         // <target>/<profile>/<binary>: the fleet lives in <target>/fleet-test.
         let bin_dir = tcpserver_binary().parent().expect("binary in a directory").to_owned();
         httpserver_binary();
         seed_binary();
         let dir = bin_dir.parent().expect("profile dir in the target dir").join("fleet-test");
+        let port_base =
+            std::env::var("USERMGMT_TEST_FLEET_PORT_BASE").ok().and_then(|p| p.parse().ok()).unwrap_or_else(
+                || FIRST_PORT_BASE + 100 * (fnv1a(dir.as_os_str().as_encoded_bytes()) % 10) as u16,
+            );
         fs::create_dir_all(&dir).expect("create the fleet's directory");
         let fleet = Fleet {
             edge: SocketAddr::from(([127, 0, 0, 1], port_base)),
@@ -90,6 +93,10 @@ impl Fleet {
         };
         // Whatever an earlier, killed run left: its binaries may be older.
         fleet.script("stop", &bin_dir);
+        assert!(
+            std::net::TcpListener::bind(fleet.edge).is_ok(),
+            "port {port_base} is taken (another test fleet?): set USERMGMT_TEST_FLEET_PORT_BASE to a free range"
+        );
         fleet.script("start", &bin_dir);
         let _ = FLEET_FOR_EXIT.set((fleet.dir.clone(), port_base, bin_dir));
         // SAFETY: atexit(3) with a function that takes nothing and returns nothing.
@@ -272,6 +279,11 @@ impl Fleet {
             fleet_command("status", &self.dir, self.port_base, &bin_dir).output().expect("fleet.sh status");
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
+}
+
+/// FNV-1a, 64 bits: a stable hash of a path, to pick a port base by.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// `scripts/cluster/fleet.sh COMMAND DIR` with the test fleet's settings.
