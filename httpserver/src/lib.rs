@@ -16,6 +16,7 @@
 
 pub mod addr_quota;
 pub mod app;
+pub mod balancer;
 pub mod body_budget;
 pub mod chunked;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod metrics_allow;
+pub mod proxy_protocol;
 pub mod multipart;
 pub mod qr_image;
 pub mod request;

@@ -34,7 +34,7 @@
 //! fails that call with [`RpcError::Handshake`] and is not kept.
 
 #[cfg(test)]
-mod fake_backend;
+pub(crate) mod fake_backend;
 mod handshake;
 mod slot;
 mod socket;
@@ -55,7 +55,7 @@ pub use self::handshake::HandshakeError;
 use self::slot::Slot;
 use self::socket::{WriteFailure, open, peer_still_open, remaining, write_frame};
 use self::write_turn::WriteTurn;
-use crate::metrics;
+use crate::metrics::{self, RpcMetrics};
 
 /// Calls in flight on one connection, at most: tcpserver stops reading a
 /// connection with this many requests at its workers (`MAX_IN_FLIGHT` in
@@ -120,6 +120,18 @@ impl std::error::Error for RpcError {
     }
 }
 
+/// Called by a reader thread when tcpserver ended its connection (EOF or a
+/// socket error while reading), which is how a backend that dies while idle
+/// is noticed at once; the balancer marks it down.
+#[derive(Clone)]
+pub struct LostHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for LostHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LostHook")
+    }
+}
+
 /// A fixed set of shared connections to one tcpserver.
 #[derive(Debug)]
 pub struct RpcPool {
@@ -133,6 +145,11 @@ pub struct RpcPool {
     /// Round-robin position for the next call.
     next_link: AtomicUsize,
     next_id: AtomicU64,
+    /// Calls in this pool now (writing or waiting): what the balancer
+    /// compares to pick the least loaded backend.
+    in_flight: AtomicUsize,
+    /// This backend's counters.
+    metrics: &'static RpcMetrics,
 }
 
 impl RpcPool {
@@ -140,15 +157,40 @@ impl RpcPool {
     /// connect), each proving `secret` when it opens, where each call takes at
     /// most `timeout`. Opens nothing yet.
     pub fn new(backend: impl Into<String>, size: usize, timeout: Duration, secret: RpcSecret) -> RpcPool {
+        RpcPool::watched(backend, size, timeout, secret, &metrics::RPC[0], None)
+    }
+
+    /// [`RpcPool::new`] counting into `metrics`, with `lost` called whenever
+    /// tcpserver ends one of the connections (for the balancer).
+    pub fn watched(
+        backend: impl Into<String>,
+        size: usize,
+        timeout: Duration,
+        secret: RpcSecret,
+        metrics: &'static RpcMetrics,
+        lost: Option<LostHook>,
+    ) -> RpcPool {
         RpcPool {
             backend: backend.into(),
             secret,
             timeout,
-            links: (0..size.max(1)).map(|_| Arc::new(Link::default())).collect(),
+            links: (0..size.max(1)).map(|_| Arc::new(Link { lost: lost.clone(), ..Link::default() })).collect(),
             calls_per_connection: MAX_CALLS_PER_CONNECTION,
             next_link: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
+            metrics,
         }
+    }
+
+    /// The longest one call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Calls in this pool now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Sends `message` and returns tcpserver's reply, which may be
@@ -159,34 +201,61 @@ impl RpcPool {
     /// An [`RpcError`] when no reply could be had; see the module doc for when a
     /// request is sent a second time.
     pub fn call(&self, message: Message) -> Result<Message, RpcError> {
-        metrics::RPC_CALLS.add(1);
-        metrics::RPC_IN_FLIGHT.add(1);
-        let outcome = self.call_until(message, Instant::now() + self.timeout);
-        metrics::RPC_IN_FLIGHT.add(-1);
-        match &outcome {
-            Ok(_) => {}
-            Err(RpcError::Busy) => metrics::RPC_BUSY.add(1),
-            Err(RpcError::Timeout) => metrics::RPC_TIMEOUTS.add(1),
-            Err(_) => metrics::RPC_FAILURES.add(1),
-        }
-        outcome
+        self.call_until(message, Instant::now() + self.timeout)
     }
 
     /// [`RpcPool::call`] with a deadline of its own (tests give callers
     /// different ones).
     fn call_until(&self, message: Message, deadline: Instant) -> Result<Message, RpcError> {
-        let idempotent = matches!(message, Message::Ping | Message::GetProfile { .. });
+        let idempotent = message.message_type().is_idempotent();
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut request = Vec::new();
-        let trace = crate::log::current_request_id();
-        Frame { request_id, message }.encode_traced(trace, &mut request).map_err(RpcError::Encode)?;
-        // The encoded frame is all that is needed from here on; an image is not kept twice.
+        let request = encode(request_id, message)?;
+        self.send(&request, request_id, idempotent, deadline)
+    }
 
+    /// Sends a request already encoded (by [`encode`], with `request_id`) and
+    /// waits for its reply until `deadline`; `idempotent` says whether it may
+    /// be sent a second time here after its connection broke
+    /// ([`proto::MessageType::is_idempotent`]). The balancer encodes a call
+    /// once and hands the same bytes to another backend's pool when this one
+    /// fails it before sending.
+    ///
+    /// # Errors
+    ///
+    /// As [`RpcPool::call`].
+    pub fn send(
+        &self,
+        request: &[u8],
+        request_id: u64,
+        idempotent: bool,
+        deadline: Instant,
+    ) -> Result<Message, RpcError> {
+        self.metrics.calls.add(1);
+        self.metrics.in_flight.add(1);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let outcome = self.exchange_until(request, request_id, idempotent, deadline);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.in_flight.add(-1);
+        match &outcome {
+            Ok(_) => {}
+            Err(RpcError::Busy) => self.metrics.busy.add(1),
+            Err(RpcError::Timeout) => self.metrics.timeouts.add(1),
+            Err(_) => self.metrics.failures.add(1),
+        }
+        outcome
+    }
+
+    fn exchange_until(
+        &self,
+        request: &[u8],
+        request_id: u64,
+        idempotent: bool,
+        deadline: Instant,
+    ) -> Result<Message, RpcError> {
         let reserved = self.pick_link()?;
         let mut resent = false;
         loop {
-            let failure = match reserved.exchange(&self.backend, &self.secret, &request, request_id, deadline)
-            {
+            let failure = match reserved.exchange(self, request, request_id, deadline) {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
@@ -236,6 +305,18 @@ impl Drop for RpcPool {
             link.end_connection(&mut writer, &Exchange::Lost);
         }
     }
+}
+
+/// A request frame, with the trace id of the HTTP request being served.
+///
+/// # Errors
+///
+/// [`RpcError::Encode`] for a field over the wire format's limits.
+pub fn encode(request_id: u64, message: Message) -> Result<Vec<u8>, RpcError> {
+    let mut request = Vec::new();
+    let trace = crate::log::current_request_id();
+    Frame { request_id, message }.encode_traced(trace, &mut request).map_err(RpcError::Encode)?;
+    Ok(request)
 }
 
 fn closed() -> io::Error {
@@ -289,6 +370,8 @@ struct Link {
     /// Calls on this link (writing or waiting), at most
     /// [`MAX_CALLS_PER_CONNECTION`].
     calls: AtomicUsize,
+    /// Told when tcpserver ends the connection.
+    lost: Option<LostHook>,
 }
 
 #[derive(Debug, Default)]
@@ -317,8 +400,7 @@ impl Reserved<'_> {
     /// needed) and wait for its reply.
     fn exchange(
         &self,
-        backend: &str,
-        secret: &RpcSecret,
+        pool: &RpcPool,
         request: &[u8],
         request_id: u64,
         deadline: Instant,
@@ -338,8 +420,8 @@ impl Reserved<'_> {
                 link.end_connection(&mut writer, &Exchange::Lost);
             }
             if writer.is_none() {
-                *writer = Some(link.connect(backend, secret, deadline)?);
-                metrics::RPC_CONNECTS.add(1);
+                *writer = Some(link.connect(&pool.backend, &pool.secret, deadline)?);
+                pool.metrics.connects.add(1);
             }
             let Some(stream) = writer.as_mut() else { return Err(Exchange::NotSent) };
             {
@@ -464,6 +546,13 @@ impl Link {
         let mut writer = self.writer.take();
         if self.waiting().connection == connection {
             self.end_connection(&mut writer, &ending);
+            drop(writer);
+            // The peer ended a connection nobody here had given up on:
+            // tcpserver is gone (or going), and the balancer should know now,
+            // not at the next call.
+            if let (Exchange::Lost, Some(lost)) = (&ending, &self.lost) {
+                (lost.0)();
+            }
         }
     }
 
