@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use proto::handshake::MIN_SECRET_LEN;
 use proto::{Message, RpcSecret};
 
+use crate::balancer::{Balancer, BalancerError, Lane, LaneSettings};
 use crate::config::Config;
 use crate::error::Failure;
-use crate::balancer::{Balancer, BalancerError, Lane, LaneSettings};
 use crate::static_files::StaticFiles;
 use crate::templates::{TemplateError, Templates};
 

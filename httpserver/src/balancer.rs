@@ -315,10 +315,9 @@ impl Step {
             RpcError::Interrupted => Step { dead: true, elsewhere: false },
             // The call's deadline is spent; a reply that makes no sense ended
             // its connection but says nothing of the process.
-            RpcError::Timeout
-            | RpcError::Protocol(_)
-            | RpcError::UnexpectedReply
-            | RpcError::Encode(_) => Step { dead: false, elsewhere: false },
+            RpcError::Timeout | RpcError::Protocol(_) | RpcError::UnexpectedReply | RpcError::Encode(_) => {
+                Step { dead: false, elsewhere: false }
+            }
         }
     }
 }
@@ -365,7 +364,10 @@ impl Shared {
             backend.metrics.downs.add(1);
             self.changed.notify_all();
             drop(health);
-            crate::log!("rpc: backend {} is down ({why}); calls go to the others while it is probed", backend.addr);
+            crate::log!(
+                "rpc: backend {} is down ({why}); calls go to the others while it is probed",
+                backend.addr
+            );
         }
     }
 
@@ -377,7 +379,11 @@ impl Shared {
             backend.up.store(true, Ordering::Release);
             backend.metrics.up.set(1);
             drop(health);
-            crate::log!("rpc: backend {} answers again after {} ms; it takes calls", backend.addr, after.as_millis());
+            crate::log!(
+                "rpc: backend {} answers again after {} ms; it takes calls",
+                backend.addr,
+                after.as_millis()
+            );
         }
     }
 }

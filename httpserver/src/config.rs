@@ -191,8 +191,7 @@ const QR_RPC_POOL: Setting = Setting { flag: "--qr-rpc-pool", env: "QR_RPC_POOL_
 const QR_WAIT: Setting = Setting { flag: "--qr-wait-ms", env: "QR_WAIT_MS", default: "25000" };
 /// None: without a proxy in front nothing changes, and a client that sends
 /// a PROXY header is refused like any other request that is not HTTP.
-const TRUSTED_PROXIES: Setting =
-    Setting { flag: "--trusted-proxy", env: "TRUSTED_PROXIES", default: "none" };
+const TRUSTED_PROXIES: Setting = Setting { flag: "--trusted-proxy", env: "TRUSTED_PROXIES", default: "none" };
 
 /// Longest long poll: tcpserver's own cap (`qr_waits::MAX_WAIT`).
 pub const MAX_QR_WAIT_MS: u64 = 25_000;
@@ -486,7 +485,10 @@ mod tests {
             "127.0.0.1:99999".to_owned(),
         ] {
             assert!(
-                matches!(parse(&["--backend", &bad], &[]), Err(ConfigError::BadValue { setting: "--backend", .. })),
+                matches!(
+                    parse(&["--backend", &bad], &[]),
+                    Err(ConfigError::BadValue { setting: "--backend", .. })
+                ),
                 "{bad}"
             );
         }

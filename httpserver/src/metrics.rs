@@ -152,7 +152,9 @@ pub fn render(backends: &[String]) -> String {
     type Read = fn(&RpcMetrics) -> i64;
     let families: [(&str, &str, &str, Read); 8] = [
         ("usermgmt_rpc_calls_total", "counter", "RPC calls made to tcpserver.", |m| m.calls.get() as i64),
-        ("usermgmt_rpc_calls_in_flight", "gauge", "RPC calls waiting for their reply.", |m| m.in_flight.get()),
+        ("usermgmt_rpc_calls_in_flight", "gauge", "RPC calls waiting for their reply.", |m| {
+            m.in_flight.get()
+        }),
         (
             "usermgmt_rpc_busy_total",
             "counter",

@@ -171,8 +171,12 @@ pub fn client_address(header: &[u8], proxy: SocketAddr) -> Result<SocketAddr, Pr
         return Err(ProxyError::NotStream);
     }
     Ok(match (parsed.command, parsed.addresses) {
-        (v2::Command::Proxy, v2::Addresses::IPv4(ip)) => SocketAddr::new(ip.source_address.into(), ip.source_port),
-        (v2::Command::Proxy, v2::Addresses::IPv6(ip)) => SocketAddr::new(ip.source_address.into(), ip.source_port),
+        (v2::Command::Proxy, v2::Addresses::IPv4(ip)) => {
+            SocketAddr::new(ip.source_address.into(), ip.source_port)
+        }
+        (v2::Command::Proxy, v2::Addresses::IPv6(ip)) => {
+            SocketAddr::new(ip.source_address.into(), ip.source_port)
+        }
         // The proxy speaking for itself (a health check), or a family with
         // no IP address: the connection's own address is the one that counts.
         _ => proxy,
@@ -249,9 +253,13 @@ mod tests {
 
     /// A v2 PROXY header for a TCP connection from `client` to `server`.
     fn header(client: SocketAddr, server: SocketAddr) -> Vec<u8> {
-        v2::Builder::with_addresses(v2::Version::Two | v2::Command::Proxy, v2::Protocol::Stream, (client, server))
-            .build()
-            .unwrap()
+        v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Proxy,
+            v2::Protocol::Stream,
+            (client, server),
+        )
+        .build()
+        .unwrap()
     }
 
     #[test]
@@ -278,9 +286,7 @@ mod tests {
 
     #[test]
     fn a_local_header_and_an_unspecified_family_leave_the_proxy_address() {
-        let local = v2::Builder::new(v2::Version::Two | v2::Command::Local, 0x00)
-            .build()
-            .unwrap();
+        let local = v2::Builder::new(v2::Version::Two | v2::Command::Local, 0x00).build().unwrap();
         assert_eq!(parse(&local, proxy()).unwrap(), Some((proxy(), local.len())));
     }
 

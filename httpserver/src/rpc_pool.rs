@@ -174,7 +174,9 @@ impl RpcPool {
             backend: backend.into(),
             secret,
             timeout,
-            links: (0..size.max(1)).map(|_| Arc::new(Link { lost: lost.clone(), ..Link::default() })).collect(),
+            links: (0..size.max(1))
+                .map(|_| Arc::new(Link { lost: lost.clone(), ..Link::default() }))
+                .collect(),
             calls_per_connection: MAX_CALLS_PER_CONNECTION,
             next_link: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),

@@ -307,7 +307,8 @@ mod tests {
         use MessageType::*;
         assert_eq!(idempotent, [GetProfile, Ping, ListSessions, LoginHistory, QrWait, CheckReady]);
         assert!(idempotent.iter().all(|kind| kind.is_request() && !kind.is_handshake()));
-        for write in [SignUp, Login, Logout, UpdateNickname, SetAvatar, ChangePassword, DeleteAccount, QrScan] {
+        for write in [SignUp, Login, Logout, UpdateNickname, SetAvatar, ChangePassword, DeleteAccount, QrScan]
+        {
             assert!(!write.is_idempotent(), "{write:?} changes state");
         }
     }
