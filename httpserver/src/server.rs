@@ -35,9 +35,9 @@ use crate::config::Config;
 use crate::connection::{HttpConnection, Timeouts};
 use crate::error::{Failure, HttpError};
 use crate::handlers::{self, Client};
+use crate::proxy_protocol::{self, ProxyError};
 use crate::request::{Method, RequestError};
 use crate::response::Response;
-use crate::proxy_protocol::{self, ProxyError};
 use crate::{request_id, router};
 
 /// Stack of a connection thread. Handlers are shallow; JSON nesting is capped
