@@ -123,7 +123,7 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
   --max-connections N     HTTP_MAX_CONNECTIONS  [4096]   beyond it: 503 + Retry-After
   --max-connections-per-addr N    HTTP_MAX_CONNECTIONS_PER_ADDR    [256]
                           of those, per client IPv4 address or IPv6 /64 (behind a
-                          reverse proxy, raise it to --max-connections)
+                          reverse proxy: --trusted-proxy, or raise it to --max-connections)
   --upload-budget-per-addr-mib N  HTTP_UPLOAD_BUDGET_PER_ADDR_MIB  [16]
                           MiB of upload bodies in flight per client address (3 to
                           256, of 256 MiB in all); past it: 503 + Retry-After
@@ -168,7 +168,8 @@ const MAX_CONNECTIONS: Setting =
 /// six connections to a site, so that is forty people behind one NAT with every
 /// connection busy at once, and far more in practice, as kept-alive connections
 /// close after 30 s idle. Behind a reverse proxy every client has the proxy's
-/// address: there it should be raised to `--max-connections`.
+/// address, unless the proxy sends the PROXY protocol (`--trusted-proxy`):
+/// without it, raise this to `--max-connections`.
 const MAX_CONNECTIONS_PER_ADDR: Setting =
     Setting { flag: "--max-connections-per-addr", env: "HTTP_MAX_CONNECTIONS_PER_ADDR", default: "256" };
 /// 16 MiB, [`crate::body_budget::DEFAULT_BODY_BYTES_PER_ADDR`] (which says why).
