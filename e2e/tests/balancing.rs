@@ -213,8 +213,15 @@ fn a_tcpserver_killed_under_load_fails_no_read_stores_no_write_twice_and_is_take
     assert!(straddling <= 3, "{straddling} writes were at the dying tcpserver, more than the 3 writers");
     let served_after = sign_ups.iter().filter(|w| w.outcome.started > kill && w.outcome.ok()).count();
     assert!(served_after > 0, "sign-ups went on through the survivor");
+    let slowest_across_kill = reads
+        .iter()
+        .filter(|r| r.started <= kill + Duration::from_millis(100) && r.ended() >= kill)
+        .map(|r| r.latency)
+        .max()
+        .unwrap_or_default();
     println!(
-        "reads {} (0 failed); nickname changes {}; sign-ups {}; writes at the dying tcpserver when it died: {straddling}",
+        "reads {} (0 failed, slowest across the kill {slowest_across_kill:?}); nickname changes {}; sign-ups {}; \
+         writes at the dying tcpserver when it died: {straddling}",
         reads.len(),
         nicknames.iter().map(Vec::len).sum::<usize>(),
         sign_ups.len()
@@ -227,6 +234,7 @@ fn a_tcpserver_killed_under_load_fails_no_read_stores_no_write_twice_and_is_take
         assert!(back.elapsed() < TAKEN_BACK_WITHIN, "not taken back within {TAKEN_BACK_WITHIN:?}");
         thread::sleep(Duration::from_millis(50));
     }
+    println!("restarted tcpserver taken back {:?} after it listened", back.elapsed());
     let before = rpc_metric(&stack, "calls_total", &dying);
     let token = &readers[0];
     let mut probe = Probe::new(stack.addr);

@@ -255,6 +255,19 @@ fn behind_a_real_haproxy_with_send_proxy_v2_the_client_address_is_the_clients() 
     assert_eq!(login.status, 200, "{}", login.text());
     let token = login.json()["data"]["token"].as_str().unwrap().to_owned();
     assert_eq!(session_ip(&stack, &token), "127.0.0.7", "not HAProxy's 127.0.0.1");
+    // HAProxy keeps its connections to httpserver for reuse; a connection
+    // opened for one client, with that client's header, must never carry
+    // another's requests. Clients one after another, each kept alive:
+    let mut clients = Vec::new();
+    for n in 8..12u8 {
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, n));
+        let mut client = Http::from_source(haproxy.addr, ip);
+        let login = client.api_post("/login", &[("username", &user), ("password", PASSWORD)]);
+        assert_eq!(login.status, 200, "{}", login.text());
+        let token = login.json()["data"]["token"].as_str().unwrap().to_owned();
+        assert_eq!(session_ip(&stack, &token), ip.to_string(), "a connection of another client was reused");
+        clients.push(client);
+    }
     let mut again = Http::from_source(haproxy.addr, client_ip);
     let profile = again.request("GET", "/profile", &[("Authorization", &format!("Bearer {token}"))], b"");
     assert_eq!(profile.status, 200, "{}", profile.text());
