@@ -28,7 +28,11 @@ pub fn run(data: &[u8]) {
         Ok(Some((client, used))) => {
             assert!((FIXED_LEN..=MAX_HEADER_LEN).contains(&used), "header of {used} bytes");
             assert!(used <= data.len(), "used {used} of {} bytes", data.len());
-            assert_eq!(header_len(data).ok().flatten(), Some(used), "the fixed part announces the length used");
+            assert_eq!(
+                header_len(data).ok().flatten(),
+                Some(used),
+                "the fixed part announces the length used"
+            );
             assert!(parse(&data[..used - 1], proxy).is_ok_and(|r| r.is_none()), "whole one byte short");
             let mut followed = data[..used].to_vec();
             followed.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n\r\n\r\n\0\r\nQUIT\n");

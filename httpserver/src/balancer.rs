@@ -235,13 +235,19 @@ impl Balancer {
         let shared = &self.shared;
         let idempotent = message.message_type().is_idempotent();
         let request_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = rpc_pool::encode(request_id, message)?;
+        // A long poll sent again elsewhere must end within what is left of
+        // the call's time, not after its whole wait again.
+        let wait = matches!(message, Message::QrWait { .. }).then(|| message.clone());
+        let mut request = rpc_pool::encode(request_id, message)?;
         let deadline = Instant::now() + shared.backends[0].pool(lane).timeout();
         let (order, count) = shared.order(lane);
         let mut last = None;
         for &index in &order[..count] {
             if last.is_some() && Instant::now() >= deadline {
                 break;
+            }
+            if let (Some(wait), Some(_)) = (&wait, &last) {
+                request = rpc_pool::encode(request_id, shortened(wait.clone(), deadline))?;
             }
             let backend = &shared.backends[index];
             let was_up = backend.up.load(Ordering::Acquire);
@@ -290,6 +296,23 @@ impl Drop for Balancer {
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _guard = self.shared.lock_health();
         self.shared.changed.notify_all();
+    }
+}
+
+/// Time a long poll leaves for its answer to come back before the call's
+/// deadline, when it is sent again to another backend.
+const WAIT_ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// `wait` (a [`Message::QrWait`]) held no longer than what is left before
+/// `deadline`, less [`WAIT_ANSWER_MARGIN`].
+fn shortened(wait: Message, deadline: Instant) -> Message {
+    match wait {
+        Message::QrWait { key, binding, seen, wait_ms, client } => {
+            let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(WAIT_ANSWER_MARGIN);
+            let left_ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX);
+            Message::QrWait { key, binding, seen, wait_ms: wait_ms.min(left_ms), client }
+        }
+        other => other,
     }
 }
 

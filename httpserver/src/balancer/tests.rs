@@ -266,6 +266,27 @@ fn waits_and_calls_are_balanced_in_lanes_of_their_own() {
 }
 
 #[test]
+fn a_wait_parked_on_a_backend_that_dies_is_parked_on_the_other_for_the_time_left() {
+    let (a, got_a) = dies_with_a_call_in_flight();
+    let (b, seen_b) = live_backend();
+    let lane = LaneSettings { connections: 1, timeout: Duration::from_secs(4) };
+    let balancer = Balancer::new(&[a, b], lane, lane, &secret()).unwrap();
+    let wait = |wait_ms| Message::QrWait {
+        key: Secret::new("k"),
+        binding: Secret::new("b"),
+        seen: proto::QrState::Pending,
+        wait_ms,
+        client: None,
+    };
+    // The fake answers anything it does not know with LoggedOut: a reply all the same.
+    assert!(balancer.call(Lane::Waits, wait(3500)).is_ok());
+    assert_eq!(got_a.recv().unwrap(), wait(3500));
+    let Some(Message::QrWait { wait_ms, .. }) = drain(&seen_b).pop() else { panic!("B got no wait") };
+    // Of the call's 4 s, some went to A; the second wait leaves its 1 s margin.
+    assert!(wait_ms <= 3000, "parked on B for {wait_ms} ms, past the time left");
+}
+
+#[test]
 fn the_number_of_backends_is_bounded() {
     let (calls, waits) = lanes();
     assert!(matches!(Balancer::new(&[], calls, waits, &secret()), Err(BalancerError::BackendCount(0))));
