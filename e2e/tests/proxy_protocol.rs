@@ -197,7 +197,8 @@ fn garbage_truncated_oversize_and_late_headers_get_a_clear_close_and_the_server_
 }
 
 /// A private HAProxy (Debian's) on a free port in front of `backend`, with
-/// `send-proxy-v2` to it; stopped when dropped.
+/// `send-proxy-v2` to it and health checks of `/healthz` every 100 ms
+/// (one failure takes the server out); stopped when dropped.
 struct Haproxy {
     child: Child,
     addr: SocketAddr,
@@ -214,7 +215,8 @@ impl Haproxy {
             "global\n  maxconn 64\n\
              defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
              frontend edge\n  bind {addr}\n  default_backend web\n\
-             backend web\n  server web1 {backend} send-proxy-v2 source {PROXY}\n"
+             backend web\n  option httpchk GET /healthz\n\
+             server web1 {backend} send-proxy-v2 source {PROXY} check inter 100ms fall 1 rise 1\n"
         );
         let file = dir.join("haproxy.cfg");
         fs::write(&file, config).unwrap();
@@ -271,6 +273,15 @@ fn behind_a_real_haproxy_with_send_proxy_v2_the_client_address_is_the_clients() 
     let mut again = Http::from_source(haproxy.addr, client_ip);
     let profile = again.request("GET", "/profile", &[("Authorization", &format!("Bearer {token}"))], b"");
     assert_eq!(profile.status, 200, "{}", profile.text());
+    // HAProxy's health checks carry the header too (send-proxy-v2 applies to
+    // them): they are answered 200, and nothing from it was refused unread.
+    let metrics = || Http::new(stack.addr).get("/metrics").text();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics().contains("usermgmt_http_requests_total{endpoint=\"/healthz\",status=\"200\"}") {
+        assert!(Instant::now() < deadline, "no health check came");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!metrics().contains("usermgmt_http_requests_total{endpoint=\"unread\""), "{}", metrics());
     // Nothing sent without the header gets in from HAProxy's address.
     let mut direct = from_proxy(&stack);
     assert_eq!(send(&mut direct, "GET", "/healthz", None, "").status, 400);
