@@ -25,9 +25,11 @@
 //! it back at its first answer. With every backend down, calls still try
 //! them (down ones last), so a single tcpserver that restarts is used again
 //! at the first call after it is back, as before there was a balancer. A
-//! call that times out does not mark its backend down: a busy tcpserver
-//! still answers (it sheds load with a quick Overloaded), and one that is
-//! stopped without closing its sockets is not noticed (see the README).
+//! call that times out marks its backend down only if not one reply byte
+//! came from it (on any connection of that lane) for the whole attempt: a
+//! busy tcpserver still answers others (it sheds load with a quick
+//! Overloaded), while one that is stopped without closing its sockets
+//! (SIGSTOP, a partition) answers nothing, and is then probed like a dead one.
 //!
 //! **Sending again.** A call is encoded once. When a backend fails it before
 //! any byte of it was written (connection refused, handshake refused, every
@@ -251,6 +253,7 @@ impl Balancer {
             }
             let backend = &shared.backends[index];
             let was_up = backend.up.load(Ordering::Acquire);
+            let attempt_started = Instant::now();
             let error = match backend.pool(lane).send(&request, request_id, idempotent, deadline) {
                 Ok(reply) => {
                     if !was_up {
@@ -265,6 +268,9 @@ impl Balancer {
             let step = Step::after(&error);
             if step.dead {
                 shared.failed(index, &error);
+            } else if matches!(error, RpcError::Timeout) && !backend.pool(lane).heard_since(attempt_started) {
+                // Not a byte from it for the whole attempt: stopped, not busy.
+                shared.failed(index, &"no reply to anything for the call's whole time");
             }
             if !step.elsewhere {
                 return Err(error);

@@ -132,6 +132,43 @@ impl fmt::Debug for LostHook {
     }
 }
 
+/// When a pool last heard from its tcpserver (a read that brought reply
+/// bytes, on any of its connections), so the balancer can tell a call that
+/// timed out on a busy tcpserver from one on a tcpserver that has gone
+/// silent. One relaxed store per read, not per reply.
+#[derive(Debug)]
+struct Heard {
+    epoch: Instant,
+    /// One more than the milliseconds from `epoch` to the last read with
+    /// bytes; 0 while nothing was ever read.
+    at_ms: AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Heard {
+        Heard { epoch: Instant::now(), at_ms: AtomicU64::new(0) }
+    }
+
+    fn now(&self) {
+        self.at_ms.store(self.millis(Instant::now()).saturating_add(1), Ordering::Relaxed);
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether bytes came at or after `since` (to the millisecond).
+    fn since(&self, since: Instant) -> bool {
+        self.at_ms.load(Ordering::Relaxed) > self.millis(since)
+    }
+}
+
+impl Default for Heard {
+    fn default() -> Heard {
+        Heard::new()
+    }
+}
+
 /// A fixed set of shared connections to one tcpserver.
 #[derive(Debug)]
 pub struct RpcPool {
@@ -150,6 +187,8 @@ pub struct RpcPool {
     in_flight: AtomicUsize,
     /// This backend's counters.
     metrics: &'static RpcMetrics,
+    /// When its readers last read reply bytes.
+    heard: Arc<Heard>,
 }
 
 impl RpcPool {
@@ -170,19 +209,28 @@ impl RpcPool {
         metrics: &'static RpcMetrics,
         lost: Option<LostHook>,
     ) -> RpcPool {
+        let heard = Arc::new(Heard::new());
         RpcPool {
             backend: backend.into(),
             secret,
             timeout,
             links: (0..size.max(1))
-                .map(|_| Arc::new(Link { lost: lost.clone(), ..Link::default() }))
+                .map(|_| Arc::new(Link { lost: lost.clone(), heard: Arc::clone(&heard), ..Link::default() }))
                 .collect(),
             calls_per_connection: MAX_CALLS_PER_CONNECTION,
             next_link: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             in_flight: AtomicUsize::new(0),
             metrics,
+            heard,
         }
+    }
+
+    /// Whether any reply bytes came from tcpserver at or after `since`: a
+    /// call that timed out while others were answered met a busy tcpserver;
+    /// one that timed out in silence met a tcpserver that has stopped.
+    pub fn heard_since(&self, since: Instant) -> bool {
+        self.heard.since(since)
     }
 
     /// The longest one call may take.
@@ -374,6 +422,8 @@ struct Link {
     calls: AtomicUsize,
     /// Told when tcpserver ends the connection.
     lost: Option<LostHook>,
+    /// The pool's record of when reply bytes last came.
+    heard: Arc<Heard>,
 }
 
 #[derive(Debug, Default)]
@@ -539,7 +589,10 @@ impl Link {
             }
             match stream.read(&mut buf[filled..]) {
                 Ok(0) => break Exchange::Lost,
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    self.heard.now();
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => break Exchange::Lost,
             }

@@ -287,6 +287,56 @@ fn a_wait_parked_on_a_backend_that_dies_is_parked_on_the_other_for_the_time_left
 }
 
 #[test]
+fn a_backend_that_answers_nothing_is_taken_out_at_its_first_timeout_and_a_busy_one_is_not() {
+    // A: proves its connections, then reads and answers nothing (SIGSTOP).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                accept_proof(&mut stream);
+                while read_request(&mut stream).is_some() {}
+            });
+        }
+    });
+    let (b, _seen_b) = live_backend();
+    let lane = LaneSettings { connections: 1, timeout: Duration::from_millis(300) };
+    let balancer = Balancer::new(&[a, b], lane, lane, &secret()).unwrap();
+    assert!(matches!(balancer.call(Lane::Calls, Message::Ping), Err(RpcError::Timeout)));
+    assert_eq!(ups(&balancer), [false, true], "silent for the whole call: out");
+    assert_eq!(balancer.call(Lane::Calls, Message::Ping).unwrap(), Message::Pong, "the next goes to B");
+
+    // C holds one call past its deadline but answers the others meanwhile: busy, not dead.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = listener.local_addr().unwrap().to_string();
+    let (held, first_held) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        accept_proof(&mut stream);
+        let slow = read_request(&mut stream).unwrap();
+        held.send(()).unwrap();
+        while let Some(frame) = read_request(&mut stream) {
+            reply(&mut stream, frame.request_id, answer(&frame.message));
+        }
+        drop(slow);
+    });
+    let lane = LaneSettings { connections: 1, timeout: Duration::from_millis(600) };
+    let balancer = Arc::new(Balancer::new(&[c], lane, lane, &secret()).unwrap());
+    let slow = {
+        let balancer = Arc::clone(&balancer);
+        thread::spawn(move || balancer.call(Lane::Calls, get_profile("slow")))
+    };
+    first_held.recv().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(800) {
+        assert_eq!(balancer.call(Lane::Calls, Message::Ping).unwrap(), Message::Pong);
+    }
+    assert!(matches!(slow.join().unwrap(), Err(RpcError::Timeout)));
+    assert_eq!(ups(&balancer), [true], "it answered others while that call waited");
+}
+
+#[test]
 fn the_number_of_backends_is_bounded() {
     let (calls, waits) = lanes();
     assert!(matches!(Balancer::new(&[], calls, waits, &secret()), Err(BalancerError::BackendCount(0))));
