@@ -54,10 +54,13 @@ fn serving(listener: TcpListener) -> mpsc::Receiver<Message> {
             thread::spawn(move || {
                 accept_proof(&mut stream);
                 while let Some(frame) = read_request(&mut stream) {
-                    reply(&mut stream, frame.request_id, answer(&frame.message));
+                    // Told before the reply goes, so a caller that has its
+                    // reply finds the request among those seen.
+                    let answer = answer(&frame.message);
                     if seen.send(frame.message).is_err() {
                         return;
                     }
+                    reply(&mut stream, frame.request_id, answer);
                 }
             });
         }
