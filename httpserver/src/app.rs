@@ -1,5 +1,5 @@
-//! What every handler shares: the settings, the RPC pool, the templates and the
-//! static file root, built once at start-up.
+//! What every handler shares: the settings, the RPC pool, the templates, the
+//! static file root and the picture cache, built once at start-up.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use proto::handshake::MIN_SECRET_LEN;
 use proto::{Message, RpcSecret};
 
+use crate::avatar_cache::AvatarCache;
 use crate::balancer::{Balancer, BalancerError, Lane, LaneSettings};
 use crate::config::Config;
 use crate::error::Failure;
@@ -28,6 +29,8 @@ pub struct App {
     pub templates: Templates,
     /// The `/static/` file root.
     pub statics: StaticFiles,
+    /// The pictures served lately (`/static/avatars/`), bounded in bytes.
+    pub avatars: AvatarCache,
     /// Set on SIGTERM or SIGINT: the server is draining (`/readyz` says 503).
     pub stopping: Arc<AtomicBool>,
 }
@@ -117,7 +120,8 @@ impl App {
             timeout: config.qr_wait + config.rpc_timeout,
         };
         let rpc = Balancer::new(&config.backends, calls, waits, &secret).map_err(StartError::Balancer)?;
-        Ok(App { config, rpc, templates, statics, stopping: Arc::new(AtomicBool::new(false)) })
+        let avatars = AvatarCache::new(config.avatar_cache_bytes);
+        Ok(App { config, rpc, templates, statics, avatars, stopping: Arc::new(AtomicBool::new(false)) })
     }
 
     /// Whether the server has been told to stop and is finishing its requests.
