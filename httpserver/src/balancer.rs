@@ -71,8 +71,10 @@ pub const MAX_BACKENDS: usize = 16;
 /// not ready to take calls.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Stack of the prober thread: it sends Pings and waits.
-const PROBER_STACK_SIZE: usize = 64 * 1024;
+/// Stack of the prober thread: it sends Pings, which may open connections,
+/// and so resolve a backend's host name (glibc's resolver and its NSS
+/// modules want far more stack than the probe itself).
+const PROBER_STACK_SIZE: usize = 256 * 1024;
 
 /// Which pools a call uses: ordinary calls, or long polls that tcpserver
 /// parks (QR waits), which must never take the places of ordinary calls.
