@@ -226,13 +226,14 @@ fn a_backend_that_closes_an_idle_connection_is_down_before_any_call_finds_out() 
 
 #[test]
 fn a_dead_backend_is_probed_and_taken_back_when_it_answers() {
-    let a = dead_address();
+    // By host name: the prober resolves it at each probe, as callers do.
+    let a = dead_address().replace("127.0.0.1", "localhost");
     let (b, _seen_b) = live_backend();
     let balancer = balancer(&[a.clone(), b]);
     assert_eq!(balancer.call(Lane::Calls, Message::Ping).unwrap(), Message::Pong);
     assert_eq!(ups(&balancer), [false, true]);
     // tcpserver is restarted on the same address.
-    let seen_a = serving(TcpListener::bind(&a).unwrap());
+    let seen_a = serving(TcpListener::bind(a.replace("localhost", "127.0.0.1")).unwrap());
     assert!(eventually(|| ups(&balancer) == [true, true]), "the prober brings it back");
     assert_eq!(seen_a.recv_timeout(NOTICE).unwrap(), Message::Ping, "by a Ping");
     for _ in 0..4 {
