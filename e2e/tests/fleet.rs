@@ -482,7 +482,6 @@ fn killing_a_tcpserver_fails_no_profile_read_and_no_write_is_lost_or_doubled() {
     let fleet = Fleet::get();
     let _only_us = fleet.exclusive();
     fleet.make_whole(REJOIN_BOUND);
-    require_flag(fleet, "httpserver1", "--trusted-proxy", "httpservers that balance over both tcpservers");
     let users = load_users(fleet.edge, 4);
     let victim = fleet.pid("tcpserver1");
     let others = pids_but(fleet, "tcpserver1");

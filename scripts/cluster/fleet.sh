@@ -85,9 +85,8 @@ haproxy_env() {
     FLEET_MYSQL_BIND="$HOST:$MYSQL_PORT" \
     FLEET_GALERA1="$HOST:$GALERA_FIRST_PORT" FLEET_GALERA2="$HOST:$((GALERA_FIRST_PORT + 1))" \
     FLEET_GALERA3="$HOST:$((GALERA_FIRST_PORT + 2))" \
-    GALERA_CHECK_USER=galera_check GALERA_CHECK_PASSWORD_FILE="$SECRETS/galera_check_password"
-  # PROXY v2 to the httpservers only when they can read it (wt-balance).
-  if httpserver_has_balancer; then export FLEET_SEND_PROXY_V2=1; else unset FLEET_SEND_PROXY_V2; fi
+    GALERA_CHECK_USER=galera_check GALERA_CHECK_PASSWORD_FILE="$SECRETS/galera_check_password" \
+    FLEET_SEND_PROXY_V2=1
 }
 
 # TODO(lead): a single Redis for tcpservers without --redis-cluster (see

@@ -17,6 +17,8 @@
 #   GALERA_CHECK_USER, GALERA_CHECK_PASSWORD_FILE  the check's MySQL login
 #   FLEET_SEND_PROXY_V2                   set (to anything) to send a PROXY
 #                                         protocol v2 header to the httpservers
+#                                         (fleet.sh does: they are started with
+#                                         --trusted-proxy)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 

@@ -25,11 +25,6 @@ server_pid() { # server_pid NAME PORT
 # Redis below; every tcpserver then uses the Redis Cluster.
 tcpserver_has_redis_cluster() { "$BIN_DIR/tcpserver" --help 2>&1 | grep -q -- '--redis-cluster'; }
 
-# Whether the httpserver build balances over a list of backends and reads
-# PROXY v2 headers from trusted proxies (the flags wt-balance adds).
-# TODO(lead): once --trusted-proxy is merged, drop this test (always true).
-httpserver_has_balancer() { "$BIN_DIR/httpserver" --help 2>&1 | grep -q -- '--trusted-proxy'; }
-
 redis_cluster_nodes() {
   local i list=""
   for ((i = 0; i < 6; i++)); do list+="${list:+,}$HOST:$((REDIS_FIRST_PORT + i))"; done
@@ -64,22 +59,16 @@ start_tcpserver() { # start_tcpserver N (1 or 2)
 }
 
 start_httpserver() { # start_httpserver N (1 or 2)
-  local n=$1 name="httpserver$1" port=${HTTP_PORTS[$(($1 - 1))]} pid backend_args
+  local name="httpserver$1" port=${HTTP_PORTS[$(($1 - 1))]} pid
   if pid=$(server_pid "$name" "$port"); then
     return 0
   fi
-  if httpserver_has_balancer; then
-    # Both tcpservers, and the client's address from HAProxy's PROXY v2 header.
-    backend_args=(--backend "$HOST:${TCP_PORTS[0]},$HOST:${TCP_PORTS[1]}" --trusted-proxy "$HOST")
-  else
-    # TODO(lead): one tcpserver each until --backend takes a list; every
-    # client then has HAProxy's address, so its per-address shares are the
-    # whole budget (as perf/run.sh sets them for its one-address load).
-    backend_args=(--backend "$HOST:${TCP_PORTS[$((n - 1))]}"
-      --max-connections-per-addr 4096 --upload-budget-per-addr-mib 256)
-  fi
   log "starting $name on $HOST:$port"
-  nohup "$BIN_DIR/httpserver" --listen "$HOST:$port" "${backend_args[@]}" \
+  # Both tcpservers (the httpserver balances its calls over them), and each
+  # client's own address from HAProxy's PROXY v2 header, so that the
+  # per-address limits see clients, not HAProxy.
+  nohup "$BIN_DIR/httpserver" --listen "$HOST:$port" \
+    --backend "$HOST:${TCP_PORTS[0]},$HOST:${TCP_PORTS[1]}" --trusted-proxy "$HOST" \
     --rpc-secret-file "$SECRETS/rpc_secret" \
     --static-dir "$ROOT/static" --html-dir "$ROOT/html" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$DIR/$name.pid"
