@@ -22,6 +22,12 @@ root_dir=$(cd "$here/../.." && pwd)
 }
 socket=$1 secrets=$2 bin_dir=$3 seed_log=$4
 log() { printf '[%s] database: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# Never the machine's own server: without a socket, sql/setup.sh and the
+# seed would fall back to its default one.
+[ -S "$socket" ] || {
+  log "$socket is not a unix socket (no Galera node to set up)"
+  exit 1
+}
 
 MARIADB_SOCKET=$socket "$root_dir/sql/setup.sh" usermgmt "$(cat "$secrets/mysql_password")" >/dev/null
 

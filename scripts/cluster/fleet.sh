@@ -151,7 +151,9 @@ cmd_start() {
   done
   # The first node alone, seeded, then the others: they copy its files.
   galera bootstrap
-  "$here/database.sh" "$(any_galera_socket)" "$SECRETS" "$BIN_DIR" "$DIR/logs/seed.log"
+  local socket
+  socket=$(any_galera_socket) || die "no Galera node of $DIR/galera answers on its socket"
+  "$here/database.sh" "$socket" "$SECRETS" "$BIN_DIR" "$DIR/logs/seed.log"
   galera start
   haproxy_env
   "$here/haproxy.sh" start "$DIR/haproxy"
