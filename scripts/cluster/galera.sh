@@ -279,11 +279,10 @@ cmd_start_node() { # cmd_start_node N
 
 cmd_start() {
   cmd_bootstrap
-  local n started=()
+  local n
   for ((n = 1; n <= NODES; n++)); do
     node_pid "$n" >/dev/null && continue
     cmd_start_node "$n"
-    started+=("$n")
     # One joiner at a time: two full copies at once would share one donor.
     wait_synced "$n"
   done
@@ -291,8 +290,9 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local n pid pids=()
-  # The highest node last... any order works: Galera marks the last to leave safe.
+  local n pid
+  # One at a time, node 1 last: Galera marks the last node to leave
+  # safe_to_bootstrap, and the next start bootstraps from it.
   for ((n = NODES; n >= 1; n--)); do
     pid=$(node_pid "$n") || continue
     kill -TERM "$pid"
@@ -301,7 +301,6 @@ cmd_stop() {
         log "node $n did not stop within $STOP_WAIT_SECS s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
       }
-    pids+=("$pid")
   done
   return 0
 }
