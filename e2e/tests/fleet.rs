@@ -9,20 +9,20 @@
 mod util;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use util::fleet::load::{
+    Op, Outcome, PASSWORD, Sent, load_across_kill, load_users, mixed_load, sign_up_load, summary,
+};
+use util::fleet::processes::{Spawned, cmdline, environ, spawn, with_flag};
 use util::fleet::{self, Fleet};
 use util::random_hex;
 use util::services::signal;
-
-const PASSWORD: &str = "correct horse battery";
 
 /// What the issue asks of a Galera failover: writes resume within this long.
 const WRITE_FAILOVER_BOUND: Duration = Duration::from_secs(10);
@@ -30,45 +30,6 @@ const WRITE_FAILOVER_BOUND: Duration = Duration::from_secs(10);
 /// How long a restarted Galera node may take to be Synced again (IST, or a
 /// full copy of the small test database on a loaded machine).
 const REJOIN_BOUND: Duration = Duration::from_secs(120);
-
-/// Pause between two sign-ups of one load thread: steady traffic that leaves
-/// the two cores to the fleet.
-const PACE: Duration = Duration::from_millis(20);
-
-/// One request of the load: when it was sent and answered, and how.
-#[derive(Debug, Clone)]
-struct Outcome {
-    username: String,
-    sent: Instant,
-    done: Instant,
-    status: Option<u16>,
-}
-
-/// Sign-ups of fresh names through `edge` on `threads` threads until `stop`.
-fn sign_up_load(edge: SocketAddr, threads: usize, stop: &AtomicBool) -> Vec<Outcome> {
-    let prefix = format!("f{}", random_hex(6));
-    thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let prefix = &prefix;
-                s.spawn(move || {
-                    let mut outcomes = Vec::new();
-                    let mut i = 0;
-                    while !stop.load(Ordering::SeqCst) {
-                        let username = format!("{prefix}.{t}.{i}");
-                        let sent = Instant::now();
-                        let status = fleet::sign_up(edge, &username, PASSWORD);
-                        outcomes.push(Outcome { username, sent, done: Instant::now(), status });
-                        i += 1;
-                        thread::sleep(PACE);
-                    }
-                    outcomes
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("load thread")).collect()
-    })
-}
 
 /// SIGKILL of the Galera node taking writes, under a steady load of sign-ups
 /// through the edge: HAProxy's check sees it gone and sends new connections to
@@ -167,67 +128,6 @@ fn killing_the_galera_write_node_moves_writes_within_ten_seconds_and_it_rejoins(
     );
 }
 
-/// One process of a tcpserver/httpserver pair spawned for a test, killed when dropped.
-struct Spawned(Child);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The command line of the fleet's running process `pid` (its program first).
-fn cmdline(pid: u32) -> Vec<String> {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).expect("the process's command line");
-    raw.split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
-}
-
-/// `args` with flag `flag` (and its value) removed, then set to `value` if given.
-fn with_flag(mut args: Vec<String>, flag: &str, value: Option<&str>) -> Vec<String> {
-    if let Some(at) = args.iter().position(|a| a == flag) {
-        args.drain(at..(at + 2).min(args.len()));
-    }
-    if let Some(value) = value {
-        args.extend([flag.to_owned(), value.to_owned()]);
-    }
-    args
-}
-
-/// The environment of the fleet's running process `pid` (its throttles, say).
-fn environ(pid: u32) -> Vec<(String, String)> {
-    let raw = fs::read(format!("/proc/{pid}/environ")).expect("the process's environment");
-    raw.split(|&b| b == 0)
-        .filter_map(|kv| {
-            String::from_utf8_lossy(kv).split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
-        })
-        .collect()
-}
-
-/// Starts `args` (program first) with environment `env`, its stderr to `log`,
-/// and waits for its `listening on` line.
-fn spawn(args: &[String], env: Vec<(String, String)>, log: &Path) -> (Spawned, SocketAddr) {
-    let stderr = fs::File::create(log).expect("log file");
-    let mut child = Command::new(&args[0])
-        .args(&args[1..])
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
-    let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
-    let child = Spawned(child);
-    let addr = addr.unwrap_or_else(|| panic!("{} did not start: {line:?}", args[0]));
-    (child, addr)
-}
-
 /// A tcpserver whose MySQL is Galera node `node` itself (not HAProxy), and an
 /// httpserver in front of it, both with the fleet's settings otherwise.
 fn pair_on_node(fleet: &Fleet, node: u32, dir: &Path) -> (Vec<Spawned>, SocketAddr) {
@@ -305,143 +205,6 @@ fn one_username_signed_up_at_once_through_two_galera_nodes_is_created_once() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// The kinds of request of the mixed load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    ProfileRead,
-    NicknameChange,
-    LogIn,
-    SignUp,
-}
-
-/// What each load thread sends, in turn: mostly profile reads, as a site's
-/// traffic is, and one of each write.
-const MIX: [Op; 6] =
-    [Op::ProfileRead, Op::NicknameChange, Op::ProfileRead, Op::LogIn, Op::ProfileRead, Op::SignUp];
-
-/// One request of the mixed load.
-#[derive(Debug, Clone)]
-struct Sent {
-    op: Op,
-    /// The load user it was sent for.
-    user: usize,
-    /// The username signed up, or the nickname set.
-    key: String,
-    sent: Instant,
-    done: Instant,
-    status: Option<u16>,
-}
-
-impl Sent {
-    fn succeeded(&self) -> bool {
-        matches!(self.status, Some(200 | 201))
-    }
-}
-
-/// A user of the mixed load, signed up and logged in through the edge.
-#[derive(Debug, Clone)]
-struct LoadUser {
-    username: String,
-    token: String,
-}
-
-fn load_users(edge: SocketAddr, count: usize) -> Vec<LoadUser> {
-    let prefix = format!("m{}", random_hex(6));
-    (0..count)
-        .map(|i| {
-            let username = format!("{prefix}.{i}");
-            assert_eq!(fleet::sign_up(edge, &username, PASSWORD), Some(201), "sign-up of {username}");
-            let token = fleet::log_in(edge, &username, PASSWORD).expect("log-in of a new user");
-            LoadUser { username, token }
-        })
-        .collect()
-}
-
-/// One thread per user sending [`MIX`] through `edge` until `stop`.
-fn mixed_load(edge: SocketAddr, users: &[LoadUser], stop: &AtomicBool) -> Vec<Sent> {
-    let signups = format!("s{}", random_hex(6));
-    thread::scope(|s| {
-        let threads: Vec<_> = users
-            .iter()
-            .enumerate()
-            .map(|(u, user)| {
-                let signups = &signups;
-                s.spawn(move || {
-                    let auth = format!("Bearer {}", user.token);
-                    let mut sent = Vec::new();
-                    let mut i = 0;
-                    while !stop.load(Ordering::SeqCst) {
-                        let op = MIX[i % MIX.len()];
-                        let start = Instant::now();
-                        let (key, status) = match op {
-                            Op::ProfileRead => (
-                                String::new(),
-                                fleet::request_status(
-                                    edge,
-                                    "GET",
-                                    "/profile",
-                                    &[("Accept", "application/json"), ("Authorization", &auth)],
-                                    b"",
-                                ),
-                            ),
-                            Op::NicknameChange => {
-                                let nickname = format!("n{u}x{i}");
-                                let form = format!("nickname={nickname}");
-                                let status = fleet::api_post(
-                                    edge,
-                                    "/updateNickName",
-                                    &form,
-                                    &[("Authorization", &auth)],
-                                );
-                                (nickname, status.map(|(s, _)| s))
-                            }
-                            Op::LogIn => {
-                                // A seeded account's, so that the load user's
-                                // session is never the oldest one evicted by
-                                // the per-account cap.
-                                let seeded = 1 + (u * 97 + i) % fleet::SEED_ACCOUNTS as usize;
-                                let form = format!("username=user{seeded:08}&password=pass{seeded:08}");
-                                (String::new(), fleet::api_post(edge, "/login", &form, &[]).map(|(s, _)| s))
-                            }
-                            Op::SignUp => {
-                                let username = format!("{signups}.{u}.{i}");
-                                let status = fleet::sign_up(edge, &username, PASSWORD);
-                                (username, status)
-                            }
-                        };
-                        sent.push(Sent { op, user: u, key, sent: start, done: Instant::now(), status });
-                        i += 1;
-                        thread::sleep(PACE);
-                    }
-                    sent
-                })
-            })
-            .collect();
-        threads.into_iter().flat_map(|t| t.join().expect("load thread")).collect()
-    })
-}
-
-/// Runs the mixed load, kills `pid` with SIGKILL after `before`, and stops
-/// the load `after` the kill; returns what was sent and when the kill was.
-fn load_across_kill(
-    fleet: &Fleet,
-    users: &[LoadUser],
-    pid: u32,
-    before: Duration,
-    after: Duration,
-) -> (Vec<Sent>, Instant) {
-    let stop = AtomicBool::new(false);
-    thread::scope(|s| {
-        let load = s.spawn(|| mixed_load(fleet.edge, users, &stop));
-        thread::sleep(before);
-        signal(pid, libc::SIGKILL);
-        let killed_at = Instant::now();
-        thread::sleep(after);
-        stop.store(true, Ordering::SeqCst);
-        (load.join().expect("load"), killed_at)
-    })
-}
-
 /// Fails the test, saying why, unless the fleet's process `name` was started
 /// with `flag` (a capability another part of issue 11 adds).
 fn require_flag(fleet: &Fleet, name: &str, flag: &str, what: &str) {
@@ -463,12 +226,6 @@ fn pids_but(fleet: &Fleet, except: &str) -> Vec<(String, u32)> {
             (name, pid)
         })
         .collect()
-}
-
-fn summary(sent: &[Sent]) -> String {
-    let failed: Vec<String> =
-        sent.iter().filter(|s| !s.succeeded()).map(|s| format!("{:?} {:?}", s.op, s.status)).collect();
-    format!("{} of {} requests failed: {failed:?}", failed.len(), sent.len())
 }
 
 /// SIGKILL of one tcpserver under the mixed load through the edge: the

@@ -25,6 +25,9 @@ use mysql::prelude::Queryable;
 
 use super::{httpserver_binary, seed_binary, tcpserver_binary, workspace_root};
 
+pub mod load;
+pub mod processes;
+
 /// The fleet's ports start at one of ten bases from here, 100 apart, chosen
 /// by the target directory (so that test runs of two checkouts on one machine
 /// do not meet), unless `USERMGMT_TEST_FLEET_PORT_BASE` says otherwise.
