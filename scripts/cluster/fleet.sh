@@ -89,6 +89,22 @@ haproxy_env() {
     FLEET_SEND_PROXY_V2=1
 }
 
+# Keeps the kernel from handing the fleet's ports to outgoing connections as
+# their local port: sysctl/tune.sh widens the ephemeral range to 10240-65535,
+# which holds every Redis cluster bus port (node port + 10000) and the test
+# fleets' ports, and a node cannot listen on a port some connection happens
+# to hold at that moment ("Failed listening on port ... (cluster)"). Reserved
+# ports can still be bound by a listener; only automatic choice skips them.
+# Best effort: added to what is reserved already; refused without the right.
+reserve_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports current want
+  want="$((REDIS_FIRST_PORT + 10000))-$((REDIS_FIRST_PORT + 10005))"
+  [ -n "${FLEET_PORT_BASE:-}" ] && want+=",$FLEET_PORT_BASE-$((FLEET_PORT_BASE + 70))"
+  current=$(cat "$file" 2>/dev/null) || return 0
+  sysctl -q -w "net.ipv4.ip_local_reserved_ports=${current:+$current,}$want" >/dev/null 2>&1 ||
+    log "could not reserve ports $want from the ephemeral range (net.ipv4.ip_local_reserved_ports)"
+}
+
 # TODO(lead): a single Redis for tcpservers without --redis-cluster (see
 # servers.sh); goes with that test.
 single_redis() { # single_redis start|stop
@@ -145,6 +161,7 @@ ensure_demo_user() {
 cmd_start() {
   ensure_packages
   ensure_fleet_secrets
+  reserve_ports
   mkdir -p "$DIR/logs"
   for bin in tcpserver httpserver seed; do
     [ -x "$BIN_DIR/$bin" ] || die "no $BIN_DIR/$bin (build it, or set FLEET_BIN_DIR)"
