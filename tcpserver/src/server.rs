@@ -22,7 +22,7 @@ use proto::handshake::MIN_SECRET_LEN;
 use crate::avatar_store::AvatarStore;
 use crate::config::Config;
 use crate::db::mysql::MysqlLink;
-use crate::db::redis::RedisLink;
+use crate::db::redis::{RedisLink, Target};
 use crate::keys::Keys;
 use crate::password::{MIN_PEPPER_LEN, PasswordError, PasswordHasher};
 use crate::pool::WorkerPool;
@@ -76,7 +76,7 @@ pub enum ServerError {
     },
     /// The MySQL URL does not parse.
     MysqlUrl(mysql::UrlError),
-    /// The Redis URL does not parse.
+    /// The Redis URL (or a cluster node's address) does not parse.
     RedisUrl(redis::RedisError),
     /// The avatar directory cannot be created.
     AvatarDir {
@@ -174,7 +174,11 @@ impl Server {
         };
         let mysql_opts = crate::db::mysql::options(&config.mysql_url, mysql_password.as_deref())
             .map_err(ServerError::MysqlUrl)?;
-        let redis_client = redis::Client::open(config.redis_url.as_str()).map_err(ServerError::RedisUrl)?;
+        let redis = match config.redis_cluster.as_slice() {
+            [] => Target::single(&config.redis_url),
+            nodes => Target::cluster(nodes),
+        }
+        .map_err(ServerError::RedisUrl)?;
         let min_free_bytes = config.avatar_min_free_mb << 20;
         let avatars = AvatarStore::open(&config.avatar_dir, min_free_bytes)
             .map_err(|source| ServerError::AvatarDir { path: config.avatar_dir.clone(), source })?;
@@ -194,7 +198,7 @@ impl Server {
         // The drainer's links are numbered after the workers' in the log.
         let drainer = crate::history::drain::Drainer::new(
             MysqlLink::new(mysql_opts.clone(), config.workers),
-            RedisLink::new(redis_client.clone(), config.workers),
+            RedisLink::new(redis.clone(), config.workers),
             shared.keys.clone(),
         );
         drainer.start(Arc::clone(&shared.history_wake)).map_err(ServerError::Io)?;
@@ -211,13 +215,13 @@ impl Server {
         let poll = Poll::new().map_err(ServerError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
         let (completions_tx, completions) = mpsc::channel();
-        let qr_events = crate::qr_events::start(redis_client.clone(), qr_channel, Arc::clone(&waker))
-            .map_err(ServerError::Io)?;
+        let qr_events =
+            crate::qr_events::start(&redis, qr_channel, Arc::clone(&waker)).map_err(ServerError::Io)?;
         let make_service = move |worker| {
             Service::new(
                 Arc::clone(&shared),
                 MysqlLink::new(mysql_opts.clone(), worker),
-                RedisLink::new(redis_client.clone(), worker),
+                RedisLink::new(redis.clone(), worker),
             )
         };
         let pool = WorkerPool::start(config.workers, config.queue_len, make_service, completions_tx, waker)

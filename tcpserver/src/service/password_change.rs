@@ -50,14 +50,14 @@ impl Service {
         let row = self.check_current_password(&session, password, client)?;
         let new_hash = self.shared.hasher.hash(new_password.expose())?;
         self.mysql.read(|c| users::update_password_hash(c, row.user_id, &new_hash))?;
-        let mut fence = redis::pipe();
+        let mut fence = crate::db::redis::Batch::new();
         login_record::fence_cmd(
             &mut fence,
             &self.shared.keys,
             &session.username,
             &password::stamp(&new_hash),
         );
-        self.redis.run(|c| fence.query::<()>(c))?;
+        self.redis.run::<()>(&fence)?;
         let ended = self.end_other_sessions(&session, &hash)?;
         Ok(Message::PasswordChanged { ended })
     }
