@@ -108,9 +108,12 @@ node_pid() {
 start_node() {
   local port=$1 node_dir="$DIR/$1"
   if node_up "$port"; then
-    # Something answers on the port: it must be a cluster node, ours.
+    # Something answers on the port: it must be a cluster node, and ours
+    # (its data directory is this one's), not another cluster's.
     cli "$port" CLUSTER INFO | grep -q '^cluster_state:' ||
       die "port $port answers but is not a Redis Cluster node; choose another FIRST_PORT"
+    [ "$(cli "$port" CONFIG GET dir | sed -n 2p)" = "$node_dir" ] ||
+      die "port $port is a Redis node of another cluster (not under $DIR); choose another FIRST_PORT"
     return 0
   fi
   mkdir -p "$node_dir"
