@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use proto::{ErrorCode, Message, Profile};
-use sha2::{Digest, Sha256};
 use util::{Options, TestServer, error_code, redis_keys};
 
 const PASSWORD: &str = "correct horse battery";
@@ -166,8 +165,7 @@ fn session_until_logout(format: &str) -> String {
     assert_eq!(get(&mut c, &token), Message::ProfileReply(profile.clone()));
 
     let mut redis = server.env.redis();
-    let hash = hex::encode(Sha256::digest(token.expose().as_bytes()));
-    let session_key = format!("{}sess:{hash}", server.redis_prefix);
+    let session_key = tcpserver::session::storage_key(&server.keys(), token.expose()).expect("a token");
     let keys = redis_keys(&mut redis, &server.redis_prefix);
     assert!(keys.contains(&session_key), "{keys:?}");
     for key in &keys {
@@ -345,9 +343,8 @@ fn use_never_extends_a_session_past_its_absolute_lifetime() {
     assert!(matches!(get(&mut c), Message::ProfileReply(_)));
     // The idle timer alone would keep the session until 6.5 s.
     let mut redis = server.env.redis();
-    let hash = hex::encode(Sha256::digest(token.expose().as_bytes()));
-    let ttl: i64 =
-        redis::cmd("TTL").arg(format!("{}sess:{hash}", server.redis_prefix)).query(&mut redis).unwrap();
+    let key = tcpserver::session::storage_key(&server.keys(), token.expose()).expect("a token");
+    let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut redis).unwrap();
     assert!((1..=2).contains(&ttl), "TTL {ttl} reaches past the absolute expiry");
     thread::sleep(Duration::from_millis(2500));
     assert_eq!(error_code(&get(&mut c)), ErrorCode::Unauthenticated);
@@ -372,10 +369,9 @@ fn a_corrupt_session_entry_is_an_internal_error_not_a_crash() {
     let server = TestServer::start();
     let mut c = server.connect();
     let (_, token) = server.user_with_session(&mut c, "corrupt", PASSWORD);
-    let hash = hex::encode(Sha256::digest(token.expose().as_bytes()));
     let mut redis = server.env.redis();
     let _: () = redis::cmd("SET")
-        .arg(format!("{}sess:{hash}", server.redis_prefix))
+        .arg(tcpserver::session::storage_key(&server.keys(), token.expose()).expect("a token"))
         .arg("not a session")
         .query(&mut redis)
         .unwrap();

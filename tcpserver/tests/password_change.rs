@@ -26,7 +26,7 @@ fn id_and_stamp(server: &TestServer, username: &str) -> (u64, String) {
 
 /// What a log-in in flight during the change writes back: the old record.
 fn write_stale_record(server: &TestServer, username: &str, id: u64, stamp: &str) {
-    let key = format!("{}login:{username}", server.redis_prefix);
+    let key = server.keys().login_record(username);
     let mut redis = server.env.redis();
     redis::pipe()
         .cmd("HSET")
@@ -94,7 +94,7 @@ fn a_stale_log_in_record_written_back_after_a_deletion_opens_no_session() {
     // The same log-in writes the profile cache back too.
     let mut redis = server.env.redis();
     redis::cmd("HSET")
-        .arg(format!("{}prof:{id}", server.redis_prefix))
+        .arg(server.keys().profile(&username, id))
         .arg("v")
         .arg(1)
         .arg("u")

@@ -196,7 +196,7 @@ fn concurrent_updates_never_leave_the_cache_stale() {
         .exec_first("SELECT id FROM users WHERE username = ?", (&username,))
         .unwrap()
         .unwrap();
-    let cache_key = format!("{}prof:{user_id}", server.redis_prefix);
+    let cache_key = server.keys().profile(&username, user_id);
     let mut redis = server.env.redis();
     const ROUNDS: usize = 5;
     const WRITERS: usize = 3;
@@ -261,25 +261,23 @@ fn concurrent_updates_never_leave_the_cache_stale() {
 fn the_cache_refuses_an_older_version() {
     let server = TestServer::start();
     let keys = tcpserver::keys::Keys::new(server.redis_prefix.clone());
+    let mut link = tcpserver::db::redis::RedisLink::new(server.env.target(), 0);
     let mut redis = server.env.redis();
-    // The command is an EVALSHA: the script must be in Redis's cache.
-    let _: String = tcpserver::profile_cache::STORE_SCRIPT.load(&mut redis).unwrap();
     let entry = |version, nickname: &str| tcpserver::profile_cache::Versioned {
         version,
         profile: Profile { username: "u".into(), nickname: nickname.into(), avatar: None },
     };
-    let store = |redis: &mut redis::Connection, e| -> i64 {
-        tcpserver::profile_cache::store_cmd(&keys, 7, &e).query(redis).unwrap()
+    let key = keys.profile("u", 7);
+    let mut stored = |e| -> String {
+        tcpserver::profile_cache::store(&mut link, &keys, 7, &e).unwrap();
+        redis::cmd("HGET").arg(&key).arg("n").query(&mut redis).unwrap()
     };
-    assert_eq!(store(&mut redis, entry(2, "new")), 1);
-    assert_eq!(store(&mut redis, entry(1, "old")), 0);
-    assert_eq!(store(&mut redis, entry(2, "same version")), 0);
-    let key = keys.profile(7);
-    let nickname: String = redis::cmd("HGET").arg(&key).arg("n").query(&mut redis).unwrap();
-    assert_eq!(nickname, "new");
-    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut redis).unwrap();
+    assert_eq!(stored(entry(2, "new")), "new");
+    assert_eq!(stored(entry(1, "old")), "new");
+    assert_eq!(stored(entry(2, "same version")), "new");
+    assert_eq!(stored(entry(3, "newer")), "newer");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut server.env.redis()).unwrap();
     assert!(ttl > 0 && ttl as u64 <= tcpserver::profile_cache::TTL_SECS);
-    assert_eq!(store(&mut redis, entry(3, "newer")), 1);
 }
 
 /// A nickname change to send: token, the username it names, the nickname, and

@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod cluster;
+
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -104,13 +106,67 @@ pub fn backdate(path: &Path, secs: u64) {
 pub struct TestEnv {
     /// The test database's URL, with the tests' own MySQL user and password.
     pub mysql_url: String,
-    /// The Redis URL.
+    /// The Redis URL (of the single Redis).
     pub redis_url: String,
+    /// The nodes of the test Redis Cluster, when the test runs on one.
+    pub redis_cluster: Option<Vec<String>>,
     /// The pepper file.
     pub pepper_file: PathBuf,
 }
 
-fn workspace_root() -> PathBuf {
+/// A direct connection to the tests' Redis, either kind; commands go through
+/// [`redis::ConnectionLike`] as on a plain connection (on a cluster, each is
+/// routed by its key).
+pub enum TestRedis {
+    /// The single Redis.
+    Single(redis::Connection),
+    /// The cluster, and its nodes (for SCAN, which runs per node).
+    Cluster(Box<redis::cluster::ClusterConnection>, Vec<String>),
+}
+
+impl redis::ConnectionLike for TestRedis {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
+        match self {
+            TestRedis::Single(c) => c.req_packed_command(cmd),
+            TestRedis::Cluster(c, _) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        match self {
+            TestRedis::Single(c) => c.req_packed_commands(cmd, offset, count),
+            TestRedis::Cluster(c, _) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            TestRedis::Single(c) => c.get_db(),
+            TestRedis::Cluster(c, _) => c.get_db(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            TestRedis::Single(c) => c.check_connection(),
+            TestRedis::Cluster(c, _) => c.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            TestRedis::Single(c) => c.is_open(),
+            TestRedis::Cluster(c, _) => c.is_open(),
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tcpserver sits in the workspace").to_owned()
 }
 
@@ -128,7 +184,21 @@ impl TestEnv {
         let pepper_file = std::env::var("USERMGMT_TEST_PEPPER_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|_| root.join("run/secrets/pepper"));
-        TestEnv { mysql_url, redis_url, pepper_file }
+        TestEnv { mysql_url, redis_url, redis_cluster: None, pepper_file }
+    }
+
+    /// The same, with Redis on this test binary's shared cluster.
+    pub fn on_cluster() -> TestEnv {
+        TestEnv { redis_cluster: Some(cluster::TestCluster::shared().nodes()), ..TestEnv::load() }
+    }
+
+    /// Where tcpserver's links find Redis.
+    pub fn target(&self) -> tcpserver::db::redis::Target {
+        match &self.redis_cluster {
+            Some(nodes) => tcpserver::db::redis::Target::cluster(nodes),
+            None => tcpserver::db::redis::Target::single(&self.redis_url),
+        }
+        .expect("a valid Redis address")
     }
 
     /// A direct connection to the test database.
@@ -136,9 +206,28 @@ impl TestEnv {
         mysql::Conn::new(mysql::Opts::from_url(&self.mysql_url).expect("valid URL")).expect("MySQL is up")
     }
 
-    /// A direct connection to Redis.
-    pub fn redis(&self) -> redis::Connection {
-        redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection()).expect("Redis is up")
+    /// A direct connection to Redis (the cluster, when the test runs on one).
+    pub fn redis(&self) -> TestRedis {
+        self.try_redis().expect("Redis is up")
+    }
+
+    fn try_redis(&self) -> redis::RedisResult<TestRedis> {
+        match &self.redis_cluster {
+            Some(nodes) => {
+                let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{n}/")).collect();
+                let conn = redis::cluster::ClusterClient::new(urls)?.get_connection()?;
+                Ok(TestRedis::Cluster(Box::new(conn), nodes.clone()))
+            }
+            None => Ok(TestRedis::Single(redis::Client::open(self.redis_url.as_str())?.get_connection()?)),
+        }
+    }
+
+    /// The `tcpserver` arguments that point it at this Redis.
+    fn redis_args(&self) -> Vec<String> {
+        match &self.redis_cluster {
+            Some(nodes) => vec!["--redis-cluster".into(), nodes.join(",")],
+            None => vec!["--redis-url".into(), self.redis_url.clone()],
+        }
     }
 
     /// The MySQL URL without its password, and the password.
@@ -209,9 +298,21 @@ pub struct TestServer {
 pub struct Options {
     /// Extra command-line arguments, added last (so they override the defaults).
     pub args: Vec<String>,
+    /// Whether the server uses this test binary's Redis Cluster instead of the single Redis.
+    pub cluster: bool,
 }
 
 impl Options {
+    /// On this test binary's shared Redis Cluster ([`cluster::TestCluster::shared`]).
+    pub fn on_cluster() -> Options {
+        Options { cluster: true, ..Options::default() }
+    }
+
+    /// On the single Redis (`cluster` false) or the shared cluster.
+    pub fn on(cluster: bool) -> Options {
+        Options { cluster, ..Options::default() }
+    }
+
     /// Adds `--flag value`.
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Options {
         self.args.push(flag.to_owned());
@@ -228,7 +329,7 @@ impl TestServer {
 
     /// A server with extra arguments.
     pub fn start_with(options: Options) -> TestServer {
-        let env = TestEnv::load();
+        let env = if options.cluster { TestEnv::on_cluster() } else { TestEnv::load() };
         let id = random_hex(8);
         let dir = std::env::temp_dir().join(format!("tcpserver-test-{id}"));
         fs::create_dir_all(&dir).expect("temp dir");
@@ -248,8 +349,6 @@ impl TestServer {
             "4",
             "--mysql-url",
             &mysql_url,
-            "--redis-url",
-            &env.redis_url,
             "--metrics-listen",
             "127.0.0.1:0",
             // Far below any real free space, so no test depends on the
@@ -269,6 +368,7 @@ impl TestServer {
             args.push(flag.into());
             args.push(value.display().to_string());
         }
+        args.extend(env.redis_args());
         args.extend(["--redis-prefix".to_string(), redis_prefix.clone()]);
         args.extend(options.args);
         let (child, addr) = spawn_server(&args, &dir);
@@ -308,6 +408,21 @@ impl TestServer {
             assert!(Instant::now() < deadline, "not {count} lines with {needle:?} in the log:\n{log}");
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Its Redis key layout.
+    pub fn keys(&self) -> tcpserver::keys::Keys {
+        tcpserver::keys::Keys::new(self.redis_prefix.clone())
+    }
+
+    /// Records waiting in its history queues.
+    pub fn queued_history(&self) -> u64 {
+        let mut redis = self.env.redis();
+        self.keys()
+            .history_queues()
+            .iter()
+            .map(|queue| redis::cmd("LLEN").arg(queue).query::<u64>(&mut redis).expect("LLEN"))
+            .sum()
     }
 
     /// A username unique to this server: its prefix plus `suffix` (at most 22 chars).
@@ -408,13 +523,8 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
         // Clean up even when the test failed; failures here must not hide that one.
-        if let Ok(mut redis) =
-            redis::Client::open(self.env.redis_url.as_str()).and_then(|c| c.get_connection())
-        {
-            let keys: Vec<String> = redis_keys(&mut redis, &self.redis_prefix);
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut redis);
-            }
+        if let Ok(mut redis) = self.env.try_redis() {
+            delete_keys(&mut redis, &self.redis_prefix);
         }
         if let Ok(Ok(mut mysql)) = mysql::Opts::from_url(&self.env.mysql_url).map(mysql::Conn::new) {
             let _ = delete_accounts(&mut mysql, &self.user_prefix);
@@ -475,8 +585,38 @@ fn like_prefix(prefix: &str) -> String {
     format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"))
 }
 
-/// Every key under a prefix (SCAN, never KEYS).
-pub fn redis_keys(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
+/// Every key under a prefix (SCAN, never KEYS; on a cluster, on every master).
+pub fn redis_keys(redis: &mut TestRedis, prefix: &str) -> Vec<String> {
+    match redis {
+        TestRedis::Single(c) => scan(c, prefix),
+        TestRedis::Cluster(_, nodes) => {
+            let mut keys = Vec::new();
+            for node in nodes.iter() {
+                let Ok(mut c) =
+                    redis::Client::open(format!("redis://{node}/")).and_then(|c| c.get_connection())
+                else {
+                    continue;
+                };
+                // Replicas hold copies of their masters' keys.
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).unwrap_or_default();
+                if matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+                    keys.extend(scan(&mut c, prefix));
+                }
+            }
+            keys
+        }
+    }
+}
+
+/// Deletes every key under a prefix, one at a time (a cluster refuses a
+/// `DEL` of keys in several slots).
+pub fn delete_keys(redis: &mut TestRedis, prefix: &str) {
+    for key in redis_keys(redis, prefix) {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&key).query(redis);
+    }
+}
+
+fn scan(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -494,6 +634,32 @@ pub fn redis_keys(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
         }
         cursor = next;
     }
+}
+
+/// Defines a test twice, as a module of two: `single_node` against the
+/// single Redis and `cluster` against this test binary's Redis Cluster; the
+/// body gets `Options` for [`TestServer::start_with`].
+#[macro_export]
+macro_rules! on_single_and_cluster {
+    ($(#[$meta:meta])* fn $name:ident($options:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn run($options: $crate::util::Options) $body
+
+            #[test]
+            fn single_node() {
+                run($crate::util::Options::on(false))
+            }
+
+            #[test]
+            fn cluster() {
+                run($crate::util::Options::on(true))
+            }
+        }
+    };
 }
 
 /// A protocol client over a blocking socket.
