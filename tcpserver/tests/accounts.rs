@@ -1,5 +1,6 @@
 //! Sign-up, log-in, log-out and sessions, against a real server, MySQL and Redis.
 
+#[macro_use]
 mod util;
 
 use std::net::IpAddr;
@@ -123,16 +124,17 @@ fn a_taken_name_is_refused_even_when_sign_ups_race() {
     assert_eq!(error_code(&reply), ErrorCode::UsernameTaken);
 }
 
-#[test]
-fn a_session_works_until_logout_and_is_stored_only_as_a_hash() {
-    session_until_logout("text");
+on_single_and_cluster! {
+fn a_session_works_until_logout_and_is_stored_only_as_a_hash(options) {
+    session_until_logout("text", options);
+}
 }
 
 /// The same in the JSON log format: every line is one JSON object, and none
 /// holds the password or a token either.
 #[test]
 fn json_log_lines_parse_and_hold_no_password_or_token() {
-    let log = session_until_logout("json");
+    let log = session_until_logout("json", Options::default());
     assert!(log.lines().count() >= 4, "start-up and one line per request:\n{log}");
     for line in log.lines() {
         let value: serde_json::Value =
@@ -147,8 +149,8 @@ fn json_log_lines_parse_and_hold_no_password_or_token() {
 
 /// Signs up, logs in twice, reads, logs out, with tcpserver logging in
 /// `format`; checks that the log holds no secret, and returns it.
-fn session_until_logout(format: &str) -> String {
-    let server = TestServer::start_with(Options::default().arg("--log-format", format));
+fn session_until_logout(format: &str, options: Options) -> String {
+    let server = TestServer::start_with(options.arg("--log-format", format));
     let mut c = server.connect();
     let username = server.sign_up(&mut c, "session", PASSWORD);
     let (token, profile) = c.log_in(&username, PASSWORD);
@@ -225,9 +227,9 @@ fn wrong_password_and_unknown_user_get_one_same_error() {
     assert_eq!(wrong, invalid);
 }
 
-#[test]
-fn failed_logins_are_throttled_per_user_without_slowing_others() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn failed_logins_are_throttled_per_user_without_slowing_others(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let victim = server.sign_up(&mut c, "victim", PASSWORD);
     let bystander = server.sign_up(&mut c, "bystander", PASSWORD);
@@ -252,10 +254,11 @@ fn failed_logins_are_throttled_per_user_without_slowing_others() {
     assert!((1..=300).contains(&e.retry_after_secs), "{}", e.retry_after_secs);
     c.log_in(&bystander, PASSWORD);
 }
+}
 
-#[test]
-fn a_successful_login_resets_the_users_failure_count() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn a_successful_login_resets_the_users_failure_count(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let username = server.sign_up(&mut c, "forgetful", PASSWORD);
     for round in 0..3 {
@@ -271,10 +274,11 @@ fn a_successful_login_resets_the_users_failure_count() {
         c.log_in(&username, PASSWORD);
     }
 }
+}
 
-#[test]
-fn failed_logins_are_throttled_per_client_address() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn failed_logins_are_throttled_per_client_address(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let username = server.sign_up(&mut c, "shared-ip", PASSWORD);
     let attacker: IpAddr = "198.51.100.7".parse().unwrap();
@@ -296,6 +300,7 @@ fn failed_logins_are_throttled_per_client_address() {
     };
     assert_eq!(error_code(&c.call(from(attacker))), ErrorCode::TooManyAttempts);
     assert!(matches!(c.call(from(neighbour)), Message::LoggedIn { .. }));
+}
 }
 
 #[test]
@@ -330,10 +335,10 @@ fn an_idle_session_expires() {
     assert_eq!(error_code(&reply), ErrorCode::Unauthenticated);
 }
 
-#[test]
-fn use_never_extends_a_session_past_its_absolute_lifetime() {
+on_single_and_cluster! {
+fn use_never_extends_a_session_past_its_absolute_lifetime(options) {
     let server =
-        TestServer::start_with(Options::default().arg("--session-idle-secs", 3).arg("--session-max-secs", 5));
+        TestServer::start_with(options.clone().arg("--session-idle-secs", 3).arg("--session-max-secs", 5));
     let mut c = server.connect();
     let (_, token) = server.user_with_session(&mut c, "busy", PASSWORD);
     let get = |c: &mut util::Client| c.call(Message::GetProfile { token: token.clone(), username: None });
@@ -348,6 +353,7 @@ fn use_never_extends_a_session_past_its_absolute_lifetime() {
     assert!((1..=2).contains(&ttl), "TTL {ttl} reaches past the absolute expiry");
     thread::sleep(Duration::from_millis(2500));
     assert_eq!(error_code(&get(&mut c)), ErrorCode::Unauthenticated);
+}
 }
 
 #[test]
@@ -383,13 +389,13 @@ fn a_corrupt_session_entry_is_an_internal_error_not_a_crash() {
     assert_eq!(c.call(Message::Ping), Message::Pong);
 }
 
+on_single_and_cluster! {
 /// Log-ins and profile reads sent all at once are answered in worker batches
 /// (one worker here, so batches are as large as they get): each reply still
 /// answers its own request, a wrong password in a batch fails alone, and every
 /// session a batch opened works.
-#[test]
-fn pipelined_logins_and_profile_reads_each_get_their_own_answer() {
-    let server = TestServer::start_with(Options::default().arg("--workers", 1));
+fn pipelined_logins_and_profile_reads_each_get_their_own_answer(options) {
+    let server = TestServer::start_with(options.clone().arg("--workers", 1));
     let mut c = server.connect();
     let users: Vec<String> =
         ["ann", "bob", "cat"].iter().map(|name| server.sign_up(&mut c, name, PASSWORD)).collect();
@@ -440,14 +446,15 @@ fn pipelined_logins_and_profile_reads_each_get_their_own_answer() {
         assert!(matches!(&frame.message, Message::ProfileReply(p) if &&p.username == user), "{frame:?}");
     }
 }
+}
 
+on_single_and_cluster! {
 /// First log-ins, which need MySQL, sent back to back to one worker: the batch
 /// reads all their rows in one query, and still each one gets its own answer:
 /// known users in, a wrong password, an unknown name and a malformed name out,
 /// and a name asked twice in one batch logged in twice.
-#[test]
-fn a_batch_of_first_logins_each_get_their_own_answer() {
-    let server = TestServer::start_with(Options::default().arg("--workers", 1));
+fn a_batch_of_first_logins_each_get_their_own_answer(options) {
+    let server = TestServer::start_with(options.clone().arg("--workers", 1));
     let mut c = server.connect();
     let users: Vec<String> = (0..6).map(|i| server.sign_up(&mut c, &format!("first{i}"), PASSWORD)).collect();
     let unknown = server.username("nobody");
@@ -492,4 +499,5 @@ fn a_batch_of_first_logins_each_get_their_own_answer() {
         let reply = c.call(Message::GetProfile { token, username: None });
         assert!(matches!(&reply, Message::ProfileReply(p) if p.username == username), "{reply:?}");
     }
+}
 }

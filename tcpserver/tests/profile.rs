@@ -1,6 +1,7 @@
 //! Reading and changing a profile: nickname, picture, access rules, and the
 //! consistency of the Redis cache with MySQL.
 
+#[macro_use]
 mod util;
 
 use std::fs;
@@ -40,9 +41,9 @@ fn files_in(dir: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[test]
-fn profile_is_read_with_or_without_the_own_username() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn profile_is_read_with_or_without_the_own_username(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "reader", PASSWORD);
     let expected = Message::ProfileReply(Profile {
@@ -57,10 +58,11 @@ fn profile_is_read_with_or_without_the_own_username() {
     );
     assert_eq!(c.call(Message::GetProfile { token, username: Some(username.to_uppercase()) }), expected);
 }
+}
 
-#[test]
-fn another_users_profile_is_forbidden_for_every_operation() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn another_users_profile_is_forbidden_for_every_operation(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (_, token) = server.user_with_session(&mut c, "alice", PASSWORD);
     let bob = server.sign_up(&mut c, "bob", PASSWORD);
@@ -80,10 +82,11 @@ fn another_users_profile_is_forbidden_for_every_operation() {
     assert_eq!(avatar_in_mysql(&server, &bob), None);
     assert!(files_in(&server.avatar_dir).is_empty());
 }
+}
 
-#[test]
-fn every_profile_operation_needs_a_session() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn every_profile_operation_needs_a_session(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let token = Secret::new("f".repeat(64));
     let requests = [
@@ -95,10 +98,11 @@ fn every_profile_operation_needs_a_session() {
         assert_eq!(error_code(&c.call(request)), ErrorCode::Unauthenticated);
     }
 }
+}
 
-#[test]
-fn a_unicode_nickname_comes_back_byte_for_byte() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn a_unicode_nickname_comes_back_byte_for_byte(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "dragon", PASSWORD);
     let nickname = "李小龍 🐉";
@@ -109,10 +113,11 @@ fn a_unicode_nickname_comes_back_byte_for_byte() {
     assert_eq!(c.call(Message::GetProfile { token, username: None }), Message::ProfileReply(expected));
     assert_eq!(nickname_in_mysql(&server, &username), nickname.as_bytes());
 }
+}
 
-#[test]
-fn an_invalid_nickname_changes_nothing() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn an_invalid_nickname_changes_nothing(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "careful", PASSWORD);
     for bad in ["", "   ", "bell\u{7}", "rtl\u{202E}", &"x".repeat(65)] {
@@ -122,10 +127,11 @@ fn an_invalid_nickname_changes_nothing() {
     }
     assert_eq!(nickname_in_mysql(&server, &username), username.as_bytes());
 }
+}
 
-#[test]
-fn an_avatar_is_stored_under_its_digest_and_shown_in_the_profile() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn an_avatar_is_stored_under_its_digest_and_shown_in_the_profile(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "painter", PASSWORD);
     let name = format!("{}.png", hex::encode(Sha256::digest(PNG)));
@@ -151,10 +157,11 @@ fn an_avatar_is_stored_under_its_digest_and_shown_in_the_profile() {
     ));
     assert_eq!(files_in(&server.avatar_dir).len(), 1);
 }
+}
 
-#[test]
-fn refused_pictures_leave_no_trace() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn refused_pictures_leave_no_trace(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "refused", PASSWORD);
     let mut too_large = PNG.to_vec();
@@ -179,15 +186,16 @@ fn refused_pictures_leave_no_trace() {
     };
     assert_eq!(profile.avatar, None);
 }
+}
 
+on_single_and_cluster! {
 /// Rounds of writers changing the nickname while readers read it. Each round
 /// starts with an empty cache, so readers refill it from MySQL while the writes
 /// go on, and a refill with an older row races every write. Every read returns a
 /// nickname that was written, and after each round's last acknowledged write
 /// both the cache and the profile read equal MySQL.
-#[test]
-fn concurrent_updates_never_leave_the_cache_stale() {
-    let server = TestServer::start_with(util::Options::default().arg("--workers", 8));
+fn concurrent_updates_never_leave_the_cache_stale(options) {
+    let server = TestServer::start_with(options.clone().arg("--workers", 8));
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "contended", PASSWORD);
     let user_id: u64 = server
@@ -255,11 +263,12 @@ fn concurrent_updates_never_leave_the_cache_stale() {
         server.env.mysql().exec_first("SELECT version FROM users WHERE id = ?", (user_id,)).unwrap().unwrap();
     assert_eq!(version, (ROUNDS * WRITERS * UPDATES) as u64);
 }
+}
 
+on_single_and_cluster! {
 /// The cache script itself: an older version never replaces a newer one.
-#[test]
-fn the_cache_refuses_an_older_version() {
-    let server = TestServer::start();
+fn the_cache_refuses_an_older_version(options) {
+    let server = TestServer::start_with(options.clone());
     let keys = tcpserver::keys::Keys::new(server.redis_prefix.clone());
     let mut link = tcpserver::db::redis::RedisLink::new(server.env.target(), 0);
     let mut redis = server.env.redis();
@@ -279,18 +288,19 @@ fn the_cache_refuses_an_older_version() {
     let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut server.env.redis()).unwrap();
     assert!(ttl > 0 && ttl as u64 <= tcpserver::profile_cache::TTL_SECS);
 }
+}
 
 /// A nickname change to send: token, the username it names, the nickname, and
 /// the nickname the reply should show or the error it should be.
 type Rename = (Secret, Option<String>, String, Result<String, ErrorCode>);
 
+on_single_and_cluster! {
 /// Nickname changes sent back to back to one worker, which applies them in
 /// batches: each gets its own answer (a bad nickname, someone else's name and
 /// an unknown token fail alone), a user changed twice in a row ends with the
 /// second, and MySQL, the cache and a later read agree.
-#[test]
-fn pipelined_nickname_changes_each_get_their_own_answer() {
-    let server = TestServer::start_with(util::Options::default().arg("--workers", 1));
+fn pipelined_nickname_changes_each_get_their_own_answer(options) {
+    let server = TestServer::start_with(options.clone().arg("--workers", 1));
     let mut c = server.connect();
     let users: Vec<(String, Secret)> =
         (0..5).map(|i| server.user_with_session(&mut c, &format!("renamed{i}"), PASSWORD)).collect();
@@ -343,4 +353,5 @@ fn pipelined_nickname_changes_each_get_their_own_answer() {
         .unwrap()
         .unwrap();
     assert_eq!(version, 2, "both of ann's changes applied, one after the other");
+}
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::thread;
 
 use proto::{ErrorCode, Message, Secret};
-use util::{Options, TestServer, all_at_once, error_code, redis_keys};
+use util::{TestServer, all_at_once, error_code, redis_keys};
 
 const PASSWORD: &str = "correct horse battery";
 
