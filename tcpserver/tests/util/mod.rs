@@ -300,12 +300,19 @@ pub struct Options {
     pub args: Vec<String>,
     /// Whether the server uses this test binary's Redis Cluster instead of the single Redis.
     pub cluster: bool,
+    /// The nodes of another cluster to use instead (a test's private one).
+    pub cluster_nodes: Option<Vec<String>>,
 }
 
 impl Options {
     /// On this test binary's shared Redis Cluster ([`cluster::TestCluster::shared`]).
     pub fn on_cluster() -> Options {
         Options { cluster: true, ..Options::default() }
+    }
+
+    /// On the cluster of these nodes (a private [`cluster::TestCluster`]).
+    pub fn on_nodes(nodes: Vec<String>) -> Options {
+        Options { cluster_nodes: Some(nodes), ..Options::default() }
     }
 
     /// On the single Redis (`cluster` false) or the shared cluster.
@@ -329,7 +336,11 @@ impl TestServer {
 
     /// A server with extra arguments.
     pub fn start_with(options: Options) -> TestServer {
-        let env = if options.cluster { TestEnv::on_cluster() } else { TestEnv::load() };
+        let env = match (&options.cluster_nodes, options.cluster) {
+            (Some(nodes), _) => TestEnv { redis_cluster: Some(nodes.clone()), ..TestEnv::load() },
+            (None, true) => TestEnv::on_cluster(),
+            (None, false) => TestEnv::load(),
+        };
         let id = random_hex(8);
         let dir = std::env::temp_dir().join(format!("tcpserver-test-{id}"));
         fs::create_dir_all(&dir).expect("temp dir");
