@@ -271,7 +271,7 @@ pub fn admit(redis: &mut RedisLink, counters: &[(String, Limit)]) -> Result<(), 
     admit_cmds(&mut batch, counters, &member);
     let replies: Vec<i64> = redis.run(&batch)?;
     let verdict = admitted(&replies);
-    if verdict.is_err() && replies.iter().any(|&r| r == 0) {
+    if verdict.is_err() && replies.contains(&0) {
         let mut undo = Batch::new();
         release(&mut undo, counters, &member);
         redis.run::<()>(&undo)?;

@@ -424,7 +424,7 @@ impl RedisLink {
     /// operation may be sent again on a new one.
     fn discard_if_broken(&mut self, e: &redis::RedisError, reused: bool) -> bool {
         let cluster = self.target.is_cluster();
-        if !is_connection_error(e) && !(cluster && is_client_side(e)) {
+        if !(is_connection_error(e) || cluster && is_client_side(e)) {
             return false;
         }
         crate::metrics::DEPENDENCY_ERRORS[Dependency::Redis as usize].add(1);
