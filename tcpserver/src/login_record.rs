@@ -3,7 +3,7 @@
 //!
 //! A log-in needs the user's id, something that identifies their stored
 //! password hash (to ask the verified-credentials cache), their profile (for
-//! the reply) and the throttle counters. The record `login:<username>` holds
+//! the reply) and the throttle counters. The record `login:{t}<username>` holds
 //! the id and the hash's [`stamp`](crate::password::stamp), a digest of the
 //! stored hash string that helps no one guess a password (the stored hash is
 //! already salted, peppered PBKDF2; its digest is one step further away). The
@@ -24,7 +24,7 @@
 //! answered from the record.
 //!
 //! A password change or an account deletion also leaves a *fence*
-//! `pwfence:<username>` ([`fence_cmd`]): the stamp of the new hash (or a
+//! `pwfence:{t}<username>` ([`fence_cmd`]): the stamp of the new hash (or a
 //! value no stamp has, after a deletion), for [`FENCE_TTL_SECS`]. [`lookup`]
 //! ignores a record whose stamp is not the fence's. That closes the race in
 //! which a log-in that read the old row from MySQL just before the change

@@ -199,16 +199,28 @@ pub fn resume_with_profiles(
             .arg(lifetimes.idle_secs)
             .arg(keys.profile_prefix(tag));
     }
-    /// Per token: `nil` for no session, else the session value and the profile fields.
-    type Reply = Vec<Option<Vec<Option<String>>>>;
-    let mut replies = redis.run::<Reply>(&batch)?.into_iter();
+    // Each token its own outcome: on a cluster a dead master fails only the
+    // reads of the sessions it held (resuming twice is harmless).
+    let mut replies = redis.run_each(&batch)?.into_iter();
     let mut resumed = Vec::with_capacity(tokens.len());
     for part in &parts {
         let Some((tag, hash)) = part else {
             resumed.push(Err(Error::Unauthenticated));
             continue;
         };
-        let mut fields = replies.next().flatten().unwrap_or_default().into_iter();
+        /// `nil` for no session, else the session value and the profile fields.
+        type Reply = Option<Vec<Option<String>>>;
+        let reply = replies.next().unwrap_or(Ok(redis::Value::Nil)).and_then(|value| {
+            redis::from_redis_value::<Reply>(value).map_err(redis::RedisError::from)
+        });
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                resumed.push(Err(Error::from(e)));
+                continue;
+            }
+        };
+        let mut fields = reply.unwrap_or_default().into_iter();
         let session = check_lifetime(redis, keys, (tag, hash), fields.next().flatten(), lifetimes);
         let mut next = || fields.next().flatten();
         let profile = profile_cache::decode((next(), next(), next(), next()));

@@ -5,30 +5,42 @@
 //! the first attempt (a fixed window). A member per attempt rather than `INCR`
 //! makes counting idempotent (a command sent again over a new connection adds
 //! the same member twice and counts it once) and lets an attempt leave its
-//! counter again. Successful log-ins are counted by a plain `INCR` in the
-//! session's script ([`crate::login_session`]): nothing ever leaves that
-//! count, and at a busy address it stays one number, not one member per
-//! log-in (a resent script may count one log-in twice, the safe way).
+//! counter again. Successful log-ins are counted by a plain `INCR`
+//! ([`crate::login_counters`]): nothing ever leaves that count, and at a busy
+//! address it stays one number, not one member per log-in; the log-ins in
+//! flight hold their places under that limit in a small set of their own.
 //!
 //! **Counted before the work, so the limits hold under concurrency.** An
-//! attempt is admitted by one Lua script that checks its counters and adds
-//! it to all of them in one atomic step, *before* its password is hashed
-//! (the log-in lookup, [`crate::login_record::lookup`], does this for an
-//! attempt that finds no log-in record; [`ADMIT`] for the others): with
-//! five guesses allowed, five concurrent guesses are admitted and the sixth
-//! is refused without costing a hash, however many arrive at the same moment
-//! and however the workers batch them. (Reading the counts,
-//! hashing, then counting would judge every guess in flight against the count
-//! from before any of them failed.)
+//! attempt is admitted by a Lua script that checks its counters and adds it
+//! to them in one atomic step, *before* its password is hashed (for a log-in
+//! the lookup does this, [`crate::login_record::lookup`] and
+//! [`crate::login_counters`]; [`ADMIT`] for the others): with five guesses
+//! allowed, five concurrent guesses are admitted and the sixth is refused
+//! without costing a hash, however many arrive at the same moment and however
+//! the workers (and tcpservers) batch them. (Reading the counts, hashing, then
+//! counting would judge every guess in flight against the count from before
+//! any of them failed.)
+//!
+//! **One script per hash slot.** Counters of one account share a slot, and
+//! counters of one client address share another ([`crate::keys`]); a check
+//! over both is one script per slot in the same pipeline (one round trip on a
+//! single Redis as on a cluster), each all-or-nothing in its slot. When one
+//! slot refuses while the other admitted, the other's place is given back
+//! ([`admit`], [`release`]). Meanwhile that place may refuse another attempt:
+//! more refusals, never more admissions.
 //!
 //! A failed-log-in counter therefore counts attempts not known to have
-//! succeeded: an admitted attempt holds its place with score 0 (in flight);
-//! when it fails, its score becomes the time it failed, in microseconds
-//! ([`mark_failed`]); when it succeeds, it leaves the counter, and a user's success also removes
-//! the failures that *ended before that log-in began* (a person who mistypes
-//! and then gets it right starts afresh), never those still in flight or
-//! recorded beside it, so a success in a batch of guesses does not reset them.
-//! An attempt that could not be checked (MySQL down) leaves too ([`release`]).
+//! succeeded: an admitted attempt holds its place in flight (a negative
+//! score, minus the time it was admitted, ms); when it fails, its score
+//! becomes the time it failed, in microseconds ([`mark_failed`]); when it
+//! succeeds, it leaves the counter, and a user's success also removes the
+//! failures that *ended before that log-in began* (a person who mistypes and
+//! then gets it right starts afresh), never those still in flight or recorded
+//! beside it, so a success in a batch of guesses does not reset them. An
+//! attempt that could not be checked (MySQL down) leaves too ([`release`]).
+//! A place still in flight after [`IN_FLIGHT_MAX_MS`] was left behind (a
+//! batch that failed halfway on a cluster, a tcpserver killed mid-batch) and
+//! is purged by the next check.
 //!
 //! While a counter is at its limit, a request is refused before anything else
 //! is done, with the time left on the window as `retry_after_secs`. Counters

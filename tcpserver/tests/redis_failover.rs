@@ -90,7 +90,11 @@ fn a_killed_master_fails_reads_only_while_its_replica_takes_over() {
     // Until every session on the victim has been read again, then 2 s more.
     let deadline = killed_at + Duration::from_secs(60);
     let recovered_at = loop {
-        assert!(Instant::now() < deadline, "reads of the killed master's sessions never came back");
+        assert!(
+            Instant::now() < deadline,
+            "reads of the killed master's sessions (on {victim}) never came back:\n{}",
+            cluster.describe()
+        );
         thread::sleep(Duration::from_millis(100));
         let reads = reads.lock().unwrap();
         let last_failure = reads.iter().filter(|r| r.outcome.is_err()).map(|r| r.at).max();

@@ -212,6 +212,12 @@ impl Conn {
 /// A batch on a single Redis: one pipeline, each refused-but-not-run
 /// command sent again once its script is loaded.
 fn execute_single<T: redis::FromRedisValue>(c: &mut redis::Connection, batch: &Batch) -> RedisResult<T> {
+    compose(batch, outcomes_single(c, batch)?)
+}
+
+/// Each command's own outcome, on a single Redis (one round trip, more only
+/// for a script Redis lost).
+fn outcomes_single(c: &mut redis::Connection, batch: &Batch) -> RedisResult<Vec<RedisResult<Value>>> {
     let commands = batch.commands();
     let mut packed = Vec::new();
     for command in commands {
@@ -231,7 +237,50 @@ fn execute_single<T: redis::FromRedisValue>(c: &mut redis::Connection, batch: &B
         };
         outcomes.push(outcome);
     }
-    compose(batch, outcomes)
+    Ok(outcomes)
+}
+
+/// Each command's own outcome, on a cluster: the pipeline when every node
+/// answers; when one fails (a master dead, its slots not yet taken over), a
+/// fresh connection and then each command alone, so that the commands for
+/// the other nodes still get their answers. Only for batches whose commands
+/// may all run twice (the pipeline's parts on the live nodes ran already).
+fn outcomes_cluster(
+    c: &mut Box<ClusterConnection>,
+    batch: &Batch,
+    target: &Target,
+) -> RedisResult<Vec<RedisResult<Value>>> {
+    let mut pipe = cluster_pipe();
+    for command in batch.commands() {
+        pipe.add_command(command.cmd.clone());
+    }
+    let failed = match pipe.query::<Vec<Value>>(c) {
+        Ok(values) => return Ok(values.into_iter().map(Ok).collect()),
+        Err(e) => e,
+    };
+    if is_client_side(&failed) || redoable_refusals(&failed) {
+        let Conn::Cluster(fresh) = target.connect()? else { return Err(not_connected()) };
+        *c = fresh;
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for command in batch.commands() {
+        crate::metrics::ROUND_TRIPS[Dependency::Redis as usize].add(1);
+        let mut outcome = c.req_command(&command.cmd).and_then(Value::extract_error);
+        if let (Err(e), Some(script)) = (&outcome, command.script)
+            && e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript)
+        {
+            let all_masters = RoutingInfo::MultiNode((
+                MultipleNodeRoutingInfo::AllMasters,
+                Some(redis::cluster_routing::ResponsePolicy::AllSucceeded),
+            ));
+            outcome = c
+                .route_command(&script.load_cmd(), all_masters)
+                .and_then(|_| c.req_command(&command.cmd))
+                .and_then(Value::extract_error);
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// A batch on a cluster: one pipeline per node, all written before any
@@ -463,6 +512,49 @@ impl RedisLink {
                 Err(e)
             }
             ok => ok,
+        }
+    }
+
+    /// Sends a batch whose commands may each run twice and returns each
+    /// command's own outcome, so that on a cluster a dead master fails only
+    /// the commands for its slots (the others are answered, one at a time on
+    /// a fresh connection, while it is being replaced).
+    ///
+    /// # Errors
+    ///
+    /// A connectivity error if Redis cannot be reached at all.
+    pub fn run_each(&mut self, batch: &Batch) -> RedisResult<Vec<RedisResult<Value>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        crate::metrics::ROUND_TRIPS[Dependency::Redis as usize].add(1);
+        let reused = self.link.is_open();
+        let mut result = self.outcomes(batch);
+        if let Err(e) = &result
+            && self.discard_if_broken(e, reused)
+        {
+            result = self.outcomes(batch);
+        }
+        match result {
+            Ok(outcomes) => {
+                // A command that found its connection broken: the next batch connects afresh.
+                if let Some(Err(e)) = outcomes.iter().find(|o| o.as_ref().is_err_and(is_client_side)) {
+                    self.discard_if_broken(&e.clone(), false);
+                }
+                Ok(outcomes)
+            }
+            Err(e) => {
+                self.discard_if_broken(&e, false);
+                Err(e)
+            }
+        }
+    }
+
+    fn outcomes(&mut self, batch: &Batch) -> RedisResult<Vec<RedisResult<Value>>> {
+        let RedisLink { target, link } = self;
+        match link.get(|| target.connect()).ok_or_else(not_connected)? {
+            Conn::Single(c) => outcomes_single(c, batch),
+            Conn::Cluster(c) => outcomes_cluster(c, batch, target),
         }
     }
 

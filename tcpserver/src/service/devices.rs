@@ -1,7 +1,7 @@
 //! "Your devices": the sessions of the asking session's account, and ending
 //! them one at a time or all but the current one.
 //!
-//! The account's index `usess:<id>` (at most `--max-sessions-per-user`
+//! The account's index `usess:{t}<id>` (at most `--max-sessions-per-user`
 //! entries, see [`crate::login_session`]) names every session it holds; one
 //! script reads each live session with its metadata and TTL in one round
 //! trip and drops the entries whose session has ended. A session is named to

@@ -3,7 +3,7 @@
 //! The current password is checked again ([`super::reauth`]); the new one
 //! follows the password rules and differs from the current one; it is hashed
 //! at the configured cost and stored. Then, before the reply, every other
-//! session of the account ends and the log-in record `login:<username>` is
+//! session of the account ends and the log-in record `login:{t}<username>` is
 //! deleted and fenced to the new hash's stamp ([`login_record::fence_cmd`]):
 //! the next log-in reads MySQL and finds the new hash, whose stamp differs,
 //! so neither an old record (even one written back by a log-in in flight

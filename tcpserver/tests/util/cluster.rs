@@ -168,6 +168,19 @@ impl TestCluster {
         panic!("no master serves slot {slot}:\n{nodes}");
     }
 
+    /// `CLUSTER NODES` as the first live node sees it, for a failure message.
+    pub fn describe(&self) -> String {
+        (0..NODES)
+            .find_map(|i| {
+                let port = self.first_port + i;
+                let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                    .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(1)))
+                    .ok()?;
+                redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c).ok()
+            })
+            .unwrap_or_else(|| "no node answers".into())
+    }
+
     /// The ports of the masters now.
     pub fn masters(&self) -> Vec<u16> {
         (0..NODES)

@@ -529,6 +529,12 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        // A failing test shows what the server said before its directory goes.
+        if thread::panicking() {
+            let log = self.stderr();
+            let tail: Vec<&str> = log.lines().filter(|l| !l.contains("operation=")).collect();
+            eprintln!("--- tcpserver's log (last lines) ---\n{}", tail[tail.len().saturating_sub(40)..].join("\n"));
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
