@@ -76,11 +76,16 @@ export USERMGMT_TEST_PEPPER_FILE="$PEPPER_FILE"
 # one starts its own six nodes (scripts/redis-cluster.sh, ports from 27000,
 # data under target/tmp/redis-clusters/) and a watcher that stops them when the
 # binary exits. Should a binary be killed before its watcher ran, whatever is
-# left there is stopped here when this script ends, however it ends.
+# left there is stopped here when this script ends, however it ends (each
+# directory is named after its binary's pid: one still running, of another
+# run of this script, keeps its cluster).
 stop_test_clusters() {
-  local dir first
+  local dir first owner
   for dir in "${CARGO_TARGET_DIR:-target}"/tmp/redis-clusters/*/; do
     [ -d "$dir" ] || continue
+    owner=$(basename "$dir")
+    owner=${owner%%-*}
+    [[ "$owner" =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null && continue
     first=$(find "$dir" -mindepth 1 -maxdepth 1 -type d -name '[0-9]*' -printf '%f\n' | sort -n | head -1)
     [ -n "$first" ] && scripts/redis-cluster.sh stop "$dir" "$first" >/dev/null 2>&1
     rm -rf "$dir"

@@ -10,7 +10,9 @@
 #                                                    of cluster_state, its slots
 #
 # The nodes listen on FIRST_PORT .. FIRST_PORT+5 (and, as every cluster node,
-# on port+10000 for the cluster bus), on REDIS_CLUSTER_HOST [127.0.0.1]. Node
+# on port+10000 for the cluster bus), on REDIS_CLUSTER_HOST [127.0.0.1].
+# Keep port+10000 below the kernel's ephemeral range (ip_local_port_range,
+# 32768 up by default), where any outgoing connection may hold a port. Node
 # `p` keeps its config (nodes.conf), append-only file, log and pid file under
 # DIR/p. Safe to run again: `start` on a running cluster starts only the nodes
 # that are down (a killed node comes back and rejoins, as a replica if its
@@ -40,6 +42,9 @@
 #   No RDB snapshots (--save ""), as for the single node.
 # - cluster-require-full-coverage no: while a dead master's replica is being
 #   promoted only that master's slots fail; the other two thirds keep serving.
+# - repl-diskless-sync-delay 0, and `start` waits until every replica is in
+#   sync: Redis 7 otherwise waits 5 s before a replica's first sync, and a
+#   replica that never synced will not take over from a master lost meanwhile.
 set -euo pipefail
 
 NODES=6
@@ -125,6 +130,7 @@ start_node() {
     --cluster-node-timeout "$NODE_TIMEOUT_MS" \
     --cluster-require-full-coverage no \
     --save "" --appendonly yes --appendfsync everysec \
+    --repl-diskless-sync-delay 0 \
     --maxmemory "$NODE_MAXMEMORY" --maxmemory-policy noeviction
 }
 
@@ -143,13 +149,18 @@ all_up() {
   for port in $(ports); do node_up "$port" || return 1; done
 }
 
-# Every node says ok, knows all six nodes and sees all 16384 slots served.
+# Every node says ok, knows all six nodes and sees all 16384 slots served,
+# and every replica has its master's data (a replica that never finished its
+# first sync refuses to take over: until then losing its master loses the slots).
 all_ok() {
   local port
   for port in $(ports); do
     [ "$(cluster_field "$port" cluster_state)" = ok ] || return 1
     [ "$(cluster_field "$port" cluster_known_nodes)" = "$NODES" ] || return 1
     [ "$(cluster_field "$port" cluster_slots_ok)" = 16384 ] || return 1
+    if cli "$port" INFO replication | grep -q '^role:slave'; then
+      cli "$port" INFO replication | grep -q '^master_link_status:up' || return 1
+    fi
   done
 }
 

@@ -1,6 +1,9 @@
 //! A private Redis Cluster for the tests (three masters, three replicas,
-//! `scripts/redis-cluster.sh`), on free ports from 27000 up, with its data
-//! under the target directory's `tmp/redis-clusters/`.
+//! `scripts/redis-cluster.sh`), on free ports from 21000 up, with its data
+//! under the target directory's `tmp/redis-clusters/`. (Each node also
+//! listens on its port + 10000 for the cluster bus: 31000 up, below the
+//! kernel's ephemeral range, 32768 up, whose ports any outgoing connection
+//! may be holding.)
 //!
 //! [`TestCluster::shared`] starts one per test binary, the first time a test
 //! asks, and every test of the binary uses it under its own key prefix. A
@@ -19,6 +22,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Nodes in a test cluster.
 pub const NODES: u16 = 6;
+
+/// The lowest first port of a test cluster.
+const FIRST_BASE: u16 = 21_000;
+
+/// First ports tried, ten apart: up to 22,690 (bus ports up to 32,695).
+const BASES: usize = 170;
 
 /// A running cluster.
 #[derive(Debug)]
@@ -61,9 +70,9 @@ impl TestCluster {
             .join(format!("{}-{n}", std::process::id()));
         // A base port per process and cluster, then the next free one: test
         // binaries of other runs on this machine may hold some.
-        let seed = (std::process::id() as usize * 7 + n * 13) % 200;
-        for attempt in 0..200 {
-            let first_port = 27_000 + 10 * ((seed + attempt) % 200) as u16;
+        let seed = (std::process::id() as usize * 7 + n * 13) % BASES;
+        for attempt in 0..BASES {
+            let first_port = FIRST_BASE + 10 * ((seed + attempt) % BASES) as u16;
             if !(0..NODES).all(|i| free(first_port + i)) {
                 continue;
             }
@@ -84,7 +93,7 @@ impl TestCluster {
             // Lost a race for a port, say: stop what started, try the next.
             cluster.stop();
         }
-        panic!("no free ports for a test Redis Cluster in 27000..29000");
+        panic!("no free ports for a test Redis Cluster from {FIRST_BASE} (and their bus ports)");
     }
 
     /// Stops the nodes once this process has exited (a detached shell).
