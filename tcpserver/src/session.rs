@@ -210,9 +210,10 @@ pub fn resume_with_profiles(
         };
         /// `nil` for no session, else the session value and the profile fields.
         type Reply = Option<Vec<Option<String>>>;
-        let reply = replies.next().unwrap_or(Ok(redis::Value::Nil)).and_then(|value| {
-            redis::from_redis_value::<Reply>(value).map_err(redis::RedisError::from)
-        });
+        let reply = replies
+            .next()
+            .unwrap_or(Ok(redis::Value::Nil))
+            .and_then(|value| redis::from_redis_value::<Reply>(value).map_err(redis::RedisError::from));
         let reply = match reply {
             Ok(reply) => reply,
             Err(e) => {

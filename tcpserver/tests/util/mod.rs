@@ -533,7 +533,10 @@ impl Drop for TestServer {
         if thread::panicking() {
             let log = self.stderr();
             let tail: Vec<&str> = log.lines().filter(|l| !l.contains("operation=")).collect();
-            eprintln!("--- tcpserver's log (last lines) ---\n{}", tail[tail.len().saturating_sub(40)..].join("\n"));
+            eprintln!(
+                "--- tcpserver's log (last lines) ---\n{}",
+                tail[tail.len().saturating_sub(40)..].join("\n")
+            );
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
