@@ -1,11 +1,13 @@
 //! Losing a Redis Cluster master under load: profile reads of sessions made
 //! before the loss fail only while the master's replica is promoted, fail
 //! quickly (503, within the client's timeouts), and every one of those
-//! sessions works again afterwards, on the promoted replica.
+//! sessions works again afterwards, on the promoted replica. And losing the
+//! node the scan-to-log-in subscriber listens on costs a parked wait nothing:
+//! the subscriber moves to another node.
 //!
-//! The cluster is this test's own (it kills a node), started by
+//! Each test has a cluster of its own (it kills a node), started by
 //! `scripts/redis-cluster.sh` with its default node timeout, so the window
-//! printed is the one the README states.
+//! printed (`-- --nocapture`) is the one the README states.
 
 mod util;
 
@@ -150,4 +152,58 @@ fn a_killed_master_fails_reads_only_while_its_replica_takes_over() {
             Message::ProfileReply(_)
         ));
     }
+}
+
+/// The scan-to-log-in subscriber's node dies: the subscriber moves to
+/// another node, and an approval made after that still reaches a wait
+/// parked before it, through the new subscription (long before the wait's
+/// own deadline).
+#[test]
+fn a_qr_wait_is_answered_after_the_subscribers_node_dies() {
+    let cluster = TestCluster::private();
+    let masters = cluster.masters();
+    let replica = cluster
+        .nodes()
+        .iter()
+        .filter_map(|n| n.rsplit(':').next()?.parse::<u16>().ok())
+        .find(|port| !masters.contains(port))
+        .expect("a replica");
+    // The subscriber takes the first node listed: a replica, so that
+    // killing it costs the cluster no slot.
+    let mut nodes = vec![format!("127.0.0.1:{replica}")];
+    nodes.extend(cluster.nodes().into_iter().filter(|n| !n.ends_with(&format!(":{replica}"))));
+    let server = TestServer::start_with(Options::on_nodes(nodes));
+    let mut phone = server.connect();
+    let (_, token) = server.user_with_session(&mut phone, "qrsub", PASSWORD);
+    let mut desktop = server.connect();
+    let (key, binding) = match desktop.call(Message::QrCreate { user_agent: "test".into(), client: None }) {
+        Message::QrCreated { key, binding, .. } => (key, binding),
+        other => panic!("no code: {other:?}"),
+    };
+    let id = desktop.send(Message::QrWait {
+        key: key.clone(),
+        binding,
+        seen: proto::QrState::Pending,
+        wait_ms: 25_000,
+        client: None,
+    });
+    // Parked (the wait is not answered), then the subscriber's node goes.
+    thread::sleep(Duration::from_millis(500));
+    let pid = cluster.pid(replica).expect("the replica's pid");
+    // SAFETY: kill(2) on the pid the test cluster's node wrote.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    // Time to notice and subscribe elsewhere (a reconnection takes 250 ms).
+    thread::sleep(Duration::from_secs(2));
+    let approved_at = Instant::now();
+    let decided = phone.call(Message::QrDecide { token, key, approve: true, client: None });
+    assert_eq!(decided, Message::QrDecided { state: proto::QrState::Confirmed });
+    let frame = desktop.recv();
+    assert_eq!(frame.request_id, id);
+    assert!(
+        matches!(frame.message, Message::QrStatus { state: proto::QrState::Confirmed, token: Some(_), .. }),
+        "{:?}",
+        frame.message
+    );
+    assert!(approved_at.elapsed() < Duration::from_secs(5), "answered after {:?}", approved_at.elapsed());
+    assert!(server.stderr().contains("scan-to-log-in announcements"), "the subscriber noticed its node go");
 }
