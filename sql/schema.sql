@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS users (
     id         BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     username   VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     nickname   VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
-    -- File name under the avatar directory: <sha256 hex>.<png|jpg|gif|webp>.
+    -- The picture's name, a key of avatar_bytes: <sha256 hex>.<png|jpg|gif|webp>.
     avatar     VARCHAR(80) CHARACTER SET ascii COLLATE ascii_bin NULL,
     -- Bumped by every profile change. The Redis profile cache only ever replaces
     -- an entry with one of a higher version, so a slow reader can never put a
@@ -42,13 +42,12 @@ CREATE TABLE IF NOT EXISTS credentials (
     CONSTRAINT fk_credentials_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin;
 
--- How many accounts use each picture file (`users.avatar`). Files are named by
--- their content, so accounts that upload the same bytes share one; a file is
--- deleted when its count reaches zero. tcpserver changes a count in the same
--- transaction as the `users.avatar` it follows, and the row's lock orders
--- "write the file and take a reference" against "drop the last reference and
--- delete the file" (the argument is in tcpserver/src/avatar_refs.rs). A row at
--- zero means the same as no row: nobody uses the file.
+-- How many accounts use each picture (`users.avatar`). Pictures are named by
+-- their content, so accounts that upload the same bytes share one. tcpserver
+-- changes a count in the same transaction as the `users.avatar` it follows,
+-- and deletes the row, and the picture's bytes, in that same transaction when
+-- the count reaches zero (the argument is in tcpserver/src/avatar_refs.rs).
+-- A row at zero means the same as no row: nobody uses the picture.
 --
 -- The SELECT is the migration: it fills the counts from the accounts that
 -- exist when the table is created, and only then (CREATE TABLE IF NOT EXISTS
@@ -61,6 +60,30 @@ CREATE TABLE IF NOT EXISTS avatars (
     PRIMARY KEY (name)
 ) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin
 SELECT avatar AS name, COUNT(*) AS refs FROM users WHERE avatar IS NOT NULL GROUP BY avatar;
+
+-- The pictures themselves, one row per picture some account uses, so that
+-- every tcpserver of a fleet, and every node of a Galera cluster, has them:
+-- the store survives the loss of any one machine. Written in the transaction
+-- that takes the picture's first reference, deleted in the one that drops
+-- its last (tcpserver/src/avatar_refs.rs); served to httpserver through the
+-- RPC (`GetAvatar`). The bytes sit apart from the counts so that changing a
+-- count never copies a picture into a replication event (a row image holds
+-- every column of its row): a write set carries a picture's bytes only when
+-- it stores or deletes that picture, at most 2 MiB each (proto's
+-- MAX_IMAGE_LEN), so an upload that replaces a picture is one write set of
+-- about 4 MiB at most, far below Galera's wsrep_max_ws_size (2 GiB) and the
+-- server's max_allowed_packet (16 MiB, MariaDB 10.11's default).
+-- MEDIUMBLOB holds up to 16 MiB; InnoDB keeps the bytes off the index
+-- page, so the primary key stays small.
+--
+-- Pictures that earlier versions stored as files under static/avatars/ are
+-- copied in once by tcpserver at start (tcpserver/src/avatar_import.rs).
+CREATE TABLE IF NOT EXISTS avatar_bytes (
+    -- Same form as avatars.name.
+    name  VARCHAR(80) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    bytes MEDIUMBLOB NOT NULL,
+    PRIMARY KEY (name)
+) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin;
 
 -- The log-in history: one row per attempt on an existing account (successes,
 -- wrong passwords, throttled attempts), written by tcpserver's history

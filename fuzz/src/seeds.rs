@@ -177,6 +177,13 @@ pub fn frames() -> Vec<Seed> {
         },
     ));
     messages.push(("qr-decided", Message::QrDecided { state: QrState::Denied }));
+    // Pictures through the RPC (protocol 4), after those for the same reason.
+    let picture = format!("{}.png", "0f".repeat(32));
+    messages.push(("get-avatar", Message::GetAvatar { name: picture }));
+    messages.push((
+        "avatar",
+        Message::Avatar { content_type: "image/png".into(), image: b"\x89PNG\r\n\x1a\n".to_vec() },
+    ));
     let mut seeds: Vec<Seed> = messages
         .into_iter()
         .enumerate()

@@ -1,5 +1,5 @@
-//! What every handler shares: the settings, the RPC pool, the templates and the
-//! static file root, built once at start-up.
+//! What every handler shares: the settings, the RPC pool, the templates, the
+//! static file root and the picture cache, built once at start-up.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use proto::handshake::MIN_SECRET_LEN;
 use proto::{Message, RpcSecret};
 
+use crate::avatar_cache::AvatarCache;
 use crate::config::Config;
 use crate::error::Failure;
 use crate::rpc_pool::RpcPool;
@@ -29,6 +30,8 @@ pub struct App {
     pub templates: Templates,
     /// The `/static/` file root.
     pub statics: StaticFiles,
+    /// The pictures served lately (`/static/avatars/`), bounded in bytes.
+    pub avatars: AvatarCache,
     /// Set on SIGTERM or SIGINT: the server is draining (`/readyz` says 503).
     pub stopping: Arc<AtomicBool>,
 }
@@ -112,7 +115,16 @@ impl App {
             RpcPool::new(config.backend.clone(), config.rpc_pool_size, config.rpc_timeout, secret.clone());
         let wait_deadline = config.qr_wait + config.rpc_timeout;
         let waits = RpcPool::new(config.backend.clone(), config.qr_rpc_pool_size, wait_deadline, secret);
-        Ok(App { config, rpc, waits, templates, statics, stopping: Arc::new(AtomicBool::new(false)) })
+        let avatars = AvatarCache::new(config.avatar_cache_bytes);
+        Ok(App {
+            config,
+            rpc,
+            waits,
+            templates,
+            statics,
+            avatars,
+            stopping: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// Whether the server has been told to stop and is finishing its requests.

@@ -40,8 +40,11 @@ pub struct Config {
     /// ([`crate::body_budget::MAX_BODY_BYTES_IN_FLIGHT`]) one client network
     /// may hold at once; a large body past it is refused with 503.
     pub upload_budget_per_addr: usize,
-    /// Root of `/static/...` (the stylesheet, and `avatars/` written by tcpserver).
+    /// Root of `/static/...`: the stylesheet, the icon, the script (pictures,
+    /// under `/static/avatars/`, come from tcpserver: [`crate::avatar_cache`]).
     pub static_dir: PathBuf,
+    /// Bytes of pictures kept in memory ([`crate::avatar_cache`]); 0 keeps none.
+    pub avatar_cache_bytes: u64,
     /// Where the page templates live.
     pub html_dir: PathBuf,
     /// Add `Secure` to cookies (set when a TLS proxy sits in front).
@@ -119,6 +122,8 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
                           MiB of upload bodies in flight per client address (3 to
                           256, of 256 MiB in all); past it: 503 + Retry-After
   --static-dir DIR        STATIC_DIR            [static]
+  --avatar-cache-mib N    AVATAR_CACHE_MIB      [64]     MiB of pictures kept in memory
+                          (0 to 4096; 0 asks tcpserver for every one)
   --html-dir DIR          HTML_DIR              [html]
   --secure-cookies        SECURE_COOKIES=1      [off]    add Secure to cookies
   --head-timeout-ms MS    HEAD_TIMEOUT_MS       [10000]  request head must arrive within
@@ -163,6 +168,10 @@ const MAX_CONNECTIONS_PER_ADDR: Setting =
 const UPLOAD_BUDGET_PER_ADDR: Setting =
     Setting { flag: "--upload-budget-per-addr-mib", env: "HTTP_UPLOAD_BUDGET_PER_ADDR_MIB", default: "16" };
 const STATIC_DIR: Setting = Setting { flag: "--static-dir", env: "STATIC_DIR", default: "static" };
+/// 64 MiB: a few thousand pictures of a typical 10 to 30 KB (the pictures on
+/// the pages people are looking at now), or 32 at the 2 MiB cap, on a
+/// process whose other memory is thread stacks and bounded buffers.
+const AVATAR_CACHE: Setting = Setting { flag: "--avatar-cache-mib", env: "AVATAR_CACHE_MIB", default: "64" };
 const HTML_DIR: Setting = Setting { flag: "--html-dir", env: "HTML_DIR", default: "html" };
 const SECURE_COOKIES: Setting = Setting { flag: "--secure-cookies", env: "SECURE_COOKIES", default: "0" };
 const HEAD_TIMEOUT: Setting = Setting { flag: "--head-timeout-ms", env: "HEAD_TIMEOUT_MS", default: "10000" };
@@ -182,7 +191,7 @@ const QR_WAIT: Setting = Setting { flag: "--qr-wait-ms", env: "QR_WAIT_MS", defa
 pub const MAX_QR_WAIT_MS: u64 = 25_000;
 
 /// Settings that take a value, in `--help` order. `--secure-cookies` is a switch.
-const VALUED: [&Setting; 18] = [
+const VALUED: [&Setting; 19] = [
     &LISTEN,
     &BACKEND,
     &RPC_POOL,
@@ -192,6 +201,7 @@ const VALUED: [&Setting; 18] = [
     &MAX_CONNECTIONS_PER_ADDR,
     &UPLOAD_BUDGET_PER_ADDR,
     &STATIC_DIR,
+    &AVATAR_CACHE,
     &HTML_DIR,
     &HEAD_TIMEOUT,
     &IDLE_TIMEOUT,
@@ -209,7 +219,10 @@ const MAX_RPC_POOL: usize = 4096;
 const MAX_HTTP_CONNECTIONS: usize = 100_000;
 /// Longest timeout accepted for any setting: ten minutes is already generous.
 const MAX_TIMEOUT_MS: u64 = 600_000;
-/// The unit of `--upload-budget-per-addr-mib`.
+/// Largest `--avatar-cache-mib`: 4 GiB of pictures is more than a front end
+/// should hold; past it, the database's own cache serves them better.
+const MAX_AVATAR_CACHE_MIB: u64 = 4096;
+/// The unit of `--upload-budget-per-addr-mib` and `--avatar-cache-mib`.
 const MIB: usize = 1024 * 1024;
 /// Smallest per-address upload budget, in MiB: one full-size upload
 /// ([`MAX_UPLOAD_BODY_LEN`], 2 MiB + 64 KiB) must fit, or no upload could ever succeed.
@@ -286,6 +299,8 @@ impl Config {
             )? as usize
                 * MIB,
             static_dir: PathBuf::from(non_empty(&STATIC_DIR, value(&STATIC_DIR))?),
+            avatar_cache_bytes: number(&AVATAR_CACHE, value(&AVATAR_CACHE), 0, MAX_AVATAR_CACHE_MIB)?
+                * MIB as u64,
             html_dir: PathBuf::from(non_empty(&HTML_DIR, value(&HTML_DIR))?),
             secure_cookies: switch(&SECURE_COOKIES, value(&SECURE_COOKIES))?,
             head_timeout: millis(&HEAD_TIMEOUT, value(&HEAD_TIMEOUT))?,
@@ -390,6 +405,19 @@ mod tests {
             assert!(
                 matches!(parse(&[flag, value], &[]), Err(ConfigError::BadValue { setting, .. }) if setting == flag),
                 "{flag} {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_picture_cache_is_a_setting_in_mib_within_its_range() {
+        assert_eq!(parse(&[], &[]).unwrap().avatar_cache_bytes, 64 << 20);
+        assert_eq!(parse(&["--avatar-cache-mib", "0"], &[]).unwrap().avatar_cache_bytes, 0);
+        assert_eq!(parse(&[], &[("AVATAR_CACHE_MIB", "4096")]).unwrap().avatar_cache_bytes, 4096 << 20);
+        for value in ["4097", "-1", "lots"] {
+            assert!(
+                matches!(parse(&["--avatar-cache-mib", value], &[]), Err(ConfigError::BadValue { .. })),
+                "{value}"
             );
         }
     }

@@ -204,7 +204,7 @@ fn rejected_status(code: ErrorCode) -> (u16, bool) {
         ErrorCode::Overloaded | ErrorCode::Unavailable => (503, true),
         ErrorCode::Internal | ErrorCode::UnexpectedMessage => (500, false),
         ErrorCode::InsufficientStorage => (507, true),
-        ErrorCode::UnknownSession => (404, false),
+        ErrorCode::UnknownSession | ErrorCode::UnknownAvatar => (404, false),
         ErrorCode::PasswordUnchanged | ErrorCode::ConfirmationMismatch => (400, false),
         ErrorCode::QrExpired => (410, false),
         ErrorCode::QrUsed => (409, false),
@@ -238,6 +238,7 @@ fn default_message(code: ErrorCode) -> &'static str {
             "The server has no room for new pictures right now. Please try again later."
         }
         ErrorCode::UnknownSession => "That device is not signed in (any more).",
+        ErrorCode::UnknownAvatar => "There is no such picture.",
         ErrorCode::PasswordUnchanged => "The new password must differ from the current one.",
         ErrorCode::ConfirmationMismatch => "To delete the account, type its username exactly as shown.",
         ErrorCode::QrExpired => "This log-in code has expired. Use the new code on the screen.",

@@ -9,13 +9,14 @@
 //! in the [`body_budget`]), [`router`] picks a handler in
 //! [`handlers`], which decodes fields ([`input`]), checks [`csrf`] and the
 //! [`session_cookie`], calls tcpserver through [`rpc_pool`], and answers with a
-//! [`response`]: JSON for API clients, a page ([`templates`]) or a redirect for
+//! [`response`] (pictures come from tcpserver too, kept in the [`avatar_cache`]): JSON for API clients, a page ([`templates`]) or a redirect for
 //! browsers. [`error`] maps every failure to its status and code.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod addr_quota;
 pub mod app;
+pub mod avatar_cache;
 pub mod body_budget;
 pub mod chunked;
 pub mod config;

@@ -12,11 +12,12 @@ use hostsupport::metrics::{Counter, Gauge, Histogram, LATENCY_BOUNDS, family, sa
 
 /// The endpoints, as the router names them ([`crate::router::endpoint`]): one
 /// per route, so the series are bounded by the router, never by the paths
-/// clients send. `/static/` is every file, `/qr/{key}` every phone page (the
+/// clients send. `/static/avatars/` is every picture, `/static/` every other
+/// file, `/qr/{key}` every phone page (the
 /// key is a secret and a path anyone may choose: never a label); `unmatched`
 /// is any path no route serves, `unread` a request refused before its head
 /// was whole.
-pub const ENDPOINTS: [&str; 28] = [
+pub const ENDPOINTS: [&str; 29] = [
     "/",
     "/signup",
     "/home",
@@ -42,6 +43,7 @@ pub const ENDPOINTS: [&str; 28] = [
     "/qr/approve",
     "/qr/deny",
     "/qr/{key}",
+    "/static/avatars/",
     "/static/",
     "unmatched",
     "unread",
@@ -147,7 +149,37 @@ pub fn render(backend: &str) -> String {
         family(&mut out, name, kind, help);
         sample(&mut out, name, &backend, value);
     }
+    render_avatar_cache(&mut out);
     out
+}
+
+/// The picture cache's series ([`crate::avatar_cache`]).
+fn render_avatar_cache(out: &mut String) {
+    use crate::avatar_cache::{CACHE_BYTES, CACHE_ENTRIES, CACHE_HITS, CACHE_MISSES};
+    for (name, kind, help, value) in [
+        (
+            "usermgmt_avatar_cache_bytes",
+            "gauge",
+            "Bytes the picture cache holds (pictures and a fixed allowance per entry), at most --avatar-cache-mib.",
+            CACHE_BYTES.get(),
+        ),
+        ("usermgmt_avatar_cache_entries", "gauge", "Pictures the cache holds.", CACHE_ENTRIES.get()),
+        (
+            "usermgmt_avatar_cache_hits_total",
+            "counter",
+            "Pictures served from memory.",
+            CACHE_HITS.get() as i64,
+        ),
+        (
+            "usermgmt_avatar_cache_misses_total",
+            "counter",
+            "Pictures asked of tcpserver (found or not).",
+            CACHE_MISSES.get() as i64,
+        ),
+    ] {
+        family(out, name, kind, help);
+        sample(out, name, "", value);
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hostsupport::calendar::civil_from_days;
@@ -34,6 +35,8 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// A file streamed from disk, of this length.
     File(File, u64),
+    /// Bytes shared with a cache (a picture), sent without a copy.
+    Shared(Arc<[u8]>),
 }
 
 /// A response under construction.
@@ -45,12 +48,15 @@ pub struct Response {
     body: Body,
     /// Close the connection after this response, whatever the client asked.
     pub close: bool,
+    /// Send the head only, as for HEAD, whatever the method: a 304 carries
+    /// the `Content-Length` of the body it stands for, and no body.
+    bodiless: bool,
 }
 
 impl Response {
     /// An empty response with this status.
     pub fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Body::Bytes(Vec::new()), close: false }
+        Response { status, headers: Vec::new(), body: Body::Bytes(Vec::new()), close: false, bodiless: false }
     }
 
     /// Adds a header (repeatable, as `Set-Cookie` needs).
@@ -69,6 +75,19 @@ impl Response {
     pub fn file(mut self, content_type: &'static str, file: File, len: u64) -> Response {
         self.body = Body::File(file, len);
         self.header("Content-Type", content_type)
+    }
+
+    /// Sends `bytes`, shared with their owner, as the body.
+    pub fn shared(mut self, content_type: &'static str, bytes: Arc<[u8]>) -> Response {
+        self.body = Body::Shared(bytes);
+        self.header("Content-Type", content_type)
+    }
+
+    /// Keeps the body's length in the head but sends no body (a 304 Not
+    /// Modified for a body the client holds).
+    pub fn without_body(mut self) -> Response {
+        self.bodiless = true;
+        self
     }
 
     /// Asks for the connection to be closed after this response.
@@ -130,7 +149,9 @@ impl Response {
         let body_len = match &self.body {
             Body::Bytes(bytes) => bytes.len() as u64,
             Body::File(_, len) => *len,
+            Body::Shared(bytes) => bytes.len() as u64,
         };
+        let head_only = head_only || self.bodiless;
         let mut head = Vec::with_capacity(256);
         let version = if http11 { "HTTP/1.1" } else { "HTTP/1.0" };
         write!(head, "{version} {} {}\r\n", self.status, reason(self.status))?;
@@ -149,6 +170,10 @@ impl Response {
             Body::Bytes(bytes) if !head_only => {
                 head.extend_from_slice(&bytes);
                 out.write_all(&head)?;
+            }
+            Body::Shared(bytes) if !head_only => {
+                out.write_all(&head)?;
+                out.write_all(&bytes)?;
             }
             Body::File(file, len) if !head_only => {
                 out.write_all(&head)?;

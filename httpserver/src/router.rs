@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::error::{Failure, HttpError};
-use crate::handlers::{self, Client, account, health, openapi, pages, profile, qr, ready, security};
+use crate::handlers::{self, Client, account, avatar, health, openapi, pages, profile, qr, ready, security};
 use crate::input::image_too_large;
 use crate::request::{MAX_BODY_LEN, MAX_UPLOAD_BODY_LEN, Method, Request};
 use crate::response::Response;
@@ -51,6 +51,9 @@ pub fn too_large(path: &str) -> Failure {
 /// The endpoint a path is served by, as the metrics and the access log name
 /// it: one of [`crate::metrics::ENDPOINTS`], never the raw path.
 pub fn endpoint(path: &str) -> &'static str {
+    if path.starts_with(avatar::PREFIX) {
+        return avatar::PREFIX;
+    }
     if path.starts_with("/static/") {
         return "/static/";
     }
@@ -99,6 +102,7 @@ pub fn route(app: &App, request: &Request) -> Response {
         "/qr/approve" => (Allowed::Post, qr::approve),
         "/qr/deny" => (Allowed::Post, qr::deny),
         path if path.starts_with(qr::PHONE_PATH) => (Allowed::GetHead, qr::phone_page),
+        path if path.starts_with(avatar::PREFIX) => (Allowed::GetHead, avatar::serve),
         path if path.starts_with("/static/") => (Allowed::GetHead, static_file),
         _ => return handlers::failure(app, Client::of(&request.head), &Failure::http(HttpError::NotFound)),
     };
@@ -124,7 +128,8 @@ mod tests {
     fn endpoints_are_routes_never_raw_paths() {
         assert_eq!(endpoint("/login"), "/login");
         assert_eq!(endpoint("/readyz"), "/readyz");
-        assert_eq!(endpoint("/static/avatars/ab.png"), "/static/");
+        assert_eq!(endpoint("/static/avatars/ab.png"), "/static/avatars/");
+        assert_eq!(endpoint("/static/style.css"), "/static/");
         for other in ["/login/", "/LOGIN", "/a/b/c", "unread", "unmatched", "", "/qr", "/sessions/"] {
             assert_eq!(endpoint(other), "unmatched", "{other}");
         }

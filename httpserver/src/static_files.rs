@@ -1,5 +1,6 @@
-//! `GET /static/...`: the stylesheet, the icon, and the pictures tcpserver stores
-//! under `static/avatars/`.
+//! `GET /static/...`: the stylesheet, the icon and the script. (Pictures,
+//! under `/static/avatars/`, are served from tcpserver by
+//! [`crate::handlers::avatar`], never from this directory.)
 //!
 //! Path traversal is ruled out twice. The path is checked before it touches the
 //! file system: only `[A-Za-z0-9._-]` segments that do not start with a dot, so
@@ -16,10 +17,6 @@ use crate::response::Response;
 
 /// Longest path under `/static/` accepted.
 pub const MAX_STATIC_PATH_LEN: usize = 255;
-
-/// Avatars are named by the hash of their content, so a URL never changes
-/// meaning and browsers may keep it forever.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// The stylesheet and icon change with releases: an hour is a fair trade.
 const MODEST: &str = "public, max-age=3600";
@@ -57,9 +54,8 @@ impl StaticFiles {
         if !meta.is_file() {
             return Err(not_found());
         }
-        let cache = if relative.starts_with("avatars/") { IMMUTABLE } else { MODEST };
         let mut response =
-            Response::new(200).file(content_type, file, meta.len()).header("Cache-Control", cache);
+            Response::new(200).file(content_type, file, meta.len()).header("Cache-Control", MODEST);
         if content_type.starts_with("image/svg") {
             // An SVG opened directly is a document: give it no power to run script.
             response =
@@ -80,18 +76,17 @@ fn is_safe(relative: &str) -> bool {
 }
 
 /// The Content-Type for the file types served; `None` for everything else.
-/// SVG is served only outside `avatars/`: tcpserver never stores one there.
 fn content_type(relative: &str) -> Option<&'static str> {
     let (_, extension) = relative.rsplit_once('.')?;
     Some(match extension.to_ascii_lowercase().as_str() {
         "css" => "text/css; charset=utf-8",
-        // Only the site's own scripts (`qr.js`): never under `avatars/`.
-        "js" if !relative.starts_with("avatars/") => "text/javascript; charset=utf-8",
+        // Only the site's own scripts (`qr.js`).
+        "js" => "text/javascript; charset=utf-8",
         "png" => "image/png",
         "jpg" | "jpeg" => "image/jpeg",
         "gif" => "image/gif",
         "webp" => "image/webp",
-        "svg" if !relative.starts_with("avatars/") => "image/svg+xml",
+        "svg" => "image/svg+xml",
         "ico" => "image/x-icon",
         _ => return None,
     })
@@ -103,9 +98,9 @@ mod tests {
 
     fn fixture() -> (PathBuf, StaticFiles) {
         let dir = std::env::temp_dir().join(format!("um-static-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("root/avatars")).unwrap();
+        std::fs::create_dir_all(dir.join("root/img")).unwrap();
         std::fs::write(dir.join("root/style.css"), "body{}").unwrap();
-        std::fs::write(dir.join("root/avatars/ab.png"), b"\x89PNG").unwrap();
+        std::fs::write(dir.join("root/img/ab.png"), b"\x89PNG").unwrap();
         std::fs::write(dir.join("secret.css"), "secret").unwrap();
         #[cfg(unix)]
         {
@@ -127,8 +122,8 @@ mod tests {
         assert!(text.contains("Cache-Control: public, max-age=3600\r\n"));
         assert!(text.ends_with("body{}"));
         let mut out = Vec::new();
-        files.serve("avatars/ab.png").unwrap().write_to(&mut out, false, true, true).unwrap();
-        assert!(String::from_utf8_lossy(&out).contains("immutable"));
+        files.serve("img/ab.png").unwrap().write_to(&mut out, false, true, true).unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("Content-Type: image/png\r\n"));
     }
 
     #[test]
@@ -136,17 +131,17 @@ mod tests {
         let (_dir, files) = fixture();
         for path in [
             "../secret.css",
-            "avatars/../../secret.css",
+            "img/../../secret.css",
             "%2e%2e/secret.css",
             "..%2fsecret.css",
-            "avatars/..\\..\\secret.css",
+            "img/..\\..\\secret.css",
             ".hidden.css",
-            "avatars//ab.png",
+            "img//ab.png",
             "/etc/passwd.css",
             "link.css",
-            "avatars",
+            "img",
             "style.css\0.png",
-            "avatars/ab.svg",
+            "img/ab.svg",
             "nope.css",
         ] {
             assert!(files.serve(path).is_err(), "{path} must not be served");

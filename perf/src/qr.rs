@@ -21,7 +21,7 @@
 //! approval succeeded is *lost*, one that got a session its approval did
 //! not give is *doubled*.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream as StdStream};
@@ -66,6 +66,14 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long after the last approval the desktops may still be answered.
 const ANSWER_GRACE: Duration = Duration::from_secs(30);
+
+/// Pause before a wait answered 503 is asked again: the log-in page's own
+/// (`RETRY_MS` in `static/qr.js`), so the scenario loads the servers as
+/// ten thousand real pages would, not with a storm of instant retries.
+const WAIT_RETRY: Duration = Duration::from_secs(1);
+
+/// Longest the wait loop sleeps in `poll` with nothing due.
+const POLL_TICK: Duration = Duration::from_millis(100);
 
 /// What the run measured.
 #[derive(Debug)]
@@ -420,8 +428,28 @@ fn hold_waits(
     }
     let mut events = Events::with_capacity(1024);
     let mut chunk = vec![0u8; 16 * 1024];
+    // Waits answered 503 are asked again after the page's own pause, in the
+    // order they were answered (one delay for all keeps this a FIFO).
+    let mut retries: VecDeque<(Instant, usize)> = VecDeque::new();
     while open > 0 && Instant::now() < deadline {
-        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        let now = Instant::now();
+        while let Some(&(at, i)) = retries.front() {
+            if at > now {
+                break;
+            }
+            retries.pop_front();
+            let Some(h) = held.get_mut(i).and_then(Option::as_mut) else { continue };
+            if let Err(e) = send(h, &config.host) {
+                *failures.entry(format!("wait send: {}", e.kind())).or_default() += 1;
+                if let Some(mut h) = held[i].take() {
+                    let _ = poll.registry().deregister(&mut h.stream);
+                }
+                open -= 1;
+            }
+        }
+        let timeout =
+            retries.front().map_or(POLL_TICK, |&(at, _)| at.saturating_duration_since(now).min(POLL_TICK));
+        poll.poll(&mut events, Some(timeout))?;
         for event in &events {
             let i = event.token().0;
             let Some(h) = held.get_mut(i).and_then(Option::as_mut) else { continue };
@@ -452,18 +480,18 @@ fn hold_waits(
                         answered_at[i].store(micros, Ordering::Relaxed);
                         ended = Some(Ok(()));
                     }
-                    (200, Some(seen @ ("pending" | "scanned")))
-                    | (503, Some(seen @ ("pending" | "scanned"))) => {
+                    (200, Some(seen @ ("pending" | "scanned"))) => {
                         h.seen = if seen == "scanned" { "scanned" } else { "pending" };
                         if let Err(e) = send(h, &config.host) {
                             ended = Some(Err(format!("wait send: {}", e.kind())));
                         }
                     }
-                    (503, None) => {
-                        *failures.entry("wait: 503, asked again".into()).or_default() += 1;
-                        if let Err(e) = send(h, &config.host) {
-                            ended = Some(Err(format!("wait send: {}", e.kind())));
+                    (503, state) => {
+                        if let Some("scanned") = state {
+                            h.seen = "scanned";
                         }
+                        *failures.entry("wait: 503, asked again after 1 s".into()).or_default() += 1;
+                        retries.push_back((Instant::now() + WAIT_RETRY, i));
                     }
                     (status, state) => ended = Some(Err(format!("wait: status {status}, state {state:?}"))),
                 }

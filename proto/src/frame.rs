@@ -246,6 +246,8 @@ mod tests {
                 created_unix: u64::MAX - 1,
             },
             Message::QrDecided { state: QrState::Denied },
+            Message::GetAvatar { name: format!("{}.png", "ab".repeat(32)) },
+            Message::Avatar { content_type: "image/webp".into(), image: vec![0x52, 0x49, 0x46, 0x46] },
         ];
         for code in ErrorCode::ALL {
             all.push(Message::Error(ErrorReply { code, message: "why".into(), retry_after_secs: 3 }));
@@ -312,6 +314,18 @@ mod tests {
             }
             assert!(Frame::decode(&bytes).unwrap().is_some());
         }
+    }
+
+    #[test]
+    fn the_largest_picture_reply_with_the_longest_trace_fits_one_frame() {
+        let trace = TraceId::parse(&"t".repeat(crate::MAX_TRACE_LEN)).unwrap();
+        let content_type = "image/webp".to_owned();
+        let message = Message::Avatar { content_type, image: vec![0xa5; MAX_IMAGE_LEN] };
+        let frame = Frame { request_id: 9, message };
+        let mut bytes = Vec::new();
+        frame.encode_traced(trace, &mut bytes).unwrap();
+        assert!(bytes.len() - HEADER_LEN <= crate::MAX_BODY_LEN);
+        assert_eq!(Frame::decode_traced(&bytes).unwrap().unwrap(), (frame, trace, bytes.len()));
     }
 
     #[test]

@@ -25,12 +25,16 @@ pub const MAGIC: u16 = 0x554D;
 /// The protocol version this build speaks. A peer with another version is refused
 /// rather than misread.
 ///
+/// - 4: pictures are fetched through the RPC: `GetAvatar` (0x09) and its
+///   reply `Avatar` (0x8a), and the error code `UnknownAvatar` (24); the
+///   messages are otherwise those of 3. A version-3 peer would refuse these
+///   types mid-connection, so the handshake refuses it instead.
 /// - 3: the body of every frame outside the handshake starts with a trace
 ///   id ([`crate::trace`]); the messages are otherwise those of 2.
 /// - 2: every connection begins with the handshake of [`crate::handshake`]
 ///   (`Challenge`, `Proof`, `Accepted`); the messages are otherwise those of 1.
 /// - 1: no handshake; the first frame was a request.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// Largest body a frame may carry: one profile picture at its cap
 /// ([`crate::MAX_IMAGE_LEN`]) plus room for a token and the length prefixes.

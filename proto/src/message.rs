@@ -33,6 +33,7 @@ pub enum MessageType {
     SetAvatar = 0x06,
     Ping = 0x07,
     Proof = 0x08,
+    GetAvatar = 0x09,
     CheckReady = 0x30,
     ListSessions = 0x10,
     RevokeSession = 0x11,
@@ -53,6 +54,7 @@ pub enum MessageType {
     Pong = 0x87,
     Challenge = 0x88,
     Accepted = 0x89,
+    Avatar = 0x8a,
     Readiness = 0xb0,
     Sessions = 0x90,
     SessionRevoked = 0x91,
@@ -80,6 +82,7 @@ impl MessageType {
             0x06 => SetAvatar,
             0x07 => Ping,
             0x08 => Proof,
+            0x09 => GetAvatar,
             0x30 => CheckReady,
             0xb0 => Readiness,
             0x10 => ListSessions,
@@ -101,6 +104,7 @@ impl MessageType {
             0x87 => Pong,
             0x88 => Challenge,
             0x89 => Accepted,
+            0x8a => Avatar,
             0x90 => Sessions,
             0x91 => SessionRevoked,
             0x92 => OthersRevoked,
@@ -171,8 +175,9 @@ pub struct Profile {
     pub username: String,
     /// Display name: any Unicode text.
     pub nickname: String,
-    /// File name of the picture under the avatar directory, if one was uploaded.
-    /// Server-chosen and content-derived (`<sha256 hex>.<ext>`).
+    /// Name of the picture, if one was uploaded: server-chosen and
+    /// content-derived (`<sha256 hex>.<ext>`), the key [`Message::GetAvatar`]
+    /// fetches it by.
     pub avatar: Option<String>,
 }
 
@@ -211,8 +216,8 @@ pub enum ErrorCode {
     Internal = 14,
     /// The peer sent a reply type where a request was expected.
     UnexpectedMessage = 15,
-    /// The picture store's disk is below its free-space floor, so no new picture
-    /// is accepted until an operator makes room; retry after `retry_after_secs`.
+    /// The picture store (MariaDB) has no room for a new picture (its disk or
+    /// table is full) until an operator makes some; retry after `retry_after_secs`.
     InsufficientStorage = 16,
     /// No signed-in session of the account has that id (signed out already, or never).
     UnknownSession = 17,
@@ -231,11 +236,13 @@ pub enum ErrorCode {
     /// The back end holds as many waiting scan-to-log-in pages as it may;
     /// retry after `retry_after_secs`.
     QrWaitsFull = 23,
+    /// No stored picture has the name asked for ([`Message::GetAvatar`]).
+    UnknownAvatar = 24,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidUsername,
         ErrorCode::InvalidPassword,
@@ -259,6 +266,7 @@ impl ErrorCode {
         ErrorCode::QrUsed,
         ErrorCode::QrNotYours,
         ErrorCode::QrWaitsFull,
+        ErrorCode::UnknownAvatar,
     ];
 
     /// The code for a wire number, or `None` if it is unknown.
@@ -337,6 +345,17 @@ pub enum Message {
     },
     /// Liveness check; answered with [`Message::Pong`] without touching MySQL or Redis.
     Ping,
+    /// A stored picture's bytes, by the name a [`Profile::avatar`] holds. Needs
+    /// no session: pictures are public, named by their content, and never
+    /// change under a name, so the answer may be cached forever. Answered with
+    /// [`Message::Avatar`], or [`ErrorCode::UnknownAvatar`] when no account
+    /// uses a picture of that name (or the name is not of the form
+    /// `<64 lowercase hex digits>.<png|jpg|gif|webp>`). Idempotent: a caller
+    /// may send it again after a lost connection.
+    GetAvatar {
+        /// `<sha256 hex>.<ext>`.
+        name: String,
+    },
     /// The sessions (devices) of the session's account.
     ListSessions {
         /// The session token.
@@ -402,6 +421,16 @@ pub enum Message {
     AvatarSet(Profile),
     /// Answer to [`Message::Ping`].
     Pong,
+    /// Answer to [`Message::GetAvatar`]: the picture. Its body is at most
+    /// [`MAX_IMAGE_LEN`] bytes of image plus its content type and the length
+    /// prefixes, well inside [`crate::MAX_BODY_LEN`].
+    Avatar {
+        /// `image/png`, `image/jpeg`, `image/gif` or `image/webp`: the format
+        /// tcpserver recognised in the bytes when they were uploaded.
+        content_type: String,
+        /// The picture's bytes, exactly as uploaded.
+        image: Vec<u8>,
+    },
     /// The account's sessions, newest first.
     Sessions(Vec<crate::DeviceSession>),
     /// The session was ended.
@@ -529,6 +558,8 @@ impl Message {
             Message::UpdateNickname { .. } => MessageType::UpdateNickname,
             Message::SetAvatar { .. } => MessageType::SetAvatar,
             Message::Ping => MessageType::Ping,
+            Message::GetAvatar { .. } => MessageType::GetAvatar,
+            Message::Avatar { .. } => MessageType::Avatar,
             Message::ListSessions { .. } => MessageType::ListSessions,
             Message::RevokeSession { .. } => MessageType::RevokeSession,
             Message::RevokeOtherSessions { .. } => MessageType::RevokeOtherSessions,
@@ -625,6 +656,11 @@ impl Message {
             Message::SetAvatar { token, username, image } => {
                 w.text(token.expose())?;
                 w.optional_text(username.as_deref())?;
+                w.bytes(image)?;
+            }
+            Message::GetAvatar { name } => w.text(name)?,
+            Message::Avatar { content_type, image } => {
+                w.text(content_type)?;
                 w.bytes(image)?;
             }
             Message::Ping
@@ -746,6 +782,8 @@ impl Message {
                 image: r.bytes()?,
             },
             MessageType::Ping => Message::Ping,
+            MessageType::GetAvatar => Message::GetAvatar { name: r.text()? },
+            MessageType::Avatar => Message::Avatar { content_type: r.text()?, image: r.bytes()? },
             MessageType::SignedUp => Message::SignedUp(decode_profile(&mut r)?),
             MessageType::LoggedIn => {
                 Message::LoggedIn { token: Secret(r.text()?), profile: decode_profile(&mut r)? }

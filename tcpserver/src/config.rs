@@ -61,23 +61,10 @@ pub const DEFAULT_SESSION_IDLE_SECS: u64 = 30 * 60;
 /// A session ends 24 hours after log-in, however busy.
 pub const DEFAULT_SESSION_MAX_SECS: u64 = 24 * 60 * 60;
 
-/// Where profile pictures are stored; `httpserver` serves them from
-/// `static/avatars/` of the same working directory.
+/// Where versions before pictures moved into MariaDB stored them as files:
+/// read at start to copy in those MariaDB lacks ([`crate::avatar_import`]),
+/// never written.
 pub const DEFAULT_AVATAR_DIR: &str = "static/avatars";
-
-/// Free space, in MiB, below which no new picture is stored (the upload is
-/// refused with `InsufficientStorage`). Pictures usually share a disk with
-/// MariaDB, Redis and the logs, and a full disk stops MariaDB's writes, and
-/// sign-ups and every profile change with them: uploads must stop first. 1 GiB
-/// leaves the database and the logs room to grow until an operator reacts, and
-/// is small next to today's disks. The check is made before each write, so
-/// uploads in flight can go below the floor by at most one picture (2 MiB) per
-/// worker.
-pub const DEFAULT_AVATAR_MIN_FREE_MB: u64 = 1024;
-
-/// Largest `--avatar-min-free-mb` accepted: 1 PiB, more than any disk this
-/// runs on; the bound keeps the conversion to bytes from overflowing.
-pub const MAX_AVATAR_MIN_FREE_MB: u64 = 1 << 30;
 
 /// The server-wide secret mixed into every password hash (made by `scripts/services.sh`).
 pub const DEFAULT_PEPPER_FILE: &str = "run/secrets/pepper";
@@ -118,11 +105,9 @@ pub struct Config {
     pub session_idle_secs: u64,
     /// `--session-max-secs` / `SESSION_MAX_SECS`: absolute lifetime of a session.
     pub session_max_secs: u64,
-    /// `--avatar-dir` / `AVATAR_DIR`: where pictures are written.
+    /// `--avatar-dir` / `AVATAR_DIR`: where earlier versions stored picture
+    /// files, copied into MariaDB at start if it lacks them.
     pub avatar_dir: PathBuf,
-    /// `--avatar-min-free-mb` / `AVATAR_MIN_FREE_MB`: free space (MiB) the
-    /// avatar directory's file system keeps; below it uploads are refused.
-    pub avatar_min_free_mb: u64,
     /// `--pepper-file` / `PEPPER_FILE`: the password pepper.
     pub pepper_file: PathBuf,
     /// `--metrics-listen` / `METRICS_LISTEN`: where `GET /metrics` is served
@@ -162,7 +147,6 @@ impl Default for Config {
             session_idle_secs: DEFAULT_SESSION_IDLE_SECS,
             session_max_secs: DEFAULT_SESSION_MAX_SECS,
             avatar_dir: PathBuf::from(DEFAULT_AVATAR_DIR),
-            avatar_min_free_mb: DEFAULT_AVATAR_MIN_FREE_MB,
             pepper_file: PathBuf::from(DEFAULT_PEPPER_FILE),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9099))),
             limits: Limits::default(),
@@ -216,11 +200,10 @@ const SETTINGS: &[Setting] = &[
         env: "SESSION_MAX_SECS",
         help: "absolute session lifetime [86400]",
     },
-    Setting { flag: "--avatar-dir", env: "AVATAR_DIR", help: "where pictures are stored [static/avatars]" },
     Setting {
-        flag: "--avatar-min-free-mb",
-        env: "AVATAR_MIN_FREE_MB",
-        help: "free MiB below which uploads are refused [1024]",
+        flag: "--avatar-dir",
+        env: "AVATAR_DIR",
+        help: "picture files of earlier versions, copied into MariaDB at start [static/avatars]",
     },
     Setting {
         flag: "--pepper-file",
@@ -445,11 +428,6 @@ impl Config {
                     number(&value, 1, 365 * 86_400).ok_or_else(|| invalid("1 to 31536000"))? as u64;
             }
             "--avatar-dir" => self.avatar_dir = PathBuf::from(value),
-            "--avatar-min-free-mb" => {
-                self.avatar_min_free_mb = number(&value, 0, MAX_AVATAR_MIN_FREE_MB as usize)
-                    .ok_or_else(|| invalid("0 to 1073741824"))?
-                    as u64;
-            }
             "--pepper-file" => self.pepper_file = PathBuf::from(value),
             "--max-sessions-per-user" => {
                 self.max_sessions_per_user =
@@ -602,9 +580,6 @@ mod tests {
         assert!(err.to_string().contains("WORKERS"), "{err}");
         assert!(parse(&["--session-idle-secs", "100", "--session-max-secs", "50"], &[]).is_err());
         assert!(parse(&["--mysql-url", "postgres://x"], &[]).is_err());
-        assert!(parse(&["--avatar-min-free-mb", "-1"], &[]).is_err());
-        assert!(parse(&[], &[("AVATAR_MIN_FREE_MB", "1073741825")]).is_err());
-        assert_eq!(parse(&["--avatar-min-free-mb", "0"], &[]).unwrap().avatar_min_free_mb, 0);
         assert_eq!(parse(&["--help"], &[]), Err(ConfigError::HelpRequested));
     }
 

@@ -14,7 +14,7 @@ use crate::service::{LoginRequest, NicknameRequest, Service};
 pub enum Route {
     /// Answered by the reactor with this reply.
     Answer(Message),
-    /// Needs a worker: it touches MySQL, Redis, the disk or a password hash.
+    /// Needs a worker: it touches MySQL, Redis or a password hash.
     Work(Message),
 }
 
@@ -61,6 +61,7 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
         Message::SetAvatar { token, username, image } => {
             service.set_avatar(&token, username.as_deref(), &image)
         }
+        Message::GetAvatar { name } => service.get_avatar(&name),
         Message::CheckReady => Ok(service.check_ready()),
         Message::ListSessions { token } => service.list_sessions(&token),
         Message::RevokeSession { token, id } => service.revoke_session(&token, &id),

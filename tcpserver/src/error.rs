@@ -7,7 +7,6 @@
 //! wrong on the server's side.
 
 use std::fmt;
-use std::io;
 
 use proto::{ErrorCode, ErrorReply, Message};
 
@@ -20,7 +19,7 @@ use crate::validate::{NicknameError, PasswordError, UsernameError};
 pub const RETRY_AFTER_BUSY_SECS: u32 = 1;
 
 /// How long a client should wait after `InsufficientStorage`. Room comes back
-/// only when an operator makes some, which takes minutes at least: a sooner
+/// only when an operator gives MariaDB some, which takes minutes at least: a sooner
 /// retry would be refused again, and the hint keeps scripts from retrying in a
 /// loop.
 pub const RETRY_AFTER_STORAGE_SECS: u32 = 600;
@@ -81,9 +80,11 @@ pub enum Error {
         /// The upload's size in bytes.
         len: usize,
     },
-    /// The avatar directory's file system is below its free-space floor
-    /// (`--avatar-min-free-mb`), so the picture was not stored.
+    /// MariaDB has no room for the picture (its disk or table is full), so
+    /// it was not stored.
     InsufficientStorage,
+    /// No stored picture has the name asked for.
+    UnknownAvatar,
     /// The scan-to-log-in code is past its lifetime or unknown.
     QrExpired,
     /// The scan-to-log-in code was already decided, redeemed, or scanned by another account.
@@ -107,8 +108,6 @@ pub enum Internal {
     Redis(redis::RedisError),
     /// The password hasher failed (OS randomness, or a corrupt stored hash).
     Hash(HashError),
-    /// Writing a picture failed.
-    Storage(io::Error),
     /// A Redis value the server wrote does not parse (a session or cache entry).
     CorruptEntry(&'static str),
     /// A row the server expects (the user behind a credentials row) is missing.
@@ -123,7 +122,6 @@ impl fmt::Display for Internal {
             Internal::Mysql(e) => write!(f, "MySQL error: {e}"),
             Internal::Redis(e) => write!(f, "Redis error: {e}"),
             Internal::Hash(e) => write!(f, "password hashing: {e}"),
-            Internal::Storage(e) => write!(f, "storing a picture: {e}"),
             Internal::CorruptEntry(what) => write!(f, "corrupt Redis entry: {what}"),
             Internal::MissingRow(what) => write!(f, "missing row: {what}"),
             Internal::SameAsBatch => f.write_str("failed with the first request of its batch"),
@@ -162,6 +160,7 @@ impl Error {
             Error::UnsupportedImage(_) => ErrorCode::UnsupportedImage,
             Error::ImageTooLarge { .. } => ErrorCode::ImageTooLarge,
             Error::InsufficientStorage => ErrorCode::InsufficientStorage,
+            Error::UnknownAvatar => ErrorCode::UnknownAvatar,
             Error::QrExpired => ErrorCode::QrExpired,
             Error::QrUsed => ErrorCode::QrUsed,
             Error::QrNotYours => ErrorCode::QrNotYours,
@@ -220,6 +219,7 @@ impl fmt::Display for Error {
             Error::InsufficientStorage => {
                 f.write_str("The server has no room for new pictures right now. Please try again later.")
             }
+            Error::UnknownAvatar => f.write_str("There is no such picture."),
             Error::QrExpired => f.write_str("This log-in code has expired. Use the new code on the screen."),
             Error::QrUsed => f.write_str("This log-in code has already been used."),
             Error::QrNotYours => f.write_str("This log-in code belongs to another browser."),
@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn internal_details_stay_out_of_the_reply() {
-        let e = Error::Internal(Internal::Storage(io::Error::other("disk /secret/path full")));
+        let e = Error::Internal(Internal::CorruptEntry("secret session entry"));
         assert_eq!(e.code(), ErrorCode::Internal);
         assert!(!e.to_string().contains("secret"));
     }

@@ -38,6 +38,24 @@ impl ImageKind {
             ImageKind::Webp => "webp",
         }
     }
+
+    /// The format whose [`ImageKind::extension`] this is.
+    pub fn from_extension(extension: &str) -> Option<ImageKind> {
+        ImageKind::ALL.into_iter().find(|kind| kind.extension() == extension)
+    }
+
+    /// The media type pictures of this format are served with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ImageKind::Png => "image/png",
+            ImageKind::Jpeg => "image/jpeg",
+            ImageKind::Gif => "image/gif",
+            ImageKind::Webp => "image/webp",
+        }
+    }
+
+    /// Every format.
+    pub const ALL: [ImageKind; 4] = [ImageKind::Png, ImageKind::Jpeg, ImageKind::Gif, ImageKind::Webp];
 }
 
 /// Why bytes were not accepted as a picture.

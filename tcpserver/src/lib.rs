@@ -2,23 +2,22 @@
 //! and the seeding tool share one implementation.
 //!
 //! A single reactor thread ([`reactor`]) owns every client socket and decodes
-//! the binary RPC frames of [`proto`]; requests that need MySQL, Redis, the disk
+//! the binary RPC frames of [`proto`]; requests that need MySQL, Redis
 //! or a password hash go through a bounded queue to a pool of worker threads
 //! ([`pool`]), each with its own database connections, and their replies come
 //! back through a channel and a waker. [`run`] puts it together.
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod avatar_import;
+pub mod avatar_name;
 pub mod avatar_refs;
-pub mod avatar_store;
-pub mod avatar_sweep;
 pub mod config;
 pub mod conn;
 pub mod db;
 pub mod device;
 pub mod dispatch;
 pub mod error;
-pub mod free_space;
 pub mod gate;
 pub mod history;
 pub mod image;

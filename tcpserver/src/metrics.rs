@@ -146,7 +146,7 @@ pub static FRAMES: [Counter; 256] = [const { Counter::new() }; 256];
 /// The operations whose latency is measured, in label order: one per request
 /// type a worker runs (the log's `operation` too, [`crate::dispatch::operation_label`]);
 /// any other type (none reaches a worker today) is `other`, the last.
-pub const OPERATIONS: [&str; 18] = [
+pub const OPERATIONS: [&str; 19] = [
     "sign_up",
     "log_in",
     "log_out",
@@ -164,6 +164,7 @@ pub const OPERATIONS: [&str; 18] = [
     "qr_wait",
     "qr_scan",
     "qr_decide",
+    "get_avatar",
     "other",
 ];
 
@@ -201,6 +202,7 @@ pub fn operation_index(kind: MessageType) -> usize {
         MessageType::QrWait => 14,
         MessageType::QrScan => 15,
         MessageType::QrDecide => 16,
+        MessageType::GetAvatar => 17,
         _ => OPERATIONS.len() - 1,
     }
 }

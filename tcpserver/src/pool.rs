@@ -155,6 +155,16 @@ impl WorkerPool {
         self.queue.push(job)
     }
 
+    /// Queues a background job (a parked wait's check) within its share of
+    /// the queue ([`crate::queue::BACKGROUND_SHARE`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`WorkerPool::submit`].
+    pub fn submit_background(&self, job: Job) -> Result<(), SubmitError> {
+        self.queue.push_background(job)
+    }
+
     /// Wakes the workers the jobs submitted since the last call need. The
     /// reactor calls it once per turn, after its last submit.
     pub fn wake_workers(&self) {

@@ -17,6 +17,12 @@
 //! Each lane is first in, first out; a worker takes one other request (if
 //! any) before its batch, so neither lane starves.
 //!
+//! Background jobs (the checks of parked scan-to-log-in waits, which the
+//! reactor keeps queued on its own side and hands over as room allows) may
+//! fill only [`BACKGROUND_SHARE`] of the queue, so that ten thousand desktops
+//! opening the log-in page at once never take the places of log-ins and
+//! profile reads.
+//!
 //! A job that waited longer than [`MAX_QUEUE_WAIT`] is handed out as stale,
 //! to be answered `Overloaded` rather than run: when the back end is slower
 //! than its callers, they hear so within that time instead of at their own
@@ -40,6 +46,10 @@ pub const MAX_BATCH: usize = 16;
 /// waits of a busy but healthy server (a second at most, at concurrency 2000
 /// in the benchmark).
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// The part of the queue background jobs may fill: a half, so that the
+/// requests people are waiting on always find the other half free.
+pub const BACKGROUND_SHARE: (usize, usize) = (1, 2);
 
 /// The queue; see the module documentation.
 #[derive(Debug)]
@@ -104,11 +114,26 @@ impl JobQueue {
     /// [`SubmitError::Full`] at capacity, [`SubmitError::Closed`] once closed;
     /// the job is dropped.
     pub fn push(&self, job: Job) -> Result<(), SubmitError> {
+        self.push_within(job, self.capacity)
+    }
+
+    /// Queues a background job as [`JobQueue::push`] does, but only while
+    /// the queue is under [`BACKGROUND_SHARE`] of its capacity.
+    ///
+    /// # Errors
+    ///
+    /// As [`JobQueue::push`]; `Full` already at that share.
+    pub fn push_background(&self, job: Job) -> Result<(), SubmitError> {
+        let (numerator, denominator) = BACKGROUND_SHARE;
+        self.push_within(job, (self.capacity * numerator / denominator).max(1))
+    }
+
+    fn push_within(&self, job: Job, limit: usize) -> Result<(), SubmitError> {
         let mut lanes = self.lock();
         if lanes.closed {
             return Err(SubmitError::Closed);
         }
-        if lanes.len() >= self.capacity {
+        if lanes.len() >= limit {
             return Err(SubmitError::Full);
         }
         let queued = (Instant::now(), job);
@@ -234,6 +259,19 @@ mod tests {
         assert!(queue.take(&mut batch, &mut stale));
         assert_eq!(ids(&batch), vec![101, 17, 18, 19, 20]);
         assert!(stale.is_empty());
+    }
+
+    #[test]
+    fn background_jobs_leave_half_the_queue_to_requests() {
+        let queue = JobQueue::new(8);
+        for id in 1..=4 {
+            queue.push_background(logout(id)).unwrap();
+        }
+        assert!(matches!(queue.push_background(logout(5)), Err(SubmitError::Full)));
+        for id in 6..=9 {
+            queue.push(read(id)).unwrap();
+        }
+        assert!(matches!(queue.push(read(10)), Err(SubmitError::Full)));
     }
 
     #[test]

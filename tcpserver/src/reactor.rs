@@ -422,39 +422,77 @@ impl Reactor {
             Route::Work(message) => message,
         };
         let Some(conn_id) = self.conns.get(token.0).map(|conn| conn.id) else { return };
-        // A wait is held here from its first check on (see `qr_waits`).
-        let wait = match &work {
-            Message::QrWait { .. } => {
-                match self.qr.begin((token, conn_id, request_id), work.clone(), Instant::now()) {
-                    Ok(wait) => Some(wait),
-                    Err(Refused::Full) => {
-                        return self.reply(token, request_id, Error::QrWaitsFull.to_message());
-                    }
-                }
-            }
-            _ => None,
-        };
-        let job = Job { token, conn_id, request_id, trace, message: work, wait };
+        if let Message::QrWait { wait_ms, .. } = &work {
+            let wait_ms = *wait_ms;
+            return self.take_wait(token, conn_id, request_id, trace, work, wait_ms);
+        }
+        let job = Job { token, conn_id, request_id, trace, message: work, wait: None };
         let submitted = match &self.pool {
             Some(pool) => pool.submit(job),
             None => Err(SubmitError::Closed),
         };
-        if submitted.is_err() {
-            if let Some(wait) = wait {
-                self.qr.remove(wait);
-            }
-        }
         match submitted {
-            Ok(()) => {
-                if let Some(conn) = self.conns.get_mut(token.0) {
-                    conn.in_flight += 1;
-                }
-            }
+            Ok(()) => self.count_in_flight(token),
             Err(SubmitError::Full) => {
                 crate::metrics::SHED_FULL.add(1);
                 self.reply(token, request_id, busy(ErrorCode::Overloaded));
             }
             Err(SubmitError::Closed) => self.reply(token, request_id, busy(ErrorCode::Unavailable)),
+        }
+    }
+
+    /// Takes a `QrWait`: it is held here from its first check on (see
+    /// `qr_waits`), and that check is a background job. When the workers'
+    /// share for those is full (ten thousand desktops opening the page at
+    /// once), a wait with time to wait stays queued here for its check,
+    /// as a parked wait's later checks do, instead of being refused; only
+    /// a wait that asked for no waiting (one look) is answered `Overloaded`.
+    fn take_wait(
+        &mut self,
+        token: Token,
+        conn_id: u64,
+        request_id: u64,
+        trace: TraceId,
+        work: Message,
+        wait_ms: u32,
+    ) {
+        let wait = match self.qr.begin((token, conn_id, request_id), work.clone(), Instant::now()) {
+            Ok(wait) => wait,
+            Err(Refused::Full) => return self.reply(token, request_id, Error::QrWaitsFull.to_message()),
+        };
+        let job = Job { token, conn_id, request_id, trace, message: work, wait: Some(wait) };
+        let submitted = match &self.pool {
+            Some(pool) => pool.submit_background(job),
+            None => Err(SubmitError::Closed),
+        };
+        match submitted {
+            Ok(()) => self.count_in_flight(token),
+            Err(SubmitError::Full) if wait_ms > 0 => {
+                let now = Instant::now();
+                match self.qr.unsent(wait, now) {
+                    None => {
+                        self.count_in_flight(token);
+                        self.qr_retry_at.get_or_insert(now + QR_RETRY);
+                    }
+                    Some(_) => self.reply(token, request_id, busy(ErrorCode::Overloaded)),
+                }
+            }
+            Err(SubmitError::Full) => {
+                self.qr.remove(wait);
+                crate::metrics::SHED_FULL.add(1);
+                self.reply(token, request_id, busy(ErrorCode::Overloaded));
+            }
+            Err(SubmitError::Closed) => {
+                self.qr.remove(wait);
+                self.reply(token, request_id, busy(ErrorCode::Unavailable));
+            }
+        }
+    }
+
+    /// Counts a request taken for a connection, until its reply is queued.
+    fn count_in_flight(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token.0) {
+            conn.in_flight += 1;
         }
     }
 
@@ -565,7 +603,7 @@ impl Reactor {
             let job =
                 Job { token, conn_id, request_id, trace: proto::TraceId::NONE, message, wait: Some(wait) };
             let submitted = match &self.pool {
-                Some(pool) => pool.submit(job),
+                Some(pool) => pool.submit_background(job),
                 None => Err(SubmitError::Closed),
             };
             if submitted.is_err() {

@@ -19,7 +19,6 @@ use mio::{Poll, Waker};
 use proto::RpcSecret;
 use proto::handshake::MIN_SECRET_LEN;
 
-use crate::avatar_store::AvatarStore;
 use crate::config::Config;
 use crate::db::mysql::MysqlLink;
 use crate::db::redis::{RedisLink, Target};
@@ -78,13 +77,6 @@ pub enum ServerError {
     MysqlUrl(mysql::UrlError),
     /// The Redis URL (or a cluster node's address) does not parse.
     RedisUrl(redis::RedisError),
-    /// The avatar directory cannot be created.
-    AvatarDir {
-        /// The directory.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
     /// The listening address cannot be bound.
     Bind {
         /// The address.
@@ -126,9 +118,6 @@ impl fmt::Display for ServerError {
             }
             ServerError::MysqlUrl(e) => write!(f, "invalid MySQL URL: {e}"),
             ServerError::RedisUrl(e) => write!(f, "invalid Redis URL: {e}"),
-            ServerError::AvatarDir { path, source } => {
-                write!(f, "cannot create the avatar directory {}: {source}", path.display())
-            }
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Io(e) => write!(f, "event loop: {e}"),
         }
@@ -141,7 +130,6 @@ impl std::error::Error for ServerError {
             ServerError::ReadPepper { source, .. }
             | ServerError::ReadRpcSecret { source, .. }
             | ServerError::ReadMysqlPassword { source, .. }
-            | ServerError::AvatarDir { source, .. }
             | ServerError::Bind { source, .. } => Some(source),
             ServerError::Io(e) => Some(e),
             ServerError::RpcSecret { source, .. } => Some(source),
@@ -179,10 +167,8 @@ impl Server {
             nodes => Target::cluster(nodes),
         }
         .map_err(ServerError::RedisUrl)?;
-        let min_free_bytes = config.avatar_min_free_mb << 20;
-        let avatars = AvatarStore::open(&config.avatar_dir, min_free_bytes)
-            .map_err(|source| ServerError::AvatarDir { path: config.avatar_dir.clone(), source })?;
-        crate::avatar_sweep::start(avatars.clone(), mysql_opts.clone()).map_err(ServerError::Io)?;
+        crate::avatar_import::start(config.avatar_dir.clone(), mysql_opts.clone())
+            .map_err(ServerError::Io)?;
         let lifetimes = Lifetimes { idle_secs: config.session_idle_secs, max_secs: config.session_max_secs };
         let verified = VerifiedCache::new().map_err(ServerError::Hasher)?;
         let keys = Keys::new(config.redis_prefix.clone());
@@ -192,7 +178,6 @@ impl Server {
             verified,
             keys,
             lifetimes,
-            avatars,
             (config.limits, config.max_sessions_per_user, config.qr_ttl_secs),
         ));
         // The drainer's links are numbered after the workers' in the log.

@@ -116,10 +116,11 @@ pub const SIGNUPS_PER_ADDR: Limit = Limit { max_attempts: 20, window_secs: 10 * 
 /// Pictures accepted per account: ten an hour. A person choosing a picture
 /// tries a few (a crop, another photo) and then keeps one for months, so ten
 /// never stand in their way; a script re-uploading a 2 MiB picture with one
-/// byte changed is held to 20 MiB of writes, fsyncs and hashing an hour per
-/// account instead of as fast as the disk goes. (Replaced pictures are
-/// deleted, so what an account keeps on disk is one picture; the free-space
-/// floor, `--avatar-min-free-mb`, bounds what many accounts together can use.)
+/// byte changed is held to 20 MiB of MariaDB writes (and, on a Galera
+/// cluster, of replication to every node) and hashing an hour per account
+/// instead of as fast as the database goes. (Replaced pictures are deleted in
+/// the same transaction, so what an account keeps stored is one picture: the
+/// store holds at most one 2 MiB picture per account.)
 pub const AVATAR_UPLOADS_PER_USER: Limit = Limit { max_attempts: 10, window_secs: 60 * 60 };
 
 /// Scan-to-log-in codes made per client address: sixty in ten minutes. A

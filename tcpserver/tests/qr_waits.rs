@@ -257,3 +257,37 @@ fn a_full_connection_of_parked_waits_is_freed_when_its_peer_closes() {
     drop(full);
     until_waits(&server, 0, Duration::from_secs(3));
 }
+
+#[test]
+fn a_thousand_waits_arriving_at_once_are_all_held_none_refused_as_overloaded() {
+    // One worker and a queue of four: ten thousand desktops opening the page
+    // together, in miniature. Their first checks go to the workers as room
+    // allows, and the requests people are waiting on keep half the queue.
+    let server = TestServer::start_with(util::Options::default().arg("--workers", 1).arg("--queue", 4));
+    let mut control = server.connect();
+    let (key, binding) = new_code(&mut control);
+    let mut connections: Vec<Client> = (0..4).map(|_| server.connect()).collect();
+    for connection in &mut connections {
+        for _ in 0..250 {
+            connection.send(wait_message(&key, &binding, 3_000));
+        }
+    }
+    assert!(
+        matches!(
+            control.call(Message::QrCreate { user_agent: "x".into(), client: None }),
+            Message::QrCreated { .. }
+        ),
+        "an ordinary request beside the flood of waits was not served"
+    );
+    for connection in &mut connections {
+        for _ in 0..250 {
+            let frame = connection.recv();
+            assert!(
+                matches!(frame.message, Message::QrStatus { state: QrState::Pending, .. }),
+                "a wait was answered {:?}",
+                frame.message
+            );
+        }
+    }
+    until_waits(&server, 0, Duration::from_secs(3));
+}

@@ -198,6 +198,7 @@ pub struct Stack {
     pub dir: PathBuf,
     env: TestEnv,
     backend_args: Vec<String>,
+    front_args: Vec<String>,
 }
 
 impl Stack {
@@ -241,10 +242,6 @@ impl Stack {
             "127.0.0.1:0".into(),
             "--rpc-secret-file".into(),
             secret_file.clone(),
-            // Far below any real free space, so no test depends on the
-            // machine's disk (but the one that sets it above).
-            "--avatar-min-free-mb".into(),
-            "1".into(),
         ];
         backend_args.extend(options.back_args);
         let mut stack = Stack {
@@ -257,6 +254,7 @@ impl Stack {
             dir,
             env,
             backend_args,
+            front_args: Vec::new(),
         };
         stack.start_backend();
         let mut front_args: Vec<String> = [
@@ -281,7 +279,30 @@ impl Stack {
             spawn_listening(httpserver_binary(), &front_args, &stack.dir.join("httpserver.log"));
         stack.front = Some(front);
         stack.addr = addr;
+        stack.front_args = front_args;
         stack
+    }
+
+    /// A second tcpserver and httpserver in front of it, on the same MariaDB
+    /// database, Redis prefix and RPC secret as this stack's (so that a
+    /// session opened through one pair is good through the other), with
+    /// `front_args` added to httpserver's command line: two machines of a
+    /// fleet. Its processes stop when it is dropped; this stack's cleanup
+    /// covers what it wrote.
+    pub fn another_pair(&self, front_args: &[(&str, String)]) -> Pair {
+        let n = random_hex(4);
+        let mut args = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
+        args.extend(self.backend_args.iter().cloned());
+        let (backend, backend_addr) =
+            spawn_listening(tcpserver_binary(), &args, &self.dir.join(format!("tcpserver-{n}.log")));
+        let mut args = self.front_args.clone();
+        args.extend(["--backend".to_string(), backend_addr.to_string()]);
+        for (flag, value) in front_args {
+            args.extend([flag.to_string(), value.clone()]);
+        }
+        let (front, addr) =
+            spawn_listening(httpserver_binary(), &args, &self.dir.join(format!("httpserver-{n}.log")));
+        Pair { backend, front, backend_addr, addr }
     }
 
     /// Starts tcpserver, on the same port as before if it ran already.
@@ -396,12 +417,37 @@ impl Drop for Stack {
     }
 }
 
+/// A tcpserver and its httpserver beside a [`Stack`]'s ([`Stack::another_pair`]).
+pub struct Pair {
+    backend: Child,
+    front: Child,
+    /// The tcpserver's address.
+    pub backend_addr: SocketAddr,
+    /// The httpserver's address.
+    pub addr: SocketAddr,
+}
+
+impl Pair {
+    /// A new HTTP client of this pair's httpserver.
+    pub fn client(&self) -> Http {
+        Http::new(self.addr)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for child in [&mut self.front, &mut self.backend] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Deletes the accounts whose username starts with `prefix`, each as an
 /// account deletion in tcpserver would: in one transaction, the user's row
-/// locked first, then its picture's count lowered (and the row dropped at
-/// zero), so that the shared test database keeps true counts for the
-/// pictures other tests still use. The files themselves go with the test's
-/// directory.
+/// locked first, then its picture's count lowered (and the row and the
+/// picture's bytes dropped at zero), so that the shared test database keeps
+/// true counts for the pictures other tests still use.
 fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<()> {
     // '_' and '%' are taken literally by LIKE once escaped.
     let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"));
@@ -413,6 +459,9 @@ fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<()> {
         if let Some(Some(name)) = avatar {
             tx.exec_drop("UPDATE avatars SET refs = refs - 1 WHERE name = ? AND refs > 0", (&name,))?;
             tx.exec_drop("DELETE FROM avatars WHERE name = ? AND refs = 0", (&name,))?;
+            if tx.affected_rows() > 0 {
+                tx.exec_drop("DELETE FROM avatar_bytes WHERE name = ?", (&name,))?;
+            }
         }
         // Credentials go with their user (ON DELETE CASCADE).
         tx.exec_drop("DELETE FROM users WHERE id = ?", (id,))?;

@@ -7,6 +7,7 @@
 //! which answers JSON to API clients and a redirect or a page to browsers.
 
 pub mod account;
+pub mod avatar;
 pub mod health;
 pub mod openapi;
 pub mod pages;

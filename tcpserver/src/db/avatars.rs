@@ -1,10 +1,13 @@
-//! The SQL of the `avatars` table: how many accounts use each picture file.
+//! The SQL of the pictures: `avatars` (how many accounts use each picture)
+//! and `avatar_bytes` (each picture's bytes).
 //!
-//! Every statement here that changes or locks a row takes an exclusive lock on
-//! that one row (by primary key) until the transaction ends; that lock is what
-//! [`crate::avatar_refs`] builds its argument on. A row at zero means the same
-//! as no row: nobody uses the file. Run these in a transaction.
+//! Every statement here that changes or locks a row of `avatars` takes an
+//! exclusive lock on that one row (by primary key) until the transaction
+//! ends; that lock is what [`crate::avatar_refs`] builds its argument on. A
+//! row at zero means the same as no row: nobody uses the picture. Run the
+//! writes in a transaction.
 
+use mysql::Transaction;
 use mysql::prelude::Queryable;
 
 /// Counts one more account using `name` (creating the row at 1), and holds
@@ -23,7 +26,7 @@ pub fn take(q: &mut impl Queryable, name: &str) -> mysql::Result<()> {
 /// Locks the row of a name an account already uses and keeps, without
 /// changing its count; a count of 0 or no row (the account was counted
 /// nowhere: the table was changed by hand) becomes 1, so that this account is
-/// counted from now on and its file is not released under it.
+/// counted from now on and its picture is not deleted under it.
 ///
 /// # Errors
 ///
@@ -47,70 +50,73 @@ pub fn drop_ref(q: &mut impl Queryable, name: &str) -> mysql::Result<Option<u32>
     q.exec_first("SELECT refs FROM avatars WHERE name = ? FOR UPDATE", (name,))
 }
 
-/// Locks the rows of `names` (at most [`MAX_NAMES_PER_LOOKUP`], sorted, no
-/// repeats), creating at 0 those there are none of, so that each lock exists
-/// either way, under any isolation level; returns the names whose count is 0.
-/// The rows are locked in the order given, so callers that lock several
-/// names in sorted order never wait for each other in a cycle.
+/// Stores a picture's bytes under `name`, unless they are stored already
+/// (then nothing changes: the bytes behind a name never differ). Call it
+/// holding the lock of `name`'s row of `avatars`.
+///
+/// The bytes are sent even when they are stored already: "already" could
+/// only be read reliably with a locking read of `avatar_bytes`, whose gap
+/// lock, for a picture not stored yet, would let two uploads of different new
+/// pictures deadlock on each other's inserts. Sending them twice happens only
+/// when two accounts upload the very same picture.
 ///
 /// # Errors
 ///
 /// The MySQL error.
-pub fn lock_unused(q: &mut impl Queryable, names: &[&str]) -> mysql::Result<Vec<String>> {
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    debug_assert!(names.len() <= MAX_NAMES_PER_LOOKUP, "callers split their lists");
-    debug_assert!(names.windows(2).all(|w| w[0] < w[1]), "callers sort their lists");
-    let rows = vec!["(?, 0)"; names.len()].join(", ");
+pub fn store_bytes(q: &mut impl Queryable, name: &str, bytes: &[u8]) -> mysql::Result<()> {
     q.exec_drop(
-        format!("INSERT INTO avatars (name, refs) VALUES {rows} ON DUPLICATE KEY UPDATE refs = refs"),
-        names.to_vec(),
-    )?;
-    let placeholders = vec!["?"; names.len()].join(", ");
-    q.exec(
-        format!("SELECT name FROM avatars WHERE refs = 0 AND name IN ({placeholders}) FOR UPDATE"),
-        names.to_vec(),
+        "INSERT INTO avatar_bytes (name, bytes) VALUES (?, ?) ON DUPLICATE KEY UPDATE name = name",
+        (name, bytes),
     )
 }
 
-/// Deletes the rows of `names` whose count is 0 (call it with them locked).
+/// Deletes the count of `name` and its bytes, if the count is zero (call it
+/// holding the row's lock, after [`drop_ref`] returned `Some(0)`); returns
+/// whether they were deleted.
 ///
 /// # Errors
 ///
 /// The MySQL error.
-pub fn forget_unused(q: &mut impl Queryable, names: &[&str]) -> mysql::Result<()> {
-    if names.is_empty() {
-        return Ok(());
+pub fn delete_unused(tx: &mut Transaction<'_>, name: &str) -> mysql::Result<bool> {
+    tx.exec_drop("DELETE FROM avatars WHERE name = ? AND refs = 0", (name,))?;
+    if tx.affected_rows() == 0 {
+        return Ok(false);
     }
-    let placeholders = vec!["?"; names.len()].join(", ");
-    q.exec_drop(format!("DELETE FROM avatars WHERE refs = 0 AND name IN ({placeholders})"), names.to_vec())
+    tx.exec_drop("DELETE FROM avatar_bytes WHERE name = ?", (name,))?;
+    Ok(true)
 }
 
-/// Of `names`, the ones some account uses (a row with a count above 0), read
-/// without locks in one statement: the start-up sweep's first, cheap filter,
-/// which [`lock`] then confirms for each name it would delete. At most
-/// [`MAX_NAMES_PER_LOOKUP`] names.
+/// The bytes stored under `name`, if any: one primary-key read, no lock.
 ///
 /// # Errors
 ///
 /// The MySQL error.
-pub fn used(q: &mut impl Queryable, names: &[&str]) -> mysql::Result<Vec<String>> {
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    debug_assert!(names.len() <= MAX_NAMES_PER_LOOKUP, "callers split their lists");
-    let placeholders = vec!["?"; names.len()].join(", ");
-    q.exec(format!("SELECT name FROM avatars WHERE refs > 0 AND name IN ({placeholders})"), names.to_vec())
+pub fn bytes(q: &mut impl Queryable, name: &str) -> mysql::Result<Option<Vec<u8>>> {
+    q.exec_first("SELECT bytes FROM avatar_bytes WHERE name = ?", (name,))
 }
 
-/// Names one [`used`] or [`lock_unused`] statement takes, at most: the sweep
-/// reads the directory in slices of this many pictures, so its memory stays
-/// bounded whatever the directory holds, and releases a slice's unused ones
-/// in one transaction: one commit and one log flush per slice, where one per
-/// file removed about 1,000 files a second and this about 11,000 (20,000
-/// unused files, debug build, 2026-12-01, machine shared with other builds).
-/// 500 names (about 40 KB of statement) are few round trips per million
-/// files, and locking 500 unused names for the time of their unlinks delays
-/// no one but an upload of exactly those pictures.
-pub const MAX_NAMES_PER_LOOKUP: usize = 500;
+/// Up to `limit` names, in order and after `after`, that accounts use (a
+/// count above zero) but whose bytes are not stored: pictures stored as
+/// files by an earlier version, waiting for [`crate::avatar_import`].
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn missing_bytes(q: &mut impl Queryable, after: &str, limit: usize) -> mysql::Result<Vec<String>> {
+    q.exec(
+        "SELECT a.name FROM avatars a LEFT JOIN avatar_bytes b ON b.name = a.name \
+         WHERE a.refs > 0 AND b.name IS NULL AND a.name > ? ORDER BY a.name LIMIT ?",
+        (after, limit as u64),
+    )
+}
+
+/// Whether `name` is counted as used now, with its row locked (so that a
+/// release cannot delete it before the caller's transaction ends).
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn lock_used(q: &mut impl Queryable, name: &str) -> mysql::Result<bool> {
+    let refs: Option<u32> = q.exec_first("SELECT refs FROM avatars WHERE name = ? FOR UPDATE", (name,))?;
+    Ok(refs.is_some_and(|n| n > 0))
+}

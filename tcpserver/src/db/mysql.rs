@@ -157,7 +157,7 @@ impl MysqlLink {
     }
 
     /// [`MysqlLink::transaction`] for a body that can also fail for a reason
-    /// of its own (a file it had to write): `Ok(Err(reason))` from the body
+    /// of its own (a rule it checks midway): `Ok(Err(reason))` from the body
     /// rolls the transaction back and is returned as it is, never retried.
     ///
     /// # Errors

@@ -4,9 +4,9 @@
 //! right ([`super::reauth`], throttled like a log-in). Then, in one MySQL
 //! transaction, the account's picture reference is given back the way a
 //! replaced picture's is ([`crate::avatar_refs`]: the user's row locked, the
-//! count lowered) and the rows are deleted: history, known devices,
-//! credentials, the user. After the commit the picture is released (deleted
-//! only if no other account uses the same bytes), and Redis forgets every
+//! count lowered, the picture's bytes deleted unless another account uses the
+//! same) and the rows are deleted: history, known devices, credentials, the
+//! user. After the commit Redis forgets every
 //! session, the session index, the log-in record and the cached profile. The
 //! username is free from the commit on. History records still queued for
 //! the account are dropped by the drainer's `INSERT IGNORE` (no such user).
@@ -16,8 +16,9 @@ use std::net::IpAddr;
 use proto::{Message, Secret};
 
 use super::Service;
+use crate::avatar_refs;
 use crate::db::redis::Batch;
-use crate::db::{avatars, users};
+use crate::db::users;
 use crate::error::Error;
 use crate::keys::AccountTag;
 use crate::login_record;
@@ -42,18 +43,13 @@ impl Service {
         }
         let row = self.check_current_password(&session, password, client)?;
         let user_id = row.user_id;
-        let unused = self.mysql.transaction(|tx| {
-            let Some(avatar) = users::lock_avatar(tx, user_id)? else { return Ok(None) };
-            let unused = match &avatar {
-                Some(name) => (avatars::drop_ref(tx, name)? == Some(0)).then(|| name.clone()),
-                None => None,
-            };
-            users::delete(tx, user_id)?;
-            Ok(unused)
+        self.mysql.transaction(|tx| {
+            let Some(avatar) = users::lock_avatar(tx, user_id)? else { return Ok(()) };
+            if let Some(name) = &avatar {
+                avatar_refs::release(tx, name)?;
+            }
+            users::delete(tx, user_id).map(drop)
         })?;
-        if let Some(name) = &unused {
-            self.release_avatar(name);
-        }
         self.end_other_sessions(&session, &hash)?;
         let keys = &self.shared.keys;
         let tag = AccountTag::of(&session.username);

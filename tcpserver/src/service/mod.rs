@@ -2,9 +2,9 @@
 //!
 //! A [`Service`] belongs to one worker thread: it owns that worker's MySQL and
 //! Redis links and shares the read-only parts ([`Shared`]: hasher, key layout,
-//! session lifetimes, picture store) with the other workers. `account` holds
+//! session lifetimes, limits) with the other workers. `account` holds
 //! sign-up, log-in and log-out; `profile` the operations on a logged-in user's
-//! profile. Both use the helpers here for sessions and the profile cache.
+//! profile; `avatar` storing and fetching pictures. Both use the helpers here for sessions and the profile cache.
 //! Account security has rooms of its own: `devices` (the sessions of an
 //! account), `history` (its log-in attempts), `reauth` (the current password
 //! asked again, throttled like a log-in), `password_change` and
@@ -12,6 +12,7 @@
 
 mod account;
 mod account_delete;
+mod avatar;
 mod devices;
 mod history;
 mod password_change;
@@ -27,13 +28,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use proto::{Profile, Secret};
 
-use crate::avatar_refs::{self, Released};
-use crate::avatar_store::AvatarStore;
 use crate::db::mysql::MysqlLink;
 use crate::db::redis::RedisLink;
 use crate::db::users;
-use crate::error::{Dependency, Error, Internal};
-use crate::image::ImageKind;
+use crate::error::{Dependency, Error};
 use crate::keys::Keys;
 use crate::password::PasswordHasher;
 use crate::profile_cache::{self, Versioned};
@@ -57,8 +55,6 @@ pub struct Shared {
     pub keys: Keys,
     /// Session lifetimes.
     pub lifetimes: Lifetimes,
-    /// Where pictures go.
-    pub avatars: AvatarStore,
     /// The throttles' limits.
     pub limits: Limits,
     /// Sessions one account may hold; past it the oldest end.
@@ -81,7 +77,6 @@ impl Shared {
         verified: VerifiedCache,
         keys: Keys,
         lifetimes: Lifetimes,
-        avatars: AvatarStore,
         (limits, max_sessions_per_user, qr_ttl_secs): (Limits, u64, u32),
     ) -> Shared {
         let unsynced = Mutex::new(HashMap::new());
@@ -91,7 +86,6 @@ impl Shared {
             verified,
             keys,
             lifetimes,
-            avatars,
             limits,
             max_sessions_per_user,
             history_wake,
@@ -219,54 +213,10 @@ impl Service {
         Ok(fresh.profile)
     }
 
-    /// Sets the picture: the file first, outside any lock (hashing and syncing
-    /// it is where the time goes), then the user's row and the files' counts in
-    /// one MySQL transaction ([`avatar_refs::replace`]), then the cache before
-    /// returning, so that once the caller acknowledges, no reader can see the
-    /// old profile. The picture it replaced, if no account uses it now, and the
-    /// file written for a change that failed, are deleted
-    /// ([`Service::release_avatar`]).
-    fn change_avatar(&mut self, session: &Session, image: &[u8], kind: ImageKind) -> Result<Profile, Error> {
-        let user_id = session.user_id;
-        let storage = |e| Error::Internal(Internal::Storage(e));
-        let stored = self.shared.avatars.store(image, kind).map_err(storage)?;
-        let avatars = &self.shared.avatars;
-        let replaced = match self
-            .mysql
-            .transaction_or_abort(|tx| avatar_refs::replace(tx, avatars, user_id, &stored.name, image))
-        {
-            Ok(Ok(Some(replaced))) => Ok(replaced),
-            Ok(Ok(None)) => Err(Error::Unauthenticated),
-            Ok(Err(e)) => Err(storage(e)),
-            Err(e) => Err(Error::from(e)),
-        };
-        let replaced = match replaced {
-            Ok(replaced) => replaced,
-            Err(e) => {
-                // Unless the change committed after all (a failed COMMIT) or
-                // another account took the same picture meanwhile, nobody uses
-                // the file written above.
-                if stored.created {
-                    self.release_avatar(&stored.name);
-                }
-                return Err(e);
-            }
-        };
-        if let Some(unused) = &replaced.unused {
-            self.release_avatar(unused);
-        }
-        let updated = replaced.profile;
-        if let Err(e) = profile_cache::store(&mut self.redis, &self.shared.keys, user_id, &updated) {
-            self.remember_unsynced(user_id, updated);
-            return Err(e);
-        }
-        Ok(updated.profile)
-    }
-
     /// Makes nickname changes, in rounds of distinct users (see
     /// [`into_rounds`]), all in one MySQL transaction, then updates the cache
     /// with each user's newest profile in one round trip before returning (as
-    /// [`Service::change_avatar`] does for one change). Returns each change's
+    /// `Service::change_avatar` does for one change). Returns each change's
     /// request index with its outcome: the profile as that change left it.
     fn change_nicknames(&mut self, rounds: Vec<Vec<Pending>>) -> Vec<(usize, Result<Profile, Error>)> {
         // Per change: (request index, user id, the row after it, `None` if the user is gone).
@@ -326,23 +276,6 @@ impl Service {
                 (i, outcome)
             })
             .collect()
-    }
-
-    /// Deletes a picture file if no account uses it ([`avatar_refs::release`]).
-    /// The request it follows has succeeded or failed already, so a failure
-    /// is only logged; the start-up sweep removes the file later.
-    fn release_avatar(&mut self, name: &str) {
-        let avatars = &self.shared.avatars;
-        match self.mysql.transaction(|tx| avatar_refs::release(tx, avatars, &[name])) {
-            Ok(released) => {
-                for (name, outcome) in released {
-                    if let Released::Failed(e) = outcome {
-                        crate::log!("picture {name} is unused but could not be deleted: {e}");
-                    }
-                }
-            }
-            Err(e) => crate::log!("picture {name} may be unused and stays until the next start: {e}"),
-        }
     }
 
     fn remember_unsynced(&self, user_id: u64, entry: Versioned) {

@@ -1,11 +1,10 @@
-//! The logged-in user's profile: read it, change the nickname, set the picture.
+//! The logged-in user's profile: read it, change the nickname (the picture
+//! is `avatar`'s).
 
-use proto::{MAX_IMAGE_LEN, Message, Secret};
+use proto::{Message, Secret};
 
 use super::{NicknameRequest, Pending, Service, into_rounds};
-use crate::error::{Error, Internal};
-use crate::image;
-use crate::throttle;
+use crate::error::Error;
 use crate::validate;
 
 impl Service {
@@ -68,36 +67,5 @@ impl Service {
             outcomes[i] = outcome.map(Message::NicknameUpdated);
         }
         Ok(outcomes)
-    }
-
-    /// Replaces the session user's picture. Nothing is written unless the
-    /// picture is accepted, the disk has room for it, and the account has not
-    /// used up its uploads ([`throttle::AVATAR_UPLOADS_PER_USER`]); the picture
-    /// it replaces is deleted unless another account uses it.
-    ///
-    /// # Errors
-    ///
-    /// As [`Service::get_profile`], and [`Error::ImageTooLarge`],
-    /// [`Error::UnsupportedImage`], [`Error::InsufficientStorage`] or
-    /// [`Error::TooManyAttempts`].
-    pub fn set_avatar(
-        &mut self,
-        token: &Secret,
-        username: Option<&str>,
-        image: &[u8],
-    ) -> Result<Message, Error> {
-        let session = self.authenticate(token, username)?;
-        if image.len() > MAX_IMAGE_LEN {
-            return Err(Error::ImageTooLarge { len: image.len() });
-        }
-        let kind = image::inspect(image)?;
-        // Refused for want of room before it is counted: the account is not
-        // at fault, and may upload it once there is room again.
-        if !self.shared.avatars.has_room(image.len()).map_err(|e| Error::Internal(Internal::Storage(e)))? {
-            return Err(Error::InsufficientStorage);
-        }
-        let uploads = self.shared.keys.avatar_uploads_by_user(session.user_id);
-        throttle::admit(&mut self.redis, &[(uploads, throttle::AVATAR_UPLOADS_PER_USER)])?;
-        Ok(Message::AvatarSet(self.change_avatar(&session, image, kind)?))
     }
 }

@@ -76,31 +76,6 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-/// The names of the files in `dir`, sorted (none if it does not exist).
-pub fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|entries| {
-            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-/// Sets a file's access and modification times `secs` seconds into the past,
-/// as if it had been left there by an earlier run.
-pub fn backdate(path: &Path, secs: u64) {
-    use std::os::unix::ffi::OsStrExt;
-    let then = std::time::SystemTime::now() - Duration::from_secs(secs);
-    let since = then.duration_since(std::time::UNIX_EPOCH).expect("after 1970");
-    let time = libc::timespec { tv_sec: since.as_secs() as libc::time_t, tv_nsec: 0 };
-    let times = [time, time];
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
-    // SAFETY: a NUL-terminated path and two timespecs, as utimensat(2) takes them.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), 0) };
-    assert_eq!(rc, 0, "utimensat {}: {}", path.display(), std::io::Error::last_os_error());
-}
-
 /// Where the tests find MySQL, Redis and the pepper.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
@@ -281,7 +256,7 @@ pub struct TestServer {
     pub redis_prefix: String,
     /// The prefix of every username this test creates.
     pub user_prefix: String,
-    /// Its avatar directory.
+    /// Where it looks for the picture files of earlier versions (none unless a test puts some).
     pub avatar_dir: PathBuf,
     /// Its scratch directory (stderr log, password and secret files, avatars).
     pub dir: PathBuf,
@@ -362,10 +337,6 @@ impl TestServer {
             &mysql_url,
             "--metrics-listen",
             "127.0.0.1:0",
-            // Far below any real free space, so no test depends on the
-            // machine's disk (but the one that sets it above).
-            "--avatar-min-free-mb",
-            "1",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -579,10 +550,9 @@ fn spawn_server(args: &[String], dir: &Path) -> (Child, SocketAddr) {
 
 /// Deletes the accounts whose username starts with `prefix`, each as an
 /// account deletion in tcpserver would: in one transaction, the user's row
-/// locked first, then its picture's count lowered (and the row dropped at
-/// zero), so that the shared test database keeps true counts for the
-/// pictures other tests still use. The files themselves go with the test's
-/// directory.
+/// locked first, then its picture's count lowered (and the row and the
+/// picture's bytes dropped at zero), so that the shared test database keeps
+/// true counts for the pictures other tests still use.
 pub fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<()> {
     let ids: Vec<u64> = mysql.exec("SELECT id FROM users WHERE username LIKE ?", (like_prefix(prefix),))?;
     for id in ids {
@@ -592,6 +562,9 @@ pub fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<(
         if let Some(Some(name)) = avatar {
             tx.exec_drop("UPDATE avatars SET refs = refs - 1 WHERE name = ? AND refs > 0", (&name,))?;
             tx.exec_drop("DELETE FROM avatars WHERE name = ? AND refs = 0", (&name,))?;
+            if tx.affected_rows() > 0 {
+                tx.exec_drop("DELETE FROM avatar_bytes WHERE name = ?", (&name,))?;
+            }
         }
         // Credentials go with their user (ON DELETE CASCADE).
         tx.exec_drop("DELETE FROM users WHERE id = ?", (id,))?;
