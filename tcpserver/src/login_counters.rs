@@ -83,13 +83,18 @@ impl LoginCounters {
 /// whether to take a failure place (`1`/`0`), failure limit, failure window,
 /// success limit, success window. Purges places left behind, then refuses
 /// (`{seconds to wait}`) while a limit is reached; else takes the places
-/// (`NX`: a resent script keeps the first) and returns `{0}`.
+/// (`NX`) and returns `{0}`. A resent script (the whole batch sent again,
+/// [`crate::db::redis`]) finds its own places and is judged as the first
+/// time: it neither refuses itself nor counts twice.
 const RESERVE: &str = r"#!lua
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (IN_FLIGHT_MAX - now), '(0')
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - IN_FLIGHT_MAX))
+-- A resent script finds its own places: it is judged as it was the first time.
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local flying = redis.call('ZSCORE', KEYS[3], ARGV[1])
 local wait = 0
-if ARGV[3] == '1' and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+if ARGV[3] == '1' and not held and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
   local ttl = redis.call('TTL', KEYS[1])
   if ttl < 1 then
     ttl = tonumber(ARGV[5])
@@ -97,7 +102,7 @@ if ARGV[3] == '1' and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
   wait = ttl
 end
 local done = tonumber(redis.call('GET', KEYS[2]) or '0')
-if done + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[6]) then
+if not flying and done + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[6]) then
   -- Full of log-ins in flight alone: they end within a batch.
   local ttl = 1
   if done >= tonumber(ARGV[6]) then

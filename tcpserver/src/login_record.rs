@@ -67,15 +67,18 @@ const LOOKUP: &str = r"#!lua
 local now = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '(' .. (IN_FLIGHT_MAX - now), '(0')
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. (now - IN_FLIGHT_MAX))
+-- A resent script finds its own places: it is judged as it was the first time.
+local held = redis.call('ZSCORE', KEYS[3], ARGV[2])
+local flying = redis.call('ZSCORE', KEYS[5], ARGV[2])
 local wait = 0
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
+if not held and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
   wait = redis.call('TTL', KEYS[3])
   if wait < 1 then
     wait = tonumber(ARGV[5])
   end
 end
 local done = tonumber(redis.call('GET', KEYS[4]) or '0')
-if done + redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then
+if not flying and done + redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then
   -- Full of log-ins in flight alone: they end within a batch.
   local ttl = 1
   if done >= tonumber(ARGV[6]) then
@@ -97,7 +100,7 @@ if record[2] then
   end
 end
 local admitted = '0'
-if not record[1] then
+if not record[1] or held then
   redis.call('ZADD', KEYS[3], 'NX', -now, ARGV[2])
   redis.call('EXPIRE', KEYS[3], ARGV[5], 'NX')
   admitted = '1'

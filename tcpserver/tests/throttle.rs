@@ -219,3 +219,36 @@ fn two_thousand_log_ins_of_one_account_leave_at_most_the_cap_of_sessions(options
     assert!(server.metric("usermgmt_sessions_evicted_total") >= 2002 - CAP as u64);
 }
 }
+
+on_single_and_cluster! {
+/// A batch sent twice (a connection that died after Redis ran it; on a
+/// cluster, a pipeline partly refused with NOSCRIPT or MOVED): the second
+/// lookup of an attempt finds its own places and is judged as the first,
+/// neither refused by them nor counted twice.
+fn a_resent_lookup_is_judged_as_the_first_one(options) {
+    use tcpserver::login_counters::LoginCounters;
+    use tcpserver::login_record::{Lookup, lookup};
+    let server = TestServer::start_with(options);
+    let mut link = tcpserver::db::redis::RedisLink::new(server.env.target(), 0);
+    let keys = server.keys();
+    let one = tcpserver::throttle::Limit { max_attempts: 1, window_secs: 60 };
+    let limits = tcpserver::throttle::Limits {
+        failures_per_user: one,
+        failures_per_addr: one,
+        logins_per_user: one,
+        logins_per_addr: one,
+        ..Default::default()
+    };
+    let name = server.username("resent");
+    let user = LoginCounters::of_user(&keys, &limits, &name);
+    let addr = LoginCounters::of_addr(&keys, &limits, "192.0.2.77".parse().unwrap());
+    let attempt = |member| Lookup { username: Some(&name), user: Some(&user), addr: Some(&addr), member };
+    for _ in 0..2 {
+        let found = lookup(&mut link, &keys, &[attempt("first")]).expect("Redis");
+        assert!(matches!(&found[..], [Ok(f)] if f.admitted), "{found:?}");
+    }
+    // Another attempt finds every limit (one) taken.
+    let found = lookup(&mut link, &keys, &[attempt("second")]).expect("Redis");
+    assert!(matches!(&found[..], [Err(tcpserver::error::Error::TooManyAttempts { .. })]), "{found:?}");
+}
+}
