@@ -42,10 +42,13 @@
 //! | profile cache writes | the entry not written | the change is not acknowledged and the owed write is kept (`unsynced`) |
 //! | session resume, reads | a refreshed idle timer | none |
 //!
-//! **When a whole batch is sent twice.** Only when a connection that was
-//! idle turns out to be dead (a restart, an idle timeout) is the batch sent
-//! once more on a new one; it may have run before the connection died. Every
-//! operation here survives that: counters count unique members (and the
+//! **When a whole batch is sent twice.** When a connection that was idle
+//! turns out to be dead (a restart, an idle timeout), the batch is sent once
+//! more on a new one; it may have run before the connection died. On a
+//! cluster, also when a node refused part of a pipeline without running it
+//! (`NOSCRIPT`, `MOVED`, ...): the other nodes ran theirs. Every operation
+//! here survives that: counters count unique members, and a resent
+//! reservation finds its own places and is judged as the first time (the
 //! success counts add only when their in-flight member leaves), sessions,
 //! records and fences are sets of fixed values, cache writes are
 //! version-guarded, history records carry a unique attempt id, and the
