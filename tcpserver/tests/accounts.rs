@@ -350,7 +350,9 @@ fn use_never_extends_a_session_past_its_absolute_lifetime(options) {
     let mut redis = server.env.redis();
     let key = tcpserver::session::storage_key(&server.keys(), token.expose()).expect("a token");
     let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut redis).unwrap();
-    assert!((1..=2).contains(&ttl), "TTL {ttl} reaches past the absolute expiry");
+    // Under 3 s (what the idle timer would give); 0 on a machine slow enough
+    // that the key has under a second left.
+    assert!((0..=2).contains(&ttl), "TTL {ttl} reaches past the absolute expiry");
     thread::sleep(Duration::from_millis(2500));
     assert_eq!(error_code(&get(&mut c)), ErrorCode::Unauthenticated);
 }
