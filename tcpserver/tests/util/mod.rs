@@ -13,6 +13,7 @@
 pub mod cluster;
 mod redis_access;
 
+#[allow(unused_imports)] // Each test file uses a different part.
 pub use redis_access::{TestRedis, delete_keys, redis_keys};
 
 use std::fs;
