@@ -62,6 +62,8 @@ e2e/tests/browser/setup.sh
 # Prometheus (Debian's package) and schemathesis (PyPI, in a virtual environment
 # under target/) for the monitoring tests (e2e/tests/prometheus.rs, openapi.rs).
 e2e/tests/prometheus/setup.sh
+# HAProxy (Debian's package) for the PROXY protocol test (e2e/tests/proxy_protocol.rs).
+e2e/tests/haproxy/setup.sh
 app_hashes_before=$(app_user_hashes)
 sql/setup.sh "$TEST_DB" "$MYSQL_TEST_PASSWORD" "$TEST_USER"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one fuzz target under AFL++ for a chosen time:
 #
-#   fuzz/run.sh <frame|image|http|multipart|chunked> <seconds>
+#   fuzz/run.sh <frame|image|http|multipart|chunked|proxy> <seconds>
 #
 # Installs cargo-afl (which builds AFL++ on first use) if missing, builds the
 # instrumented harness, and fuzzes from corpus/<target>/ with dict/<target>.dict.
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 AFL_VERSION=0.18.2
-targets="frame image http multipart chunked"
+targets="frame image http multipart chunked proxy"
 target=${1:-}
 seconds=${2:-}
 if [[ ! " $targets " == *" $target "* || ! "$seconds" =~ ^[0-9]+$ ]]; then

@@ -18,6 +18,7 @@ pub mod frame;
 pub mod http;
 pub mod image;
 pub mod multipart;
+pub mod proxy;
 pub mod seeds;
 
 /// One fuzz target: its name (also its binary, corpus and regression folder)
@@ -31,10 +32,11 @@ pub struct Target {
 }
 
 /// Every target, in the order `smoke.sh` reports them.
-pub const TARGETS: [Target; 5] = [
+pub const TARGETS: [Target; 6] = [
     Target { name: "frame", run: frame::run },
     Target { name: "image", run: image::run },
     Target { name: "http", run: http::run },
     Target { name: "multipart", run: multipart::run },
     Target { name: "chunked", run: chunked::run },
+    Target { name: "proxy", run: proxy::run },
 ];

@@ -346,3 +346,38 @@ pub fn chunked() -> Vec<Seed> {
         ),
     ]
 }
+
+/// PROXY protocol v2 headers as HAProxy's `send-proxy-v2` writes them (TCP
+/// over IPv4 and IPv6, a health check's `LOCAL`, one with TLVs after the
+/// addresses, one from a Unix socket), each followed by the start of the
+/// request behind it, which the parser must leave alone.
+pub fn proxy() -> Vec<Seed> {
+    const SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+    let header = |command_family: [u8; 2], payload: &[u8]| {
+        let mut bytes = SIGNATURE.to_vec();
+        bytes.extend_from_slice(&command_family);
+        bytes.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(payload);
+        bytes.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        bytes
+    };
+    let v4 = [203, 0, 113, 9, 192, 0, 2, 1, 0x9c, 0x40, 0x04, 0x40];
+    let mut v6 = Vec::new();
+    v6.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+    v6.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    v6.extend_from_slice(&[0x01, 0xbb, 0x04, 0x40]);
+    let mut tlvs = v4.to_vec();
+    tlvs.extend_from_slice(&[0x05, 0, 8]); // PP2_TYPE_UNIQUE_ID
+    tlvs.extend_from_slice(b"req-0001");
+    tlvs.extend_from_slice(&[0x04, 0, 2, 0, 0]); // PP2_TYPE_NOOP
+    let mut unix = vec![0u8; 216];
+    unix[..9].copy_from_slice(b"/run/a.sk");
+    unix[108..117].copy_from_slice(b"/run/b.sk");
+    vec![
+        ("tcp4.bin".into(), header([0x21, 0x11], &v4)),
+        ("tcp6.bin".into(), header([0x21, 0x21], &v6)),
+        ("local.bin".into(), header([0x20, 0x00], &[])),
+        ("tcp4-tlvs.bin".into(), header([0x21, 0x11], &tlvs)),
+        ("unix.bin".into(), header([0x21, 0x31], &unix)),
+    ]
+}

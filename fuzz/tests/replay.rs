@@ -50,6 +50,7 @@ fn committed_generated_seeds_match_the_generator() {
         ("http", seeds::http()),
         ("multipart", seeds::multipart()),
         ("chunked", seeds::chunked()),
+        ("proxy", seeds::proxy()),
     ];
     for (target, seeds) in sets {
         for (name, bytes) in seeds {
@@ -110,5 +111,14 @@ fn chunked_seeds_decode_to_the_end() {
         let mut decoder = httpserver::chunked::ChunkedDecoder::new(1024);
         let result = decoder.feed(body, &mut Vec::new());
         assert!(result.is_ok() && decoder.is_done(), "{}: {result:?}", path.display());
+    }
+}
+
+#[test]
+fn proxy_seeds_are_whole_headers() {
+    let proxy: std::net::SocketAddr = "127.0.0.3:40000".parse().unwrap();
+    for (path, bytes) in inputs("corpus", "proxy") {
+        let parsed = httpserver::proxy_protocol::parse(&bytes, proxy);
+        assert!(matches!(parsed, Ok(Some(_))), "{}: {parsed:?}", path.display());
     }
 }

@@ -10,9 +10,9 @@ use proto::handshake::MIN_SECRET_LEN;
 use proto::{Message, RpcSecret};
 
 use crate::avatar_cache::AvatarCache;
+use crate::balancer::{Balancer, BalancerError, Lane, LaneSettings};
 use crate::config::Config;
 use crate::error::Failure;
-use crate::rpc_pool::RpcPool;
 use crate::static_files::StaticFiles;
 use crate::templates::{TemplateError, Templates};
 
@@ -21,11 +21,10 @@ use crate::templates::{TemplateError, Templates};
 pub struct App {
     /// The settings.
     pub config: Config,
-    /// Connections to tcpserver.
-    pub rpc: RpcPool,
-    /// Connections to tcpserver for scan-to-log-in long polls only, with
-    /// their own count and a deadline past the longest wait.
-    pub waits: RpcPool,
+    /// Connections to the tcpservers, in two lanes: ordinary calls, and
+    /// scan-to-log-in long polls with their own count of connections and a
+    /// deadline past the longest wait.
+    pub rpc: Balancer,
     /// The page templates.
     pub templates: Templates,
     /// The `/static/` file root.
@@ -47,6 +46,8 @@ pub enum StartError {
     Bind(std::io::Error),
     /// The signal handlers could not be installed.
     Signals(std::io::Error),
+    /// The RPC balancer could not be built.
+    Balancer(BalancerError),
     /// The RPC secret file cannot be read.
     ReadRpcSecret {
         /// The file.
@@ -71,6 +72,7 @@ impl fmt::Display for StartError {
             StartError::StaticDir(e) => write!(f, "cannot open the static directory: {e}"),
             StartError::Bind(e) => write!(f, "cannot listen: {e}"),
             StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            StartError::Balancer(e) => write!(f, "{e}"),
             StartError::ReadRpcSecret { path, source } => write!(
                 f,
                 "cannot read the RPC secret file {}: {source} (give --rpc-secret-file the file \
@@ -95,6 +97,7 @@ impl std::error::Error for StartError {
             | StartError::Signals(e)
             | StartError::ReadRpcSecret { source: e, .. } => Some(e),
             StartError::RpcSecret { source, .. } => Some(source),
+            StartError::Balancer(e) => Some(e),
         }
     }
 }
@@ -111,20 +114,14 @@ impl App {
         let secret = read_rpc_secret(&config.rpc_secret_file)?;
         let templates = Templates::load(&config.html_dir).map_err(StartError::Templates)?;
         let statics = StaticFiles::new(&config.static_dir).map_err(StartError::StaticDir)?;
-        let rpc =
-            RpcPool::new(config.backend.clone(), config.rpc_pool_size, config.rpc_timeout, secret.clone());
-        let wait_deadline = config.qr_wait + config.rpc_timeout;
-        let waits = RpcPool::new(config.backend.clone(), config.qr_rpc_pool_size, wait_deadline, secret);
+        let calls = LaneSettings { connections: config.rpc_pool_size, timeout: config.rpc_timeout };
+        let waits = LaneSettings {
+            connections: config.qr_rpc_pool_size,
+            timeout: config.qr_wait + config.rpc_timeout,
+        };
+        let rpc = Balancer::new(&config.backends, calls, waits, &secret).map_err(StartError::Balancer)?;
         let avatars = AvatarCache::new(config.avatar_cache_bytes);
-        Ok(App {
-            config,
-            rpc,
-            waits,
-            templates,
-            statics,
-            avatars,
-            stopping: Arc::new(AtomicBool::new(false)),
-        })
+        Ok(App { config, rpc, templates, statics, avatars, stopping: Arc::new(AtomicBool::new(false)) })
     }
 
     /// Whether the server has been told to stop and is finishing its requests.
@@ -138,7 +135,7 @@ impl App {
     ///
     /// [`Failure::Rejected`] for an error reply, [`Failure::Http`] for a transport failure.
     pub fn call(&self, message: Message) -> Result<Message, Failure> {
-        match self.rpc.call(message)? {
+        match self.rpc.call(Lane::Calls, message)? {
             Message::Error(reply) => Err(Failure::Rejected(reply)),
             reply => Ok(reply),
         }
@@ -150,7 +147,7 @@ impl App {
     ///
     /// As [`App::call`].
     pub fn call_parked(&self, message: Message) -> Result<Message, Failure> {
-        match self.waits.call(message)? {
+        match self.rpc.call(Lane::Waits, message)? {
             Message::Error(reply) => Err(Failure::Rejected(reply)),
             reply => Ok(reply),
         }

@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::balancer::MAX_BACKENDS;
 use crate::body_budget::MAX_BODY_BYTES_IN_FLIGHT;
 use crate::metrics_allow::MetricsAllow;
+use crate::proxy_protocol::TrustedProxies;
 use crate::request::MAX_UPLOAD_BODY_LEN;
 
 /// Everything the server needs to start.
@@ -19,9 +21,11 @@ use crate::request::MAX_UPLOAD_BODY_LEN;
 pub struct Config {
     /// Where to accept HTTP connections: loopback unless set otherwise.
     pub listen: SocketAddr,
-    /// `host:port` of tcpserver; resolved again at each connect so a restarted back
-    /// end on another address is found.
-    pub backend: String,
+    /// `host:port` of each tcpserver (1 to [`MAX_BACKENDS`], no two the same),
+    /// in the order given; each resolved again at each connect so a restarted
+    /// back end on another address is found. Calls are spread over them
+    /// ([`crate::balancer`]).
+    pub backends: Vec<String>,
     /// RPC connections to tcpserver, each shared by up to
     /// [`crate::rpc_pool::MAX_CALLS_PER_CONNECTION`] calls at once.
     pub rpc_pool_size: usize,
@@ -67,6 +71,10 @@ pub struct Config {
     pub qr_rpc_pool_size: usize,
     /// How long one long poll is held (at most tcpserver's 25 s).
     pub qr_wait: Duration,
+    /// `--trusted-proxy` / `TRUSTED_PROXIES`: the load balancers whose
+    /// connections start with a PROXY protocol v2 header naming the client
+    /// ([`crate::proxy_protocol`]); none by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Why the command line or environment could not be turned into a [`Config`].
@@ -110,14 +118,15 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
 
   --listen ADDR           HTTPSERVER_LISTEN     [127.0.0.1:1088] this machine only;
                                    0.0.0.0:1088 (or [::]:1088) serves other machines
-  --backend HOST:PORT     BACKEND_ADDR          [127.0.0.1:1099]
+  --backend HOST:PORT[,HOST:PORT...]  BACKEND_ADDR  [127.0.0.1:1099]
+                          tcpservers to spread calls over (at most 16)
   --rpc-pool N            RPC_POOL_SIZE         [16]     shared connections to tcpserver
   --rpc-timeout-ms MS     RPC_TIMEOUT_MS        [5000]   per call
   --rpc-secret-file PATH  RPC_SECRET_FILE       [run/secrets/rpc_secret]  as tcpserver's, >= 16 bytes
   --max-connections N     HTTP_MAX_CONNECTIONS  [4096]   beyond it: 503 + Retry-After
   --max-connections-per-addr N    HTTP_MAX_CONNECTIONS_PER_ADDR    [256]
                           of those, per client IPv4 address or IPv6 /64 (behind a
-                          reverse proxy, raise it to --max-connections)
+                          reverse proxy: --trusted-proxy, or raise it to --max-connections)
   --upload-budget-per-addr-mib N  HTTP_UPLOAD_BUDGET_PER_ADDR_MIB  [16]
                           MiB of upload bodies in flight per client address (3 to
                           256, of 256 MiB in all); past it: 503 + Retry-After
@@ -136,6 +145,9 @@ usage: httpserver [flags]   (each flag can also be set by the environment variab
   --qr-rpc-pool N         QR_RPC_POOL_SIZE      [48]     connections to tcpserver for
                           scan-to-log-in long polls only (256 waits each)
   --qr-wait-ms MS         QR_WAIT_MS            [25000]  one long poll is held at most (1 to 25000)
+  --trusted-proxy LIST    TRUSTED_PROXIES       [none]   load balancers (addresses, CIDR blocks,
+                          loopback; at most 32) whose connections must start with a PROXY
+                          protocol v2 header (HAProxy send-proxy-v2) naming the client
 ";
 
 /// One setting: its flag, its environment variable, and its default.
@@ -161,7 +173,8 @@ const MAX_CONNECTIONS: Setting =
 /// six connections to a site, so that is forty people behind one NAT with every
 /// connection busy at once, and far more in practice, as kept-alive connections
 /// close after 30 s idle. Behind a reverse proxy every client has the proxy's
-/// address: there it should be raised to `--max-connections`.
+/// address, unless the proxy sends the PROXY protocol (`--trusted-proxy`):
+/// without it, raise this to `--max-connections`.
 const MAX_CONNECTIONS_PER_ADDR: Setting =
     Setting { flag: "--max-connections-per-addr", env: "HTTP_MAX_CONNECTIONS_PER_ADDR", default: "256" };
 /// 16 MiB, [`crate::body_budget::DEFAULT_BODY_BYTES_PER_ADDR`] (which says why).
@@ -186,12 +199,15 @@ const METRICS_ALLOW: Setting = Setting { flag: "--metrics-allow", env: "METRICS_
 /// 10,000 this is built for, on 48 of tcpserver's 4,096 connection slots.
 const QR_RPC_POOL: Setting = Setting { flag: "--qr-rpc-pool", env: "QR_RPC_POOL_SIZE", default: "48" };
 const QR_WAIT: Setting = Setting { flag: "--qr-wait-ms", env: "QR_WAIT_MS", default: "25000" };
+/// None: without a proxy in front nothing changes, and a client that sends
+/// a PROXY header is refused like any other request that is not HTTP.
+const TRUSTED_PROXIES: Setting = Setting { flag: "--trusted-proxy", env: "TRUSTED_PROXIES", default: "none" };
 
 /// Longest long poll: tcpserver's own cap (`qr_waits::MAX_WAIT`).
 pub const MAX_QR_WAIT_MS: u64 = 25_000;
 
 /// Settings that take a value, in `--help` order. `--secure-cookies` is a switch.
-const VALUED: [&Setting; 19] = [
+const VALUED: [&Setting; 20] = [
     &LISTEN,
     &BACKEND,
     &RPC_POOL,
@@ -211,6 +227,7 @@ const VALUED: [&Setting; 19] = [
     &METRICS_ALLOW,
     &QR_RPC_POOL,
     &QR_WAIT,
+    &TRUSTED_PROXIES,
 ];
 
 /// Largest RPC pool: each connection is a socket and a slot in tcpserver's table.
@@ -275,7 +292,7 @@ impl Config {
 
         Ok(Config {
             listen: parse_with(&LISTEN, value(&LISTEN), "an address such as 127.0.0.1:1088")?,
-            backend: non_empty(&BACKEND, value(&BACKEND))?,
+            backends: backend_list(&BACKEND, value(&BACKEND))?,
             rpc_pool_size: number(&RPC_POOL, value(&RPC_POOL), 1, MAX_RPC_POOL as u64)? as usize,
             rpc_timeout: millis(&RPC_TIMEOUT, value(&RPC_TIMEOUT))?,
             rpc_secret_file: PathBuf::from(non_empty(&RPC_SECRET_FILE, value(&RPC_SECRET_FILE))?),
@@ -318,6 +335,13 @@ impl Config {
             })?,
             qr_rpc_pool_size: number(&QR_RPC_POOL, value(&QR_RPC_POOL), 1, MAX_RPC_POOL as u64)? as usize,
             qr_wait: number(&QR_WAIT, value(&QR_WAIT), 1, MAX_QR_WAIT_MS).map(Duration::from_millis)?,
+            trusted_proxies: TrustedProxies::parse(&value(&TRUSTED_PROXIES)).ok_or_else(|| {
+                bad(
+                    &TRUSTED_PROXIES,
+                    value(&TRUSTED_PROXIES),
+                    "none, or addresses, CIDR blocks and loopback (never any)",
+                )
+            })?,
         })
     }
 }
@@ -339,6 +363,20 @@ fn non_empty(setting: &Setting, value: String) -> Result<String, ConfigError> {
         return Err(bad(setting, value, "a non-empty value"));
     }
     Ok(value)
+}
+
+/// `host:port[,host:port...]`: 1 to [`MAX_BACKENDS`] non-empty entries, no
+/// two the same (each is a metrics label and a pool of its own).
+fn backend_list(setting: &Setting, value: String) -> Result<Vec<String>, ConfigError> {
+    let list: Vec<String> = value.split(',').map(|entry| entry.trim().to_owned()).collect();
+    let well_formed = |entry: &String| {
+        entry.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    };
+    let distinct = list.iter().enumerate().all(|(i, entry)| !list[..i].contains(entry));
+    if list.is_empty() || list.len() > MAX_BACKENDS || !list.iter().all(well_formed) || !distinct {
+        return Err(bad(setting, value, "1 to 16 distinct HOST:PORT addresses, commas between"));
+    }
+    Ok(list)
 }
 
 fn number(setting: &Setting, value: String, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -376,7 +414,8 @@ mod tests {
         let c = parse(&[], &[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:1088".parse().unwrap());
         assert!(c.listen.ip().is_loopback(), "other machines are served only when asked");
-        assert_eq!(c.backend, "127.0.0.1:1099");
+        assert_eq!(c.backends, ["127.0.0.1:1099"]);
+        assert!(c.trusted_proxies.is_empty(), "no PROXY header is taken from anyone by default");
         assert_eq!(c.static_dir, PathBuf::from("static"));
         assert_eq!(c.html_dir, PathBuf::from("html"));
         assert!(!c.secure_cookies);
@@ -455,6 +494,52 @@ mod tests {
         assert_eq!(c.rpc_pool_size, 8);
         assert_eq!(c.rpc_timeout, Duration::from_millis(250));
         assert!(c.secure_cookies);
+    }
+
+    #[test]
+    fn backend_takes_a_list_of_distinct_addresses_up_to_the_bound() {
+        let c = parse(&["--backend", "127.0.0.1:1101, 127.0.0.1:1102"], &[]).unwrap();
+        assert_eq!(c.backends, ["127.0.0.1:1101", "127.0.0.1:1102"]);
+        let env = parse(&[], &[("BACKEND_ADDR", "tcp-a:1099,tcp-b:1099")]).unwrap();
+        assert_eq!(env.backends, ["tcp-a:1099", "tcp-b:1099"]);
+        let sixteen: Vec<String> = (0..16).map(|i| format!("127.0.0.1:{}", 2000 + i)).collect();
+        assert_eq!(parse(&["--backend", &sixteen.join(",")], &[]).unwrap().backends.len(), 16);
+        let seventeen: Vec<String> = (0..17).map(|i| format!("127.0.0.1:{}", 2000 + i)).collect();
+        for bad in [
+            seventeen.join(","),
+            "127.0.0.1:1101,127.0.0.1:1101".to_owned(),
+            "127.0.0.1:1101,".to_owned(),
+            "127.0.0.1".to_owned(),
+            ":1099".to_owned(),
+            "127.0.0.1:99999".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    parse(&["--backend", &bad], &[]),
+                    Err(ConfigError::BadValue { setting: "--backend", .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_never_any() {
+        let c = parse(&["--trusted-proxy", "127.0.0.1,10.1.0.0/16"], &[]).unwrap();
+        assert!(c.trusted_proxies.trusts("127.0.0.1".parse().unwrap()));
+        assert!(c.trusted_proxies.trusts("10.1.2.3".parse().unwrap()));
+        assert!(!c.trusted_proxies.trusts("127.0.0.2".parse().unwrap()));
+        let env = parse(&[], &[("TRUSTED_PROXIES", "loopback")]).unwrap();
+        assert!(env.trusted_proxies.trusts("127.0.0.9".parse().unwrap()));
+        for bad in ["any", "127.0.0.1,any", "10.0.0.0/33", "nowhere"] {
+            assert!(
+                matches!(
+                    parse(&["--trusted-proxy", bad], &[]),
+                    Err(ConfigError::BadValue { setting: "--trusted-proxy", .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

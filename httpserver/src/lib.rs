@@ -17,6 +17,7 @@
 pub mod addr_quota;
 pub mod app;
 pub mod avatar_cache;
+pub mod balancer;
 pub mod body_budget;
 pub mod chunked;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod log;
 pub mod metrics;
 pub mod metrics_allow;
 pub mod multipart;
+pub mod proxy_protocol;
 pub mod qr_image;
 pub mod request;
 pub mod request_id;

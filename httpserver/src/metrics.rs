@@ -10,6 +10,8 @@
 
 use hostsupport::metrics::{Counter, Gauge, Histogram, LATENCY_BOUNDS, family, sample};
 
+use crate::balancer::MAX_BACKENDS;
+
 /// The endpoints, as the router names them ([`crate::router::endpoint`]): one
 /// per route, so the series are bounded by the router, never by the paths
 /// clients send. `/static/avatars/` is every picture, `/static/` every other
@@ -64,18 +66,49 @@ static REQUESTS: [[Counter; STATUSES.len() + 1]; ENDPOINTS.len()] =
 /// Per endpoint: time from a whole head to the response written.
 static LATENCY: [Histogram; ENDPOINTS.len()] = [const { Histogram::new(LATENCY_BOUNDS) }; ENDPOINTS.len()];
 
-/// RPC calls made.
-pub static RPC_CALLS: Counter = Counter::new();
-/// RPC calls waiting for their reply now.
-pub static RPC_IN_FLIGHT: Gauge = Gauge::new();
-/// Calls refused at once because every connection carried its maximum.
-pub static RPC_BUSY: Counter = Counter::new();
-/// Calls whose deadline passed.
-pub static RPC_TIMEOUTS: Counter = Counter::new();
-/// Calls that failed otherwise (unreachable, handshake, broken, garbled).
-pub static RPC_FAILURES: Counter = Counter::new();
-/// Connections opened to tcpserver (the first of each slot, then reconnections).
-pub static RPC_CONNECTS: Counter = Counter::new();
+/// What the RPC client counts for one backend (one `--backend` address):
+/// its calls and how they ended, its connections, and whether the balancer
+/// takes it to be up.
+#[derive(Debug)]
+pub struct RpcMetrics {
+    /// RPC calls made.
+    pub calls: Counter,
+    /// RPC calls waiting for their reply now.
+    pub in_flight: Gauge,
+    /// Calls refused at once because every connection carried its maximum.
+    pub busy: Counter,
+    /// Calls whose deadline passed.
+    pub timeouts: Counter,
+    /// Calls that failed otherwise (unreachable, handshake, broken, garbled).
+    pub failures: Counter,
+    /// Connections opened (the first of each slot, then reconnections).
+    pub connects: Counter,
+    /// 1 while the balancer sends calls to this backend, 0 while it is down
+    /// and only probed.
+    pub up: Gauge,
+    /// Times the backend was found dead and taken out of the rotation.
+    pub downs: Counter,
+}
+
+impl RpcMetrics {
+    const fn new() -> RpcMetrics {
+        RpcMetrics {
+            calls: Counter::new(),
+            in_flight: Gauge::new(),
+            busy: Counter::new(),
+            timeouts: Counter::new(),
+            failures: Counter::new(),
+            connects: Counter::new(),
+            up: Gauge::new(),
+            downs: Counter::new(),
+        }
+    }
+}
+
+/// One set per backend, by its position in `--backend`: the label values are
+/// the configured addresses, so the series are bounded by
+/// [`MAX_BACKENDS`], never by anything a peer sends.
+pub static RPC: [RpcMetrics; MAX_BACKENDS] = [const { RpcMetrics::new() }; MAX_BACKENDS];
 
 /// The index of an endpoint name in [`ENDPOINTS`] (`unmatched` if unknown).
 fn endpoint_index(endpoint: &str) -> usize {
@@ -90,9 +123,10 @@ pub fn record(endpoint: &str, status: u16, seconds: f64) {
     LATENCY[e].observe(seconds);
 }
 
-/// Every metric in the text exposition format (0.0.4); `backend` labels the
-/// RPC client's series (the `--backend` address, which the operator chose).
-pub fn render(backend: &str) -> String {
+/// Every metric in the text exposition format (0.0.4); `backends` label the
+/// RPC client's series (the `--backend` addresses, which the operator chose),
+/// in their configured order.
+pub fn render(backends: &[String]) -> String {
     let mut out = String::with_capacity(32 * 1024);
     let name = "usermgmt_http_requests_total";
     family(&mut out, name, "counter", "HTTP requests answered, by endpoint and status.");
@@ -117,37 +151,51 @@ pub fn render(backend: &str) -> String {
     for (endpoint, histogram) in ENDPOINTS.iter().zip(&LATENCY) {
         histogram.render(&mut out, name, &format!("endpoint=\"{endpoint}\""));
     }
-    let backend = format!("backend=\"{}\"", backend.escape_default());
-    for (name, kind, help, value) in [
-        ("usermgmt_rpc_calls_total", "counter", "RPC calls made to tcpserver.", RPC_CALLS.get() as i64),
-        ("usermgmt_rpc_calls_in_flight", "gauge", "RPC calls waiting for their reply.", RPC_IN_FLIGHT.get()),
+    type Read = fn(&RpcMetrics) -> i64;
+    let families: [(&str, &str, &str, Read); 8] = [
+        ("usermgmt_rpc_calls_total", "counter", "RPC calls made to tcpserver.", |m| m.calls.get() as i64),
+        ("usermgmt_rpc_calls_in_flight", "gauge", "RPC calls waiting for their reply.", |m| {
+            m.in_flight.get()
+        }),
         (
             "usermgmt_rpc_busy_total",
             "counter",
             "RPC calls refused at once: every connection at its maximum.",
-            RPC_BUSY.get() as i64,
+            |m| m.busy.get() as i64,
         ),
-        (
-            "usermgmt_rpc_timeouts_total",
-            "counter",
-            "RPC calls whose deadline passed.",
-            RPC_TIMEOUTS.get() as i64,
-        ),
+        ("usermgmt_rpc_timeouts_total", "counter", "RPC calls whose deadline passed.", |m| {
+            m.timeouts.get() as i64
+        }),
         (
             "usermgmt_rpc_failures_total",
             "counter",
             "RPC calls failed otherwise: unreachable, refused handshake, broken connection, garbled reply.",
-            RPC_FAILURES.get() as i64,
+            |m| m.failures.get() as i64,
         ),
         (
             "usermgmt_rpc_connects_total",
             "counter",
             "Connections opened to tcpserver, first ones and reconnections.",
-            RPC_CONNECTS.get() as i64,
+            |m| m.connects.get() as i64,
         ),
-    ] {
+        (
+            "usermgmt_rpc_backend_up",
+            "gauge",
+            "1 while calls are sent to this tcpserver, 0 while it is down and only probed.",
+            |m| m.up.get(),
+        ),
+        (
+            "usermgmt_rpc_backend_downs_total",
+            "counter",
+            "Times this tcpserver was found dead and taken out of the rotation.",
+            |m| m.downs.get() as i64,
+        ),
+    ];
+    for (name, kind, help, read) in families {
         family(&mut out, name, kind, help);
-        sample(&mut out, name, &backend, value);
+        for (backend, metrics) in backends.iter().zip(&RPC) {
+            sample(&mut out, name, &format!("backend=\"{}\"", backend.escape_default()), read(metrics));
+        }
     }
     render_avatar_cache(&mut out);
     out
@@ -190,7 +238,7 @@ mod tests {
     fn requests_are_counted_by_known_endpoint_and_status_only() {
         record("/login", 200, 0.002);
         record("/no/such/path", 799, 0.002);
-        let text = render("127.0.0.1:1099");
+        let text = render(&["127.0.0.1:1099".to_owned()]);
         assert!(text.contains("usermgmt_http_requests_total{endpoint=\"/login\",status=\"200\"} "), "{text}");
         assert!(
             text.contains("usermgmt_http_requests_total{endpoint=\"unmatched\",status=\"other\"} "),
@@ -220,7 +268,7 @@ mod tests {
         }
         let key = "0123456789abcdef".repeat(4);
         record(crate::router::endpoint(&format!("/qr/{key}")), 410, 0.001);
-        let text = render("127.0.0.1:1099");
+        let text = render(&["127.0.0.1:1099".to_owned()]);
         assert!(
             text.contains("usermgmt_http_requests_total{endpoint=\"/qr/{key}\",status=\"410\"} "),
             "{text}"

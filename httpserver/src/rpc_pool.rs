@@ -18,9 +18,13 @@
 //! slot, and an idle connection is checked for a closed peer before it is
 //! written to, so the front end carries on by itself. A request is never
 //! applied twice: it is sent again on a fresh connection only if none of it was
-//! written, or if it is idempotent (`Ping`, `GetProfile`). A state-changing
-//! request whose connection broke after it was sent fails with
-//! [`RpcError::Interrupted`].
+//! written, or if it is idempotent ([`proto::MessageType::is_idempotent`]:
+//! reads and QR waits). A state-changing request whose connection broke
+//! after it was sent fails with [`RpcError::Interrupted`].
+//!
+//! A pool serves one tcpserver; [`crate::balancer`] holds one per
+//! `--backend` and chooses among them. A pool tells it when tcpserver ends a
+//! connection and when replies last came (`liveness.rs`).
 //!
 //! Callers take turns writing on a connection (`write_turn.rs`), and wait for
 //! their turn no longer than their own deadline. One whose time runs out before
@@ -34,8 +38,9 @@
 //! fails that call with [`RpcError::Handshake`] and is not kept.
 
 #[cfg(test)]
-mod fake_backend;
+pub(crate) mod fake_backend;
 mod handshake;
+mod liveness;
 mod slot;
 mod socket;
 mod write_turn;
@@ -52,10 +57,12 @@ use std::time::{Duration, Instant};
 use proto::{Frame, Message, RpcSecret};
 
 pub use self::handshake::HandshakeError;
+use self::liveness::Heard;
+pub use self::liveness::LostHook;
 use self::slot::Slot;
 use self::socket::{WriteFailure, open, peer_still_open, remaining, write_frame};
 use self::write_turn::WriteTurn;
-use crate::metrics;
+use crate::metrics::{self, RpcMetrics};
 
 /// Calls in flight on one connection, at most: tcpserver stops reading a
 /// connection with this many requests at its workers (`MAX_IN_FLIGHT` in
@@ -133,6 +140,13 @@ pub struct RpcPool {
     /// Round-robin position for the next call.
     next_link: AtomicUsize,
     next_id: AtomicU64,
+    /// Calls in this pool now (writing or waiting): what the balancer
+    /// compares to pick the least loaded backend.
+    in_flight: AtomicUsize,
+    /// This backend's counters.
+    metrics: &'static RpcMetrics,
+    /// When its readers last read reply bytes.
+    heard: Arc<Heard>,
 }
 
 impl RpcPool {
@@ -140,15 +154,51 @@ impl RpcPool {
     /// connect), each proving `secret` when it opens, where each call takes at
     /// most `timeout`. Opens nothing yet.
     pub fn new(backend: impl Into<String>, size: usize, timeout: Duration, secret: RpcSecret) -> RpcPool {
+        RpcPool::watched(backend, size, timeout, secret, &metrics::RPC[0], None)
+    }
+
+    /// [`RpcPool::new`] counting into `metrics`, with `lost` called whenever
+    /// tcpserver ends one of the connections (for the balancer).
+    pub fn watched(
+        backend: impl Into<String>,
+        size: usize,
+        timeout: Duration,
+        secret: RpcSecret,
+        metrics: &'static RpcMetrics,
+        lost: Option<LostHook>,
+    ) -> RpcPool {
+        let heard = Arc::new(Heard::new());
         RpcPool {
             backend: backend.into(),
             secret,
             timeout,
-            links: (0..size.max(1)).map(|_| Arc::new(Link::default())).collect(),
+            links: (0..size.max(1))
+                .map(|_| Arc::new(Link { lost: lost.clone(), heard: Arc::clone(&heard), ..Link::default() }))
+                .collect(),
             calls_per_connection: MAX_CALLS_PER_CONNECTION,
             next_link: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
+            metrics,
+            heard,
         }
+    }
+
+    /// Whether any reply bytes came from tcpserver at or after `since`: a
+    /// call that timed out while others were answered met a busy tcpserver;
+    /// one that timed out in silence met a tcpserver that has stopped.
+    pub fn heard_since(&self, since: Instant) -> bool {
+        self.heard.since(since)
+    }
+
+    /// The longest one call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Calls in this pool now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Sends `message` and returns tcpserver's reply, which may be
@@ -159,34 +209,61 @@ impl RpcPool {
     /// An [`RpcError`] when no reply could be had; see the module doc for when a
     /// request is sent a second time.
     pub fn call(&self, message: Message) -> Result<Message, RpcError> {
-        metrics::RPC_CALLS.add(1);
-        metrics::RPC_IN_FLIGHT.add(1);
-        let outcome = self.call_until(message, Instant::now() + self.timeout);
-        metrics::RPC_IN_FLIGHT.add(-1);
-        match &outcome {
-            Ok(_) => {}
-            Err(RpcError::Busy) => metrics::RPC_BUSY.add(1),
-            Err(RpcError::Timeout) => metrics::RPC_TIMEOUTS.add(1),
-            Err(_) => metrics::RPC_FAILURES.add(1),
-        }
-        outcome
+        self.call_until(message, Instant::now() + self.timeout)
     }
 
     /// [`RpcPool::call`] with a deadline of its own (tests give callers
     /// different ones).
     fn call_until(&self, message: Message, deadline: Instant) -> Result<Message, RpcError> {
-        let idempotent = matches!(message, Message::Ping | Message::GetProfile { .. });
+        let idempotent = message.message_type().is_idempotent();
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut request = Vec::new();
-        let trace = crate::log::current_request_id();
-        Frame { request_id, message }.encode_traced(trace, &mut request).map_err(RpcError::Encode)?;
-        // The encoded frame is all that is needed from here on; an image is not kept twice.
+        let request = encode(request_id, message)?;
+        self.send(&request, request_id, idempotent, deadline)
+    }
 
+    /// Sends a request already encoded (by [`encode`], with `request_id`) and
+    /// waits for its reply until `deadline`; `idempotent` says whether it may
+    /// be sent a second time here after its connection broke
+    /// ([`proto::MessageType::is_idempotent`]). The balancer encodes a call
+    /// once and hands the same bytes to another backend's pool when this one
+    /// fails it before sending.
+    ///
+    /// # Errors
+    ///
+    /// As [`RpcPool::call`].
+    pub fn send(
+        &self,
+        request: &[u8],
+        request_id: u64,
+        idempotent: bool,
+        deadline: Instant,
+    ) -> Result<Message, RpcError> {
+        self.metrics.calls.add(1);
+        self.metrics.in_flight.add(1);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let outcome = self.exchange_until(request, request_id, idempotent, deadline);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.in_flight.add(-1);
+        match &outcome {
+            Ok(_) => {}
+            Err(RpcError::Busy) => self.metrics.busy.add(1),
+            Err(RpcError::Timeout) => self.metrics.timeouts.add(1),
+            Err(_) => self.metrics.failures.add(1),
+        }
+        outcome
+    }
+
+    fn exchange_until(
+        &self,
+        request: &[u8],
+        request_id: u64,
+        idempotent: bool,
+        deadline: Instant,
+    ) -> Result<Message, RpcError> {
         let reserved = self.pick_link()?;
         let mut resent = false;
         loop {
-            let failure = match reserved.exchange(&self.backend, &self.secret, &request, request_id, deadline)
-            {
+            let failure = match reserved.exchange(self, request, request_id, deadline) {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
@@ -236,6 +313,18 @@ impl Drop for RpcPool {
             link.end_connection(&mut writer, &Exchange::Lost);
         }
     }
+}
+
+/// A request frame, with the trace id of the HTTP request being served.
+///
+/// # Errors
+///
+/// [`RpcError::Encode`] for a field over the wire format's limits.
+pub fn encode(request_id: u64, message: Message) -> Result<Vec<u8>, RpcError> {
+    let mut request = Vec::new();
+    let trace = crate::log::current_request_id();
+    Frame { request_id, message }.encode_traced(trace, &mut request).map_err(RpcError::Encode)?;
+    Ok(request)
 }
 
 fn closed() -> io::Error {
@@ -289,6 +378,10 @@ struct Link {
     /// Calls on this link (writing or waiting), at most
     /// [`MAX_CALLS_PER_CONNECTION`].
     calls: AtomicUsize,
+    /// Told when tcpserver ends the connection.
+    lost: Option<LostHook>,
+    /// The pool's record of when reply bytes last came.
+    heard: Arc<Heard>,
 }
 
 #[derive(Debug, Default)]
@@ -317,8 +410,7 @@ impl Reserved<'_> {
     /// needed) and wait for its reply.
     fn exchange(
         &self,
-        backend: &str,
-        secret: &RpcSecret,
+        pool: &RpcPool,
         request: &[u8],
         request_id: u64,
         deadline: Instant,
@@ -338,8 +430,8 @@ impl Reserved<'_> {
                 link.end_connection(&mut writer, &Exchange::Lost);
             }
             if writer.is_none() {
-                *writer = Some(link.connect(backend, secret, deadline)?);
-                metrics::RPC_CONNECTS.add(1);
+                *writer = Some(link.connect(&pool.backend, &pool.secret, deadline)?);
+                pool.metrics.connects.add(1);
             }
             let Some(stream) = writer.as_mut() else { return Err(Exchange::NotSent) };
             {
@@ -455,7 +547,10 @@ impl Link {
             }
             match stream.read(&mut buf[filled..]) {
                 Ok(0) => break Exchange::Lost,
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    self.heard.now();
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => break Exchange::Lost,
             }
@@ -464,6 +559,13 @@ impl Link {
         let mut writer = self.writer.take();
         if self.waiting().connection == connection {
             self.end_connection(&mut writer, &ending);
+            drop(writer);
+            // The peer ended a connection nobody here had given up on:
+            // tcpserver is gone (or going), and the balancer should know now,
+            // not at the next call.
+            if let (Exchange::Lost, Some(lost)) = (&ending, &self.lost) {
+                (lost.0)();
+            }
         }
     }
 
@@ -507,273 +609,4 @@ fn drain_frames(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::TcpListener;
-    use std::sync::mpsc;
-
-    use proto::{ErrorCode, Profile, Secret};
-
-    use super::fake_backend::*;
-    use super::*;
-
-    #[test]
-    fn many_calls_share_one_connection_and_each_gets_its_own_reply() {
-        const CALLS: usize = 20;
-        let (addr, server) = backend(vec![Box::new(|mut s| {
-            let frames = read_requests(&mut s, CALLS).unwrap();
-            // Answered in reverse order, each with the name its token carried.
-            for frame in frames.into_iter().rev() {
-                let Message::GetProfile { token, .. } = frame.message else { panic!("{frame:?}") };
-                reply(&mut s, frame.request_id, profile(token.expose()));
-            }
-        })]);
-        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT, secret()));
-        let callers: Vec<_> = (0..CALLS)
-            .map(|i| {
-                let pool = Arc::clone(&pool);
-                thread::spawn(move || (i, pool.call(get_profile(&format!("user{i}")))))
-            })
-            .collect();
-        for caller in callers {
-            let (i, reply) = caller.join().unwrap();
-            assert_eq!(reply.unwrap(), profile(&format!("user{i}")));
-        }
-        server.join().unwrap();
-    }
-
-    #[test]
-    fn a_connection_closed_while_idle_is_replaced_before_use() {
-        let (tx, rx) = mpsc::channel();
-        let (addr, server) = backend(vec![
-            Box::new(move |mut s| {
-                let f = read_request(&mut s).unwrap();
-                reply(&mut s, f.request_id, Message::Pong);
-                drop(s); // the back end restarts
-                tx.send(()).unwrap();
-            }),
-            Box::new(|mut s| {
-                let f = read_request(&mut s).unwrap();
-                reply(&mut s, f.request_id, Message::LoggedOut);
-            }),
-        ]);
-        let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
-        assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
-        rx.recv().unwrap();
-        // Not idempotent, so this works only because the dead connection is
-        // noticed before anything is written to it.
-        assert_eq!(pool.call(Message::Logout { token: Secret::new("t") }).unwrap(), Message::LoggedOut);
-        assert!(no_further_connection(&server.join().unwrap()));
-    }
-
-    #[test]
-    fn a_state_change_lost_mid_flight_is_not_sent_again() {
-        let (addr, server) = backend(vec![Box::new(|mut s| {
-            read_request(&mut s).unwrap();
-            // Applied, maybe, but the reply never comes.
-        })]);
-        let pool = RpcPool::new(addr, 4, TIMEOUT, secret());
-        let nickname =
-            Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() };
-        assert!(matches!(pool.call(nickname), Err(RpcError::Interrupted)));
-        assert!(no_further_connection(&server.join().unwrap()), "the request must not be repeated");
-        assert_eq!(open_connections_settle(&pool, 0), 0, "the broken connection is closed");
-    }
-
-    #[test]
-    fn an_idempotent_read_lost_mid_flight_is_sent_again_once() {
-        let (addr, server) = backend(vec![
-            Box::new(|mut s| {
-                read_request(&mut s).unwrap();
-            }),
-            Box::new(|mut s| {
-                let f = read_request(&mut s).unwrap();
-                reply(&mut s, f.request_id, profile("u"));
-            }),
-        ]);
-        let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
-        assert_eq!(pool.call(get_profile("t")).unwrap(), profile("u"));
-        server.join().unwrap();
-    }
-
-    #[test]
-    fn error_replies_are_replies_and_replies_to_nothing_sent_are_refused() {
-        let (addr, server) = backend(vec![Box::new(|mut s| {
-            let f = read_request(&mut s).unwrap();
-            reply(&mut s, f.request_id, Message::error(ErrorCode::Forbidden, "no"));
-            let f = read_request(&mut s).unwrap();
-            reply(&mut s, f.request_id + 1, Message::Pong);
-        })]);
-        let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
-        assert!(
-            matches!(pool.call(get_profile("t")), Ok(Message::Error(e)) if e.code == ErrorCode::Forbidden)
-        );
-        assert!(matches!(pool.call(Message::Ping), Err(RpcError::UnexpectedReply)));
-        assert_eq!(open_connections_settle(&pool, 0), 0, "a connection out of step is not reused");
-        server.join().unwrap();
-    }
-
-    #[test]
-    fn a_silent_back_end_times_out_and_a_missing_one_is_unreachable() {
-        let (release, wait) = mpsc::channel::<()>();
-        let (addr, server) = backend(vec![Box::new(move |mut s| {
-            read_request(&mut s).unwrap();
-            let _ = wait.recv();
-        })]);
-        let pool = RpcPool::new(addr, 1, Duration::from_millis(200), secret());
-        assert!(matches!(pool.call(Message::Ping), Err(RpcError::Timeout)));
-        release.send(()).unwrap();
-        let listener = server.join().unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let gone = RpcPool::new(format!("127.0.0.1:{port}"), 1, TIMEOUT, secret());
-        assert!(matches!(gone.call(Message::Ping), Err(RpcError::Unreachable(_))));
-        assert_eq!(gone.open_connections(), 0);
-    }
-
-    fn nickname_change() -> Message {
-        Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() }
-    }
-
-    /// A back end that holds the reply to its first request (a nickname
-    /// change) until `release` says so, then answers it and one Ping more.
-    fn backend_holding_its_first_reply(
-        got_first: mpsc::Sender<()>,
-        release: mpsc::Receiver<()>,
-    ) -> (String, thread::JoinHandle<TcpListener>) {
-        backend(vec![Box::new(move |mut s| {
-            let first = read_request(&mut s).unwrap();
-            got_first.send(()).unwrap();
-            release.recv().unwrap();
-            reply(
-                &mut s,
-                first.request_id,
-                Message::NicknameUpdated(Profile {
-                    username: "u".into(),
-                    nickname: "x".into(),
-                    avatar: None,
-                }),
-            );
-            let next = read_request(&mut s).unwrap();
-            assert_eq!(next.message, Message::Ping, "nothing of the late call was written");
-            reply(&mut s, next.request_id, Message::Pong);
-        })])
-    }
-
-    /// The nickname change in flight got its reply, the one connection is
-    /// still open and still carries calls, and no other was opened.
-    fn assert_untouched(
-        pool: &RpcPool,
-        in_flight: thread::JoinHandle<Result<Message, RpcError>>,
-        server: thread::JoinHandle<TcpListener>,
-    ) {
-        assert!(matches!(in_flight.join().unwrap(), Ok(Message::NicknameUpdated(_))));
-        assert_eq!(pool.open_connections(), 1);
-        assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong);
-        assert!(no_further_connection(&server.join().unwrap()), "the connection was kept");
-    }
-
-    /// The pool, the caller in flight, the back end, and what releases its reply.
-    type CallInFlight = (
-        Arc<RpcPool>,
-        thread::JoinHandle<Result<Message, RpcError>>,
-        thread::JoinHandle<TcpListener>,
-        mpsc::Sender<()>,
-    );
-
-    /// A pool of one connection carrying a nickname change whose reply the
-    /// back end holds until `release` is sent.
-    fn one_connection_with_a_call_in_flight() -> CallInFlight {
-        let (got_first, first_seen) = mpsc::channel();
-        let (release, wait) = mpsc::channel();
-        let (addr, server) = backend_holding_its_first_reply(got_first, wait);
-        let pool = Arc::new(RpcPool::new(addr, 1, TIMEOUT, secret()));
-        let in_flight = {
-            let pool = Arc::clone(&pool);
-            thread::spawn(move || pool.call(nickname_change()))
-        };
-        first_seen.recv().unwrap();
-        (pool, in_flight, server, release)
-    }
-
-    #[test]
-    fn a_caller_out_of_time_while_another_holds_the_write_turn_fails_alone() {
-        let (pool, in_flight, server, release) = one_connection_with_a_call_in_flight();
-        // Another caller is writing (a picture to a slow back end, say).
-        let held = pool.links[0].writer.take();
-        let started = Instant::now();
-        let late = pool.call_until(Message::Ping, started + Duration::from_millis(200));
-        let waited = started.elapsed();
-        assert!(matches!(late, Err(RpcError::Timeout)), "{late:?}");
-        assert!(waited >= Duration::from_millis(200), "gave up after {waited:?}, before its deadline");
-        assert!(waited < Duration::from_secs(2), "waited {waited:?} for the turn, past its deadline");
-        drop(held);
-        release.send(()).unwrap();
-        assert_untouched(&pool, in_flight, server);
-    }
-
-    #[test]
-    fn a_caller_whose_deadline_passed_before_its_turn_writes_nothing_and_closes_nothing() {
-        let (pool, in_flight, server, release) = one_connection_with_a_call_in_flight();
-        // The turn is free, but this caller's time is gone by the time it gets it.
-        let late = pool.call_until(Message::Logout { token: Secret::new("t") }, Instant::now());
-        assert!(matches!(late, Err(RpcError::Timeout)), "{late:?}");
-        release.send(()).unwrap();
-        assert_untouched(&pool, in_flight, server);
-    }
-
-    #[test]
-    fn a_connection_whose_proof_is_refused_carries_no_call_and_is_not_kept() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let server = thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            challenge(&mut s);
-            // Nothing is written before Accepted, which never comes.
-            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-            let mut byte = [0u8; 1];
-            assert!(matches!(s.read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock));
-            drop(s); // as tcpserver answers a wrong proof
-            listener
-        });
-        let pool = RpcPool::new(addr, 1, TIMEOUT, RpcSecret::new(b"not the back end's secret").unwrap());
-        let refused = pool.call(nickname_change());
-        assert!(matches!(refused, Err(RpcError::Handshake(HandshakeError::Closed { proved: true }))));
-        assert_eq!(pool.open_connections(), 0);
-        assert!(no_further_connection(&server.join().unwrap()), "a refused call is not tried again");
-    }
-
-    #[test]
-    fn a_call_beyond_every_connections_limit_is_refused_at_once() {
-        let (got_requests, requests_seen) = mpsc::channel();
-        let (release, wait) = mpsc::channel::<()>();
-        let (addr, server) = backend(vec![Box::new(move |mut s| {
-            let frames = read_requests(&mut s, 2).unwrap();
-            got_requests.send(()).unwrap();
-            wait.recv().unwrap();
-            for f in frames {
-                reply(&mut s, f.request_id, Message::Pong);
-            }
-            let f = read_request(&mut s).unwrap();
-            reply(&mut s, f.request_id, Message::Pong);
-        })]);
-        let mut pool = RpcPool::new(addr, 1, TIMEOUT, secret());
-        pool.calls_per_connection = 2;
-        let pool = Arc::new(pool);
-        let busy: Vec<_> = (0..2)
-            .map(|_| {
-                let pool = Arc::clone(&pool);
-                thread::spawn(move || pool.call(Message::Ping))
-            })
-            .collect();
-        requests_seen.recv().unwrap();
-        let started = Instant::now();
-        assert!(matches!(pool.call(Message::Ping), Err(RpcError::Busy)));
-        assert!(started.elapsed() < TIMEOUT, "refused without waiting for the deadline");
-        release.send(()).unwrap();
-        for caller in busy {
-            assert_eq!(caller.join().unwrap().unwrap(), Message::Pong);
-        }
-        assert_eq!(pool.call(Message::Ping).unwrap(), Message::Pong, "places are given back");
-        server.join().unwrap();
-    }
-}
+mod tests;

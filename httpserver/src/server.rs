@@ -8,6 +8,12 @@
 //! `Retry-After` at once and close it, and if even those are all busy the
 //! accept loop answers it itself, without waiting.
 //!
+//! A connection from a `--trusted-proxy` address (HAProxy in front) is
+//! counted by the client its PROXY protocol v2 header names
+//! ([`crate::proxy_protocol`]), read first on the connection's thread: that
+//! address takes the per-address share, bounds its uploads, is what
+//! `--metrics-allow` checks and what tcpserver is told.
+//!
 //! SIGTERM and SIGINT stop the accept loop and close the listener, so new
 //! connections are refused at once; requests in progress get a few seconds to
 //! finish, their responses say `Connection: close`, and then the process exits.
@@ -22,13 +28,14 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::addr_quota::AddrQuota;
+use crate::addr_quota::{AddrQuota, QuotaShare};
 use crate::app::{App, StartError};
 use crate::body_budget::BodyBudget;
 use crate::config::Config;
 use crate::connection::{HttpConnection, Timeouts};
 use crate::error::{Failure, HttpError};
 use crate::handlers::{self, Client};
+use crate::proxy_protocol::{self, ProxyError};
 use crate::request::{Method, RequestError};
 use crate::response::Response;
 use crate::{request_id, router};
@@ -184,22 +191,76 @@ impl Server {
             reject(stream, &self.rejecting, Full::Server);
             return;
         };
-        let Some(share) = self.per_addr.take(peer.ip(), 1) else {
-            reject(stream, &self.rejecting, Full::Address);
-            return;
+        // A trusted proxy's connections are counted by the client its PROXY
+        // header names, read on the connection's own thread (the accept loop
+        // never waits on a peer); anyone else's by its own address, here.
+        let from_proxy = self.app.config.trusted_proxies.trusts(peer.ip());
+        let share = if from_proxy {
+            None
+        } else {
+            let Some(share) = self.per_addr.take(peer.ip(), 1) else {
+                reject(stream, &self.rejecting, Full::Address);
+                return;
+            };
+            Some(share)
         };
         let app = Arc::clone(&self.app);
         let budget = Arc::clone(&self.budget);
+        let per_addr = Arc::clone(&self.per_addr);
         let in_flight = Arc::clone(&self.in_flight);
         let stopping = Arc::clone(&self.stopping);
         let spawned = thread::Builder::new().stack_size(CONNECTION_STACK_SIZE).spawn(move || {
+            let mut stream = stream;
+            let (client, share) = match share {
+                Some(share) => (peer, share),
+                None => match client_behind_proxy(&app, &mut stream, peer, &per_addr) {
+                    Some(admitted) => admitted,
+                    None => return,
+                },
+            };
             let _held = (slot, share);
-            serve(&app, stream, peer, budget, &in_flight, &stopping);
+            serve(&app, stream, client, budget, &in_flight, &stopping);
         });
         if let Err(e) = spawned {
             crate::log!("httpserver: cannot start a connection thread: {e}");
         }
     }
+}
+
+/// Reads the PROXY header a trusted proxy's connection starts with and takes
+/// the share of the client it names; `None` when the connection was
+/// answered and closed instead: a header missing, malformed, cut short or
+/// late (400 or 408, logged once), or the client over its share (503).
+fn client_behind_proxy(
+    app: &App,
+    stream: &mut TcpStream,
+    proxy: SocketAddr,
+    per_addr: &Arc<AddrQuota>,
+) -> Option<(SocketAddr, QuotaShare)> {
+    let client = match proxy_protocol::read_client(stream, proxy) {
+        Ok(client) => client,
+        Err(e) => {
+            crate::log!("{proxy}: {e}");
+            let error = match e {
+                ProxyError::TimedOut => HttpError::RequestTimeout,
+                _ => HttpError::MalformedRequest,
+            };
+            let failure = Failure::http_because(error, e.to_string());
+            let response = handlers::failure(app, Client::Api, &failure).closing();
+            finish("-", "unread", Some(response.status), Instant::now());
+            if response.write_to(stream, false, false, true).is_ok() {
+                linger(stream);
+            }
+            return None;
+        }
+    };
+    let Some(share) = per_addr.take(client.ip(), 1) else {
+        if too_many_connections(Full::Address).write_to(stream, false, false, true).is_ok() {
+            linger(stream);
+        }
+        return None;
+    };
+    Some((client, share))
 }
 
 /// One unit of the connection count, given back on drop.

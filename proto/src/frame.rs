@@ -303,6 +303,19 @@ mod tests {
     }
 
     #[test]
+    fn only_reads_and_waits_are_idempotent_and_every_idempotent_type_is_a_request() {
+        let idempotent: Vec<MessageType> =
+            (0..=u8::MAX).filter_map(MessageType::from_u8).filter(|kind| kind.is_idempotent()).collect();
+        use MessageType::*;
+        assert_eq!(idempotent, [GetProfile, Ping, GetAvatar, ListSessions, LoginHistory, QrWait, CheckReady]);
+        assert!(idempotent.iter().all(|kind| kind.is_request() && !kind.is_handshake()));
+        for write in [SignUp, Login, Logout, UpdateNickname, SetAvatar, ChangePassword, DeleteAccount, QrScan]
+        {
+            assert!(!write.is_idempotent(), "{write:?} changes state");
+        }
+    }
+
+    #[test]
     fn frame_fed_one_byte_at_a_time_decodes_once_at_the_last_byte() {
         for message in every_message()
             .into_iter()

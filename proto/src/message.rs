@@ -125,6 +125,31 @@ impl MessageType {
         (self as u8) < 0x80
     }
 
+    /// True for the requests a client may send again, to the same tcpserver or
+    /// another, when it cannot tell whether the first one arrived (its
+    /// connection broke after the frame was written): doing one twice leaves
+    /// the data as doing it once does.
+    ///
+    /// These are the reads (`Ping`, `CheckReady`, `GetProfile`, `GetAvatar`,
+    /// `ListSessions`, `LoginHistory`) and `QrWait`. A wait only reads a code,
+    /// except when it redeems a confirmed one for a session; that redemption
+    /// is a one-shot change in the store (`confirmed -> consumed`), so a wait
+    /// sent again after a redemption whose answer was lost opens no second
+    /// session: it finds the code used and says so.
+    ///
+    /// Every other request changes state (an account, a session, a nickname,
+    /// a picture, a code's state, a throttle's count) and must not be sent
+    /// again once any byte of it may have reached a server; the client
+    /// reports it interrupted instead (`httpserver`'s `RpcError::Interrupted`).
+    /// A request none of whose bytes were written may be sent anywhere,
+    /// whatever its type. Replies and handshake frames are never idempotent
+    /// requests. Idempotency is a property of the type: no frame field says
+    /// it, so the wire format is unchanged.
+    pub fn is_idempotent(self) -> bool {
+        use MessageType::*;
+        matches!(self, Ping | CheckReady | GetProfile | GetAvatar | ListSessions | LoginHistory | QrWait)
+    }
+
     /// True for the handshake's frames, which are valid only as a
     /// connection's first exchange ([`crate::handshake`]).
     pub fn is_handshake(self) -> bool {

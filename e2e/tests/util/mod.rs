@@ -145,6 +145,9 @@ pub struct Options {
     pub front_args: Vec<String>,
     /// Extra tcpserver arguments, added last (e.g. another `--redis-url`).
     pub back_args: Vec<String>,
+    /// How many tcpservers httpserver balances over (0 means 1); they share
+    /// the stack's MySQL, Redis prefix and picture directory.
+    pub tcpservers: usize,
 }
 
 impl Options {
@@ -159,6 +162,12 @@ impl Options {
             .back("--logins-per-user", "1000000/600")
             .back("--logins-per-addr", "1000000/600")
             .back("--signups-per-addr", "1000000/600")
+    }
+
+    /// Runs `n` tcpservers, all given to httpserver's `--backend`.
+    pub fn tcpservers(mut self, n: usize) -> Options {
+        self.tcpservers = n;
+        self
     }
 
     /// Adds `--flag value` to httpserver's command line.
@@ -184,10 +193,13 @@ impl Options {
 
 /// A running system: tcpserver and httpserver, with their own namespace.
 pub struct Stack {
-    backend: Option<Child>,
+    /// Each tcpserver's process, while it runs.
+    backends: Vec<Option<Child>>,
     front: Option<Child>,
-    /// tcpserver's address (fixed for the life of the stack, so it can restart).
+    /// The first tcpserver's address (fixed for the life of the stack, so it can restart).
     pub backend_addr: SocketAddr,
+    /// Every tcpserver's address, in `--backend` order (each fixed for the life of the stack).
+    pub backend_addrs: Vec<SocketAddr>,
     /// httpserver's address.
     pub addr: SocketAddr,
     /// Redis key prefix of this stack.
@@ -244,10 +256,12 @@ impl Stack {
             secret_file.clone(),
         ];
         backend_args.extend(options.back_args);
+        let tcpservers = options.tcpservers.max(1);
         let mut stack = Stack {
-            backend: None,
+            backends: (0..tcpservers).map(|_| None).collect(),
             front: None,
             backend_addr: "127.0.0.1:0".parse().expect("address"),
+            backend_addrs: vec!["127.0.0.1:0".parse().expect("address"); tcpservers],
             addr: "127.0.0.1:0".parse().expect("address"),
             redis_prefix,
             user_prefix: format!("h{id}_"),
@@ -256,12 +270,15 @@ impl Stack {
             backend_args,
             front_args: Vec::new(),
         };
-        stack.start_backend();
+        for index in 0..tcpservers {
+            stack.start_backend_at(index);
+        }
+        let backends: Vec<String> = stack.backend_addrs.iter().map(SocketAddr::to_string).collect();
         let mut front_args: Vec<String> = [
             "--listen",
             "127.0.0.1:0",
             "--backend",
-            &stack.backend_addr.to_string(),
+            &backends.join(","),
             "--html-dir",
             &workspace_root().join("html").display().to_string(),
             "--static-dir",
@@ -307,24 +324,44 @@ impl Stack {
 
     /// Starts tcpserver, on the same port as before if it ran already.
     pub fn start_backend(&mut self) {
-        assert!(self.backend.is_none(), "tcpserver is already running");
-        let mut args = vec!["--listen".to_string(), self.backend_addr.to_string()];
+        self.start_backend_at(0);
+    }
+
+    /// Starts tcpserver number `index` (of [`Options::tcpservers`]), on the
+    /// same port as before if it ran already.
+    pub fn start_backend_at(&mut self, index: usize) {
+        assert!(self.backends[index].is_none(), "tcpserver {index} is already running");
+        let mut args = vec!["--listen".to_string(), self.backend_addrs[index].to_string()];
         args.extend(self.backend_args.iter().cloned());
-        let (child, addr) = spawn_listening(tcpserver_binary(), &args, &self.dir.join("tcpserver.log"));
-        self.backend = Some(child);
-        self.backend_addr = addr;
+        let (child, addr) = spawn_listening(tcpserver_binary(), &args, &self.dir.join(backend_log(index)));
+        self.backends[index] = Some(child);
+        self.backend_addrs[index] = addr;
+        if index == 0 {
+            self.backend_addr = addr;
+        }
     }
 
     /// Kills tcpserver (SIGKILL: the harshest way for it to go) and waits for it.
     pub fn kill_backend(&mut self) {
-        let mut child = self.backend.take().expect("tcpserver is running");
+        self.kill_backend_at(0);
+    }
+
+    /// Kills tcpserver number `index` with SIGKILL and waits for it.
+    pub fn kill_backend_at(&mut self, index: usize) {
+        let mut child = self.backends[index].take().expect("tcpserver is running");
         child.kill().expect("kill tcpserver");
         child.wait().expect("reap tcpserver");
     }
 
     /// Hands tcpserver's process to the caller, to signal and reap it itself.
     pub fn take_backend(&mut self) -> Child {
-        self.backend.take().expect("tcpserver is running")
+        self.take_backend_at(0)
+    }
+
+    /// Hands the process of tcpserver number `index` to the caller; it may
+    /// be started again with [`Stack::start_backend_at`] once reaped.
+    pub fn take_backend_at(&mut self, index: usize) -> Child {
+        self.backends[index].take().expect("tcpserver is running")
     }
 
     /// Hands httpserver's process to the caller, to signal and reap it itself.
@@ -334,7 +371,7 @@ impl Stack {
 
     /// The process ids of tcpserver and httpserver (0 for one that was taken or stopped).
     pub fn pids(&self) -> (u32, u32) {
-        (self.backend.as_ref().map_or(0, Child::id), self.front.as_ref().map_or(0, Child::id))
+        (self.backends[0].as_ref().map_or(0, Child::id), self.front.as_ref().map_or(0, Child::id))
     }
 
     /// Whether httpserver is still the process it was (it must never need a restart).
@@ -360,7 +397,12 @@ impl Stack {
     /// What both servers wrote to standard error so far.
     pub fn logs(&self) -> String {
         let read = |name: &str| fs::read_to_string(self.dir.join(name)).unwrap_or_default();
-        format!("--- httpserver\n{}--- tcpserver\n{}", read("httpserver.log"), read("tcpserver.log"))
+        let mut logs = format!("--- httpserver\n{}", read("httpserver.log"));
+        for index in 0..self.backends.len() {
+            let name = backend_log(index);
+            logs.push_str(&format!("--- {}\n{}", name.trim_end_matches(".log"), read(&name)));
+        }
+        logs
     }
 
     /// A connection to the test database, as the tests' own MySQL user.
@@ -393,7 +435,8 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for child in [self.front.take(), self.backend.take()].into_iter().flatten() {
+        let backends: Vec<Option<Child>> = self.backends.iter_mut().map(Option::take).collect();
+        for child in std::iter::once(self.front.take()).chain(backends).flatten() {
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();
@@ -415,6 +458,12 @@ impl Drop for Stack {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The log file of tcpserver number `index`: `tcpserver.log` for the first,
+/// as with a single one.
+fn backend_log(index: usize) -> String {
+    if index == 0 { "tcpserver.log".to_owned() } else { format!("tcpserver-{index}.log") }
 }
 
 /// A tcpserver and its httpserver beside a [`Stack`]'s ([`Stack::another_pair`]).

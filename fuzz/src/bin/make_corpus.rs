@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("http", seeds::http()),
         ("multipart", seeds::multipart()),
         ("chunked", seeds::chunked()),
+        ("proxy", seeds::proxy()),
     ];
     for (target, seeds) in sets {
         let dir = root.join(target);

@@ -19,7 +19,7 @@ pub fn metrics(app: &App, request: &Request) -> Response {
             b"metrics are not served to this address (--metrics-allow)\n".to_vec(),
         );
     }
-    let text = crate::metrics::render(&app.config.backend);
+    let text = crate::metrics::render(&app.config.backends);
     Response::new(200).body("text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }
 

@@ -1,10 +1,12 @@
 //! `GET /readyz`: can this instance serve now? For a load balancer, which
 //! sends traffic only to ready instances; `/healthz` stays the liveness check.
 //!
-//! Ready means: httpserver is not draining (SIGTERM received), tcpserver
+//! Ready means: httpserver is not draining (SIGTERM received), a tcpserver
 //! answers a `CheckReady` call, and the worker that ran it found MySQL and
 //! Redis answering. 200 when all hold, 503 otherwise, with a JSON body that
-//! says which part is not ready.
+//! says which part is not ready. With several `--backend`s the call goes
+//! to one that is up (another if it fails), so the instance is ready while
+//! at least one is; `data.backends` says which the balancer takes to be up.
 
 use proto::{ErrorCode, Message};
 use serde_json::json;
@@ -13,7 +15,7 @@ use crate::app::App;
 use crate::request::Request;
 use crate::response::Response;
 
-/// 200 or 503 with `{"code","message","data":{"ready","draining","backend","mysql","redis"}}`.
+/// 200 or 503 with `{"code","message","data":{"ready","draining","backend","mysql","redis","backends"}}`.
 pub fn readyz(app: &App, _request: &Request) -> Response {
     let draining = app.is_draining();
     let (backend, mysql, redis, backend_code) = match app.call(Message::CheckReady) {
@@ -49,12 +51,19 @@ pub fn readyz(app: &App, _request: &Request) -> Response {
             "mysql": mysql,
             "redis": redis,
             "not_ready": not_ready,
+            "backends": backends(app),
         },
     });
     let response = Response::new(status)
         .body("application/json", serde_json::to_vec(&body).unwrap_or_default())
         .header("Cache-Control", "no-store");
     if ready { response } else { response.header("Retry-After", "1") }
+}
+
+/// Each configured backend's address and `up` or `down`, as the balancer
+/// sees it now (after the call above, which marks one it found dead).
+fn backends(app: &App) -> serde_json::Map<String, serde_json::Value> {
+    app.rpc.states().into_iter().map(|(addr, up)| (addr, state(up).into())).collect()
 }
 
 fn state(up: bool) -> &'static str {

@@ -13,15 +13,15 @@ use proto::{Frame, Message, Nonce, Profile, RpcSecret, Secret};
 use super::RpcPool;
 
 /// How long a test call may take.
-pub(super) const TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The secret the fake back end expects the pool to prove.
-pub(super) fn secret() -> RpcSecret {
+pub(crate) fn secret() -> RpcSecret {
     RpcSecret::new(b"the secret of the pool's tests").unwrap()
 }
 
 /// Challenges a new connection as tcpserver does, and returns the proof.
-pub(super) fn challenge(stream: &mut TcpStream) -> (Nonce, proto::Proof) {
+pub(crate) fn challenge(stream: &mut TcpStream) -> (Nonce, proto::Proof) {
     let nonce = Nonce([9; NONCE_LEN]);
     reply(stream, 0, Message::Challenge(nonce));
     match read_request(stream).map(|frame| frame.message) {
@@ -31,7 +31,7 @@ pub(super) fn challenge(stream: &mut TcpStream) -> (Nonce, proto::Proof) {
 }
 
 /// tcpserver's side of the handshake with the tests' secret.
-pub(super) fn accept_proof(stream: &mut TcpStream) {
+pub(crate) fn accept_proof(stream: &mut TcpStream) {
     let (nonce, proof) = challenge(stream);
     assert!(secret().verify(&nonce, &proof), "the pool proves the secret it was given");
     reply(stream, 0, Message::Accepted);
@@ -39,7 +39,7 @@ pub(super) fn accept_proof(stream: &mut TcpStream) {
 
 /// Reads request frames from a fake back end's side of a connection until
 /// `n` have come.
-pub(super) fn read_requests(stream: &mut TcpStream, n: usize) -> Option<Vec<Frame>> {
+pub(crate) fn read_requests(stream: &mut TcpStream, n: usize) -> Option<Vec<Frame>> {
     let mut buf = Vec::new();
     let mut frames = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -59,30 +59,30 @@ pub(super) fn read_requests(stream: &mut TcpStream, n: usize) -> Option<Vec<Fram
 }
 
 /// The next request frame; `None` if the pool closed the connection.
-pub(super) fn read_request(stream: &mut TcpStream) -> Option<Frame> {
+pub(crate) fn read_request(stream: &mut TcpStream) -> Option<Frame> {
     read_requests(stream, 1)?.pop()
 }
 
 /// Sends `message` as the reply to `request_id`.
-pub(super) fn reply(stream: &mut TcpStream, request_id: u64, message: Message) {
+pub(crate) fn reply(stream: &mut TcpStream, request_id: u64, message: Message) {
     let mut out = Vec::new();
     Frame { request_id, message }.encode(&mut out).unwrap();
     stream.write_all(&out).unwrap();
 }
 
 /// A profile reply for user `name`.
-pub(super) fn profile(name: &str) -> Message {
+pub(crate) fn profile(name: &str) -> Message {
     Message::ProfileReply(Profile { username: name.into(), nickname: "n".into(), avatar: None })
 }
 
 /// A profile read with session `token`.
-pub(super) fn get_profile(token: &str) -> Message {
+pub(crate) fn get_profile(token: &str) -> Message {
     Message::GetProfile { token: Secret::new(token), username: None }
 }
 
 /// A fake back end whose connections are each proved, then handled by
 /// `script`, in order.
-pub(super) fn backend(
+pub(crate) fn backend(
     scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>>,
 ) -> (String, thread::JoinHandle<TcpListener>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -99,13 +99,13 @@ pub(super) fn backend(
 }
 
 /// True if nobody else connected to the listener after its scripts ran.
-pub(super) fn no_further_connection(listener: &TcpListener) -> bool {
+pub(crate) fn no_further_connection(listener: &TcpListener) -> bool {
     listener.set_nonblocking(true).unwrap();
     matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock)
 }
 
 /// Waits (briefly) for the pool's readers to notice closed connections.
-pub(super) fn open_connections_settle(pool: &RpcPool, expected: usize) -> usize {
+pub(crate) fn open_connections_settle(pool: &RpcPool, expected: usize) -> usize {
     let deadline = Instant::now() + TIMEOUT;
     while pool.open_connections() != expected && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
