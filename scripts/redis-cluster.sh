@@ -11,8 +11,8 @@
 #
 # The nodes listen on FIRST_PORT .. FIRST_PORT+5 (and, as every cluster node,
 # on port+10000 for the cluster bus), on REDIS_CLUSTER_HOST [127.0.0.1].
-# Keep port+10000 below the kernel's ephemeral range (ip_local_port_range,
-# 32768 up by default), where any outgoing connection may hold a port. Node
+# A port an outgoing connection holds at that moment cannot be bound:
+# `start` then says which node did not start, at once. Node
 # `p` keeps its config (nodes.conf), append-only file, log and pid file under
 # DIR/p. Safe to run again: `start` on a running cluster starts only the nodes
 # that are down (a killed node comes back and rejoins, as a replica if its
@@ -122,6 +122,9 @@ start_node() {
     return 0
   fi
   mkdir -p "$node_dir"
+  # Where this start's lines begin in the log, to tell a node that gave up.
+  touch "$node_dir/redis.log"
+  wc -c <"$node_dir/redis.log" >"$node_dir/log.offset"
   redis-server \
     --bind "$HOST" --port "$port" --protected-mode no \
     --daemonize yes --dir "$node_dir" \
@@ -147,6 +150,26 @@ wait_until() { # wait_until <seconds> <check...>
 all_up() {
   local port
   for port in $(ports); do node_up "$port" || return 1; done
+}
+
+# The line with which node <port> gave up since it was started here (its
+# port taken, say), if it did.
+node_gave_up() {
+  local log="$DIR/$1/redis.log" offset
+  [ -s "$DIR/$1/log.offset" ] || return 1
+  offset=$(cat "$DIR/$1/log.offset")
+  tail -c +"$((offset + 1))" "$log" 2>/dev/null | grep -m1 -E 'aborting|FATAL'
+}
+
+# Up, or stop waiting at once when a node gave up.
+all_up_or_failed() {
+  local port line
+  for port in $(ports); do
+    if line=$(node_gave_up "$port"); then
+      die "node $port did not start: ${line#*# } (log: $DIR/$port/redis.log)"
+    fi
+  done
+  all_up
 }
 
 # Every node says ok, knows all six nodes and sees all 16384 slots served,
@@ -179,7 +202,7 @@ cmd_start() {
   mkdir -p "$DIR"
   local port
   for port in $(ports); do start_node "$port"; done
-  wait_until 30 all_up || die "not every node answers PING after 30 s (logs: $DIR/*/redis.log)"
+  wait_until 30 all_up_or_failed || die "not every node answers PING after 30 s (logs: $DIR/*/redis.log)"
   if [ "$(nodes_with_slots)" = 0 ]; then
     log "creating the cluster on $HOST:$FIRST_PORT..$((FIRST_PORT + NODES - 1))"
     local addresses=()

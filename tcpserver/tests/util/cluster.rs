@@ -1,9 +1,10 @@
 //! A private Redis Cluster for the tests (three masters, three replicas,
 //! `scripts/redis-cluster.sh`), on free ports from 21000 up, with its data
 //! under the target directory's `tmp/redis-clusters/`. (Each node also
-//! listens on its port + 10000 for the cluster bus: 31000 up, below the
-//! kernel's ephemeral range, 32768 up, whose ports any outgoing connection
-//! may be holding.)
+//! listens on its port + 10000 for the cluster bus. Any of those ports may
+//! be held by an outgoing connection of another process at that moment:
+//! they are checked just before, and a start that fails anyway moves on to
+//! the next ten.)
 //!
 //! [`TestCluster::shared`] starts one per test binary, the first time a test
 //! asks, and every test of the binary uses it under its own key prefix. A
