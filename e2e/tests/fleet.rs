@@ -205,13 +205,6 @@ fn one_username_signed_up_at_once_through_two_galera_nodes_is_created_once() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// Fails the test, saying why, unless the fleet's process `name` was started
-/// with `flag` (a capability another part of issue 11 adds).
-fn require_flag(fleet: &Fleet, name: &str, flag: &str, what: &str) {
-    let args = cmdline(fleet.pid(name));
-    assert!(args.iter().any(|a| a == flag), "{name} runs without {flag}: this test needs {what}; {args:?}");
-}
-
 /// The pids of the fleet's processes but `except`, to check that a restart
 /// started only the killed one.
 fn pids_but(fleet: &Fleet, except: &str) -> Vec<(String, u32)> {
@@ -359,7 +352,6 @@ fn killing_a_redis_master_fails_requests_quickly_and_only_during_its_failover() 
     let fleet = Fleet::get();
     let _only_us = fleet.exclusive();
     fleet.make_whole(REJOIN_BOUND);
-    require_flag(fleet, "tcpserver1", "--redis-cluster", "tcpservers on the Redis Cluster");
     let users = load_users(fleet.edge, 4);
     let port = fleet.redis_master();
     let node = format!("redis/{port}/redis");

@@ -99,25 +99,10 @@ haproxy_env() {
 reserve_ports() {
   local file=/proc/sys/net/ipv4/ip_local_reserved_ports current want
   want="$((REDIS_FIRST_PORT + 10000))-$((REDIS_FIRST_PORT + 10005))"
-  [ -n "${FLEET_PORT_BASE:-}" ] && want+=",$FLEET_PORT_BASE-$((FLEET_PORT_BASE + 70))"
+  [ -n "${FLEET_PORT_BASE:-}" ] && want+=",$FLEET_PORT_BASE-$((FLEET_PORT_BASE + 65))"
   current=$(cat "$file" 2>/dev/null) || return 0
   sysctl -q -w "net.ipv4.ip_local_reserved_ports=${current:+$current,}$want" >/dev/null 2>&1 ||
     log "could not reserve ports $want from the ephemeral range (net.ipv4.ip_local_reserved_ports)"
-}
-
-# TODO(lead): a single Redis for tcpservers without --redis-cluster (see
-# servers.sh); goes with that test.
-single_redis() { # single_redis start|stop
-  local dir="$DIR/redis-single"
-  if [ "$1" = start ]; then
-    [ "$(redis-cli -h "$HOST" -p "$REDIS_SINGLE_PORT" PING 2>/dev/null)" = PONG ] && return 0
-    mkdir -p "$dir"
-    redis-server --bind "$HOST" --port "$REDIS_SINGLE_PORT" --daemonize yes --dir "$dir" \
-      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" --appendonly no \
-      --maxmemory "${REDIS_MAXMEMORY:-4gb}" --maxmemory-policy noeviction
-  else
-    redis-cli -h "$HOST" -p "$REDIS_SINGLE_PORT" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
-  fi
 }
 
 # One HTTP request with bash's /dev/tcp; prints the status line and the body.
@@ -175,7 +160,6 @@ cmd_start() {
   haproxy_env
   "$here/haproxy.sh" start "$DIR/haproxy"
   "$ROOT/scripts/redis-cluster.sh" start "$DIR/redis" "$REDIS_FIRST_PORT"
-  tcpserver_has_redis_cluster || single_redis start
   prepare_avatar_import_dir
   start_tcpserver 1
   start_tcpserver 2
@@ -194,7 +178,6 @@ cmd_stop() {
   stop_server tcpserver1 "${TCP_PORTS[0]}"
   stop_server tcpserver2 "${TCP_PORTS[1]}"
   "$ROOT/scripts/redis-cluster.sh" stop "$DIR/redis" "$REDIS_FIRST_PORT"
-  single_redis stop
   galera stop
 }
 

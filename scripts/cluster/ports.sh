@@ -8,7 +8,6 @@
 #     MySQL (HAProxy)         3310          Galera nodes 1..3      3307..3309
 #     Galera group channels   4567, 4577, 4587 (IST +1, SST +2 each)
 #     Redis Cluster           7001..7006 (cluster bus 17001..17006)
-#     a single Redis          7010 (until tcpserver takes --redis-cluster)
 #
 # - FLEET_PORT_BASE=B (the tests' small fleet, so that it never collides with
 #   the one above): everything at fixed offsets from B, below 55535 so the
@@ -16,7 +15,7 @@
 #
 #     edge B, httpservers B+1, B+2, tcpservers B+11, B+12 (metrics B+13, B+14),
 #     MySQL B+20, Galera nodes B+21..B+23, group channels B+30, B+40, B+50,
-#     Redis Cluster B+60..B+65, a single Redis B+70
+#     Redis Cluster B+60..B+65
 #
 # HOST is 127.0.0.1 throughout: every process of the fleet serves this machine
 # only, as the single node does (the seeded passwords are public).
@@ -37,7 +36,6 @@ if [ -n "${FLEET_PORT_BASE:-}" ]; then
   GALERA_FIRST_PORT=$((B + 21))
   GALERA_BASE_PORT=$((B + 30))
   REDIS_FIRST_PORT=$((B + 60))
-  REDIS_SINGLE_PORT=$((B + 70))
 else
   EDGE_PORT=1088
   HTTP_PORTS=(1081 1082)
@@ -47,6 +45,5 @@ else
   GALERA_FIRST_PORT=3307
   GALERA_BASE_PORT=4567
   REDIS_FIRST_PORT=7001
-  REDIS_SINGLE_PORT=7010
 fi
 export GALERA_BASE_PORT

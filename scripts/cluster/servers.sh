@@ -20,11 +20,6 @@ server_pid() { # server_pid NAME PORT
   echo "$pid"
 }
 
-# Whether the tcpserver build takes a Redis Cluster (the flag wt-redis adds).
-# TODO(lead): once --redis-cluster is merged, drop this test and the single
-# Redis below; every tcpserver then uses the Redis Cluster.
-tcpserver_has_redis_cluster() { "$BIN_DIR/tcpserver" --help 2>&1 | grep -q -- '--redis-cluster'; }
-
 redis_cluster_nodes() {
   local i list=""
   for ((i = 0; i < 6; i++)); do list+="${list:+,}$HOST:$((REDIS_FIRST_PORT + i))"; done
@@ -38,21 +33,15 @@ redis_cluster_nodes() {
 prepare_avatar_import_dir() { mkdir -p "$DIR/avatars-import"; }
 
 start_tcpserver() { # start_tcpserver N (1 or 2)
-  local n=$1 name="tcpserver$1" port=${TCP_PORTS[$(($1 - 1))]} pid redis_args
+  local n=$1 name="tcpserver$1" port=${TCP_PORTS[$(($1 - 1))]} pid
   if pid=$(server_pid "$name" "$port"); then
     return 0
-  fi
-  if tcpserver_has_redis_cluster; then
-    redis_args=(--redis-cluster "$(redis_cluster_nodes)")
-  else
-    # TODO(lead): a single Redis until --redis-cluster lands (see above).
-    redis_args=(--redis-url "redis://$HOST:$REDIS_SINGLE_PORT/")
   fi
   log "starting $name on $HOST:$port"
   nohup "$BIN_DIR/tcpserver" --listen "$HOST:$port" \
     --mysql-url "mysql://usermgmt@$HOST:$MYSQL_PORT/usermgmt" \
     --mysql-password-file "$SECRETS/mysql_password" --pepper-file "$SECRETS/pepper" \
-    --rpc-secret-file "$SECRETS/rpc_secret" "${redis_args[@]}" \
+    --rpc-secret-file "$SECRETS/rpc_secret" --redis-cluster "$(redis_cluster_nodes)" \
     --metrics-listen "$HOST:${TCP_METRICS_PORTS[$((n - 1))]}" \
     --avatar-dir "$DIR/avatars-import" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$DIR/$name.pid"

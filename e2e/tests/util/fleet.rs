@@ -31,8 +31,8 @@ pub mod processes;
 /// The fleet's ports start at one of ten bases from here, 100 apart, chosen
 /// by the target directory (so that test runs of two checkouts on one machine
 /// do not meet), unless `USERMGMT_TEST_FLEET_PORT_BASE` says otherwise.
-/// `scripts/cluster/ports.sh` lays them out from the base B: B..B+70, and the
-/// Redis cluster bus at B+10060..B+10065. All of 8100..9070 and 18160..19065:
+/// `scripts/cluster/ports.sh` lays them out from the base B: B..B+65, and the
+/// Redis cluster bus at B+10060..B+10065. All of 8100..9065 and 18160..19065:
 /// below the range the other tests draw their ports from (20000 and up) and
 /// apart from `./run.sh cluster`'s.
 const FIRST_PORT_BASE: u16 = 8100;
