@@ -221,11 +221,23 @@ pub fn admitted(reply: i64) -> Result<(), Error> {
 /// [`Error::TooManyAttempts`] past a limit, or [`Error::Unavailable`] if Redis
 /// is down.
 pub fn admit(redis: &mut RedisLink, counters: &[(String, Limit)]) -> Result<(), Error> {
+    admit_as(redis, counters, &new_member())
+}
+
+/// [`admit`] for an attempt that names itself (`member`): a copy of the same
+/// request sent again, which names itself the same (a sign-up by its
+/// idempotency key), finds its place taken by itself and is admitted, so one
+/// request is counted once, and never refused for its own first copy.
+///
+/// # Errors
+///
+/// As [`admit`].
+pub fn admit_as(redis: &mut RedisLink, counters: &[(String, Limit)], member: &str) -> Result<(), Error> {
     if counters.is_empty() {
         return Ok(());
     }
     let mut pipe = redis::pipe();
-    admit_cmd(&mut pipe, counters, &new_member());
+    admit_cmd(&mut pipe, counters, member);
     let replies: Vec<i64> = redis.run_scripts(&pipe, &[&ADMIT_SCRIPT])?;
     admitted(replies.first().copied().unwrap_or(0))
 }
