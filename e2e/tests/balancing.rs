@@ -103,7 +103,7 @@ fn a_tcpserver_killed_under_load_fails_no_read_stores_no_write_twice_and_is_take
     let mut victim = stack.take_backend_at(0);
     let stack_ref = &stack;
 
-    let (kill, reads, nicknames, sign_ups) = thread::scope(|scope| {
+    let (kill, reads, nicknames, sign_ups, resent) = thread::scope(|scope| {
         let read_threads: Vec<_> = readers
             .iter()
             .map(|token| {
@@ -139,12 +139,13 @@ fn a_tcpserver_killed_under_load_fails_no_read_stores_no_write_twice_and_is_take
         victim.wait().expect("reap tcpserver");
         thread::sleep(PHASE);
         let down = rpc_metric(stack_ref, "backend_up", &dying);
+        let resent = rpc_metric(stack_ref, "resent_total", &dying);
         stop.store(true, Ordering::SeqCst);
         let reads: Vec<Outcome> = read_threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
         let nicknames: Vec<Vec<Write>> = nickname_threads.into_iter().map(|t| t.join().unwrap()).collect();
         let sign_ups = sign_up_thread.join().unwrap();
         assert_eq!(down, 0, "the killed tcpserver is out of the rotation");
-        (kill, reads, nicknames, sign_ups)
+        (kill, reads, nicknames, sign_ups, resent)
     });
 
     // The load through the survivor alone.
@@ -211,6 +212,10 @@ fn a_tcpserver_killed_under_load_fails_no_read_stores_no_write_twice_and_is_take
     assert!(straddling <= 3, "{straddling} writes were at the dying tcpserver, more than one per writer");
     let served_after = sign_ups.iter().filter(|w| w.outcome.started > kill && w.outcome.ok()).count();
     assert!(served_after > 0, "sign-ups went on through the survivor");
+    // The copies the survivor found already applied: writes the dying one
+    // had committed when it died, answered truly instead of 503.
+    let found_applied = ["usermgmt_sign_ups_repeated_total", "usermgmt_nickname_changes_unchanged_total"]
+        .map(|name| stack.backend_metric(1, name).expect("the survivor's metrics"));
     let slowest_across_kill = reads
         .iter()
         .filter(|r| r.started <= kill + Duration::from_millis(100) && r.ended() >= kill)
@@ -219,10 +224,14 @@ fn a_tcpserver_killed_under_load_fails_no_read_stores_no_write_twice_and_is_take
         .unwrap_or_default();
     println!(
         "reads {} (0 failed, slowest across the kill {slowest_across_kill:?}); nickname changes {}; sign-ups {}; \
-         writes in flight across the kill: {straddling}; writes answered 503 (none stored): {unanswered}",
+         writes in flight across the kill: {straddling}; writes answered 503 (none stored): {unanswered}; \
+         calls sent again after the kill broke their connection: {resent} (sign-ups and nickname changes the \
+         survivor found already applied: {} and {})",
         reads.len(),
         nicknames.iter().map(Vec::len).sum::<usize>(),
-        sign_ups.len()
+        sign_ups.len(),
+        found_applied[0],
+        found_applied[1]
     );
 
     // Restarted, it is taken back and takes calls again.

@@ -274,6 +274,9 @@ impl RpcPool {
                 _ => false,
             };
             if may_resend && !resent && remaining(deadline).is_some() {
+                if matches!(failure, Exchange::Lost) {
+                    self.metrics.resent.add(1);
+                }
                 resent = true;
                 continue;
             }
