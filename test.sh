@@ -74,6 +74,27 @@ export USERMGMT_TEST_MYSQL_URL="mysql://${TEST_USER}:${MYSQL_TEST_PASSWORD}@127.
 export USERMGMT_TEST_REDIS_URL="redis://127.0.0.1:6379/1"
 export USERMGMT_TEST_PEPPER_FILE="$PEPPER_FILE"
 
+# The tcpserver tests also run on Redis Cluster: each test binary that needs
+# one starts its own six nodes (scripts/redis-cluster.sh, ports from 27000,
+# data under target/tmp/redis-clusters/) and a watcher that stops them when the
+# binary exits. Should a binary be killed before its watcher ran, whatever is
+# left there is stopped here when this script ends, however it ends (each
+# directory is named after its binary's pid: one still running, of another
+# run of this script, keeps its cluster).
+stop_test_clusters() {
+  local dir first owner
+  for dir in "${CARGO_TARGET_DIR:-target}"/tmp/redis-clusters/*/; do
+    [ -d "$dir" ] || continue
+    owner=$(basename "$dir")
+    owner=${owner%%-*}
+    [[ "$owner" =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null && continue
+    first=$(find "$dir" -mindepth 1 -maxdepth 1 -type d -name '[0-9]*' -printf '%f\n' | sort -n | head -1)
+    [ -n "$first" ] && scripts/redis-cluster.sh stop "$dir" "$first" >/dev/null 2>&1
+    rm -rf "$dir"
+  done
+}
+trap stop_test_clusters EXIT
+
 # With no arguments every crate is tested; with `-p <crate>` only that one.
 if [ $# -gt 0 ]; then
   cargo test "$@"

@@ -238,8 +238,12 @@ fn sigkill_right_after_a_burst_of_acknowledged_log_ins_loses_no_history_row() {
         workers.into_iter().map(|w| w.join().expect("client thread")).sum()
     });
     assert_eq!(acknowledged, THREADS * PER_THREAD, "every log-in succeeds");
-    let queue = format!("{}hist:queue", stack.redis_prefix);
-    let queued: u64 = redis::cmd("LLEN").arg(&queue).query(&mut stack.redis()).expect("LLEN");
+    // The history queues (`hist:{q<n>}`, spread over the slots, and the old `hist:queue`).
+    let mut redis = stack.redis();
+    let queued: u64 = util::redis_keys(&mut redis, &format!("{}hist:", stack.redis_prefix))
+        .iter()
+        .map(|queue| redis::cmd("LLEN").arg(queue).query::<u64>(&mut redis).expect("LLEN"))
+        .sum();
     stack.kill_backend();
     eprintln!("SIGKILL with {queued} of {acknowledged} acknowledged log-ins' records still in Redis");
     stack.start_backend();

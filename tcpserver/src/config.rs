@@ -88,6 +88,9 @@ pub struct Config {
     pub mysql_password_file: Option<PathBuf>,
     /// `--redis-url` / `REDIS_URL`.
     pub redis_url: String,
+    /// `--redis-cluster` / `REDIS_CLUSTER`: nodes of a Redis Cluster
+    /// (`host:port` each); when given, used instead of `--redis-url`.
+    pub redis_cluster: Vec<String>,
     /// `--redis-prefix` / `REDIS_PREFIX`: first characters of every key.
     pub redis_prefix: String,
     /// `--workers` / `WORKERS`: worker threads (each with its own MySQL and Redis connection).
@@ -135,6 +138,7 @@ impl Default for Config {
             mysql_url: DEFAULT_MYSQL_URL.to_owned(),
             mysql_password_file: None,
             redis_url: DEFAULT_REDIS_URL.to_owned(),
+            redis_cluster: Vec::new(),
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             workers: DEFAULT_WORKERS,
             queue_len: DEFAULT_QUEUE_LEN,
@@ -175,7 +179,17 @@ const SETTINGS: &[Setting] = &[
         help: "file holding the MySQL password [none: the URL's]",
     },
     Setting { flag: "--redis-url", env: "REDIS_URL", help: "Redis URL [redis://127.0.0.1:6379/]" },
-    Setting { flag: "--redis-prefix", env: "REDIS_PREFIX", help: "prefix of every Redis key [um:]" },
+    Setting {
+        flag: "--redis-cluster",
+        env: "REDIS_CLUSTER",
+        help: "Redis Cluster nodes host:port,host:port,... (any of them will do; list several so \
+               that one down is no matter); when set, used instead of --redis-url [none]",
+    },
+    Setting {
+        flag: "--redis-prefix",
+        env: "REDIS_PREFIX",
+        help: "prefix of every Redis key, without { or } [um:]",
+    },
     Setting { flag: "--workers", env: "WORKERS", help: "worker threads [4]" },
     Setting { flag: "--queue", env: "QUEUE_LEN", help: "jobs waiting for a worker before Overloaded [4096]" },
     Setting { flag: "--max-connections", env: "MAX_CONNECTIONS", help: "open client connections [4096]" },
@@ -381,7 +395,18 @@ impl Config {
                 }
                 self.redis_url = value;
             }
-            "--redis-prefix" => self.redis_prefix = value,
+            "--redis-cluster" => {
+                self.redis_cluster = cluster_nodes(&value).ok_or_else(|| {
+                    invalid("host:port,host:port,... (at most 64 nodes, each a host and a port)")
+                })?;
+            }
+            "--redis-prefix" => {
+                // A brace would make part of the prefix the keys' hash tag.
+                if value.contains(['{', '}']) {
+                    return Err(invalid("a prefix without { or }"));
+                }
+                self.redis_prefix = value;
+            }
             "--workers" => self.workers = number(&value, 1, 1024).ok_or_else(|| invalid("1 to 1024"))?,
             "--queue" => {
                 self.queue_len = number(&value, 1, 1 << 20).ok_or_else(|| invalid("1 to 1048576"))?
@@ -458,6 +483,22 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The nodes of `--redis-cluster`: a comma-separated list of `host:port`
+/// (an IPv6 host in brackets), at most [`crate::db::redis::MAX_CLUSTER_NODES`].
+fn cluster_nodes(value: &str) -> Option<Vec<String>> {
+    let nodes: Vec<String> =
+        value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    let valid = |node: &String| {
+        let Some((host, port)) = node.rsplit_once(':') else { return false };
+        let host_ok = !host.is_empty()
+            && (host.starts_with('[') && host.ends_with(']')
+                || host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')));
+        host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+    };
+    (!nodes.is_empty() && nodes.len() <= crate::db::redis::MAX_CLUSTER_NODES && nodes.iter().all(valid))
+        .then_some(nodes)
 }
 
 /// Parses a decimal in `min..=max`.
@@ -540,6 +581,33 @@ mod tests {
         assert!(parse(&["--session-idle-secs", "100", "--session-max-secs", "50"], &[]).is_err());
         assert!(parse(&["--mysql-url", "postgres://x"], &[]).is_err());
         assert_eq!(parse(&["--help"], &[]), Err(ConfigError::HelpRequested));
+    }
+
+    #[test]
+    fn a_redis_cluster_is_a_list_of_nodes_that_replaces_the_url() {
+        assert!(parse(&[], &[]).unwrap().redis_cluster.is_empty());
+        let config =
+            parse(&["--redis-cluster", "127.0.0.1:7000, 127.0.0.1:7001,[::1]:7002,redis-3.local:7003"], &[])
+                .unwrap();
+        assert_eq!(
+            config.redis_cluster,
+            ["127.0.0.1:7000", "127.0.0.1:7001", "[::1]:7002", "redis-3.local:7003"]
+        );
+        let from_env = parse(&[], &[("REDIS_CLUSTER", "10.0.0.1:6379")]).unwrap();
+        assert_eq!(from_env.redis_cluster, ["10.0.0.1:6379"]);
+        for bad in ["", ",", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", ":7000", "a b:1", "redis://h:1"] {
+            let err = parse(&["--redis-cluster", bad], &[]).unwrap_err();
+            assert!(err.to_string().contains("--redis-cluster"), "{bad}: {err}");
+        }
+        let many = (0..65).map(|i| format!("h:{}", 7000 + i)).collect::<Vec<_>>().join(",");
+        assert!(parse(&["--redis-cluster", &many], &[]).is_err());
+        assert!(usage().contains("--redis-cluster") && usage().contains("REDIS_CLUSTER"));
+    }
+
+    #[test]
+    fn a_redis_prefix_cannot_hold_a_hash_tag() {
+        assert!(parse(&["--redis-prefix", "um{x}:"], &[]).is_err());
+        assert!(parse(&[], &[("REDIS_PREFIX", "a}")]).is_err());
     }
 
     #[test]

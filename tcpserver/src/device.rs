@@ -1,7 +1,7 @@
 //! What a session was opened with, and the public id that names it.
 //!
-//! Beside each session `sess:<hash>` the log-in that opened it stores
-//! `smeta:<hash>` (same lifetime bound, written by the same script in
+//! Beside each session `sess:{t}<hash>` the log-in that opened it stores
+//! `smeta:{t}<hash>` (same lifetime bound, written by the same script in
 //! [`crate::login_session`]): when it was created, the address, and the
 //! browser and OS read from the User-Agent ([`crate::user_agent`]). The hot
 //! profile read never touches it. "Last used" costs nothing to keep: every
@@ -34,7 +34,7 @@ pub fn public_id(token_hash: &str) -> String {
     id
 }
 
-/// What a session was opened with, as stored in `smeta:<hash>`.
+/// What a session was opened with, as stored in `smeta:{t}<hash>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionMeta {
     /// Unix seconds at log-in.

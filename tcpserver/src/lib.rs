@@ -23,6 +23,7 @@ pub mod history;
 pub mod image;
 pub mod keys;
 pub mod log;
+pub mod login_counters;
 pub mod login_record;
 pub mod login_session;
 pub mod metrics;

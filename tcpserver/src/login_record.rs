@@ -3,7 +3,7 @@
 //!
 //! A log-in needs the user's id, something that identifies their stored
 //! password hash (to ask the verified-credentials cache), their profile (for
-//! the reply) and the throttle counters. The record `login:<username>` holds
+//! the reply) and the throttle counters. The record `login:{t}<username>` holds
 //! the id and the hash's [`stamp`](crate::password::stamp), a digest of the
 //! stored hash string that helps no one guess a password (the stored hash is
 //! already salted, peppered PBKDF2; its digest is one step further away). The
@@ -24,7 +24,7 @@
 //! answered from the record.
 //!
 //! A password change or an account deletion also leaves a *fence*
-//! `pwfence:<username>` ([`fence_cmd`]): the stamp of the new hash (or a
+//! `pwfence:{t}<username>` ([`fence_cmd`]): the stamp of the new hash (or a
 //! value no stamp has, after a deletion), for [`FENCE_TTL_SECS`]. [`lookup`]
 //! ignores a record whose stamp is not the fence's. That closes the race in
 //! which a log-in that read the old row from MySQL just before the change
@@ -33,13 +33,12 @@
 
 use std::sync::LazyLock;
 
-use redis::{Pipeline, Script};
-
-use crate::db::redis::RedisLink;
+use crate::db::redis::{Batch, LuaScript, RedisLink};
 use crate::error::{Error, Internal};
-use crate::keys::Keys;
+use crate::keys::{AccountTag, Keys};
+use crate::login_counters::{self, LoginCounters};
 use crate::profile_cache::{self, Versioned};
-use crate::throttle::Limit;
+use crate::throttle::in_flight_script;
 
 /// Lifetime of a record. Fifteen minutes covers a user who logs in again and
 /// again (the case the record is for), while ten million users logging in at
@@ -54,55 +53,60 @@ pub const FENCE_TTL_SECS: u64 = 2 * TTL_SECS;
 /// The fence value after an account deletion: no stamp (hex) equals it.
 pub const DELETED: &str = "deleted";
 
-/// KEYS[1] = the record (`''` for none), then the failed-log-in counters
-/// (sorted sets), then the successful-log-in counters (plain counts); ARGV =
-/// profile key prefix, the number of failure counters, the attempt's member,
-/// the fence's key (`''` for none), then a limit and a window for each
-/// counter. In one atomic step: refuses (`{seconds to wait}`) while a counter
-/// is at its limit; else reads the record (ignored when its stamp is not the
-/// fence's) and, when there is none (the log-in will need MySQL and a hash),
-/// counts the attempt on the failure counters. Returns `{'0', admitted ('1'
-/// or '0'), id, stamp, v, u, n, a}` (missing fields are nil).
+/// KEYS = the record, the fence, then the account's failures, successes and
+/// log-ins in flight ([`crate::login_counters`]); ARGV = profile key prefix
+/// (with the account's tag), the attempt's member, now (ms), failure limit,
+/// failure window, success limit, success window. In one atomic step:
+/// purges in-flight places left behind; refuses (`{seconds to wait}`) while
+/// a limit is reached; else reads the record (ignored when its stamp is not
+/// the fence's), takes the attempt's place under the success limit and,
+/// when there is no record (the log-in will need MySQL and a hash), its
+/// place in the failures. Returns `{'0', admitted ('1' or '0'), id, stamp,
+/// v, u, n, a}` (missing fields are nil).
 const LOOKUP: &str = r"#!lua
-local failures = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '(' .. (IN_FLIGHT_MAX - now), '(0')
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. (now - IN_FLIGHT_MAX))
+-- A resent script finds its own places: it is judged as it was the first time.
+local held = redis.call('ZSCORE', KEYS[3], ARGV[2])
+local flying = redis.call('ZSCORE', KEYS[5], ARGV[2])
 local wait = 0
-for i = 2, #KEYS do
-  local j = 5 + 2 * (i - 2)
-  local count
-  if i - 1 <= failures then
-    count = redis.call('ZCARD', KEYS[i])
-  else
-    count = tonumber(redis.call('GET', KEYS[i]) or '0')
+if not held and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
+  wait = redis.call('TTL', KEYS[3])
+  if wait < 1 then
+    wait = tonumber(ARGV[5])
   end
-  if count >= tonumber(ARGV[j]) then
-    local ttl = redis.call('TTL', KEYS[i])
+end
+local done = tonumber(redis.call('GET', KEYS[4]) or '0')
+if not flying and done + redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then
+  -- Full of log-ins in flight alone: they end within a batch.
+  local ttl = 1
+  if done >= tonumber(ARGV[6]) then
+    ttl = redis.call('TTL', KEYS[4])
     if ttl < 1 then
-      ttl = tonumber(ARGV[j + 1])
+      ttl = tonumber(ARGV[7])
     end
-    wait = math.max(wait, ttl)
   end
+  wait = math.max(wait, ttl)
 end
 if wait > 0 then
   return {tostring(wait)}
 end
-local record = {false, false}
-if KEYS[1] ~= '' then
-  record = redis.call('HMGET', KEYS[1], 'id', 's')
-end
-if record[2] and ARGV[4] ~= '' then
-  local fence = redis.call('GET', ARGV[4])
+local record = redis.call('HMGET', KEYS[1], 'id', 's')
+if record[2] then
+  local fence = redis.call('GET', KEYS[2])
   if fence and fence ~= record[2] then
     record = {false, false}
   end
 end
 local admitted = '0'
-if not record[1] and failures > 0 then
-  for i = 2, failures + 1 do
-    redis.call('ZADD', KEYS[i], 0, ARGV[3])
-    redis.call('EXPIRE', KEYS[i], ARGV[5 + 2 * (i - 2) + 1], 'NX')
-  end
+if not record[1] or held then
+  redis.call('ZADD', KEYS[3], 'NX', -now, ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[5], 'NX')
   admitted = '1'
 end
+redis.call('ZADD', KEYS[5], 'NX', now, ARGV[2])
+redis.call('PEXPIRE', KEYS[5], IN_FLIGHT_MAX)
 local out = {'0', admitted, record[1], record[2]}
 if record[1] then
   local f = redis.call('HMGET', ARGV[1] .. record[1], 'v', 'u', 'n', 'a')
@@ -112,7 +116,7 @@ return out
 ";
 
 /// [`LOOKUP`], sent by its SHA-1 (`EVALSHA`) once Redis has it.
-static LOOKUP_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LOOKUP));
+static LOOKUP_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(in_flight_script(LOOKUP)));
 
 /// A record found in Redis, with the profile cached for its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,17 +130,17 @@ pub struct Record {
 }
 
 /// What one log-in looks up: its username (if it is a valid one), its
-/// throttle counters and its member in them.
+/// counters on both sides and its member in them.
 #[derive(Debug, Clone, Copy)]
 pub struct Lookup<'a> {
-    /// The username, lowercased; `None` for a name that breaks the rules.
+    /// The username, lowercased; `None` for a name that breaks the rules
+    /// (it has no record and no counters of its own).
     pub username: Option<&'a str>,
-    /// Failed-log-in counters (see [`crate::throttle`]): below their limits,
-    /// and counted on when the log-in will need a hash.
-    pub failures: &'a [(String, Limit)],
-    /// Successful-log-in counters: below their limits.
-    pub successes: &'a [(String, Limit)],
-    /// The attempt's member in the failure counters.
+    /// The account's counters (`None` without a valid username).
+    pub user: Option<&'a LoginCounters>,
+    /// The client address's counters (`None` when the address is unknown).
+    pub addr: Option<&'a LoginCounters>,
+    /// The attempt's member in them.
     pub member: &'a str,
 }
 
@@ -145,17 +149,20 @@ pub struct Lookup<'a> {
 pub struct Found {
     /// The record, if Redis has one.
     pub record: Option<Record>,
-    /// Whether the attempt was counted on its failure counters (there was no
-    /// record, so it will need a hash): it holds its place there until it is
-    /// known to have succeeded.
+    /// Whether the attempt holds a place in the account's failures (there
+    /// was no record, so it will need a hash) until it is known to have
+    /// succeeded. (Its place in the address's failures is always taken.)
     pub admitted: bool,
 }
 
-/// For each log-in, in one round trip for all and one atomic step for each:
-/// refuses ([`Error::TooManyAttempts`]) while a counter is at its limit;
-/// otherwise reads the username's record and its cached profile, and, where
-/// there is no record, counts the attempt on its failure counters before any
-/// hash (see [`crate::throttle`]).
+/// For each log-in, in one round trip for all, one atomic step per side:
+/// refuses ([`Error::TooManyAttempts`]) while a counter of the account or of
+/// the address is at its limit; otherwise reads the username's record and its
+/// cached profile, and takes the attempt's places: under both success limits,
+/// in the address's failures, and, where there is no record, in the account's
+/// failures, all before any hash (see [`crate::login_counters`]). A log-in
+/// refused on one side may hold places on the other: the caller gives them
+/// back with the batch's last pipeline.
 ///
 /// # Errors
 ///
@@ -170,25 +177,54 @@ pub fn lookup(
     if lookups.is_empty() {
         return Ok(Vec::new());
     }
-    let script = &*LOOKUP_SCRIPT;
-    let prefix = keys.profile_prefix();
-    let mut pipe = redis::pipe();
+    let now_ms = crate::session::unix_now_ms();
+    let mut batch = Batch::new();
     for lookup in lookups {
-        // Without a username there is no record; an empty key name is never written.
-        let record_key = lookup.username.map(|name| keys.login_record(name)).unwrap_or_default();
-        let counters = || lookup.failures.iter().chain(lookup.successes);
-        let command = pipe.cmd("EVALSHA").arg(script.get_hash()).arg(1 + counters().count()).arg(record_key);
-        for (key, _) in counters() {
-            command.arg(key);
+        if let (Some(name), Some(user)) = (lookup.username, lookup.user) {
+            batch
+                .script(&LOOKUP_SCRIPT)
+                .arg(5)
+                .arg(keys.login_record(name))
+                .arg(keys.password_fence(name))
+                .arg(&user.failures)
+                .arg(&user.successes)
+                .arg(&user.in_flight)
+                .arg(keys.profile_prefix(&AccountTag::of(name)))
+                .arg(lookup.member)
+                .arg(now_ms)
+                .arg(user.failure_limit.max_attempts)
+                .arg(user.failure_limit.window_secs)
+                .arg(user.success_limit.max_attempts)
+                .arg(user.success_limit.window_secs);
         }
-        let fence = lookup.username.map(|name| keys.password_fence(name)).unwrap_or_default();
-        command.arg(&prefix).arg(lookup.failures.len()).arg(lookup.member).arg(fence);
-        for (_, limit) in counters() {
-            command.arg(limit.max_attempts).arg(limit.window_secs);
+        if let Some(addr) = lookup.addr {
+            login_counters::reserve_cmd(&mut batch, addr, lookup.member, true);
         }
     }
-    let replies: Vec<Vec<Option<String>>> = redis.run_scripts(&pipe, &[script])?;
-    Ok(replies.into_iter().map(|reply| decode(&reply)).collect())
+    let mut replies: std::vec::IntoIter<Vec<Option<String>>> = redis.run::<Vec<_>>(&batch)?.into_iter();
+    let mut found = Vec::with_capacity(lookups.len());
+    for lookup in lookups {
+        let account = match (lookup.username, lookup.user) {
+            (Some(_), Some(_)) => decode(&replies.next().unwrap_or_default()),
+            _ => Ok(Found { record: None, admitted: false }),
+        };
+        let address = match lookup.addr {
+            Some(_) => {
+                let reply = replies.next().unwrap_or_default();
+                reply.first().cloned().flatten().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0)
+            }
+            None => 0,
+        };
+        found.push(match (account, address) {
+            (Err(e), _) => Err(e),
+            (Ok(_), wait) if wait > 0 => {
+                crate::metrics::THROTTLED.add(1);
+                Err(Error::TooManyAttempts { retry_after_secs: u32::try_from(wait).unwrap_or(u32::MAX) })
+            }
+            (Ok(found), _) => Ok(found),
+        });
+    }
+    Ok(found)
 }
 
 fn decode(reply: &[Option<String>]) -> Result<Found, Error> {
@@ -207,16 +243,16 @@ fn decode(reply: &[Option<String>]) -> Result<Found, Error> {
     Ok(Found { record: Some(Record { user_id, stamp, profile }), admitted })
 }
 
-/// Adds the commands that write `username`'s record to a pipeline.
-pub fn store(pipe: &mut Pipeline, keys: &Keys, username: &str, user_id: u64, stamp: &str) {
+/// Adds the commands that write `username`'s record to a batch.
+pub fn store(pipe: &mut Batch, keys: &Keys, username: &str, user_id: u64, stamp: &str) {
     let key = keys.login_record(username);
     pipe.cmd("HSET").arg(&key).arg("id").arg(user_id).arg("s").arg(stamp).ignore();
     pipe.cmd("EXPIRE").arg(&key).arg(TTL_SECS).ignore();
 }
 
 /// Adds the commands that forget `username`'s record and fence it to
-/// `stamp` (the new hash's, or [`DELETED`]) to a pipeline.
-pub fn fence_cmd(pipe: &mut Pipeline, keys: &Keys, username: &str, stamp: &str) {
+/// `stamp` (the new hash's, or [`DELETED`]) to a batch.
+pub fn fence_cmd(pipe: &mut Batch, keys: &Keys, username: &str, stamp: &str) {
     pipe.cmd("SET").arg(keys.password_fence(username)).arg(stamp).arg("EX").arg(FENCE_TTL_SECS).ignore();
     pipe.cmd("DEL").arg(keys.login_record(username)).ignore();
 }

@@ -12,9 +12,8 @@
 use std::sync::LazyLock;
 
 use proto::Profile;
-use redis::Script;
 
-use crate::db::redis::RedisLink;
+use crate::db::redis::{Batch, LuaScript, RedisLink};
 use crate::error::{Error, Internal};
 use crate::keys::Keys;
 
@@ -36,9 +35,9 @@ return 1
 
 /// The `STORE_IF_NEWER` script, sent by its SHA-1 (`EVALSHA`): every log-in read from
 /// MySQL and every profile change stores an entry, and sending the script's
-/// text each time had Redis hash it each time. Pipelines holding it go through
-/// [`RedisLink::run_scripts`], which loads it again should Redis have lost it.
-pub static STORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STORE_IF_NEWER));
+/// text each time had Redis hash it each time. A node that lost it gets it
+/// again from [`RedisLink::run`].
+pub static STORE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(STORE_IF_NEWER));
 
 /// A profile as of a version of its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,19 +48,20 @@ pub struct Versioned {
     pub profile: Profile,
 }
 
-/// The command that stores `entry` unless the cache holds a newer version; an
-/// `EVALSHA` of [`STORE_SCRIPT`], to be sent with [`RedisLink::run_scripts`].
-pub fn store_cmd(keys: &Keys, user_id: u64, entry: &Versioned) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(STORE_SCRIPT.get_hash())
+/// Adds the storing of `entry` (unless the cache holds a newer version) to a
+/// batch, with no reply: an `EVALSHA` of [`STORE_SCRIPT`]. The key's account
+/// tag comes from the profile's username.
+pub fn store_cmd(batch: &mut Batch, keys: &Keys, user_id: u64, entry: &Versioned) {
+    batch
+        .script(&STORE_SCRIPT)
         .arg(1)
-        .arg(keys.profile(user_id))
+        .arg(keys.profile(&entry.profile.username, user_id))
         .arg(entry.version)
         .arg(&entry.profile.username)
         .arg(&entry.profile.nickname)
         .arg(entry.profile.avatar.as_deref().unwrap_or(""))
-        .arg(TTL_SECS);
-    cmd
+        .arg(TTL_SECS)
+        .ignore();
 }
 
 /// Stores `entry` unless the cache holds a newer version.
@@ -70,21 +70,26 @@ pub fn store_cmd(keys: &Keys, user_id: u64, entry: &Versioned) -> redis::Cmd {
 ///
 /// [`Error::Unavailable`] if Redis is down.
 pub fn store(redis: &mut RedisLink, keys: &Keys, user_id: u64, entry: &Versioned) -> Result<(), Error> {
-    let mut pipe = redis::pipe();
-    pipe.add_command(store_cmd(keys, user_id, entry)).ignore();
-    redis.run_scripts::<()>(&pipe, &[&STORE_SCRIPT])?;
+    let mut batch = Batch::new();
+    store_cmd(&mut batch, keys, user_id, entry);
+    redis.run::<()>(&batch)?;
     Ok(())
 }
 
-/// The cached profile of a user, if any.
+/// The cached profile of user `user_id` (named `username`), if any.
 ///
 /// # Errors
 ///
 /// [`Error::Unavailable`] if Redis is down.
-pub fn load(redis: &mut RedisLink, keys: &Keys, user_id: u64) -> Result<Option<Versioned>, Error> {
-    let key = keys.profile(user_id);
-    let fields: Fields =
-        redis.run(|c| redis::cmd("HMGET").arg(&key).arg("v").arg("u").arg("n").arg("a").query(c))?;
+pub fn load(
+    redis: &mut RedisLink,
+    keys: &Keys,
+    username: &str,
+    user_id: u64,
+) -> Result<Option<Versioned>, Error> {
+    let mut batch = Batch::new();
+    batch.cmd("HMGET").arg(keys.profile(username, user_id)).arg("v").arg("u").arg("n").arg("a");
+    let (fields,): (Fields,) = redis.run(&batch)?;
     decode(fields)
 }
 

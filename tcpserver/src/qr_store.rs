@@ -18,10 +18,9 @@ use std::sync::LazyLock;
 use proto::QrState;
 use rand::TryRng;
 use rand::rngs::SysRng;
-use redis::Script;
 use sha2::{Digest, Sha256};
 
-use crate::db::redis::RedisLink;
+use crate::db::redis::{Batch, LuaScript, RedisLink};
 use crate::error::{Error, Internal};
 use crate::keys::Keys;
 
@@ -107,10 +106,20 @@ end
 return 0
 ";
 
-static SCAN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SCAN));
-static DECIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DECIDE));
-static REDEEM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REDEEM));
-static UNREDEEM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNREDEEM));
+/// KEYS[1] = code; ARGV: binding hash, user agent, address, created (Unix s),
+/// TTL (s). Makes the `pending` code and its expiry in one step (a cluster
+/// pipeline has no `MULTI`).
+const CREATE: &str = r"#!lua
+redis.call('HSET', KEYS[1], 's', 'pending', 'b', ARGV[1], 'ua', ARGV[2], 'ip', ARGV[3], 't', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 0
+";
+
+static CREATE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CREATE));
+static SCAN_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SCAN));
+static DECIDE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(DECIDE));
+static REDEEM_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(REDEEM));
+static UNREDEEM_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UNREDEEM));
 
 /// A new code's two secrets.
 #[derive(Debug)]
@@ -188,7 +197,7 @@ fn bounded(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Makes a `pending` code that lives `ttl_secs`, in one `MULTI`.
+/// Makes a `pending` code that lives `ttl_secs`, in one script ([`CREATE`]).
 ///
 /// # Errors
 ///
@@ -207,22 +216,18 @@ pub fn create(
     };
     let name = keys.qr_code(&key_hash);
     let ip = client.map(|ip| ip.to_canonical().to_string()).unwrap_or_default();
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .hset_multiple(
-            &name,
-            &[
-                ("s", QrState::Pending.name()),
-                ("b", &binding_hash),
-                ("ua", bounded(user_agent, MAX_USER_AGENT_LEN)),
-                ("ip", &ip),
-                ("t", &crate::session::unix_now().to_string()),
-            ],
-        )
-        .ignore()
-        .expire(&name, i64::from(ttl_secs))
+    let mut batch = Batch::new();
+    batch
+        .script(&CREATE_SCRIPT)
+        .arg(1)
+        .arg(&name)
+        .arg(&binding_hash)
+        .arg(bounded(user_agent, MAX_USER_AGENT_LEN))
+        .arg(&ip)
+        .arg(crate::session::unix_now())
+        .arg(ttl_secs)
         .ignore();
-    redis.run(|c| pipe.query::<()>(c))?;
+    redis.run::<()>(&batch)?;
     Ok(code)
 }
 
@@ -238,9 +243,9 @@ pub fn read(
     binding_hash: &str,
 ) -> Result<Snapshot, Error> {
     let name = keys.qr_code(key_hash);
-    let mut pipe = redis::pipe();
-    pipe.cmd("HMGET").arg(&name).arg("s").arg("b").arg("nick").arg("a").cmd("PTTL").arg(&name);
-    let (fields, ttl_ms): (Vec<Option<String>>, i64) = redis.run(|c| pipe.query(c))?;
+    let mut batch = Batch::new();
+    batch.cmd("HMGET").arg(&name).arg("s").arg("b").arg("nick").arg("a").cmd("PTTL").arg(&name);
+    let (fields, ttl_ms): (Vec<Option<String>>, i64) = redis.run(&batch)?;
     let field = |i: usize| fields.get(i).cloned().flatten().filter(|v| !v.is_empty());
     let state = field(0).map_or(QrState::Expired, |s| QrState::from_name(&s));
     Ok(Snapshot {
@@ -260,9 +265,8 @@ pub fn read(
 /// [`Error::QrExpired`], [`Error::QrUsed`] if another account scanned it,
 /// [`Error::Unavailable`].
 pub fn scan(redis: &mut RedisLink, keys: &Keys, key_hash: &str, actor: Actor<'_>) -> Result<Scanned, Error> {
-    let mut pipe = redis::pipe();
-    pipe.cmd("EVALSHA")
-        .arg(SCAN_SCRIPT.get_hash())
+    let mut pipe = Batch::new();
+    pipe.script(&SCAN_SCRIPT)
         .arg(1)
         .arg(keys.qr_code(key_hash))
         .arg(actor.user_id)
@@ -271,7 +275,7 @@ pub fn scan(redis: &mut RedisLink, keys: &Keys, key_hash: &str, actor: Actor<'_>
         .arg(actor.avatar.unwrap_or(""))
         .arg(keys.qr_channel())
         .arg(key_hash);
-    let (reply,): (Vec<String>,) = redis.run_scripts(&pipe, &[&SCAN_SCRIPT])?;
+    let (reply,): (Vec<String>,) = redis.run(&pipe)?;
     match reply.as_slice() {
         [state, ua, ip, created] => Ok(Scanned {
             state: QrState::from_name(state),
@@ -298,9 +302,8 @@ pub fn decide(
     actor: Actor<'_>,
 ) -> Result<QrState, Error> {
     let state = if approve { QrState::Confirmed } else { QrState::Denied };
-    let mut pipe = redis::pipe();
-    pipe.cmd("EVALSHA")
-        .arg(DECIDE_SCRIPT.get_hash())
+    let mut pipe = Batch::new();
+    pipe.script(&DECIDE_SCRIPT)
         .arg(1)
         .arg(keys.qr_code(key_hash))
         .arg(state.name())
@@ -310,7 +313,7 @@ pub fn decide(
         .arg(actor.avatar.unwrap_or(""))
         .arg(keys.qr_channel())
         .arg(key_hash);
-    let (reply,): (String,) = redis.run_scripts(&pipe, &[&DECIDE_SCRIPT])?;
+    let (reply,): (String,) = redis.run(&pipe)?;
     match reply.as_str() {
         "ok" => Ok(state),
         "used" => Err(Error::QrUsed),
@@ -345,15 +348,14 @@ pub fn redeem(
     key_hash: &str,
     binding_hash: &str,
 ) -> Result<Redeemed, Error> {
-    let mut pipe = redis::pipe();
-    pipe.cmd("EVALSHA")
-        .arg(REDEEM_SCRIPT.get_hash())
+    let mut pipe = Batch::new();
+    pipe.script(&REDEEM_SCRIPT)
         .arg(1)
         .arg(keys.qr_code(key_hash))
         .arg(binding_hash)
         .arg(keys.qr_channel())
         .arg(key_hash);
-    let (reply,): (Vec<String>,) = redis.run_scripts(&pipe, &[&REDEEM_SCRIPT])?;
+    let (reply,): (Vec<String>,) = redis.run(&pipe)?;
     match reply.as_slice() {
         [ok, user_id, username, user_agent] if ok == "ok" => match user_id.parse() {
             Ok(user_id) => {
@@ -367,16 +369,10 @@ pub fn redeem(
     }
 }
 
-/// Gives a redeemed code back to `confirmed` (see [`UNREDEEM`]).
-///
-/// # Errors
-///
-/// [`Error::Unavailable`] if Redis is down.
-pub fn unredeem(redis: &mut RedisLink, keys: &Keys, key_hash: &str) -> Result<(), Error> {
-    let mut pipe = redis::pipe();
-    pipe.cmd("EVALSHA").arg(UNREDEEM_SCRIPT.get_hash()).arg(1).arg(keys.qr_code(key_hash));
-    let _: (i64,) = redis.run_scripts(&pipe, &[&UNREDEEM_SCRIPT])?;
-    Ok(())
+/// Adds the giving back of a redeemed code to `confirmed` (see
+/// [`UNREDEEM`]) to a batch, with no reply.
+pub fn unredeem_cmd(batch: &mut Batch, keys: &Keys, key_hash: &str) {
+    batch.script(&UNREDEEM_SCRIPT).arg(1).arg(keys.qr_code(key_hash)).ignore();
 }
 
 #[cfg(test)]

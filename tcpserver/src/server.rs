@@ -21,7 +21,7 @@ use proto::handshake::MIN_SECRET_LEN;
 
 use crate::config::Config;
 use crate::db::mysql::MysqlLink;
-use crate::db::redis::RedisLink;
+use crate::db::redis::{RedisLink, Target};
 use crate::keys::Keys;
 use crate::password::{MIN_PEPPER_LEN, PasswordError, PasswordHasher};
 use crate::pool::WorkerPool;
@@ -75,7 +75,7 @@ pub enum ServerError {
     },
     /// The MySQL URL does not parse.
     MysqlUrl(mysql::UrlError),
-    /// The Redis URL does not parse.
+    /// The Redis URL (or a cluster node's address) does not parse.
     RedisUrl(redis::RedisError),
     /// The listening address cannot be bound.
     Bind {
@@ -162,7 +162,11 @@ impl Server {
         };
         let mysql_opts = crate::db::mysql::options(&config.mysql_url, mysql_password.as_deref())
             .map_err(ServerError::MysqlUrl)?;
-        let redis_client = redis::Client::open(config.redis_url.as_str()).map_err(ServerError::RedisUrl)?;
+        let redis = match config.redis_cluster.as_slice() {
+            [] => Target::single(&config.redis_url),
+            nodes => Target::cluster(nodes),
+        }
+        .map_err(ServerError::RedisUrl)?;
         crate::avatar_import::start(config.avatar_dir.clone(), mysql_opts.clone())
             .map_err(ServerError::Io)?;
         let lifetimes = Lifetimes { idle_secs: config.session_idle_secs, max_secs: config.session_max_secs };
@@ -179,7 +183,7 @@ impl Server {
         // The drainer's links are numbered after the workers' in the log.
         let drainer = crate::history::drain::Drainer::new(
             MysqlLink::new(mysql_opts.clone(), config.workers),
-            RedisLink::new(redis_client.clone(), config.workers),
+            RedisLink::new(redis.clone(), config.workers),
             shared.keys.clone(),
         );
         drainer.start(Arc::clone(&shared.history_wake)).map_err(ServerError::Io)?;
@@ -196,13 +200,13 @@ impl Server {
         let poll = Poll::new().map_err(ServerError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
         let (completions_tx, completions) = mpsc::channel();
-        let qr_events = crate::qr_events::start(redis_client.clone(), qr_channel, Arc::clone(&waker))
-            .map_err(ServerError::Io)?;
+        let qr_events =
+            crate::qr_events::start(&redis, qr_channel, Arc::clone(&waker)).map_err(ServerError::Io)?;
         let make_service = move |worker| {
             Service::new(
                 Arc::clone(&shared),
                 MysqlLink::new(mysql_opts.clone(), worker),
-                RedisLink::new(redis_client.clone(), worker),
+                RedisLink::new(redis.clone(), worker),
             )
         };
         let pool = WorkerPool::start(config.workers, config.queue_len, make_service, completions_tx, waker)

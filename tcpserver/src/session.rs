@@ -1,8 +1,11 @@
 //! Sessions: opaque random tokens, stored server-side in Redis.
 //!
-//! A token is 32 bytes from the operating system's generator, in hex. Redis
-//! holds only its SHA-256, so a copy of Redis (a dump, a replica, `MONITOR`)
-//! yields no usable token. The entry holds the user id, the username and the
+//! A token is 64 lowercase hex digits: the account's hash tag
+//! ([`AccountTag`], four digits, so that the session's keys are found in the
+//! account's hash slot from the token alone, see [`crate::keys`]), then 30
+//! bytes (240 bits) from the operating system's generator. Redis holds only
+//! its SHA-256, so a copy of Redis (a dump, a replica, `MONITOR`) yields no
+//! usable token. The entry holds the user id, the username and the
 //! absolute expiry; its Redis TTL is the idle lifetime, refreshed on every use
 //! but never past the absolute expiry. Logging out deletes the entry, so the
 //! token stops working at once. A log-in opens its session through
@@ -16,16 +19,17 @@ use rand::TryRng;
 use rand::rngs::SysRng;
 use sha2::{Digest, Sha256};
 
-use crate::db::redis::RedisLink;
+use crate::db::redis::{Batch, LuaScript, RedisLink};
 use crate::error::{Error, Internal};
-use crate::keys::Keys;
+use crate::keys::{AccountTag, Keys};
 use crate::profile_cache::{self, Versioned};
 
-/// Random bytes in a token: 256 bits, beyond any guessing.
-pub const TOKEN_BYTES: usize = 32;
+/// Random bytes in a token: 240 bits, beyond any guessing.
+pub const TOKEN_BYTES: usize = 30;
 
-/// Length of a token on the wire: two hex digits per byte.
-pub const TOKEN_LEN: usize = TOKEN_BYTES * 2;
+/// Length of a token on the wire: the account tag, then two hex digits per
+/// random byte (64, as before the tag, so nothing outside notices).
+pub const TOKEN_LEN: usize = AccountTag::LEN + TOKEN_BYTES * 2;
 
 /// How long sessions last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,17 +91,17 @@ pub fn unix_now_us() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// A fresh token and the hash it is stored under.
+/// A fresh token for an account of tag `tag`, and the hash it is stored under.
 ///
 /// # Errors
 ///
 /// [`Error::Internal`] if the OS generator fails.
-pub fn new_token() -> Result<(Secret, String), Error> {
+pub fn new_token(tag: &AccountTag) -> Result<(Secret, String), Error> {
     let mut bytes = [0u8; TOKEN_BYTES];
     SysRng
         .try_fill_bytes(&mut bytes)
         .map_err(|_| Error::Internal(Internal::Hash(crate::password::PasswordError::Random)))?;
-    let token = hex::encode(bytes);
+    let token = format!("{tag}{}", hex::encode(bytes));
     let hash = token_hash(&token).ok_or(Error::Internal(Internal::CorruptEntry("new token")))?;
     Ok((Secret::new(token), hash))
 }
@@ -108,6 +112,17 @@ pub fn token_hash(token: &str) -> Option<String> {
     let well_formed =
         token.len() == TOKEN_LEN && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     well_formed.then(|| hex::encode(Sha256::digest(token.as_bytes())))
+}
+
+/// The account tag and storage hash of a well-formed token.
+pub fn token_parts(token: &str) -> Option<(AccountTag, String)> {
+    let hash = token_hash(token)?;
+    Some((AccountTag::prefix_of(token)?, hash))
+}
+
+/// The Redis key of the session a token names, if it is well formed.
+pub fn storage_key(keys: &Keys, token: &str) -> Option<String> {
+    token_parts(token).map(|(tag, hash)| keys.session(&tag, &hash))
 }
 
 /// The session a token names, with its idle timer restarted.
@@ -122,17 +137,19 @@ pub fn resume(
     token: &Secret,
     lifetimes: Lifetimes,
 ) -> Result<Session, Error> {
-    let hash = token_hash(token.expose()).ok_or(Error::Unauthenticated)?;
-    let key = keys.session(&hash);
+    let (tag, hash) = token_parts(token.expose()).ok_or(Error::Unauthenticated)?;
+    let key = keys.session(&tag, &hash);
     // GETEX reads and restarts the idle timer in one round trip.
-    let value: Option<String> =
-        redis.run(|c| redis::cmd("GETEX").arg(&key).arg("EX").arg(lifetimes.idle_secs).query(c))?;
-    check_lifetime(redis, keys, &hash, value, lifetimes)
+    let mut batch = Batch::new();
+    batch.cmd("GETEX").arg(&key).arg("EX").arg(lifetimes.idle_secs);
+    let (value,): (Option<String>,) = redis.run(&batch)?;
+    check_lifetime(redis, keys, (&tag, &hash), value, lifetimes)
 }
 
-/// KEYS[1] = session; ARGV = idle lifetime, profile key prefix. `GETEX`s the
-/// session and, when its value starts with a user id, `HMGET`s that user's
-/// cached profile: `nil` for no session, else `{session, v, u, n, a}`.
+/// KEYS[1] = session; ARGV = idle lifetime, profile key prefix (of the
+/// session's account tag). `GETEX`s the session and, when its value starts
+/// with a user id, `HMGET`s that user's cached profile: `nil` for no session,
+/// else `{session, v, u, n, a}`.
 const RESUME_WITH_PROFILE: &str = r"
 local value = redis.call('GETEX', KEYS[1], 'EX', ARGV[1])
 if not value then
@@ -148,8 +165,8 @@ return {value, f[1], f[2], f[3], f[4]}
 
 /// [`RESUME_WITH_PROFILE`], sent by its SHA-1 (`EVALSHA`): the hottest request
 /// sends 40 bytes instead of the script.
-static RESUME_WITH_PROFILE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(RESUME_WITH_PROFILE));
+static RESUME_WITH_PROFILE_SCRIPT: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(RESUME_WITH_PROFILE));
 
 /// A session with its user's cached profile (`None` if the cache holds no
 /// entry for them), or why there is none.
@@ -157,7 +174,8 @@ pub type Resumed = Result<(Session, Option<Versioned>), Error>;
 
 /// As [`resume`] for each of `tokens`, with the cached profile of each session's
 /// user, all in one round trip: a worker answers a batch of profile reads with
-/// one write to Redis and one read back.
+/// one write to Redis and one read back (on a cluster, one to each node
+/// holding one of the sessions, at once).
 ///
 /// # Errors
 ///
@@ -170,29 +188,41 @@ pub fn resume_with_profiles(
     tokens: &[&Secret],
     lifetimes: Lifetimes,
 ) -> Result<Vec<Resumed>, Error> {
-    let hashes: Vec<Option<String>> = tokens.iter().map(|token| token_hash(token.expose())).collect();
-    let script = &*RESUME_WITH_PROFILE_SCRIPT;
-    let prefix = keys.profile_prefix();
-    let mut pipe = redis::pipe();
-    for hash in hashes.iter().flatten() {
-        let key = keys.session(hash);
-        pipe.cmd("EVALSHA").arg(script.get_hash()).arg(1).arg(key).arg(lifetimes.idle_secs).arg(&prefix);
+    let parts: Vec<Option<(AccountTag, String)>> =
+        tokens.iter().map(|token| token_parts(token.expose())).collect();
+    let mut batch = Batch::new();
+    for (tag, hash) in parts.iter().flatten() {
+        batch
+            .script(&RESUME_WITH_PROFILE_SCRIPT)
+            .arg(1)
+            .arg(keys.session(tag, hash))
+            .arg(lifetimes.idle_secs)
+            .arg(keys.profile_prefix(tag));
     }
-    /// Per token: `nil` for no session, else the session value and the profile fields.
-    type Reply = Vec<Option<Vec<Option<String>>>>;
-    let mut replies = if pipe.is_empty() {
-        Vec::new().into_iter()
-    } else {
-        redis.run_scripts::<Reply>(&pipe, &[script])?.into_iter()
-    };
+    // Each token its own outcome: on a cluster a dead master fails only the
+    // reads of the sessions it held (resuming twice is harmless).
+    let mut replies = redis.run_each(&batch)?.into_iter();
     let mut resumed = Vec::with_capacity(tokens.len());
-    for hash in &hashes {
-        let Some(hash) = hash else {
+    for part in &parts {
+        let Some((tag, hash)) = part else {
             resumed.push(Err(Error::Unauthenticated));
             continue;
         };
-        let mut fields = replies.next().flatten().unwrap_or_default().into_iter();
-        let session = check_lifetime(redis, keys, hash, fields.next().flatten(), lifetimes);
+        /// `nil` for no session, else the session value and the profile fields.
+        type Reply = Option<Vec<Option<String>>>;
+        let reply = replies
+            .next()
+            .unwrap_or(Ok(redis::Value::Nil))
+            .and_then(|value| redis::from_redis_value::<Reply>(value).map_err(redis::RedisError::from));
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                resumed.push(Err(Error::from(e)));
+                continue;
+            }
+        };
+        let mut fields = reply.unwrap_or_default().into_iter();
+        let session = check_lifetime(redis, keys, (tag, hash), fields.next().flatten(), lifetimes);
         let mut next = || fields.next().flatten();
         let profile = profile_cache::decode((next(), next(), next(), next()));
         resumed.push(session.and_then(|session| Ok((session, profile?))));
@@ -208,27 +238,29 @@ pub fn resume_with_profiles(
 fn check_lifetime(
     redis: &mut RedisLink,
     keys: &Keys,
-    hash: &str,
+    (tag, hash): (&AccountTag, &str),
     value: Option<String>,
     lifetimes: Lifetimes,
 ) -> Result<Session, Error> {
-    let key = keys.session(hash);
+    let key = keys.session(tag, hash);
     let session = Session::decode(&value.ok_or(Error::Unauthenticated)?)
         .ok_or(Error::Internal(Internal::CorruptEntry("session")))?;
     let now = unix_now();
     if now >= session.expires_at {
-        redis.run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))?;
+        let mut batch = Batch::new();
+        batch.cmd("DEL").arg(&key).ignore();
+        redis.run::<()>(&batch)?;
         return Err(Error::Unauthenticated);
     }
     if session.expires_at - now < lifetimes.idle_secs {
         // In its last idle period the key must expire with the session itself.
-        let mut pipe = redis::pipe();
-        pipe.cmd("EXPIREAT").arg(&key).arg(session.expires_at).ignore();
-        let meta = keys.session_meta(hash);
-        pipe.cmd("HSET").arg(&meta).arg("lu").arg(now).ignore();
+        let mut batch = Batch::new();
+        batch.cmd("EXPIREAT").arg(&key).arg(session.expires_at).ignore();
+        let meta = keys.session_meta(tag, hash);
+        batch.cmd("HSET").arg(&meta).arg("lu").arg(now).ignore();
         // Every key has a TTL: a session older than this version had no metadata.
-        pipe.cmd("EXPIREAT").arg(&meta).arg(session.expires_at).ignore();
-        redis.run(|c| pipe.query::<()>(c))?;
+        batch.cmd("EXPIREAT").arg(&meta).arg(session.expires_at).ignore();
+        redis.run::<()>(&batch)?;
     }
     Ok(session)
 }
@@ -239,12 +271,16 @@ fn check_lifetime(
 ///
 /// [`Error::Unavailable`] if Redis is down.
 pub fn end(redis: &mut RedisLink, keys: &Keys, token: &Secret) -> Result<(), Error> {
-    if let Some(hash) = token_hash(token.expose()) {
-        let (key, meta) = (keys.session(&hash), keys.session_meta(&hash));
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(&key).cmd("DEL").arg(&meta).ignore();
+    if let Some((tag, hash)) = token_parts(token.expose()) {
+        let mut batch = Batch::new();
+        batch
+            .cmd("DEL")
+            .arg(keys.session(&tag, &hash))
+            .cmd("DEL")
+            .arg(keys.session_meta(&tag, &hash))
+            .ignore();
         // Only the session's own deletion counts: its metadata may outlive it.
-        let (removed,): (u64,) = redis.run(|c| pipe.query(c))?;
+        let (removed,): (u64,) = redis.run(&batch)?;
         crate::metrics::SESSIONS_LOGGED_OUT.add(removed);
     }
     Ok(())
@@ -256,12 +292,14 @@ mod tests {
 
     #[test]
     fn tokens_are_long_random_hex_and_hash_to_their_key() {
-        let (a, hash_a) = new_token().unwrap();
-        let (b, _) = new_token().unwrap();
+        let tag = AccountTag::of("ann");
+        let (a, hash_a) = new_token(&tag).unwrap();
+        let (b, _) = new_token(&tag).unwrap();
         assert_ne!(a, b);
         assert_eq!(a.expose().len(), TOKEN_LEN);
         assert_eq!(token_hash(a.expose()), Some(hash_a.clone()));
         assert_ne!(hash_a, a.expose(), "the stored form is not the token");
+        assert_eq!(token_parts(a.expose()), Some((tag, hash_a)), "the token carries its account's tag");
     }
 
     #[test]

@@ -5,30 +5,42 @@
 //! the first attempt (a fixed window). A member per attempt rather than `INCR`
 //! makes counting idempotent (a command sent again over a new connection adds
 //! the same member twice and counts it once) and lets an attempt leave its
-//! counter again. Successful log-ins are counted by a plain `INCR` in the
-//! session's script ([`crate::login_session`]): nothing ever leaves that
-//! count, and at a busy address it stays one number, not one member per
-//! log-in (a resent script may count one log-in twice, the safe way).
+//! counter again. Successful log-ins are counted by a plain `INCR`
+//! ([`crate::login_counters`]): nothing ever leaves that count, and at a busy
+//! address it stays one number, not one member per log-in; the log-ins in
+//! flight hold their places under that limit in a small set of their own.
 //!
 //! **Counted before the work, so the limits hold under concurrency.** An
-//! attempt is admitted by one Lua script that checks its counters and adds
-//! it to all of them in one atomic step, *before* its password is hashed
-//! (the log-in lookup, [`crate::login_record::lookup`], does this for an
-//! attempt that finds no log-in record; [`ADMIT`] for the others): with
-//! five guesses allowed, five concurrent guesses are admitted and the sixth
-//! is refused without costing a hash, however many arrive at the same moment
-//! and however the workers batch them. (Reading the counts,
-//! hashing, then counting would judge every guess in flight against the count
-//! from before any of them failed.)
+//! attempt is admitted by a Lua script that checks its counters and adds it
+//! to them in one atomic step, *before* its password is hashed (for a log-in
+//! the lookup does this, [`crate::login_record::lookup`] and
+//! [`crate::login_counters`]; [`ADMIT`] for the others): with five guesses
+//! allowed, five concurrent guesses are admitted and the sixth is refused
+//! without costing a hash, however many arrive at the same moment and however
+//! the workers (and tcpservers) batch them. (Reading the counts, hashing, then
+//! counting would judge every guess in flight against the count from before
+//! any of them failed.)
+//!
+//! **One script per hash slot.** Counters of one account share a slot, and
+//! counters of one client address share another ([`crate::keys`]); a check
+//! over both is one script per slot in the same pipeline (one round trip on a
+//! single Redis as on a cluster), each all-or-nothing in its slot. When one
+//! slot refuses while the other admitted, the other's place is given back
+//! ([`admit`], [`release`]). Meanwhile that place may refuse another attempt:
+//! more refusals, never more admissions.
 //!
 //! A failed-log-in counter therefore counts attempts not known to have
-//! succeeded: an admitted attempt holds its place with score 0 (in flight);
-//! when it fails, its score becomes the time it failed, in microseconds
-//! ([`mark_failed`]); when it succeeds, it leaves the counter, and a user's success also removes
-//! the failures that *ended before that log-in began* (a person who mistypes
-//! and then gets it right starts afresh), never those still in flight or
-//! recorded beside it, so a success in a batch of guesses does not reset them.
-//! An attempt that could not be checked (MySQL down) leaves too ([`release`]).
+//! succeeded: an admitted attempt holds its place in flight (a negative
+//! score, minus the time it was admitted, ms); when it fails, its score
+//! becomes the time it failed, in microseconds ([`mark_failed`]); when it
+//! succeeds, it leaves the counter, and a user's success also removes the
+//! failures that *ended before that log-in began* (a person who mistypes and
+//! then gets it right starts afresh), never those still in flight or recorded
+//! beside it, so a success in a batch of guesses does not reset them. An
+//! attempt that could not be checked (MySQL down) leaves too ([`release`]).
+//! A place still in flight after [`IN_FLIGHT_MAX_MS`] was left behind (a
+//! batch that failed halfway on a cluster, a tcpserver killed mid-batch) and
+//! is purged by the next check.
 //!
 //! While a counter is at its limit, a request is refused before anything else
 //! is done, with the time left on the window as `retry_after_secs`. Counters
@@ -39,9 +51,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
-use redis::{Pipeline, Script};
-
-use crate::db::redis::RedisLink;
+use crate::db::redis::{Batch, LuaScript, RedisLink};
 use crate::error::Error;
 
 /// A limit: at most `max_attempts` within `window_secs`.
@@ -151,15 +161,30 @@ impl Default for Limits {
     }
 }
 
-/// KEYS = counters; ARGV = member, then a limit and a window per counter.
-/// Adds the member (score 0: in flight) to every counter, unless one of them
-/// is at its limit: all or nothing, so a refused attempt holds no place
-/// anywhere. Returns 0 when admitted (also when the member is already in: a
-/// resent command), else the seconds until the longest window ends.
+/// How long an attempt may hold an in-flight place (a failure counter's
+/// member not yet marked, or a place under a success limit) before the place
+/// is taken to have been left behind and is purged: by a batch that failed
+/// halfway on a cluster, or a tcpserver killed mid-batch. No log-in stays
+/// in flight this long (a batch waits at most two seconds in the queue, and
+/// each of its Redis and MySQL steps gives up after a few seconds), so a
+/// purge never frees a place still in use, and a place left behind costs
+/// its account or address one attempt for a minute, not for a whole window.
+pub const IN_FLIGHT_MAX_MS: u64 = 60_000;
+
+/// KEYS = counters (of one hash slot); ARGV = member, now (ms), then a limit
+/// and a window per counter. Purges in-flight places older than
+/// [`IN_FLIGHT_MAX_MS`], then adds the member (score `-now`: in flight) to
+/// every counter, unless one of them is at its limit: all or nothing, so a
+/// refused attempt holds no place anywhere. Returns 0 when admitted (also
+/// when the member is already in: a resent command), else the seconds until
+/// the longest window ends.
 const ADMIT: &str = r"#!lua
+local now = tonumber(ARGV[2])
+local stale = '(' .. (IN_FLIGHT_MAX - now)
 local wait = 0
 for i = 1, #KEYS do
-  local limit, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local limit, window = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], stale, '(0')
   if not redis.call('ZSCORE', KEYS[i], ARGV[1]) and redis.call('ZCARD', KEYS[i]) >= limit then
     local ttl = redis.call('TTL', KEYS[i])
     if ttl < 1 then
@@ -172,14 +197,21 @@ if wait > 0 then
   return wait
 end
 for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 0, ARGV[1])
-  redis.call('EXPIRE', KEYS[i], ARGV[2 * i + 1], 'NX')
+  redis.call('ZADD', KEYS[i], 'NX', -now, ARGV[1])
+  redis.call('EXPIRE', KEYS[i], ARGV[2 * i + 2], 'NX')
 end
 return 0
 ";
 
 /// [`ADMIT`], sent by its SHA-1 once Redis has it.
-pub static ADMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIT));
+pub static ADMIT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(in_flight_script(ADMIT)));
+
+/// A script's source with [`IN_FLIGHT_MAX_MS`] written in (Lua has no
+/// constants shared with Rust; the value is part of the script's hash, so a
+/// build with another value loads its own script).
+pub(crate) fn in_flight_script(source: &'static str) -> &'static str {
+    Box::leak(source.replace("IN_FLIGHT_MAX", &IN_FLIGHT_MAX_MS.to_string()).into_boxed_str())
+}
 
 /// One attempt's identity in its counters: random, so that two attempts never
 /// share a member, and the same for every counter the attempt is counted in.
@@ -187,34 +219,57 @@ pub fn new_member() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// Adds the admission of `member` on all of `counters` (one script, one
-/// reply, for [`admitted`]) to a pipeline.
-pub fn admit_cmd(pipe: &mut Pipeline, counters: &[(String, Limit)], member: &str) {
-    let command = pipe.cmd("EVALSHA").arg(ADMIT_SCRIPT.get_hash()).arg(counters.len());
-    for (key, _) in counters {
-        command.arg(key);
+/// `counters` grouped by hash slot, in their order of first appearance: each
+/// group can be admitted by one script (on a single Redis too: one code path).
+fn by_slot(counters: &[(String, Limit)]) -> Vec<Vec<&(String, Limit)>> {
+    let mut groups: Vec<(u16, Vec<&(String, Limit)>)> = Vec::new();
+    for counter in counters {
+        let slot = crate::db::slot::slot(counter.0.as_bytes());
+        match groups.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, group)) => group.push(counter),
+            None => groups.push((slot, vec![counter])),
+        }
     }
-    command.arg(member);
-    for (_, limit) in counters {
-        command.arg(limit.max_attempts).arg(limit.window_secs);
-    }
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
-/// The verdict on one attempt from its [`ADMIT`] reply.
+/// Adds the admission of `member` on `counters` to a batch: one [`ADMIT`]
+/// per hash slot among them, each with one reply; returns how many. The
+/// attempt is admitted if every reply admits it ([`admitted`]); one slot's
+/// place taken while another refused is given back by [`release`].
+pub fn admit_cmds(batch: &mut Batch, counters: &[(String, Limit)], member: &str) -> usize {
+    let groups = by_slot(counters);
+    let now_ms = crate::session::unix_now_ms();
+    for group in &groups {
+        let command = batch.script(&ADMIT_SCRIPT).arg(group.len());
+        for (key, _) in group {
+            command.arg(key);
+        }
+        command.arg(member).arg(now_ms);
+        for (_, limit) in group {
+            command.arg(limit.max_attempts).arg(limit.window_secs);
+        }
+    }
+    groups.len()
+}
+
+/// The verdict on one attempt from its [`ADMIT`] replies (one per slot).
 ///
 /// # Errors
 ///
-/// [`Error::TooManyAttempts`] if a counter refused it (it was then counted nowhere).
-pub fn admitted(reply: i64) -> Result<(), Error> {
-    if reply > 0 {
+/// [`Error::TooManyAttempts`] if a counter refused it, with the longest wait.
+pub fn admitted(replies: &[i64]) -> Result<(), Error> {
+    let wait = replies.iter().copied().max().unwrap_or(0);
+    if wait > 0 {
         crate::metrics::THROTTLED.add(1);
-        return Err(Error::TooManyAttempts { retry_after_secs: u32::try_from(reply).unwrap_or(u32::MAX) });
+        return Err(Error::TooManyAttempts { retry_after_secs: u32::try_from(wait).unwrap_or(u32::MAX) });
     }
     Ok(())
 }
 
-/// Counts one attempt on every counter, atomically, unless one of them is at
-/// its limit (then the attempt is counted nowhere).
+/// Counts one attempt on every counter unless one of them is at its limit:
+/// atomically within each hash slot, and with the places taken in the other
+/// slots given back (one more round trip, only then) when one refuses.
 ///
 /// # Errors
 ///
@@ -228,6 +283,9 @@ pub fn admit(redis: &mut RedisLink, counters: &[(String, Limit)]) -> Result<(), 
 /// request sent again, which names itself the same (a sign-up by its
 /// idempotency key), finds its place taken by itself and is admitted, so one
 /// request is counted once, and never refused for its own first copy.
+/// Meant for counters of one hash slot, as a sign-up's one per-address
+/// counter is: with several, a copy refused in one slot would give back, in
+/// the others, the place its first copy holds there.
 ///
 /// # Errors
 ///
@@ -236,26 +294,34 @@ pub fn admit_as(redis: &mut RedisLink, counters: &[(String, Limit)], member: &st
     if counters.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
-    admit_cmd(&mut pipe, counters, member);
-    let replies: Vec<i64> = redis.run_scripts(&pipe, &[&ADMIT_SCRIPT])?;
-    admitted(replies.first().copied().unwrap_or(0))
+    let mut batch = Batch::new();
+    admit_cmds(&mut batch, counters, member);
+    let replies: Vec<i64> = redis.run(&batch)?;
+    let verdict = admitted(&replies);
+    if verdict.is_err() && replies.contains(&0) {
+        let mut undo = Batch::new();
+        release(&mut undo, counters, member);
+        redis.run::<()>(&undo)?;
+    }
+    verdict
 }
 
 /// Adds the commands that record an admitted attempt as failed at `now_us`
-/// (microseconds since the epoch) to a pipeline (`XX`: a counter whose
-/// window ended meanwhile is not revived).
-pub fn mark_failed(pipe: &mut Pipeline, counters: &[(String, Limit)], member: &str, now_us: u64) {
+/// (microseconds since the epoch) to a batch (`XX`: a counter whose
+/// window ended meanwhile is not revived, and one the attempt holds no
+/// place in is left alone).
+pub fn mark_failed(batch: &mut Batch, counters: &[(String, Limit)], member: &str, now_us: u64) {
     for (key, _) in counters {
-        pipe.cmd("ZADD").arg(key).arg("XX").arg(now_us).arg(member).ignore();
+        batch.cmd("ZADD").arg(key).arg("XX").arg(now_us).arg(member).ignore();
     }
 }
 
-/// Adds the commands that take an admitted attempt out of its counters again
-/// (it succeeded, or could not be checked) to a pipeline.
-pub fn release(pipe: &mut Pipeline, counters: &[(String, Limit)], member: &str) {
+/// Adds the commands that take an attempt out of its counters again (it
+/// succeeded, could not be checked, or was refused in another slot) to a
+/// batch; harmless where it holds no place.
+pub fn release(batch: &mut Batch, counters: &[(String, Limit)], member: &str) {
     for (key, _) in counters {
-        pipe.cmd("ZREM").arg(key).arg(member).ignore();
+        batch.cmd("ZREM").arg(key).arg(member).ignore();
     }
 }
 
@@ -273,8 +339,29 @@ mod tests {
     }
 
     #[test]
+    fn counters_are_admitted_one_script_per_slot() {
+        let keys = crate::keys::Keys::new("t:");
+        let addr: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let counters = [
+            (keys.login_failures_by_user("ann"), LOGIN_FAILURES_PER_USER),
+            (keys.login_failures_by_addr(addr), LOGIN_FAILURES_PER_ADDR),
+            (keys.logins_by_user("ann"), LOGINS_PER_USER),
+        ];
+        let groups = by_slot(&counters);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+        let mut batch = Batch::new();
+        assert_eq!(admit_cmds(&mut batch, &counters, "m"), 2);
+    }
+
+    #[test]
+    fn scripts_know_how_long_a_place_may_stay_in_flight() {
+        assert!(ADMIT_SCRIPT.code().contains(&IN_FLIGHT_MAX_MS.to_string()));
+        assert!(!ADMIT_SCRIPT.code().contains("IN_FLIGHT_MAX"));
+    }
+
+    #[test]
     fn a_refused_attempt_waits_for_the_window_admission_does_not() {
-        assert!(admitted(0).is_ok());
-        assert!(matches!(admitted(17), Err(Error::TooManyAttempts { retry_after_secs: 17 })));
+        assert!(admitted(&[0, 0]).is_ok());
+        assert!(matches!(admitted(&[0, 17, 3]), Err(Error::TooManyAttempts { retry_after_secs: 17 })));
     }
 }

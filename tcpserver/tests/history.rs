@@ -6,6 +6,7 @@
 //! Each test drains a queue under a prefix of its own, beside the server
 //! that made its accounts (whose own drainer never sees that queue).
 
+#[macro_use]
 mod util;
 
 use mysql::prelude::Queryable;
@@ -13,19 +14,25 @@ use tcpserver::db::mysql::MysqlLink;
 use tcpserver::db::redis::RedisLink;
 use tcpserver::history::drain::Drainer;
 use tcpserver::history::record::{Attempt, Method, Outcome, new_attempt_id};
-use tcpserver::keys::Keys;
-use util::{TestEnv, TestServer, random_hex};
+use tcpserver::keys::{AccountTag, Keys};
+use util::{TestEnv, TestRedis, TestServer, random_hex};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// A drainer of its own queue, and that queue's key.
-fn drainer(env: &TestEnv) -> (Drainer, String) {
+/// A drainer of its own queues, and their key layout.
+fn drainer(env: &TestEnv) -> (Drainer, Keys) {
     let (url, password) = env.split_mysql_url();
     let opts = tcpserver::db::mysql::options(&url, Some(&password)).expect("MySQL options");
-    let client = redis::Client::open(env.redis_url.as_str()).expect("Redis client");
     let keys = Keys::new(format!("umtest:hist:{}:", random_hex(8)));
-    let queue = keys.history_queue();
-    (Drainer::new(MysqlLink::new(opts, 0), RedisLink::new(client, 0), keys), queue)
+    (Drainer::new(MysqlLink::new(opts, 0), RedisLink::new(env.target(), 0), keys.clone()), keys)
+}
+
+/// Records left in all the queues.
+fn queued(redis: &mut TestRedis, keys: &Keys) -> u64 {
+    keys.history_queues()
+        .iter()
+        .map(|queue| redis::cmd("LLEN").arg(queue).query::<u64>(redis).expect("LLEN"))
+        .sum()
 }
 
 fn attempt(user_id: u64, username: &str, outcome: Outcome) -> Attempt {
@@ -43,9 +50,12 @@ fn attempt(user_id: u64, username: &str, outcome: Outcome) -> Attempt {
     }
 }
 
-fn push(redis: &mut redis::Connection, queue: &str, attempts: &[Attempt]) {
-    let records: Vec<String> = attempts.iter().map(Attempt::encode).collect();
-    redis::cmd("RPUSH").arg(queue).arg(records).query::<()>(redis).expect("RPUSH");
+/// Queues each attempt where tcpserver would: the queue of its account's tag.
+fn push(redis: &mut TestRedis, keys: &Keys, attempts: &[Attempt]) {
+    for attempt in attempts {
+        let queue = keys.history_queue_for(&AccountTag::of(&attempt.username));
+        redis::cmd("RPUSH").arg(queue).arg(attempt.encode()).query::<()>(redis).expect("RPUSH");
+    }
 }
 
 fn rows_of(mysql: &mut mysql::Conn, user_id: u64) -> u64 {
@@ -56,14 +66,14 @@ fn user_id(mysql: &mut mysql::Conn, username: &str) -> u64 {
     mysql.exec_first("SELECT id FROM users WHERE username = ?", (username,)).expect("id").expect("user")
 }
 
-#[test]
-fn a_round_repeated_after_a_crash_between_commit_and_trim_inserts_nothing_twice() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn a_round_repeated_after_a_crash_between_commit_and_trim_inserts_nothing_twice(options) {
+    let server = TestServer::start_with(options);
     let mut client = server.connect();
     let username = server.sign_up(&mut client, "drained", PASSWORD);
     let mut mysql = server.env.mysql();
     let id = user_id(&mut mysql, &username);
-    let (mut drainer, queue) = drainer(&server.env);
+    let (mut drainer, keys) = drainer(&server.env);
     let mut redis = server.env.redis();
     let attempts = [
         attempt(id, &username, Outcome::Success),
@@ -71,32 +81,32 @@ fn a_round_repeated_after_a_crash_between_commit_and_trim_inserts_nothing_twice(
         // Throttled before any lookup: found by name.
         attempt(0, &username, Outcome::Throttled),
     ];
-    push(&mut redis, &queue, &attempts);
-    assert_eq!(drainer.round().expect("round"), 3);
+    push(&mut redis, &keys, &attempts);
+    assert_eq!(drainer.round().expect("round").moved, 3);
     assert_eq!(rows_of(&mut mysql, id), 3);
 
     // What a kill after the COMMIT but before the trim leaves: the same records queued.
-    push(&mut redis, &queue, &attempts);
-    assert_eq!(drainer.round().expect("round"), 3);
+    push(&mut redis, &keys, &attempts);
+    assert_eq!(drainer.round().expect("round").moved, 3);
     assert_eq!(rows_of(&mut mysql, id), 3, "the unique attempt id keeps each attempt one row");
-    let left: u64 = redis::cmd("LLEN").arg(&queue).query(&mut redis).expect("LLEN");
-    assert_eq!(left, 0, "taken off the queue after the commit");
-    assert_eq!(drainer.round().expect("round"), 0, "an empty queue is no work");
+    assert_eq!(queued(&mut redis, &keys), 0, "taken off the queues after the commit");
+    assert_eq!(drainer.round().expect("round").moved, 0, "empty queues are no work");
+}
 }
 
-#[test]
-fn attempts_on_unknown_names_and_deleted_accounts_leave_no_row_and_do_not_stall_the_queue() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn attempts_on_unknown_names_and_deleted_accounts_leave_no_row_and_do_not_stall_the_queue(options) {
+    let server = TestServer::start_with(options);
     let mut client = server.connect();
     let username = server.sign_up(&mut client, "kept", PASSWORD);
     let mut mysql = server.env.mysql();
     let id = user_id(&mut mysql, &username);
-    let (mut drainer, queue) = drainer(&server.env);
+    let (mut drainer, keys) = drainer(&server.env);
     let mut redis = server.env.redis();
     let ghost = server.username("ghost");
     push(
         &mut redis,
-        &queue,
+        &keys,
         &[
             attempt(0, &ghost, Outcome::Throttled),
             // An id no account has (deleted before the drain): skipped by the foreign key.
@@ -104,10 +114,35 @@ fn attempts_on_unknown_names_and_deleted_accounts_leave_no_row_and_do_not_stall_
             attempt(id, &username, Outcome::Success),
         ],
     );
-    redis::cmd("RPUSH").arg(&queue).arg("not a record").query::<()>(&mut redis).expect("RPUSH");
-    assert_eq!(drainer.round().expect("round"), 4);
+    // And in the queue of the builds before the queues were spread (an upgrade leaves it).
+    let legacy = keys.history_queues().pop().expect("the old queue");
+    redis::cmd("RPUSH").arg(&legacy).arg("not a record").query::<()>(&mut redis).expect("RPUSH");
+    assert_eq!(drainer.round().expect("round").moved, 4);
     assert_eq!(rows_of(&mut mysql, id), 1);
     assert_eq!(rows_of(&mut mysql, u64::MAX / 2), 0);
-    let left: u64 = redis::cmd("LLEN").arg(&queue).query(&mut redis).expect("LLEN");
-    assert_eq!(left, 0);
+    assert_eq!(queued(&mut redis, &keys), 0);
+}
+}
+
+on_single_and_cluster! {
+/// A log-in's record is queued in Redis before its reply, and the server's
+/// own drainer moves it into MariaDB.
+fn an_acknowledged_log_in_is_queued_then_drained_into_the_table(options) {
+    let server = TestServer::start_with(options);
+    let mut client = server.connect();
+    let username = server.sign_up(&mut client, "logged", PASSWORD);
+    let mut mysql = server.env.mysql();
+    let id = user_id(&mut mysql, &username);
+    client.log_in(&username, PASSWORD);
+    let keys = Keys::new(server.redis_prefix.clone());
+    let mut redis = server.env.redis();
+    // Still queued, or already drained: never neither.
+    assert!(queued(&mut redis, &keys) + rows_of(&mut mysql, id) >= 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rows_of(&mut mysql, id) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the log-in never reached the table");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(queued(&mut redis, &keys), 0);
+}
 }

@@ -4,6 +4,7 @@
 //! the change deleted it. These tests write that stale record by hand (what
 //! such a log-in writes) and check that it answers for nothing.
 
+#[macro_use]
 mod util;
 
 use mysql::prelude::Queryable;
@@ -26,7 +27,7 @@ fn id_and_stamp(server: &TestServer, username: &str) -> (u64, String) {
 
 /// What a log-in in flight during the change writes back: the old record.
 fn write_stale_record(server: &TestServer, username: &str, id: u64, stamp: &str) {
-    let key = format!("{}login:{username}", server.redis_prefix);
+    let key = server.keys().login_record(username);
     let mut redis = server.env.redis();
     redis::pipe()
         .cmd("HSET")
@@ -51,9 +52,9 @@ fn log_in(client: &mut util::Client, username: &str, password: &str) -> Message 
     })
 }
 
-#[test]
-fn a_stale_log_in_record_written_back_after_a_password_change_does_not_answer_for_the_old_password() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn a_stale_log_in_record_written_back_after_a_password_change_does_not_answer_for_the_old_password(options) {
+    let server = TestServer::start_with(options.clone());
     let mut client = server.connect();
     let (username, token) = server.user_with_session(&mut client, "changer", PASSWORD);
     // Now the record, the profile cache and the verified cache all know the old password.
@@ -75,10 +76,11 @@ fn a_stale_log_in_record_written_back_after_a_password_change_does_not_answer_fo
     client.log_in(&username, NEW_PASSWORD);
     assert_eq!(error_code(&log_in(&mut client, &username, PASSWORD)), ErrorCode::BadCredentials);
 }
+}
 
-#[test]
-fn a_stale_log_in_record_written_back_after_a_deletion_opens_no_session() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn a_stale_log_in_record_written_back_after_a_deletion_opens_no_session(options) {
+    let server = TestServer::start_with(options.clone());
     let mut client = server.connect();
     let (username, token) = server.user_with_session(&mut client, "leaver", PASSWORD);
     client.log_in(&username, PASSWORD);
@@ -94,7 +96,7 @@ fn a_stale_log_in_record_written_back_after_a_deletion_opens_no_session() {
     // The same log-in writes the profile cache back too.
     let mut redis = server.env.redis();
     redis::cmd("HSET")
-        .arg(format!("{}prof:{id}", server.redis_prefix))
+        .arg(server.keys().profile(&username, id))
         .arg("v")
         .arg(1)
         .arg("u")
@@ -106,4 +108,5 @@ fn a_stale_log_in_record_written_back_after_a_deletion_opens_no_session() {
         .query::<()>(&mut redis)
         .expect("stale profile");
     assert_eq!(error_code(&log_in(&mut client, &username, PASSWORD)), ErrorCode::BadCredentials);
+}
 }

@@ -1,6 +1,7 @@
 //! Reading and changing a profile: nickname, picture, access rules, and the
 //! consistency of the Redis cache with MySQL.
 
+#[macro_use]
 mod util;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,9 +43,9 @@ fn is_stored(server: &TestServer, bytes: &[u8]) -> bool {
     count.unwrap_or(0) > 0
 }
 
-#[test]
-fn profile_is_read_with_or_without_the_own_username() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn profile_is_read_with_or_without_the_own_username(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "reader", PASSWORD);
     let expected = Message::ProfileReply(Profile {
@@ -59,10 +60,11 @@ fn profile_is_read_with_or_without_the_own_username() {
     );
     assert_eq!(c.call(Message::GetProfile { token, username: Some(username.to_uppercase()) }), expected);
 }
+}
 
-#[test]
-fn another_users_profile_is_forbidden_for_every_operation() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn another_users_profile_is_forbidden_for_every_operation(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (_, token) = server.user_with_session(&mut c, "alice", PASSWORD);
     let bob = server.sign_up(&mut c, "bob", PASSWORD);
@@ -81,10 +83,11 @@ fn another_users_profile_is_forbidden_for_every_operation() {
     assert_eq!(nickname_in_mysql(&server, &bob), bob.as_bytes());
     assert_eq!(avatar_in_mysql(&server, &bob), None);
 }
+}
 
-#[test]
-fn every_profile_operation_needs_a_session() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn every_profile_operation_needs_a_session(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let token = Secret::new("f".repeat(64));
     let requests = [
@@ -96,10 +99,11 @@ fn every_profile_operation_needs_a_session() {
         assert_eq!(error_code(&c.call(request)), ErrorCode::Unauthenticated);
     }
 }
+}
 
-#[test]
-fn a_unicode_nickname_comes_back_byte_for_byte() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn a_unicode_nickname_comes_back_byte_for_byte(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "dragon", PASSWORD);
     let nickname = "李小龍 🐉";
@@ -110,10 +114,11 @@ fn a_unicode_nickname_comes_back_byte_for_byte() {
     assert_eq!(c.call(Message::GetProfile { token, username: None }), Message::ProfileReply(expected));
     assert_eq!(nickname_in_mysql(&server, &username), nickname.as_bytes());
 }
+}
 
-#[test]
-fn an_invalid_nickname_changes_nothing() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn an_invalid_nickname_changes_nothing(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "careful", PASSWORD);
     for bad in ["", "   ", "bell\u{7}", "rtl\u{202E}", &"x".repeat(65)] {
@@ -123,10 +128,11 @@ fn an_invalid_nickname_changes_nothing() {
     }
     assert_eq!(nickname_in_mysql(&server, &username), username.as_bytes());
 }
+}
 
-#[test]
-fn an_avatar_is_stored_under_its_digest_and_shown_in_the_profile() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn an_avatar_is_stored_under_its_digest_and_shown_in_the_profile(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "painter", PASSWORD);
     let name = format!("{}.png", hex::encode(Sha256::digest(PNG)));
@@ -152,10 +158,11 @@ fn an_avatar_is_stored_under_its_digest_and_shown_in_the_profile() {
         Message::AvatarSet(_)
     ));
 }
+}
 
-#[test]
-fn refused_pictures_leave_no_trace() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn refused_pictures_leave_no_trace(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "refused", PASSWORD);
     let mut too_large = PNG.to_vec();
@@ -180,15 +187,16 @@ fn refused_pictures_leave_no_trace() {
     };
     assert_eq!(profile.avatar, None);
 }
+}
 
+on_single_and_cluster! {
 /// Rounds of writers changing the nickname while readers read it. Each round
 /// starts with an empty cache, so readers refill it from MySQL while the writes
 /// go on, and a refill with an older row races every write. Every read returns a
 /// nickname that was written, and after each round's last acknowledged write
 /// both the cache and the profile read equal MySQL.
-#[test]
-fn concurrent_updates_never_leave_the_cache_stale() {
-    let server = TestServer::start_with(util::Options::default().arg("--workers", 8));
+fn concurrent_updates_never_leave_the_cache_stale(options) {
+    let server = TestServer::start_with(options.clone().arg("--workers", 8));
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "contended", PASSWORD);
     let user_id: u64 = server
@@ -197,7 +205,7 @@ fn concurrent_updates_never_leave_the_cache_stale() {
         .exec_first("SELECT id FROM users WHERE username = ?", (&username,))
         .unwrap()
         .unwrap();
-    let cache_key = format!("{}prof:{user_id}", server.redis_prefix);
+    let cache_key = server.keys().profile(&username, user_id);
     let mut redis = server.env.redis();
     const ROUNDS: usize = 5;
     const WRITERS: usize = 3;
@@ -256,44 +264,44 @@ fn concurrent_updates_never_leave_the_cache_stale() {
         server.env.mysql().exec_first("SELECT version FROM users WHERE id = ?", (user_id,)).unwrap().unwrap();
     assert_eq!(version, (ROUNDS * WRITERS * UPDATES) as u64);
 }
+}
 
+on_single_and_cluster! {
 /// The cache script itself: an older version never replaces a newer one.
-#[test]
-fn the_cache_refuses_an_older_version() {
-    let server = TestServer::start();
+fn the_cache_refuses_an_older_version(options) {
+    let server = TestServer::start_with(options.clone());
     let keys = tcpserver::keys::Keys::new(server.redis_prefix.clone());
+    let mut link = tcpserver::db::redis::RedisLink::new(server.env.target(), 0);
     let mut redis = server.env.redis();
-    // The command is an EVALSHA: the script must be in Redis's cache.
-    let _: String = tcpserver::profile_cache::STORE_SCRIPT.load(&mut redis).unwrap();
     let entry = |version, nickname: &str| tcpserver::profile_cache::Versioned {
         version,
         profile: Profile { username: "u".into(), nickname: nickname.into(), avatar: None },
     };
-    let store = |redis: &mut redis::Connection, e| -> i64 {
-        tcpserver::profile_cache::store_cmd(&keys, 7, &e).query(redis).unwrap()
+    let key = keys.profile("u", 7);
+    let mut stored = |e| -> String {
+        tcpserver::profile_cache::store(&mut link, &keys, 7, &e).unwrap();
+        redis::cmd("HGET").arg(&key).arg("n").query(&mut redis).unwrap()
     };
-    assert_eq!(store(&mut redis, entry(2, "new")), 1);
-    assert_eq!(store(&mut redis, entry(1, "old")), 0);
-    assert_eq!(store(&mut redis, entry(2, "same version")), 0);
-    let key = keys.profile(7);
-    let nickname: String = redis::cmd("HGET").arg(&key).arg("n").query(&mut redis).unwrap();
-    assert_eq!(nickname, "new");
-    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut redis).unwrap();
+    assert_eq!(stored(entry(2, "new")), "new");
+    assert_eq!(stored(entry(1, "old")), "new");
+    assert_eq!(stored(entry(2, "same version")), "new");
+    assert_eq!(stored(entry(3, "newer")), "newer");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut server.env.redis()).unwrap();
     assert!(ttl > 0 && ttl as u64 <= tcpserver::profile_cache::TTL_SECS);
-    assert_eq!(store(&mut redis, entry(3, "newer")), 1);
+}
 }
 
 /// A nickname change to send: token, the username it names, the nickname, and
 /// the nickname the reply should show or the error it should be.
 type Rename = (Secret, Option<String>, String, Result<String, ErrorCode>);
 
+on_single_and_cluster! {
 /// Nickname changes sent back to back to one worker, which applies them in
 /// batches: each gets its own answer (a bad nickname, someone else's name and
 /// an unknown token fail alone), a user changed twice in a row ends with the
 /// second, and MySQL, the cache and a later read agree.
-#[test]
-fn pipelined_nickname_changes_each_get_their_own_answer() {
-    let server = TestServer::start_with(util::Options::default().arg("--workers", 1));
+fn pipelined_nickname_changes_each_get_their_own_answer(options) {
+    let server = TestServer::start_with(options.clone().arg("--workers", 1));
     let mut c = server.connect();
     let users: Vec<(String, Secret)> =
         (0..5).map(|i| server.user_with_session(&mut c, &format!("renamed{i}"), PASSWORD)).collect();
@@ -346,4 +354,5 @@ fn pipelined_nickname_changes_each_get_their_own_answer() {
         .unwrap()
         .unwrap();
     assert_eq!(version, 2, "both of ann's changes applied, one after the other");
+}
 }

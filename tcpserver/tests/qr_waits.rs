@@ -4,6 +4,7 @@
 //! the rules hold under simultaneous requests: one approval per code, the
 //! decision and creation throttles exactly at their limits.
 
+#[macro_use]
 mod util;
 
 use std::thread;
@@ -68,9 +69,9 @@ fn parked_waits_hold_no_worker_and_go_with_their_connection() {
     until_waits(&server, 0, Duration::from_secs(3));
 }
 
-#[test]
-fn one_approval_answers_every_wait_on_the_code_and_only_one_of_them_redeems_it() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn one_approval_answers_every_wait_on_the_code_and_only_one_of_them_redeems_it(options) {
+    let server = TestServer::start_with(options.clone());
     let mut phone = server.connect();
     let (_, token) = server.user_with_session(&mut phone, "qrwaits", PASSWORD);
     let mut desktop = server.connect();
@@ -99,6 +100,7 @@ fn one_approval_answers_every_wait_on_the_code_and_only_one_of_them_redeems_it()
     assert!(matches!(&again, Message::Error(e) if e.code == ErrorCode::QrUsed), "{again:?}");
     until_waits(&server, 0, Duration::from_secs(3));
 }
+}
 
 #[test]
 fn a_wait_ends_at_its_deadline_with_the_state_it_had() {
@@ -115,9 +117,37 @@ fn a_wait_ends_at_its_deadline_with_the_state_it_had() {
     assert!(matches!(&wrong, Message::Error(e) if e.code == ErrorCode::QrNotYours), "{wrong:?}");
 }
 
-#[test]
-fn twenty_simultaneous_approvals_of_one_code_are_accepted_exactly_once() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+/// A wait parked on one tcpserver is answered by an approval made through
+/// another (the same Redis, the same key prefix): the approving server's
+/// script publishes the change, the waiting server's subscriber hears it.
+fn an_approval_on_one_server_answers_a_wait_parked_on_another(options) {
+    let waiting = TestServer::start_with(options.clone());
+    let approving = TestServer::start_with(options.clone().arg("--redis-prefix", &waiting.redis_prefix));
+    let mut phone = approving.connect();
+    let (_, token) = approving.user_with_session(&mut phone, "qrcross", PASSWORD);
+    let mut desktop = waiting.connect();
+    let (key, binding) = new_code(&mut desktop);
+    let id = desktop.send(wait_message(&key, &binding, 25_000));
+    until_waits(&waiting, 1, Duration::from_secs(10));
+    let started = Instant::now();
+    let decided = phone.call(Message::QrDecide { token, key, approve: true, client: None });
+    assert_eq!(decided, Message::QrDecided { state: QrState::Confirmed });
+    let frame = desktop.recv();
+    assert_eq!(frame.request_id, id);
+    let Message::QrStatus { state: QrState::Confirmed, token: Some(session), .. } = frame.message else {
+        panic!("unexpected answer {:?}", frame.message)
+    };
+    // Heard, not found at the deadline (25 s away).
+    assert!(started.elapsed() < Duration::from_secs(10), "answered after {:?}", started.elapsed());
+    let profile = phone.call(Message::GetProfile { token: session, username: None });
+    assert!(matches!(profile, Message::ProfileReply(_)), "the session works on the other server: {profile:?}");
+}
+}
+
+on_single_and_cluster! {
+fn twenty_simultaneous_approvals_of_one_code_are_accepted_exactly_once(options) {
+    let server = TestServer::start_with(options.clone());
     let mut setup = server.connect();
     let phones: Vec<Secret> =
         (0..20).map(|i| server.user_with_session(&mut setup, &format!("qrrace{i}"), PASSWORD).1).collect();
@@ -133,11 +163,12 @@ fn twenty_simultaneous_approvals_of_one_code_are_accepted_exactly_once() {
         replies.iter().filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::QrUsed)).count();
     assert_eq!((accepted, refused), (1, 19), "{replies:?}");
 }
+}
 
-#[test]
-fn simultaneous_decisions_and_codes_stop_exactly_at_their_limits() {
+on_single_and_cluster! {
+fn simultaneous_decisions_and_codes_stop_exactly_at_their_limits(options) {
     let server = TestServer::start_with(
-        util::Options::default().arg("--logins-per-user", "5/600").arg("--qr-codes-per-addr", "10/600"),
+        options.clone().arg("--logins-per-user", "5/600").arg("--qr-codes-per-addr", "10/600"),
     );
     let mut setup = server.connect();
     let (_, token) = server.user_with_session(&mut setup, "qrlimit", PASSWORD);
@@ -165,6 +196,7 @@ fn simultaneous_decisions_and_codes_stop_exactly_at_their_limits() {
         .filter(|r| matches!(r, Message::Error(e) if e.code == ErrorCode::TooManyAttempts))
         .count();
     assert_eq!((made, throttled), (10, 30), "{replies:?}");
+}
 }
 
 /// Resident memory of a process, in KiB.

@@ -60,7 +60,7 @@ fn a_changed_password_hash_drops_the_cached_login() {
     // record, as the README's operator note says (without that, the record's
     // 15-minute lifetime bounds it).
     let mut redis = server.env.redis();
-    let record = format!("{}login:{alice}", server.redis_prefix);
+    let record = server.keys().login_record(&alice);
     let dropped: i64 = redis::cmd("DEL").arg(&record).query(&mut redis).expect("DEL");
     assert_eq!(dropped, 1, "the repeated log-ins left a record at {record}");
 

@@ -10,6 +10,8 @@ pub mod avatars;
 pub mod logins;
 pub mod mysql;
 pub mod redis;
+pub mod redis_batch;
+pub mod slot;
 pub mod users;
 
 use std::time::{Duration, Instant};

@@ -1,12 +1,14 @@
 //! The drainer: moves queued log-in records from Redis into MariaDB.
 //!
 //! One thread per tcpserver, with a MySQL and a Redis connection of its own.
-//! Each round reads up to [`DRAIN_BATCH`] records from the head of the queue,
+//! Each round reads the head of every queue ([`Keys::history_queues`]: the
+//! records are spread over several, so that no one Redis node takes every
+//! log-in's write), up to [`DRAIN_BATCH`] records in all, in one round trip;
 //! writes them in one transaction (multi-row `INSERT IGNORE`s of at most
 //! [`logins::MAX_ROWS_PER_INSERT`] rows), and only after the COMMIT takes
-//! them off the list, with a script that trims only if the head still holds
-//! exactly the records it read (so two drainers, of two tcpservers, never
-//! trim records the other has not written). A kill between COMMIT and trim
+//! them off their lists, with a script per queue that trims only if the head
+//! still holds exactly the records it read (so two drainers, of two
+//! tcpservers, never trim records the other has not written). A kill between COMMIT and trim
 //! leaves records that the next round inserts again: the unique attempt id
 //! makes that a no-op. A full round is followed at once by the next; after a
 //! short one the thread sleeps until a worker queues a record ([`Wake`]) or
@@ -29,19 +31,21 @@ use std::sync::{Arc, LazyLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redis::Script;
 use sha2::{Digest, Sha256};
 
 use super::record::{Attempt, Outcome};
 use super::wake::Wake;
 use crate::db::logins::{self, NewRow};
 use crate::db::mysql::MysqlLink;
-use crate::db::redis::RedisLink;
+use crate::db::redis::{Batch, LuaScript, RedisLink};
 use crate::keys::Keys;
 
 /// Records one round reads at most: five full INSERTs in one transaction,
 /// under 100 ms of MariaDB work, so a round never holds its locks for long.
 pub const DRAIN_BATCH: usize = 1_000;
+
+/// Records one round reads at most from one queue: its share of [`DRAIN_BATCH`].
+pub const DRAIN_PER_QUEUE: usize = DRAIN_BATCH / (crate::keys::HISTORY_QUEUES + 1);
 
 /// Wait between a worker's notice and the round it starts: a record waits at
 /// most this (plus one round) before it is in the table, and under load a
@@ -81,7 +85,16 @@ end
 return 0
 ";
 
-static TRIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TRIM));
+static TRIM_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(TRIM));
+
+/// What one round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Records moved into MariaDB.
+    pub moved: usize,
+    /// Whether a queue held more than the round took (the next starts at once).
+    pub full: bool,
+}
 
 /// Why a round failed.
 #[derive(Debug)]
@@ -132,7 +145,7 @@ impl Drainer {
                             crate::log!("log-in history: drained again");
                             failing = false;
                         }
-                        if n < DRAIN_BATCH && wake.wait(IDLE_CHECK) {
+                        if !n.full && wake.wait(IDLE_CHECK) {
                             thread::sleep(DRAIN_PERIOD);
                         }
                     }
@@ -153,23 +166,28 @@ impl Drainer {
         Ok(())
     }
 
-    /// One round: returns how many records it moved.
+    /// One round over every queue: returns how many records it moved, and
+    /// whether any queue had more than it took.
     ///
     /// # Errors
     ///
     /// [`DrainError`]; the records then stay queued.
-    pub fn round(&mut self) -> Result<usize, DrainError> {
-        let queue = self.keys.history_queue();
-        let last = DRAIN_BATCH as isize - 1;
-        let records: Vec<String> = self
-            .redis
-            .run(|c| redis::cmd("LRANGE").arg(&queue).arg(0).arg(last).query(c))
-            .map_err(DrainError::Redis)?;
-        let (Some(first), Some(last)) = (records.first(), records.last()) else {
-            return Ok(0);
-        };
-        let attempts: Vec<Attempt> = records
+    pub fn round(&mut self) -> Result<Round, DrainError> {
+        let queues = self.keys.history_queues();
+        let last = DRAIN_PER_QUEUE as isize - 1;
+        let mut read = Batch::new();
+        for queue in &queues {
+            read.cmd("LRANGE").arg(queue).arg(0).arg(last);
+        }
+        let heads: Vec<Vec<String>> = self.redis.run(&read).map_err(DrainError::Redis)?;
+        let moved: usize = heads.iter().map(Vec::len).sum();
+        let full = heads.iter().any(|records| records.len() >= DRAIN_PER_QUEUE);
+        if moved == 0 {
+            return Ok(Round { moved, full });
+        }
+        let attempts: Vec<Attempt> = heads
             .iter()
+            .flatten()
             .filter_map(|r| {
                 let attempt = Attempt::decode(r);
                 if attempt.is_none() {
@@ -179,25 +197,17 @@ impl Drainer {
             })
             .collect();
         self.mysql.transaction(|tx| write(tx, &attempts)).map_err(DrainError::Mysql)?;
-        let trimmed: i64 = self
-            .redis
-            .run_scripts(
-                redis::pipe()
-                    .cmd("EVALSHA")
-                    .arg(TRIM_SCRIPT.get_hash())
-                    .arg(1)
-                    .arg(&queue)
-                    .arg(records.len())
-                    .arg(first)
-                    .arg(last),
-                &[&TRIM_SCRIPT],
-            )
-            .map(|v: Vec<i64>| v.first().copied().unwrap_or(0))
-            .map_err(DrainError::Redis)?;
-        if trimmed == 0 {
-            crate::log!("log-in history: another drainer took these records first");
+        let mut trim = Batch::new();
+        for (queue, records) in queues.iter().zip(&heads) {
+            if let (Some(first), Some(last)) = (records.first(), records.last()) {
+                trim.script(&TRIM_SCRIPT).arg(1).arg(queue).arg(records.len()).arg(first).arg(last);
+            }
         }
-        Ok(records.len())
+        let trimmed: Vec<i64> = self.redis.run(&trim).map_err(DrainError::Redis)?;
+        if trimmed.contains(&0) {
+            crate::log!("log-in history: another drainer took some of these records first");
+        }
+        Ok(Round { moved, full })
     }
 
     fn prune(&mut self) {

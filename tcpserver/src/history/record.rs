@@ -1,9 +1,7 @@
 //! One log-in attempt as it waits in Redis for the drainer, and the script
-//! that queues failures.
+//! that queues it.
 //!
-//! A record is one line of tab-separated fields, the outcome first, so that
-//! the session script can prefix the outcome it decides (a success the
-//! successful-log-in limit refuses is recorded as throttled):
+//! A record is one line of tab-separated fields, the outcome first:
 //! `outcome, version, attempt id, time (ms), user id (0: find by name),
 //! username, address, browser, OS, method, session id`. None of the fields
 //! can hold a tab: usernames are `[a-z0-9_.-]`, names come from fixed lists,
@@ -14,16 +12,20 @@ use std::sync::LazyLock;
 
 use rand::TryRng;
 use rand::rngs::SysRng;
-use redis::{Pipeline, Script};
 
-use crate::keys::Keys;
+use crate::db::redis::{Batch, LuaScript};
+use crate::keys::{AccountTag, HISTORY_QUEUES, Keys};
 
-/// Records the queue holds at most. At about 150 bytes each, a million is
-/// 150 MB of Redis: over three minutes of log-ins at 5,000 a second with
-/// MariaDB away, and still a small share of Redis's `maxmemory`. Past it a
-/// log-in still succeeds but its record is dropped (and logged): losing a
-/// history row is better than refusing every log-in while MariaDB is down.
+/// Records the queues hold at most, together. At about 150 bytes each, a
+/// million is 150 MB of Redis: over three minutes of log-ins at 5,000 a
+/// second with MariaDB away, and still a small share of Redis's `maxmemory`.
+/// Past it a log-in still succeeds but its record is dropped (and logged):
+/// losing a history row is better than refusing every log-in while MariaDB
+/// is down.
 pub const MAX_QUEUED: u64 = 1_000_000;
+
+/// Records one queue holds at most: its share of [`MAX_QUEUED`].
+pub const MAX_QUEUED_PER_QUEUE: u64 = MAX_QUEUED / HISTORY_QUEUES as u64;
 
 /// The record format written by this build.
 const VERSION: &str = "1";
@@ -162,8 +164,8 @@ impl Attempt {
     }
 }
 
-/// KEYS[1] = the queue; ARGV[1] = its cap, ARGV[2..] = records. Appends the
-/// records that fit; returns `{dropped}`.
+/// KEYS[1] = a queue; ARGV[1] = its cap, ARGV[2..] = records. Appends the
+/// records that fit; returns how many did not.
 const QUEUE: &str = r"#!lua
 local room = tonumber(ARGV[1]) - redis.call('LLEN', KEYS[1])
 local dropped = 0
@@ -175,26 +177,39 @@ for i = 2, #ARGV do
     dropped = dropped + 1
   end
 end
-return {dropped}
+return dropped
 ";
 
 /// The queueing script (`QUEUE`), sent by its SHA-1 once Redis has it.
-pub static QUEUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE));
+pub static QUEUE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(QUEUE));
 
-/// Adds the queueing of `attempts` to a pipeline: one reply, `{dropped}`.
-pub fn queue_cmd(pipe: &mut Pipeline, keys: &Keys, attempts: &[Attempt]) {
-    let cmd =
-        pipe.cmd("EVALSHA").arg(QUEUE_SCRIPT.get_hash()).arg(1).arg(keys.history_queue()).arg(MAX_QUEUED);
+/// Adds the queueing of `attempts` to a batch: one script per queue they go
+/// to (each account's to the queue of its tag, [`Keys::history_queue_for`]),
+/// each with one reply, the records dropped; returns how many scripts.
+pub fn queue_cmds(batch: &mut Batch, keys: &Keys, attempts: &[Attempt]) -> usize {
+    let mut queues: Vec<(String, Vec<String>)> = Vec::new();
     for attempt in attempts {
-        cmd.arg(attempt.encode());
+        let queue = keys.history_queue_for(&AccountTag::of(&attempt.username));
+        let record = attempt.encode();
+        match queues.iter_mut().find(|(q, _)| *q == queue) {
+            Some((_, records)) => records.push(record),
+            None => queues.push((queue, vec![record])),
+        }
     }
+    for (queue, records) in &queues {
+        let cmd = batch.script(&QUEUE_SCRIPT).arg(1).arg(queue).arg(MAX_QUEUED_PER_QUEUE);
+        for record in records {
+            cmd.arg(record);
+        }
+    }
+    queues.len()
 }
 
 /// Logs records the full queue refused (at most one line per call).
 pub fn report_dropped(dropped: u64) {
     if dropped > 0 {
         crate::log!(
-            "log-in history: the queue is full ({MAX_QUEUED} records); {dropped} attempts not recorded"
+            "log-in history: a queue is full ({MAX_QUEUED_PER_QUEUE} records); {dropped} attempts not recorded"
         );
     }
 }

@@ -6,13 +6,15 @@ use std::net::IpAddr;
 use proto::{IdempotencyKey, Message, Profile, Secret};
 
 use super::Service;
+use crate::db::redis::Batch;
 use crate::db::users::{self, ER_DUP_ENTRY, LoginRow};
 use crate::device::{self, SessionMeta};
 use crate::error::{Dependency, Error};
 use crate::history::record::{self, Attempt, Method, Outcome};
-use crate::keys::Keys;
+use crate::keys::{AccountTag, Keys};
+use crate::login_counters::{self, LoginCounters};
 use crate::login_record::{self, Lookup};
-use crate::login_session::{self, Opening};
+use crate::login_session;
 use crate::password::{self, PasswordError};
 use crate::profile_cache::{self, Versioned};
 use crate::session::{self, Session};
@@ -131,13 +133,13 @@ impl Service {
             .iter()
             .map(|p| Lookup {
                 username: p.username.as_deref(),
-                failures: &p.failures,
-                successes: &p.successes,
+                user: p.user.as_ref(),
+                addr: p.addr.as_ref(),
                 member: &p.member,
             })
             .collect();
         let found = login_record::lookup(&mut self.redis, keys, &lookups)?;
-        // Whether each attempt holds a place in its failure counters.
+        // Whether each attempt holds a place in its account's failures.
         let mut held: Vec<bool> = found.iter().map(|f| f.as_ref().is_ok_and(|f| f.admitted)).collect();
         // What Redis alone answers; `Ok(None)` still needs MySQL.
         let mut known: Vec<Result<Option<Login>, Error>> = found
@@ -166,12 +168,12 @@ impl Service {
             .collect();
         let mut verdicts = self.hash_checks(&steps, requests).into_iter();
 
-        // The last round trip: sessions, failures, releases.
-        let mut finish = redis::pipe();
+        // The last round trip: sessions, counts, failures, releases, history.
+        let mut finish = Batch::new();
         let mut outcomes = Vec::with_capacity(requests.len());
-        // Failed attempts on existing accounts, for the history.
-        let mut failed: Vec<Attempt> = Vec::new();
-        for (((request, prepared), step), held) in requests.iter().zip(&prepared).zip(steps).zip(held) {
+        // The attempts on existing accounts, for the history.
+        let mut records: Vec<Attempt> = Vec::new();
+        for ((request, prepared), step) in requests.iter().zip(&prepared).zip(steps) {
             let verdict = verdicts.next().flatten();
             let known_user = match &step {
                 Ok(Step::FromMysql(Some(row))) => Some(row.user_id),
@@ -185,7 +187,8 @@ impl Service {
                         None => return Err(Error::BadCredentials),
                     },
                 };
-                let token = self.open_session(&mut finish, &login, prepared, started_us)?;
+                let (token, record) = self.open_session(&mut finish, &login, prepared, started_us)?;
+                records.push(record);
                 Ok(Message::LoggedIn { token, profile: login.profile.profile })
             });
             let failure = match (&outcome, known_user) {
@@ -194,36 +197,38 @@ impl Service {
                 _ => None,
             };
             if let (Some((user_id, outcome)), Some(username)) = (failure, &prepared.username) {
-                failed.push(prepared.attempt(user_id, username, outcome, String::new()));
+                records.push(prepared.attempt(user_id, username, outcome, String::new()));
             }
-            match (&outcome, held) {
-                // The session's script takes the attempt out of its counters.
-                (Ok(_), _) | (Err(_), false) => {}
-                (Err(Error::BadCredentials), true) => throttle::mark_failed(
-                    &mut finish,
-                    &prepared.failures,
-                    &prepared.member,
-                    session::unix_now_us(),
-                ),
-                // Not checked (MySQL down, say): it was no failure.
-                (Err(_), true) => throttle::release(&mut finish, &prepared.failures, &prepared.member),
+            let failures = prepared.failures();
+            match &outcome {
+                // The success scripts took the attempt out of its counters.
+                Ok(_) => {}
+                Err(Error::BadCredentials) => {
+                    throttle::mark_failed(&mut finish, &failures, &prepared.member, session::unix_now_us());
+                }
+                // Refused (on one side: the other's places go back too), or
+                // not checked (MySQL down, say): it was no failure.
+                Err(_) => throttle::release(&mut finish, &failures, &prepared.member),
+            }
+            if outcome.is_err() {
+                for side in prepared.sides() {
+                    login_counters::release_in_flight(&mut finish, side, &prepared.member);
+                }
             }
             outcomes.push(outcome);
         }
-        let queued = !failed.is_empty();
-        if queued {
-            record::queue_cmd(&mut finish, &self.shared.keys, &failed);
-        }
-        self.finish_batch(&finish, &mut outcomes, queued);
+        let queues = record::queue_cmds(&mut finish, &self.shared.keys, &records);
+        self.finish_batch(&finish, &mut outcomes, queues);
         Ok(outcomes)
     }
 
-    /// Counts on their failure counters, in one round trip, the log-ins of a
-    /// batch that will need a hash although the lookup found their record
+    /// Counts on their account's failures, in one round trip, the log-ins of
+    /// a batch that will need a hash although the lookup found their record
     /// (the verified cache did not vouch for the password: a wrong one, or
     /// the first since this process started), before any hash: one past a
     /// limit is refused here ([`Error::TooManyAttempts`] in `known`) and costs
-    /// no hash. The log-ins without a record were counted by the lookup.
+    /// no hash. The log-ins without a record were counted by the lookup, and
+    /// every log-in's place in its address's failures was taken there too.
     ///
     /// # Errors
     ///
@@ -235,18 +240,20 @@ impl Service {
         held: &mut [bool],
     ) -> Result<(), Error> {
         let wanted: Vec<usize> = (0..prepared.len())
-            .filter(|&i| matches!(known[i], Ok(None)) && !held[i] && !prepared[i].failures.is_empty())
+            .filter(|&i| matches!(known[i], Ok(None)) && !held[i] && prepared[i].user.is_some())
             .collect();
         if wanted.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for &i in &wanted {
-            throttle::admit_cmd(&mut pipe, &prepared[i].failures, &prepared[i].member);
+            let user: Vec<(String, Limit)> =
+                prepared[i].user.iter().map(LoginCounters::failure_counter).collect();
+            throttle::admit_cmds(&mut batch, &user, &prepared[i].member);
         }
-        let replies: Vec<i64> = self.redis.run_scripts(&pipe, &[&throttle::ADMIT_SCRIPT])?;
+        let replies: Vec<i64> = self.redis.run(&batch)?;
         for (&i, reply) in wanted.iter().zip(replies) {
-            match throttle::admitted(reply) {
+            match throttle::admitted(&[reply]) {
                 Ok(()) => held[i] = true,
                 Err(refused) => known[i] = Err(refused),
             }
@@ -254,38 +261,28 @@ impl Service {
         Ok(())
     }
 
-    /// Sends a batch's last pipeline and applies what the session scripts in
-    /// it answered: a log-in that a successful-log-in limit refused, or whose
-    /// session Redis did not store, fails.
-    fn finish_batch(
-        &mut self,
-        finish: &redis::Pipeline,
-        outcomes: &mut [Result<Message, Error>],
-        queued: bool,
-    ) {
+    /// Sends a batch's last pipeline and counts the sessions it opened; if
+    /// it fails, none of the batch's log-ins stands (their sessions may
+    /// exist, but no token is ever sent for them).
+    fn finish_batch(&mut self, finish: &Batch, outcomes: &mut [Result<Message, Error>], queues: usize) {
         if finish.is_empty() {
             return;
         }
-        let scripts = [&*login_session::OPEN_SCRIPT, &*profile_cache::STORE_SCRIPT, &*record::QUEUE_SCRIPT];
-        match self.redis.run_scripts::<Vec<Vec<u64>>>(finish, &scripts) {
-            Ok(mut replies) => {
-                if queued || outcomes.iter().any(Result::is_ok) {
+        match self.redis.run::<Vec<u64>>(finish) {
+            Ok(replies) => {
+                if queues > 0 {
                     self.shared.history_wake.notify();
                 }
-                // The failures' queueing is the last command.
-                if queued {
-                    let dropped = replies.pop().and_then(|r| r.first().copied()).unwrap_or(0);
-                    record::report_dropped(dropped);
+                // One reply per opened session, then one per history queue.
+                let opened = replies.len().saturating_sub(queues);
+                for &ended in &replies[..opened] {
+                    login_session::opened(ended);
                 }
-                let successes = outcomes.iter_mut().filter(|outcome| outcome.is_ok());
-                for (outcome, reply) in successes.zip(replies) {
-                    if let Err(e) = login_session::opened(&reply) {
-                        *outcome = Err(e);
-                    }
+                for &dropped in &replies[opened..] {
+                    record::report_dropped(dropped);
                 }
             }
             Err(e) => {
-                // No session was stored: none of the successes stands.
                 let opened = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
                 let mut errors = Error::from(e).shared_by(opened).into_iter();
                 for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_ok()) {
@@ -295,25 +292,24 @@ impl Service {
         }
     }
 
-    /// Adds a new session for `login` to `pipe` ([`login_session::open_cmd`]:
-    /// counted, capped and stored in one step) and, after a MySQL read, the
-    /// log-in record and a warm profile cache for the log-ins and pages that
-    /// follow. Returns the token.
+    /// Adds a new session for `login` to `batch` ([`login_session::open_cmd`]:
+    /// stored and capped in one step), the success counted on the account's
+    /// and the address's counters, and, after a MySQL read, the log-in record
+    /// and a warm profile cache for the log-ins and pages that follow.
+    /// Returns the token and the attempt's history record.
     fn open_session(
         &self,
-        pipe: &mut redis::Pipeline,
+        batch: &mut Batch,
         login: &Login,
         prepared: &Prepared,
         started_us: u64,
-    ) -> Result<Secret, Error> {
-        let (token, token_hash) = session::new_token()?;
+    ) -> Result<(Secret, Attempt), Error> {
+        let username = login.profile.profile.username.clone();
+        let tag = AccountTag::of(&username);
+        let (token, token_hash) = session::new_token(&tag)?;
         let lifetimes = self.shared.lifetimes;
         let now = session::unix_now();
-        let session = Session {
-            user_id: login.user_id,
-            username: login.profile.profile.username.clone(),
-            expires_at: now + lifetimes.max_secs,
-        };
+        let session = Session { user_id: login.user_id, username, expires_at: now + lifetimes.max_secs };
         let keys = &self.shared.keys;
         let cap = self.shared.max_sessions_per_user;
         let meta = SessionMeta::new(now, prepared.client, &prepared.device).encode();
@@ -323,14 +319,18 @@ impl Service {
             Outcome::Success,
             device::public_id(&token_hash),
         );
-        let tail = attempt.tail();
-        let opening = prepared.opening(started_us, &meta, &tail);
-        login_session::open_cmd(pipe, keys, (&token_hash, &session), lifetimes, cap, &opening);
-        if login.from_mysql {
-            login_record::store(pipe, keys, &session.username, login.user_id, &login.stamp);
-            pipe.add_command(profile_cache::store_cmd(keys, login.user_id, &login.profile)).ignore();
+        login_session::open_cmd(batch, keys, (&tag, &token_hash, &session), lifetimes, cap, &meta);
+        if let Some(user) = &prepared.user {
+            login_counters::succeed_cmd(batch, user, &prepared.member, Some(started_us));
         }
-        Ok(token)
+        if let Some(addr) = &prepared.addr {
+            login_counters::succeed_cmd(batch, addr, &prepared.member, None);
+        }
+        if login.from_mysql {
+            login_record::store(batch, keys, &session.username, login.user_id, &login.stamp);
+            profile_cache::store_cmd(batch, keys, login.user_id, &login.profile);
+        }
+        Ok((token, attempt))
     }
 
     /// The log-in, if Redis had everything it needs and this process verified
@@ -486,10 +486,10 @@ struct Prepared {
     username: Option<String>,
     /// This attempt's member in its counters.
     member: String,
-    /// Failed-log-in counters: the username's (if valid), then the address's (if known).
-    failures: Vec<(String, Limit)>,
-    /// Successful-log-in counters, in the same order.
-    successes: Vec<(String, Limit)>,
+    /// The account's counters (if the username is valid).
+    user: Option<LoginCounters>,
+    /// The client address's counters (if the address is known).
+    addr: Option<LoginCounters>,
     /// The client's address.
     client: Option<IpAddr>,
     /// Browser and OS from the User-Agent.
@@ -499,19 +499,21 @@ struct Prepared {
 impl Prepared {
     fn new(keys: &Keys, limits: &Limits, request: &LoginRequest<'_>) -> Prepared {
         let username = validate::username(request.username).ok();
-        let mut failures = Vec::with_capacity(2);
-        let mut successes = Vec::with_capacity(2);
-        if let Some(name) = &username {
-            failures.push((keys.login_failures_by_user(name), limits.failures_per_user));
-            successes.push((keys.logins_by_user(name), limits.logins_per_user));
-        }
-        if let Some(addr) = request.client {
-            failures.push((keys.login_failures_by_addr(addr), limits.failures_per_addr));
-            successes.push((keys.logins_by_addr(addr), limits.logins_per_addr));
-        }
+        let user = username.as_deref().map(|name| LoginCounters::of_user(keys, limits, name));
+        let addr = request.client.map(|addr| LoginCounters::of_addr(keys, limits, addr));
         let device = user_agent::parse(request.user_agent.map(user_agent::bounded));
         let member = throttle::new_member();
-        Prepared { username, member, failures, successes, client: request.client, device }
+        Prepared { username, member, user, addr, client: request.client, device }
+    }
+
+    /// Both sides' counters, the account's first.
+    fn sides(&self) -> impl Iterator<Item = &LoginCounters> {
+        self.user.iter().chain(&self.addr)
+    }
+
+    /// Both sides' failure counters, as [`crate::throttle`] takes them.
+    fn failures(&self) -> Vec<(String, Limit)> {
+        self.sides().map(LoginCounters::failure_counter).collect()
     }
 
     /// This attempt's history record.
@@ -527,25 +529,6 @@ impl Prepared {
             method: Method::Password,
             outcome,
             session,
-        }
-    }
-
-    /// The counters a successful log-in's session script updates, by
-    /// position: the username's first (if valid), then the address's (if known).
-    fn opening<'a>(&'a self, started_us: u64, meta: &'a str, record_tail: &'a str) -> Opening<'a> {
-        let user = self.username.is_some().then_some(0);
-        let addr = (self.failures.len() > usize::from(user.is_some())).then_some(usize::from(user.is_some()));
-        let failure = |i: Option<usize>| i.and_then(|i| self.failures.get(i)).map(|(key, _)| key.as_str());
-        let success = |i: Option<usize>| {
-            i.and_then(|i| self.successes.get(i)).map(|(key, limit)| (key.as_str(), *limit))
-        };
-        Opening {
-            member: &self.member,
-            started_us,
-            failures: [failure(user), failure(addr)],
-            successes: [success(user), success(addr)],
-            meta,
-            record_tail,
         }
     }
 }

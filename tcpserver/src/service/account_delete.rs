@@ -17,8 +17,10 @@ use proto::{Message, Secret};
 
 use super::Service;
 use crate::avatar_refs;
+use crate::db::redis::Batch;
 use crate::db::users;
 use crate::error::Error;
+use crate::keys::AccountTag;
 use crate::login_record;
 
 impl Service {
@@ -50,16 +52,19 @@ impl Service {
         })?;
         self.end_other_sessions(&session, &hash)?;
         let keys = &self.shared.keys;
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL")
-            .arg(keys.session(&hash))
-            .arg(keys.session_meta(&hash))
-            .arg(keys.user_sessions(user_id))
-            .arg(keys.profile(user_id))
+        let tag = AccountTag::of(&session.username);
+        let mut batch = Batch::new();
+        // All the account's keys share its hash slot: one DEL.
+        batch
+            .cmd("DEL")
+            .arg(keys.session(&tag, &hash))
+            .arg(keys.session_meta(&tag, &hash))
+            .arg(keys.user_sessions(&session.username, user_id))
+            .arg(keys.profile(&session.username, user_id))
             .ignore();
         // A log-in in flight may write the record back: the fence makes it unusable.
-        login_record::fence_cmd(&mut pipe, keys, &session.username, login_record::DELETED);
-        self.redis.run(|c| pipe.query::<()>(c))?;
+        login_record::fence_cmd(&mut batch, keys, &session.username, login_record::DELETED);
+        self.redis.run::<()>(&batch)?;
         Ok(Message::AccountDeleted)
     }
 }

@@ -1,7 +1,7 @@
 //! "Your devices": the sessions of the asking session's account, and ending
 //! them one at a time or all but the current one.
 //!
-//! The account's index `usess:<id>` (at most `--max-sessions-per-user`
+//! The account's index `usess:{t}<id>` (at most `--max-sessions-per-user`
 //! entries, see [`crate::login_session`]) names every session it holds; one
 //! script reads each live session with its metadata and TTL in one round
 //! trip and drops the entries whose session has ended. A session is named to
@@ -12,13 +12,12 @@
 use std::sync::LazyLock;
 
 use proto::{DeviceSession, Message, Secret};
-use redis::Script;
 
 use super::Service;
-use crate::db::redis::RedisLink;
+use crate::db::redis::{Batch, LuaScript, RedisLink};
 use crate::device::{self, SessionMeta};
 use crate::error::Error;
-use crate::keys::Keys;
+use crate::keys::{AccountTag, Keys};
 use crate::session::{self, Lifetimes, Session};
 use crate::user_agent::UNKNOWN;
 
@@ -45,7 +44,7 @@ end
 return out
 ";
 
-static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST));
+static LIST_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(LIST));
 
 /// One live session of an account, as Redis holds it.
 #[derive(Debug, Clone)]
@@ -65,14 +64,15 @@ pub(super) fn live_sessions(
     current_hash: &str,
     lifetimes: Lifetimes,
 ) -> Result<Vec<Live>, Error> {
-    let mut pipe = redis::pipe();
-    pipe.cmd("EVALSHA")
-        .arg(LIST_SCRIPT.get_hash())
+    let tag = AccountTag::of(&session.username);
+    let mut batch = Batch::new();
+    batch
+        .script(&LIST_SCRIPT)
         .arg(1)
-        .arg(keys.user_sessions(session.user_id))
-        .arg(keys.session(""))
-        .arg(keys.session_meta(""));
-    let mut replies: Vec<Vec<String>> = redis.run_scripts(&pipe, &[&*LIST_SCRIPT])?;
+        .arg(keys.user_sessions(&session.username, session.user_id))
+        .arg(keys.session_prefix(&tag))
+        .arg(keys.session_meta_prefix(&tag));
+    let mut replies: Vec<Vec<String>> = redis.run(&batch)?;
     let flat = replies.pop().unwrap_or_default();
     let now = session::unix_now();
     let mut live: Vec<Live> = flat
@@ -113,23 +113,22 @@ pub(super) fn live_sessions(
     Ok(live)
 }
 
-/// Ends the sessions under `hashes` of `user_id`'s account: session,
-/// metadata and index entry, in one round trip.
+/// Ends the sessions under `hashes` of `session`'s account: session,
+/// metadata and index entry, in one round trip (all in the account's slot).
 pub(super) fn end_sessions(
     redis: &mut RedisLink,
     keys: &Keys,
-    user_id: u64,
+    session: &Session,
     hashes: &[&str],
 ) -> Result<(), Error> {
-    if hashes.is_empty() {
-        return Ok(());
-    }
-    let mut pipe = redis::pipe();
+    let tag = AccountTag::of(&session.username);
+    let index = keys.user_sessions(&session.username, session.user_id);
+    let mut batch = Batch::new();
     for hash in hashes {
-        pipe.cmd("DEL").arg(keys.session(hash)).arg(keys.session_meta(hash)).ignore();
-        pipe.cmd("ZREM").arg(keys.user_sessions(user_id)).arg(*hash).ignore();
+        batch.cmd("DEL").arg(keys.session(&tag, hash)).arg(keys.session_meta(&tag, hash)).ignore();
+        batch.cmd("ZREM").arg(&index).arg(*hash).ignore();
     }
-    redis.run(|c| pipe.query::<()>(c))?;
+    redis.run::<()>(&batch)?;
     Ok(())
 }
 
@@ -154,7 +153,7 @@ impl Service {
         let (session, hash) = self.session_and_hash(token)?;
         let live = live_sessions(&mut self.redis, &self.shared.keys, &session, &hash, self.shared.lifetimes)?;
         let target = live.iter().find(|l| l.shown.id == id).ok_or(Error::UnknownSession)?;
-        end_sessions(&mut self.redis, &self.shared.keys, session.user_id, &[&target.hash])?;
+        end_sessions(&mut self.redis, &self.shared.keys, &session, &[&target.hash])?;
         Ok(Message::SessionRevoked)
     }
 
@@ -174,7 +173,7 @@ impl Service {
         let keys = &self.shared.keys;
         let live = live_sessions(&mut self.redis, keys, session, keep, self.shared.lifetimes)?;
         let others: Vec<&str> = live.iter().filter(|l| l.hash != keep).map(|l| l.hash.as_str()).collect();
-        end_sessions(&mut self.redis, keys, session.user_id, &others)?;
+        end_sessions(&mut self.redis, keys, session, &others)?;
         Ok(u32::try_from(others.len()).unwrap_or(u32::MAX))
     }
 

@@ -124,7 +124,7 @@ impl Service {
     /// down answers within the connect timeout or at once during the backoff.
     pub fn check_ready(&mut self) -> proto::Message {
         let mysql = self.mysql.read(|c| mysql::prelude::Queryable::query_drop(c, "SELECT 1")).is_ok();
-        let redis = self.redis.run(|c| redis::cmd("PING").query::<String>(c)).is_ok();
+        let redis = self.redis.ping();
         proto::Message::Readiness { mysql, redis }
     }
 
@@ -204,7 +204,8 @@ impl Service {
                 map.remove(&session.user_id);
             }
         }
-        if let Some(cached) = profile_cache::load(&mut self.redis, keys, session.user_id)? {
+        if let Some(cached) = profile_cache::load(&mut self.redis, keys, &session.username, session.user_id)?
+        {
             return Ok(cached.profile);
         }
         let fresh = self.mysql.read(|c| users::profile(c, session.user_id))?.ok_or(Error::Unauthenticated)?;
@@ -253,16 +254,11 @@ impl Service {
                 newest.entry(*user_id).and_modify(|e| *e = max_version(e, entry)).or_insert(entry);
             }
         }
-        let mut pipe = redis::pipe();
+        let mut batch = crate::db::redis::Batch::new();
         for (user_id, entry) in &newest {
-            pipe.add_command(profile_cache::store_cmd(&self.shared.keys, *user_id, entry)).ignore();
+            profile_cache::store_cmd(&mut batch, &self.shared.keys, *user_id, entry);
         }
-        let cached = match pipe.is_empty() {
-            true => Ok(()),
-            false => {
-                self.redis.run_scripts::<()>(&pipe, &[&profile_cache::STORE_SCRIPT]).map_err(Error::from)
-            }
-        };
+        let cached = self.redis.run::<()>(&batch).map_err(Error::from);
         // If the cache missed the new profiles, the changes stand in MySQL but
         // are not acknowledged; readers are steered around the old entries.
         let mut cache_errors = match cached {

@@ -3,7 +3,7 @@
 //! The current password is checked again ([`super::reauth`]); the new one
 //! follows the password rules and differs from the current one; it is hashed
 //! at the configured cost and stored. Then, before the reply, every other
-//! session of the account ends and the log-in record `login:<username>` is
+//! session of the account ends and the log-in record `login:{t}<username>` is
 //! deleted and fenced to the new hash's stamp ([`login_record::fence_cmd`]):
 //! the next log-in reads MySQL and finds the new hash, whose stamp differs,
 //! so neither an old record (even one written back by a log-in in flight
@@ -50,14 +50,14 @@ impl Service {
         let row = self.check_current_password(&session, password, client)?;
         let new_hash = self.shared.hasher.hash(new_password.expose())?;
         self.mysql.read(|c| users::update_password_hash(c, row.user_id, &new_hash))?;
-        let mut fence = redis::pipe();
+        let mut fence = crate::db::redis::Batch::new();
         login_record::fence_cmd(
             &mut fence,
             &self.shared.keys,
             &session.username,
             &password::stamp(&new_hash),
         );
-        self.redis.run(|c| fence.query::<()>(c))?;
+        self.redis.run::<()>(&fence)?;
         let ended = self.end_other_sessions(&session, &hash)?;
         Ok(Message::PasswordChanged { ended })
     }

@@ -11,10 +11,13 @@ use std::net::IpAddr;
 use proto::{Message, QrState, Secret};
 
 use super::Service;
+use crate::db::redis::Batch;
 use crate::device::{self, SessionMeta};
 use crate::error::{Dependency, Error};
 use crate::history::record::{self, Attempt, Method, Outcome};
-use crate::login_session::{self, Opening};
+use crate::keys::AccountTag;
+use crate::login_counters::{self, LoginCounters};
+use crate::login_session;
 use crate::qr_store::{self, Actor, Redeemed, secret_hash};
 use crate::session::{self, Session};
 use crate::throttle;
@@ -175,13 +178,64 @@ impl Service {
                 Redeemed::Not(_) => return Ok(None),
             };
         let limits = self.shared.limits;
-        let user_counter = keys.logins_by_user(&username);
-        let addr_counter = client.map(|ip| keys.logins_by_addr(ip));
+        let user = LoginCounters::of_user(keys, &limits, &username);
+        let addr = client.map(|ip| LoginCounters::of_addr(keys, &limits, ip));
+        let sides: Vec<&LoginCounters> = std::iter::once(&user).chain(&addr).collect();
         let member = throttle::new_member();
-        let (token, token_hash) = session::new_token()?;
+        // Places under both success limits first (one round trip, one
+        // script per side); the session only once both are held.
+        let mut reserve = Batch::new();
+        for side in &sides {
+            login_counters::reserve_cmd(&mut reserve, side, &member, false);
+        }
+        let waits: Result<Vec<Vec<u64>>, Error> = self.redis.run(&reserve).map_err(Error::from);
+        let wait = match &waits {
+            Ok(waits) => waits.iter().map(|w| login_counters::reserved(w)).max().unwrap_or(0),
+            Err(_) => 0,
+        };
+        let opened = match waits {
+            Err(e) => Err(e),
+            Ok(_) if wait > 0 => {
+                crate::metrics::THROTTLED.add(1);
+                Err(Error::TooManyAttempts { retry_after_secs: u32::try_from(wait).unwrap_or(u32::MAX) })
+            }
+            Ok(_) => self.open_redeemed(&sides, &member, (user_id, username, &user_agent), client),
+        };
+        match opened {
+            Ok(token) => Ok(Some(token)),
+            Err(e) => {
+                // Give the places and the code back so the desktop can try
+                // again; if even that fails, Redis is away, the places are
+                // purged in a minute and the code expires unused.
+                let mut undo = Batch::new();
+                for side in &sides {
+                    login_counters::release_in_flight(&mut undo, side, &member);
+                }
+                qr_store::unredeem_cmd(&mut undo, &self.shared.keys, key_hash);
+                if self.redis.run::<()>(&undo).is_err() {
+                    return Err(Error::Unavailable(Dependency::Redis));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the session of a redeemed code whose places are held: the
+    /// session, the success counted on both sides, and its history record,
+    /// in one round trip ([`login_session::OPEN`]).
+    fn open_redeemed(
+        &mut self,
+        sides: &[&LoginCounters],
+        member: &str,
+        (user_id, username, user_agent): (u64, String, &str),
+        client: Option<IpAddr>,
+    ) -> Result<Secret, Error> {
+        let keys = &self.shared.keys;
+        let tag = AccountTag::of(&username);
+        let (token, token_hash) = session::new_token(&tag)?;
         let now = session::unix_now();
         // The session is the desktop's: its browser and address, recorded as a log-in by QR code.
-        let device = user_agent::parse(Some(user_agent::bounded(&user_agent)));
+        let device = user_agent::parse(Some(user_agent::bounded(user_agent)));
         let meta = SessionMeta::new(now, client, &device).encode();
         let attempt = Attempt {
             attempt_id: record::new_attempt_id(),
@@ -195,41 +249,20 @@ impl Service {
             outcome: Outcome::Success,
             session: device::public_id(&token_hash),
         };
-        let tail = attempt.tail();
-        let opening = Opening {
-            member: &member,
-            started_us: session::unix_now_us(),
-            failures: [None, None],
-            successes: [
-                Some((user_counter.as_str(), limits.logins_per_user)),
-                addr_counter.as_deref().map(|key| (key, limits.logins_per_addr)),
-            ],
-            meta: &meta,
-            record_tail: &tail,
-        };
         let lifetimes = self.shared.lifetimes;
         let session = Session { user_id, username, expires_at: now + lifetimes.max_secs };
         let cap = self.shared.max_sessions_per_user;
-        let mut pipe = redis::pipe();
-        login_session::open_cmd(&mut pipe, keys, (&token_hash, &session), lifetimes, cap, &opening);
-        let opened = self
-            .redis
-            .run_scripts::<Vec<Vec<u64>>>(&pipe, &[&*login_session::OPEN_SCRIPT])
-            .map_err(Error::from)
-            .and_then(|replies| {
-                login_session::opened(replies.first().map(Vec::as_slice).unwrap_or_default())
-            });
-        match opened {
-            Ok(()) => Ok(Some(token)),
-            Err(e) => {
-                // Give the code back so the desktop can try again; if even
-                // that fails, Redis is away and the code expires unused.
-                if qr_store::unredeem(&mut self.redis, &self.shared.keys, key_hash).is_err() {
-                    return Err(Error::Unavailable(Dependency::Redis));
-                }
-                Err(e)
-            }
+        let mut batch = Batch::new();
+        login_session::open_cmd(&mut batch, keys, (&tag, &token_hash, &session), lifetimes, cap, &meta);
+        for side in sides {
+            login_counters::succeed_cmd(&mut batch, side, member, None);
         }
+        record::queue_cmds(&mut batch, keys, std::slice::from_ref(&attempt));
+        let replies: Vec<u64> = self.redis.run(&batch)?;
+        login_session::opened(replies.first().copied().unwrap_or(0));
+        record::report_dropped(replies.get(1).copied().unwrap_or(0));
+        self.shared.history_wake.notify();
+        Ok(token)
     }
 }
 

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use proto::Secret;
 
 use super::Service;
+use crate::db::redis::Batch;
 use crate::db::users::{self, LoginRow};
 use crate::error::Error;
 use crate::session::{self, Session};
@@ -42,20 +43,22 @@ impl Service {
             counters.push((keys.login_failures_by_addr(addr), limits.failures_per_addr));
         }
         let member = throttle::new_member();
-        let mut admit = redis::pipe();
-        throttle::admit_cmd(&mut admit, &counters, &member);
-        let replies: Vec<i64> = self.redis.run_scripts(&admit, &[&throttle::ADMIT_SCRIPT])?;
-        let verdict = throttle::admitted(replies.first().copied().unwrap_or(0));
+        // One script per hash slot (the account's, the address's), one round trip.
+        let mut admit = Batch::new();
+        throttle::admit_cmds(&mut admit, &counters, &member);
+        let replies: Vec<i64> = self.redis.run(&admit)?;
+        let verdict = throttle::admitted(&replies);
         let checked = verdict.and_then(|()| self.verify_current(session, password));
-        let mut finish = redis::pipe();
+        let mut finish = Batch::new();
         match &checked {
             Err(Error::WrongPassword) => {
                 throttle::mark_failed(&mut finish, &counters, &member, session::unix_now_us());
             }
-            // A success, a refusal, or a check that could not be made: no failure.
+            // A success, a refusal (one slot's place goes back if the other
+            // refused), or a check that could not be made: no failure.
             _ => throttle::release(&mut finish, &counters, &member),
         }
-        self.redis.run(|c| finish.query::<()>(c))?;
+        self.redis.run::<()>(&finish)?;
         checked
     }
 

@@ -10,6 +10,12 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod cluster;
+mod redis_access;
+
+#[allow(unused_imports)] // Each test file uses a different part.
+pub use redis_access::{TestRedis, delete_keys, redis_keys};
+
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -79,13 +85,15 @@ fn crc32(bytes: &[u8]) -> u32 {
 pub struct TestEnv {
     /// The test database's URL, with the tests' own MySQL user and password.
     pub mysql_url: String,
-    /// The Redis URL.
+    /// The Redis URL (of the single Redis).
     pub redis_url: String,
+    /// The nodes of the test Redis Cluster, when the test runs on one.
+    pub redis_cluster: Option<Vec<String>>,
     /// The pepper file.
     pub pepper_file: PathBuf,
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tcpserver sits in the workspace").to_owned()
 }
 
@@ -103,7 +111,21 @@ impl TestEnv {
         let pepper_file = std::env::var("USERMGMT_TEST_PEPPER_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|_| root.join("run/secrets/pepper"));
-        TestEnv { mysql_url, redis_url, pepper_file }
+        TestEnv { mysql_url, redis_url, redis_cluster: None, pepper_file }
+    }
+
+    /// The same, with Redis on this test binary's shared cluster.
+    pub fn on_cluster() -> TestEnv {
+        TestEnv { redis_cluster: Some(cluster::TestCluster::shared().nodes()), ..TestEnv::load() }
+    }
+
+    /// Where tcpserver's links find Redis.
+    pub fn target(&self) -> tcpserver::db::redis::Target {
+        match &self.redis_cluster {
+            Some(nodes) => tcpserver::db::redis::Target::cluster(nodes),
+            None => tcpserver::db::redis::Target::single(&self.redis_url),
+        }
+        .expect("a valid Redis address")
     }
 
     /// A direct connection to the test database.
@@ -111,9 +133,28 @@ impl TestEnv {
         mysql::Conn::new(mysql::Opts::from_url(&self.mysql_url).expect("valid URL")).expect("MySQL is up")
     }
 
-    /// A direct connection to Redis.
-    pub fn redis(&self) -> redis::Connection {
-        redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection()).expect("Redis is up")
+    /// A direct connection to Redis (the cluster, when the test runs on one).
+    pub fn redis(&self) -> TestRedis {
+        self.try_redis().expect("Redis is up")
+    }
+
+    fn try_redis(&self) -> redis::RedisResult<TestRedis> {
+        match &self.redis_cluster {
+            Some(nodes) => {
+                let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{n}/")).collect();
+                let conn = redis::cluster::ClusterClient::new(urls)?.get_connection()?;
+                Ok(TestRedis::Cluster(Box::new(conn), nodes.clone()))
+            }
+            None => Ok(TestRedis::Single(redis::Client::open(self.redis_url.as_str())?.get_connection()?)),
+        }
+    }
+
+    /// The `tcpserver` arguments that point it at this Redis.
+    fn redis_args(&self) -> Vec<String> {
+        match &self.redis_cluster {
+            Some(nodes) => vec!["--redis-cluster".into(), nodes.join(",")],
+            None => vec!["--redis-url".into(), self.redis_url.clone()],
+        }
     }
 
     /// The MySQL URL without its password, and the password.
@@ -189,9 +230,28 @@ pub struct TestServer {
 pub struct Options {
     /// Extra command-line arguments, added last (so they override the defaults).
     pub args: Vec<String>,
+    /// Whether the server uses this test binary's Redis Cluster instead of the single Redis.
+    pub cluster: bool,
+    /// The nodes of another cluster to use instead (a test's private one).
+    pub cluster_nodes: Option<Vec<String>>,
 }
 
 impl Options {
+    /// On this test binary's shared Redis Cluster ([`cluster::TestCluster::shared`]).
+    pub fn on_cluster() -> Options {
+        Options { cluster: true, ..Options::default() }
+    }
+
+    /// On the cluster of these nodes (a private [`cluster::TestCluster`]).
+    pub fn on_nodes(nodes: Vec<String>) -> Options {
+        Options { cluster_nodes: Some(nodes), ..Options::default() }
+    }
+
+    /// On the single Redis (`cluster` false) or the shared cluster.
+    pub fn on(cluster: bool) -> Options {
+        Options { cluster, ..Options::default() }
+    }
+
     /// Adds `--flag value`.
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Options {
         self.args.push(flag.to_owned());
@@ -208,7 +268,11 @@ impl TestServer {
 
     /// A server with extra arguments.
     pub fn start_with(options: Options) -> TestServer {
-        let env = TestEnv::load();
+        let env = match (&options.cluster_nodes, options.cluster) {
+            (Some(nodes), _) => TestEnv { redis_cluster: Some(nodes.clone()), ..TestEnv::load() },
+            (None, true) => TestEnv::on_cluster(),
+            (None, false) => TestEnv::load(),
+        };
         let id = random_hex(8);
         let dir = std::env::temp_dir().join(format!("tcpserver-test-{id}"));
         fs::create_dir_all(&dir).expect("temp dir");
@@ -228,8 +292,6 @@ impl TestServer {
             "4",
             "--mysql-url",
             &mysql_url,
-            "--redis-url",
-            &env.redis_url,
             "--metrics-listen",
             "127.0.0.1:0",
         ]
@@ -245,6 +307,7 @@ impl TestServer {
             args.push(flag.into());
             args.push(value.display().to_string());
         }
+        args.extend(env.redis_args());
         args.extend(["--redis-prefix".to_string(), redis_prefix.clone()]);
         args.extend(options.args);
         let (child, addr) = spawn_server(&args, &dir);
@@ -284,6 +347,21 @@ impl TestServer {
             assert!(Instant::now() < deadline, "not {count} lines with {needle:?} in the log:\n{log}");
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Its Redis key layout.
+    pub fn keys(&self) -> tcpserver::keys::Keys {
+        tcpserver::keys::Keys::new(self.redis_prefix.clone())
+    }
+
+    /// Records waiting in its history queues.
+    pub fn queued_history(&self) -> u64 {
+        let mut redis = self.env.redis();
+        self.keys()
+            .history_queues()
+            .iter()
+            .map(|queue| redis::cmd("LLEN").arg(queue).query::<u64>(&mut redis).expect("LLEN"))
+            .sum()
     }
 
     /// A username unique to this server: its prefix plus `suffix` (at most 22 chars).
@@ -380,18 +458,22 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        // A failing test shows what the server said before its directory goes.
+        if thread::panicking() {
+            let log = self.stderr();
+            let tail: Vec<&str> = log.lines().filter(|l| !l.contains("operation=")).collect();
+            eprintln!(
+                "--- tcpserver's log (last lines) ---\n{}",
+                tail[tail.len().saturating_sub(40)..].join("\n")
+            );
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
         // Clean up even when the test failed; failures here must not hide that one.
-        if let Ok(mut redis) =
-            redis::Client::open(self.env.redis_url.as_str()).and_then(|c| c.get_connection())
-        {
-            let keys: Vec<String> = redis_keys(&mut redis, &self.redis_prefix);
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut redis);
-            }
+        if let Ok(mut redis) = self.env.try_redis() {
+            delete_keys(&mut redis, &self.redis_prefix);
         }
         if let Ok(Ok(mut mysql)) = mysql::Opts::from_url(&self.env.mysql_url).map(mysql::Conn::new) {
             let _ = delete_accounts(&mut mysql, &self.user_prefix);
@@ -454,25 +536,30 @@ fn like_prefix(prefix: &str) -> String {
     format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"))
 }
 
-/// Every key under a prefix (SCAN, never KEYS).
-pub fn redis_keys(redis: &mut redis::Connection, prefix: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query(redis)
-            .expect("SCAN");
-        keys.extend(batch);
-        if next == 0 {
-            return keys;
+/// Defines a test twice, as a module of two: `single_node` against the
+/// single Redis and `cluster` against this test binary's Redis Cluster; the
+/// body gets `Options` for [`TestServer::start_with`].
+#[macro_export]
+macro_rules! on_single_and_cluster {
+    ($(#[$meta:meta])* fn $name:ident($options:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn run($options: $crate::util::Options) $body
+
+            #[test]
+            fn single_node() {
+                run($crate::util::Options::on(false))
+            }
+
+            #[test]
+            fn cluster() {
+                run($crate::util::Options::on(true))
+            }
         }
-        cursor = next;
-    }
+    };
 }
 
 /// A protocol client over a blocking socket.

@@ -1,0 +1,217 @@
+//! The counters a log-in is judged by, in the two hash slots they live in:
+//! the account's and the client address's ([`crate::keys`]).
+//!
+//! Each side has three keys: the failures (a sorted set of attempts not
+//! known to have succeeded, [`crate::throttle`]), the count of successful
+//! log-ins (one number: a busy address stays one key), and the log-ins *in
+//! flight* (a sorted set of the attempts holding a place under the success
+//! limit). A log-in takes its places on both sides in the batch's first
+//! round trip, before any hash, one script per side in the same pipeline:
+//! for the account [`crate::login_record::lookup`] (which also reads the
+//! log-in record), for the address [`RESERVE`]. A side at a limit refuses,
+//! and whatever the other side took is given back in the batch's last
+//! pipeline. So each limit holds exactly: successes plus log-ins in flight
+//! never pass the success limit, failures plus attempts in flight never pass
+//! the failure limit, however many log-ins arrive at once on however many
+//! servers.
+//!
+//! The one cost of two slots: while a log-in refused on one side still holds
+//! its place on the other (until the batch ends, a few milliseconds), a
+//! second log-in may be refused for want of that place. That needs both
+//! limits to be reached at the same moment, and refuses too much, never too
+//! little.
+//!
+//! A success leaves its in-flight places and is counted ([`SUCCEED`], which
+//! adds to the count only when the place it leaves was there: a resent
+//! script counts nothing twice); a failure or refusal only leaves them
+//! ([`release_in_flight`]). Places older than
+//! [`crate::throttle::IN_FLIGHT_MAX_MS`] were left by a batch that failed
+//! and are purged on the next look.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use crate::db::redis::{Batch, LuaScript};
+use crate::keys::Keys;
+use crate::throttle::{Limit, Limits, in_flight_script};
+
+/// One side's counters, with their limits.
+#[derive(Debug, Clone)]
+pub struct LoginCounters {
+    /// Attempts not known to have succeeded.
+    pub failures: String,
+    /// The failure limit.
+    pub failure_limit: Limit,
+    /// The count of successful log-ins.
+    pub successes: String,
+    /// Log-ins in flight holding a place under the success limit.
+    pub in_flight: String,
+    /// The success limit.
+    pub success_limit: Limit,
+}
+
+impl LoginCounters {
+    /// A username's counters (the account's slot).
+    pub fn of_user(keys: &Keys, limits: &Limits, username: &str) -> LoginCounters {
+        LoginCounters {
+            failures: keys.login_failures_by_user(username),
+            failure_limit: limits.failures_per_user,
+            successes: keys.logins_by_user(username),
+            in_flight: keys.logins_in_flight_by_user(username),
+            success_limit: limits.logins_per_user,
+        }
+    }
+
+    /// A client address's counters (the address's slot).
+    pub fn of_addr(keys: &Keys, limits: &Limits, addr: IpAddr) -> LoginCounters {
+        LoginCounters {
+            failures: keys.login_failures_by_addr(addr),
+            failure_limit: limits.failures_per_addr,
+            successes: keys.logins_by_addr(addr),
+            in_flight: keys.logins_in_flight_by_addr(addr),
+            success_limit: limits.logins_per_addr,
+        }
+    }
+
+    /// The failure counter with its limit, as [`crate::throttle`] takes it.
+    pub fn failure_counter(&self) -> (String, Limit) {
+        (self.failures.clone(), self.failure_limit)
+    }
+}
+
+/// KEYS = failures, successes, in flight (one side); ARGV = member, now (ms),
+/// whether to take a failure place (`1`/`0`), failure limit, failure window,
+/// success limit, success window. Purges places left behind, then refuses
+/// (`{seconds to wait}`) while a limit is reached; else takes the places
+/// (`NX`) and returns `{0}`. A resent script (the whole batch sent again,
+/// [`crate::db::redis`]) finds its own places and is judged as the first
+/// time: it neither refuses itself nor counts twice.
+const RESERVE: &str = r"#!lua
+local now = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (IN_FLIGHT_MAX - now), '(0')
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - IN_FLIGHT_MAX))
+-- A resent script finds its own places: it is judged as it was the first time.
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local flying = redis.call('ZSCORE', KEYS[3], ARGV[1])
+local wait = 0
+if ARGV[3] == '1' and not held and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < 1 then
+    ttl = tonumber(ARGV[5])
+  end
+  wait = ttl
+end
+local done = tonumber(redis.call('GET', KEYS[2]) or '0')
+if not flying and done + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[6]) then
+  -- Full of log-ins in flight alone: they end within a batch.
+  local ttl = 1
+  if done >= tonumber(ARGV[6]) then
+    ttl = redis.call('TTL', KEYS[2])
+    if ttl < 1 then
+      ttl = tonumber(ARGV[7])
+    end
+  end
+  wait = math.max(wait, ttl)
+end
+if wait > 0 then
+  return {wait}
+end
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[1], 'NX', -now, ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[5], 'NX')
+end
+redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1])
+redis.call('PEXPIRE', KEYS[3], IN_FLIGHT_MAX)
+return {0}
+";
+
+/// [`RESERVE`], sent by its SHA-1.
+pub static RESERVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(in_flight_script(RESERVE)));
+
+/// KEYS = failures, successes, in flight (one side); ARGV = member, success
+/// window, and the start of the log-in (µs; `''` for none). The log-in
+/// succeeded: it leaves the failures (and, given a start, takes with it the
+/// failures that *ended before it began*: a person who mistypes and then
+/// gets it right starts afresh, while failures in flight or recorded beside
+/// it stay); it leaves its in-flight place and is counted, once: only if the
+/// place was there (or was purged with its whole set).
+const SUCCEED: &str = r"#!lua
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], 1, '(' .. ARGV[3])
+end
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[2], 'NX')
+end
+return 0
+";
+
+/// [`SUCCEED`], sent by its SHA-1.
+pub static SUCCEED_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SUCCEED));
+
+/// Adds the reservation of `member`'s places on one side to a batch (one
+/// reply, for [`reserved`]); `with_failure` also takes a failure place (a
+/// password log-in that may need a hash; a scan-to-log-in needs none).
+pub fn reserve_cmd(batch: &mut Batch, counters: &LoginCounters, member: &str, with_failure: bool) {
+    batch
+        .script(&RESERVE_SCRIPT)
+        .arg(3)
+        .arg(&counters.failures)
+        .arg(&counters.successes)
+        .arg(&counters.in_flight)
+        .arg(member)
+        .arg(crate::session::unix_now_ms())
+        .arg(if with_failure { "1" } else { "0" })
+        .arg(counters.failure_limit.max_attempts)
+        .arg(counters.failure_limit.window_secs)
+        .arg(counters.success_limit.max_attempts)
+        .arg(counters.success_limit.window_secs);
+}
+
+/// The seconds to wait from a [`RESERVE`] reply (0: reserved).
+pub fn reserved(reply: &[u64]) -> u64 {
+    reply.first().copied().unwrap_or(0)
+}
+
+/// Adds the counting of `member`'s success on one side to a batch (no
+/// reply); `started_us` clears the failures that ended before it.
+pub fn succeed_cmd(batch: &mut Batch, counters: &LoginCounters, member: &str, started_us: Option<u64>) {
+    batch
+        .script(&SUCCEED_SCRIPT)
+        .arg(3)
+        .arg(&counters.failures)
+        .arg(&counters.successes)
+        .arg(&counters.in_flight)
+        .arg(member)
+        .arg(counters.success_limit.window_secs)
+        .arg(started_us.map(|us| us.to_string()).unwrap_or_default())
+        .ignore();
+}
+
+/// Adds the commands that give back `member`'s place under the success limit
+/// (it did not succeed) to a batch; harmless where it holds none.
+pub fn release_in_flight(batch: &mut Batch, counters: &LoginCounters, member: &str) {
+    batch.cmd("ZREM").arg(&counters.in_flight).arg(member).ignore();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::slot::slot;
+
+    #[test]
+    fn each_sides_keys_share_a_slot() {
+        let keys = Keys::new("t:");
+        let limits = Limits::default();
+        for side in [
+            LoginCounters::of_user(&keys, &limits, "ann"),
+            LoginCounters::of_addr(&keys, &limits, "192.0.2.1".parse().unwrap()),
+        ] {
+            let s = slot(side.failures.as_bytes());
+            assert_eq!(slot(side.successes.as_bytes()), s);
+            assert_eq!(slot(side.in_flight.as_bytes()), s);
+        }
+        assert!(RESERVE_SCRIPT.code().contains(&crate::throttle::IN_FLIGHT_MAX_MS.to_string()));
+    }
+}
