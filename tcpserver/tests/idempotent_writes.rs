@@ -5,6 +5,7 @@
 //! Copies are sent as httpserver's balancer sends them: the same message
 //! again, on another connection, after the first was applied or while it is.
 
+#[macro_use]
 mod util;
 
 use std::net::IpAddr;
@@ -92,15 +93,14 @@ fn a_sign_up_with_another_key_on_a_taken_name_is_refused() {
     assert_eq!(server.metric("usermgmt_sign_ups_repeated_total"), 1);
 }
 
+on_single_and_cluster! {
 /// A copy may arrive while its first copy is still in flight (the first's
 /// connection broke, not its tcpserver): they meet at the unique key, and
 /// every copy is answered with the one account. They count once on the
 /// per-address limit, which a limit of one shows: the copies all pass it,
 /// and the next sign-up from that address is refused.
-#[test]
-fn copies_of_one_sign_up_at_the_same_moment_all_get_the_one_account_and_count_once() {
-    let server =
-        TestServer::start_with(Options::default().arg("--workers", 4).arg("--signups-per-addr", "1/600"));
+fn copies_of_one_sign_up_at_the_same_moment_all_get_the_one_account_and_count_once(options) {
+    let server = TestServer::start_with(options.clone().arg("--workers", 4).arg("--signups-per-addr", "1/600"));
     let username = server.username("copies");
     let addr: IpAddr = "198.51.100.9".parse().unwrap();
     let request = sign_up(&username, None, Some(addr), new_key());
@@ -115,10 +115,11 @@ fn copies_of_one_sign_up_at_the_same_moment_all_get_the_one_account_and_count_on
     assert_eq!(error_code(&refused), ErrorCode::TooManyAttempts, "the copies counted once");
     assert_eq!(rows_of(&server, &other), (0, 0));
 }
+}
 
-#[test]
-fn a_nickname_change_sent_twice_is_one_change() {
-    let server = TestServer::start();
+on_single_and_cluster! {
+fn a_nickname_change_sent_twice_is_one_change(options) {
+    let server = TestServer::start_with(options.clone());
     let mut c = server.connect();
     let (username, token) = server.user_with_session(&mut c, "renamed", PASSWORD);
     assert_eq!(stored(&server, &username).1, 0);
@@ -139,6 +140,7 @@ fn a_nickname_change_sent_twice_is_one_change() {
         assert!(matches!(c.call(rename(&token, nickname)), Message::NicknameUpdated(_)));
         assert_eq!(stored(&server, &username), (nickname.to_owned(), version), "{nickname:?}");
     }
+}
 }
 
 /// The batched path: copies queued together reach one worker's batch, where
