@@ -22,11 +22,25 @@ CREATE TABLE IF NOT EXISTS users (
     version    BIGINT UNSIGNED NOT NULL DEFAULT 0,
     created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
     updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+    -- The idempotency key of the sign-up that created the account (128 random
+    -- bits httpserver makes per HTTP request; proto/src/idempotency.rs),
+    -- written in the sign-up's transaction. A copy of that sign-up sent again
+    -- after a lost connection finds the username taken with its own key and is
+    -- answered as the first was, not 409. NULL for seeded accounts and those
+    -- made before the column existed. No index: it is only ever compared on
+    -- the row the username finds.
+    signup_key BINARY(16) NULL,
     PRIMARY KEY (id),
     UNIQUE KEY uk_users_username (username)
     -- Ids below 100,000,000 are reserved for seeded accounts (sql/README.md), so
     -- real sign-ups never take an id the seeding tool will want.
 ) ENGINE = InnoDB AUTO_INCREMENT = 100000000 DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- The migration for databases made before signup_key: a nullable column at the
+-- end of the row is added in place (MariaDB's instant ADD COLUMN), without
+-- copying the table, so it is as quick on ten million accounts as on none; on
+-- Galera it replicates as one schema change (TOI) to every node.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS signup_key BINARY(16) NULL;
 
 -- One row per user, keyed by the user's id. Login looks a user up by name
 -- through uk_credentials_username and reads the profile columns in the same

@@ -9,7 +9,10 @@
 use std::net::IpAddr;
 
 use proto::handshake::{NONCE_LEN, PROOF_LEN};
-use proto::{ErrorCode, ErrorReply, Frame, Message, Nonce, Profile, Proof, QrState, Secret, TraceId};
+use proto::{
+    ErrorCode, ErrorReply, Frame, IDEMPOTENCY_KEY_LEN, IdempotencyKey, Message, Nonce, Profile, Proof,
+    QrState, Secret, TraceId,
+};
 
 /// A named seed: file name and bytes.
 pub type Seed = (String, Vec<u8>);
@@ -33,6 +36,7 @@ pub fn frames() -> Vec<Seed> {
                 password: "correct horse".into(),
                 nickname: Some("Alice ä".into()),
                 client: Some(v4),
+                key: IdempotencyKey([0x5a; IDEMPOTENCY_KEY_LEN]),
             },
         ),
         (
@@ -42,6 +46,7 @@ pub fn frames() -> Vec<Seed> {
                 password: "hunter22".into(),
                 nickname: None,
                 client: None,
+                key: IdempotencyKey(std::array::from_fn(|i| i as u8)),
             },
         ),
         (

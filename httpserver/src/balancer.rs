@@ -35,12 +35,20 @@
 //! any byte of it was written (connection refused, handshake refused, every
 //! connection of that backend full), it goes at once to the next backend,
 //! whatever its type. When the connection broke after the request was
-//! written, it may have been applied: an idempotent request
-//! ([`proto::MessageType::is_idempotent`]: profile reads, QR waits, Ping,
-//! readiness) is sent again (first on a fresh connection of the same backend,
-//! which fails at once when it is dead, then elsewhere); any other fails with
-//! [`RpcError::Interrupted`] (HTTP 503) and is never sent twice. Each call
-//! tries each backend at most once, all within the call's one deadline.
+//! written, it may have been applied: a request that is safe to resend
+//! ([`proto::MessageType::is_safe_to_resend`]) is sent again (first on a
+//! fresh connection of the same backend, which fails at once when it is
+//! dead, then elsewhere), and the reply to the copy is the true answer. Those
+//! are the naturally idempotent requests (profile reads, QR waits, Ping,
+//! readiness) and the two writes tcpserver makes idempotent: a sign-up,
+//! which carries a random key that a copy finding its own account is
+//! answered by, and a nickname change, applied only where the nickname
+//! differs ([`proto::idempotency`]). So when a tcpserver dies under load, a
+//! sign-up or a nickname change in flight there is answered by another, 201
+//! or 200 if stored, and never answered 503 after it was stored. Any other
+//! write fails with [`RpcError::Interrupted`] (HTTP 503) and is never sent
+//! twice. Each call tries each backend at most once, all within the call's
+//! one deadline.
 
 mod health;
 mod prober;
@@ -237,7 +245,7 @@ impl Balancer {
     /// The [`RpcError`] of the last backend tried when none gave a reply.
     pub fn call(&self, lane: Lane, message: Message) -> Result<Message, RpcError> {
         let shared = &self.shared;
-        let idempotent = message.message_type().is_idempotent();
+        let resendable = message.message_type().is_safe_to_resend();
         let request_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         // A long poll sent again elsewhere must end within what is left of
         // the call's time, not after its whole wait again.
@@ -256,7 +264,7 @@ impl Balancer {
             let backend = &shared.backends[index];
             let was_up = backend.up.load(Ordering::Acquire);
             let attempt_started = Instant::now();
-            let error = match backend.pool(lane).send(&request, request_id, idempotent, deadline) {
+            let error = match backend.pool(lane).send(&request, request_id, resendable, deadline) {
                 Ok(reply) => {
                     if !was_up {
                         // Sent while no backend was up, and answered: a probe
@@ -336,8 +344,8 @@ struct Step {
 impl Step {
     fn after(error: &RpcError) -> Step {
         match error {
-            // Nothing of the request reached tcpserver (or, from the pool, an
-            // idempotent one whose connection broke and whose resend found the
+            // Nothing of the request reached tcpserver (or, from the pool, one
+            // safe to resend whose connection broke and whose resend found the
             // backend gone: safe to send anywhere).
             RpcError::Unreachable(_) | RpcError::Handshake(_) => Step { dead: true, elsewhere: true },
             // This backend's connections are all full; nothing was written.

@@ -81,6 +81,9 @@ pub struct RpcMetrics {
     pub timeouts: Counter,
     /// Calls that failed otherwise (unreachable, handshake, broken, garbled).
     pub failures: Counter,
+    /// Calls whose connection broke with them written, sent again because
+    /// they are safe to resend (`proto::MessageType::is_safe_to_resend`).
+    pub resent: Counter,
     /// Connections opened (the first of each slot, then reconnections).
     pub connects: Counter,
     /// 1 while the balancer sends calls to this backend, 0 while it is down
@@ -98,6 +101,7 @@ impl RpcMetrics {
             busy: Counter::new(),
             timeouts: Counter::new(),
             failures: Counter::new(),
+            resent: Counter::new(),
             connects: Counter::new(),
             up: Gauge::new(),
             downs: Counter::new(),
@@ -152,7 +156,7 @@ pub fn render(backends: &[String]) -> String {
         histogram.render(&mut out, name, &format!("endpoint=\"{endpoint}\""));
     }
     type Read = fn(&RpcMetrics) -> i64;
-    let families: [(&str, &str, &str, Read); 8] = [
+    let families: [(&str, &str, &str, Read); 9] = [
         ("usermgmt_rpc_calls_total", "counter", "RPC calls made to tcpserver.", |m| m.calls.get() as i64),
         ("usermgmt_rpc_calls_in_flight", "gauge", "RPC calls waiting for their reply.", |m| {
             m.in_flight.get()
@@ -171,6 +175,12 @@ pub fn render(backends: &[String]) -> String {
             "counter",
             "RPC calls failed otherwise: unreachable, refused handshake, broken connection, garbled reply.",
             |m| m.failures.get() as i64,
+        ),
+        (
+            "usermgmt_rpc_resent_total",
+            "counter",
+            "RPC calls sent again after their connection to this tcpserver broke with them written (reads, QR waits, sign-ups, nickname changes).",
+            |m| m.resent.get() as i64,
         ),
         (
             "usermgmt_rpc_connects_total",

@@ -18,9 +18,10 @@
 //! slot, and an idle connection is checked for a closed peer before it is
 //! written to, so the front end carries on by itself. A request is never
 //! applied twice: it is sent again on a fresh connection only if none of it was
-//! written, or if it is idempotent ([`proto::MessageType::is_idempotent`]:
-//! reads and QR waits). A state-changing request whose connection broke
-//! after it was sent fails with [`RpcError::Interrupted`].
+//! written, or if it is safe to resend ([`proto::MessageType::is_safe_to_resend`]:
+//! reads and QR waits by nature, sign-ups and nickname changes because
+//! tcpserver makes them idempotent). Any other state-changing request whose
+//! connection broke after it was sent fails with [`RpcError::Interrupted`].
 //!
 //! A pool serves one tcpserver; [`crate::balancer`] holds one per
 //! `--backend` and chooses among them. A pool tells it when tcpserver ends a
@@ -215,16 +216,16 @@ impl RpcPool {
     /// [`RpcPool::call`] with a deadline of its own (tests give callers
     /// different ones).
     fn call_until(&self, message: Message, deadline: Instant) -> Result<Message, RpcError> {
-        let idempotent = message.message_type().is_idempotent();
+        let resendable = message.message_type().is_safe_to_resend();
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = encode(request_id, message)?;
-        self.send(&request, request_id, idempotent, deadline)
+        self.send(&request, request_id, resendable, deadline)
     }
 
     /// Sends a request already encoded (by [`encode`], with `request_id`) and
-    /// waits for its reply until `deadline`; `idempotent` says whether it may
+    /// waits for its reply until `deadline`; `resendable` says whether it may
     /// be sent a second time here after its connection broke
-    /// ([`proto::MessageType::is_idempotent`]). The balancer encodes a call
+    /// ([`proto::MessageType::is_safe_to_resend`]). The balancer encodes a call
     /// once and hands the same bytes to another backend's pool when this one
     /// fails it before sending.
     ///
@@ -235,13 +236,13 @@ impl RpcPool {
         &self,
         request: &[u8],
         request_id: u64,
-        idempotent: bool,
+        resendable: bool,
         deadline: Instant,
     ) -> Result<Message, RpcError> {
         self.metrics.calls.add(1);
         self.metrics.in_flight.add(1);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.exchange_until(request, request_id, idempotent, deadline);
+        let outcome = self.exchange_until(request, request_id, resendable, deadline);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.metrics.in_flight.add(-1);
         match &outcome {
@@ -257,7 +258,7 @@ impl RpcPool {
         &self,
         request: &[u8],
         request_id: u64,
-        idempotent: bool,
+        resendable: bool,
         deadline: Instant,
     ) -> Result<Message, RpcError> {
         let reserved = self.pick_link()?;
@@ -269,10 +270,13 @@ impl RpcPool {
             };
             let may_resend = match failure {
                 Exchange::NotSent => true,
-                Exchange::Lost => idempotent,
+                Exchange::Lost => resendable,
                 _ => false,
             };
             if may_resend && !resent && remaining(deadline).is_some() {
+                if matches!(failure, Exchange::Lost) {
+                    self.metrics.resent.add(1);
+                }
                 resent = true;
                 continue;
             }
@@ -280,7 +284,7 @@ impl RpcPool {
                 Exchange::Unreachable(e) => RpcError::Unreachable(e),
                 Exchange::Handshake(e) => RpcError::Handshake(e),
                 Exchange::NotSent => RpcError::Unreachable(closed()),
-                Exchange::Lost if idempotent => RpcError::Unreachable(closed()),
+                Exchange::Lost if resendable => RpcError::Unreachable(closed()),
                 Exchange::Lost => RpcError::Interrupted,
                 Exchange::TimedOut => RpcError::Timeout,
                 Exchange::Garbled(e) => RpcError::Protocol(e),

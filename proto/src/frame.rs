@@ -115,7 +115,7 @@ mod tests {
     use super::*;
     use crate::handshake::{NONCE_LEN, Nonce, PROOF_LEN, Proof};
     use crate::message::{ErrorCode, ErrorReply, Profile, Secret};
-    use crate::{MAGIC, MAX_IMAGE_LEN, MessageType, QrState, VERSION};
+    use crate::{IDEMPOTENCY_KEY_LEN, IdempotencyKey, MAGIC, MAX_IMAGE_LEN, MessageType, QrState, VERSION};
 
     fn profile(avatar: Option<&str>) -> Profile {
         Profile {
@@ -135,8 +135,15 @@ mod tests {
                 password: "p ä".into(),
                 nickname: Some("n 🐉".into()),
                 client: Some(v4),
+                key: IdempotencyKey([0xa5; IDEMPOTENCY_KEY_LEN]),
             },
-            Message::SignUp { username: "u".into(), password: "p".into(), nickname: None, client: None },
+            Message::SignUp {
+                username: "u".into(),
+                password: "p".into(),
+                nickname: None,
+                client: None,
+                key: IdempotencyKey([0; IDEMPOTENCY_KEY_LEN]),
+            },
             Message::Login {
                 username: "u".into(),
                 password: "pw".into(),
@@ -313,6 +320,43 @@ mod tests {
         {
             assert!(!write.is_idempotent(), "{write:?} changes state");
         }
+    }
+
+    #[test]
+    fn safe_to_resend_are_the_idempotent_types_and_the_writes_made_idempotent_and_nothing_else() {
+        use MessageType::*;
+        let safe: Vec<MessageType> =
+            (0..=u8::MAX).filter_map(MessageType::from_u8).filter(|kind| kind.is_safe_to_resend()).collect();
+        let made_idempotent: Vec<MessageType> =
+            safe.iter().copied().filter(|kind| !kind.is_idempotent()).collect();
+        assert_eq!(made_idempotent, [SignUp, UpdateNickname]);
+        for kind in (0..=u8::MAX).filter_map(MessageType::from_u8).filter(|kind| kind.is_idempotent()) {
+            assert!(kind.is_safe_to_resend(), "{kind:?} is idempotent, so safe to resend");
+        }
+        for write in
+            [Login, Logout, SetAvatar, RevokeSession, RevokeOtherSessions, ChangePassword, DeleteAccount]
+                .into_iter()
+                .chain([QrCreate, QrScan, QrDecide, Proof])
+        {
+            assert!(!write.is_safe_to_resend(), "{write:?} would be applied twice");
+        }
+    }
+
+    #[test]
+    fn a_sign_up_carries_its_key_whole() {
+        let key = IdempotencyKey(std::array::from_fn(|i| i as u8 + 1));
+        let sign_up =
+            Message::SignUp { username: "u".into(), password: "p".into(), nickname: None, client: None, key };
+        let mut bytes = Vec::new();
+        Frame { request_id: 1, message: sign_up.clone() }.encode(&mut bytes).unwrap();
+        assert!(bytes.ends_with(key.as_bytes()), "the key is the body's last field");
+        assert_eq!(Frame::decode(&bytes).unwrap().map(|(f, _)| f.message), Some(sign_up));
+        // A body one byte short of the key is refused, not read as a shorter key.
+        let short = bytes.len() - 1;
+        bytes.truncate(short);
+        let body_len = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) - 1;
+        bytes[12..16].copy_from_slice(&body_len.to_be_bytes());
+        assert!(Frame::decode(&bytes).is_err());
     }
 
     #[test]

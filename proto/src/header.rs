@@ -25,6 +25,13 @@ pub const MAGIC: u16 = 0x554D;
 /// The protocol version this build speaks. A peer with another version is refused
 /// rather than misread.
 ///
+/// - 5: `SignUp` ends with a 16-byte idempotency key
+///   ([`crate::IdempotencyKey`]), and a client sends `SignUp` and
+///   `UpdateNickname` again after a lost connection ([`crate::idempotency`]);
+///   the messages are otherwise those of 4. A version-4 tcpserver would
+///   refuse the longer sign-up, and a version-4 client would count on a
+///   nickname change never being applied twice by its resends, so the
+///   handshake refuses a version-4 peer instead.
 /// - 4: pictures are fetched through the RPC: `GetAvatar` (0x09) and its
 ///   reply `Avatar` (0x8a), and the error code `UnknownAvatar` (24); the
 ///   messages are otherwise those of 3. A version-3 peer would refuse these
@@ -34,7 +41,7 @@ pub const MAGIC: u16 = 0x554D;
 /// - 2: every connection begins with the handshake of [`crate::handshake`]
 ///   (`Challenge`, `Proof`, `Accepted`); the messages are otherwise those of 1.
 /// - 1: no handshake; the first frame was a request.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 
 /// Largest body a frame may carry: one profile picture at its cap
 /// ([`crate::MAX_IMAGE_LEN`]) plus room for a token and the length prefixes.

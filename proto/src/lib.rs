@@ -14,6 +14,10 @@
 //! secret shared with tcpserver before the server reads any request. That
 //! authenticates the caller; it does not encrypt anything.
 //!
+//! A request whose connection breaks after it was written may be sent again
+//! only if it is safe to ([`idempotency`]): the reads by nature, a sign-up by
+//! its idempotency key, a nickname change by the server's condition.
+//!
 //! Every other frame's body starts with a [`TraceId`] (the HTTP request id),
 //! so one request can be followed through both servers' logs ([`trace`]).
 
@@ -23,6 +27,7 @@ mod error;
 mod frame;
 pub mod handshake;
 mod header;
+pub mod idempotency;
 mod message;
 mod qr;
 pub mod security;
@@ -33,6 +38,7 @@ pub use error::Error;
 pub use frame::Frame;
 pub use handshake::{Nonce, Proof, RpcSecret};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_BODY_LEN, VERSION};
+pub use idempotency::{IDEMPOTENCY_KEY_LEN, IdempotencyKey};
 pub use message::{ErrorCode, ErrorReply, MAX_IMAGE_LEN, Message, MessageType, Profile, Secret};
 pub use qr::QrState;
 pub use security::{DeviceSession, LoginEntry, MAX_USER_AGENT_LEN};

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use crate::error::Error;
 use crate::handshake::{Nonce, Proof};
+use crate::idempotency::IdempotencyKey;
 use crate::qr::QrState;
 use crate::wire::{Reader, Writer};
 
@@ -125,29 +126,41 @@ impl MessageType {
         (self as u8) < 0x80
     }
 
-    /// True for the requests a client may send again, to the same tcpserver or
-    /// another, when it cannot tell whether the first one arrived (its
-    /// connection broke after the frame was written): doing one twice leaves
-    /// the data as doing it once does.
+    /// True for the requests that are idempotent by nature: doing one twice
+    /// leaves the data as doing it once does, with no help from a key or a
+    /// condition ([`crate::idempotency`] tells these from the writes made
+    /// safe to resend; a client asks [`MessageType::is_safe_to_resend`]).
     ///
     /// These are the reads (`Ping`, `CheckReady`, `GetProfile`, `GetAvatar`,
     /// `ListSessions`, `LoginHistory`) and `QrWait`. A wait only reads a code,
     /// except when it redeems a confirmed one for a session; that redemption
     /// is a one-shot change in the store (`confirmed -> consumed`), so a wait
     /// sent again after a redemption whose answer was lost opens no second
-    /// session: it finds the code used and says so.
-    ///
-    /// Every other request changes state (an account, a session, a nickname,
-    /// a picture, a code's state, a throttle's count) and must not be sent
-    /// again once any byte of it may have reached a server; the client
-    /// reports it interrupted instead (`httpserver`'s `RpcError::Interrupted`).
-    /// A request none of whose bytes were written may be sent anywhere,
-    /// whatever its type. Replies and handshake frames are never idempotent
-    /// requests. Idempotency is a property of the type: no frame field says
-    /// it, so the wire format is unchanged.
+    /// session: it finds the code used and says so. Replies and handshake
+    /// frames are never idempotent requests.
     pub fn is_idempotent(self) -> bool {
         use MessageType::*;
         matches!(self, Ping | CheckReady | GetProfile | GetAvatar | ListSessions | LoginHistory | QrWait)
+    }
+
+    /// True for the requests a client may send again, to the same tcpserver
+    /// or another, when it cannot tell whether the first one arrived (its
+    /// connection broke after the frame was written): the naturally
+    /// idempotent ones ([`MessageType::is_idempotent`]) and the writes the
+    /// server makes idempotent, `SignUp` (by its [`crate::IdempotencyKey`])
+    /// and `UpdateNickname` (applied only where the nickname differs); see
+    /// [`crate::idempotency`].
+    ///
+    /// Every other request changes state (a session, a picture, a
+    /// password, a code's state, a throttle's count) and must not be sent
+    /// again once any byte of it may have reached a server; the client
+    /// reports it interrupted instead (`httpserver`'s `RpcError::Interrupted`).
+    /// A request none of whose bytes were written may be sent anywhere,
+    /// whatever its type. Which requests are safe is a property of the type
+    /// (no flag in the frame says it), and every copy of a request is the
+    /// same bytes: a client encodes it once.
+    pub fn is_safe_to_resend(self) -> bool {
+        self.is_idempotent() || matches!(self, MessageType::SignUp | MessageType::UpdateNickname)
     }
 
     /// True for the handshake's frames, which are valid only as a
@@ -325,6 +338,11 @@ pub enum Message {
         nickname: Option<String>,
         /// The browser's address, for per-address throttling.
         client: Option<IpAddr>,
+        /// Made at random by the client for this sign-up and sent with every
+        /// copy of it: a copy that finds the username taken by the account
+        /// this key created is answered as the first was
+        /// ([`crate::idempotency`]).
+        key: IdempotencyKey,
     },
     /// Check a password and open a session.
     Login {
@@ -630,11 +648,12 @@ impl Message {
     pub(crate) fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let mut w = Writer::new(out);
         match self {
-            Message::SignUp { username, password, nickname, client } => {
+            Message::SignUp { username, password, nickname, client, key } => {
                 w.text(username)?;
                 w.text(password.expose())?;
                 w.optional_text(nickname.as_deref())?;
                 w.client_addr(*client);
+                w.fixed(key.as_bytes());
             }
             Message::Login { username, password, client, user_agent } => {
                 w.text(username)?;
@@ -763,6 +782,7 @@ impl Message {
                 password: Secret(r.text()?),
                 nickname: r.optional_text()?,
                 client: r.client_addr()?,
+                key: IdempotencyKey(r.fixed()?),
             },
             MessageType::Login => Message::Login {
                 username: r.text()?,

@@ -47,8 +47,8 @@ pub fn route(message: Message) -> Route {
 /// The operation's [`Error`], which the caller turns into an error reply.
 pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error> {
     match message {
-        Message::SignUp { username, password, nickname, client } => {
-            service.sign_up(&username, &password, nickname.as_deref(), client)
+        Message::SignUp { username, password, nickname, client, key } => {
+            service.sign_up(&username, &password, nickname.as_deref(), client, &key)
         }
         Message::Login { username, password, client, user_agent } => {
             service.log_in(&username, &password, client, user_agent.as_deref())

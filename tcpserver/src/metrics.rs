@@ -69,6 +69,22 @@ pub static QR_WAITS: Gauge = Gauge::new();
 pub static QR_DECISIONS: Named =
     Named::new("usermgmt_qr_decisions_total", "Scan-to-log-in codes approved or denied.");
 
+/// Sign-ups that found their username taken by the account their own
+/// idempotency key created (a copy sent again after a lost connection), and
+/// were answered as the first copy was.
+pub static SIGN_UPS_REPEATED: Named = Named::new(
+    "usermgmt_sign_ups_repeated_total",
+    "Sign-ups answered from the account an earlier copy of the same request created.",
+);
+
+/// Nickname changes that changed no row: the nickname stored was already
+/// that one (a copy sent again after a lost connection, or the same name set
+/// twice), so no version was bumped.
+pub static NICKNAMES_UNCHANGED: Named = Named::new(
+    "usermgmt_nickname_changes_unchanged_total",
+    "Nickname changes that found that nickname already stored and changed nothing.",
+);
+
 /// Log-ins the verified-credentials cache vouched for (no hash).
 pub static VERIFIED_HITS: Named =
     Named::new("usermgmt_verified_cache_hits_total", "Log-ins the verified-credentials cache vouched for.");
@@ -250,6 +266,8 @@ pub fn render() -> String {
         &PROFILE_HITS,
         &PROFILE_MISSES,
         &QR_DECISIONS,
+        &SIGN_UPS_REPEATED,
+        &NICKNAMES_UNCHANGED,
     ] {
         family(&mut out, named.name, "counter", named.help);
         sample(&mut out, named.name, "", named.get());

@@ -276,17 +276,31 @@ pub fn admitted(replies: &[i64]) -> Result<(), Error> {
 /// [`Error::TooManyAttempts`] past a limit, or [`Error::Unavailable`] if Redis
 /// is down.
 pub fn admit(redis: &mut RedisLink, counters: &[(String, Limit)]) -> Result<(), Error> {
+    admit_as(redis, counters, &new_member())
+}
+
+/// [`admit`] for an attempt that names itself (`member`): a copy of the same
+/// request sent again, which names itself the same (a sign-up by its
+/// idempotency key), finds its place taken by itself and is admitted, so one
+/// request is counted once, and never refused for its own first copy.
+/// Meant for counters of one hash slot, as a sign-up's one per-address
+/// counter is: with several, a copy refused in one slot would give back, in
+/// the others, the place its first copy holds there.
+///
+/// # Errors
+///
+/// As [`admit`].
+pub fn admit_as(redis: &mut RedisLink, counters: &[(String, Limit)], member: &str) -> Result<(), Error> {
     if counters.is_empty() {
         return Ok(());
     }
-    let member = new_member();
     let mut batch = Batch::new();
-    admit_cmds(&mut batch, counters, &member);
+    admit_cmds(&mut batch, counters, member);
     let replies: Vec<i64> = redis.run(&batch)?;
     let verdict = admitted(&replies);
     if verdict.is_err() && replies.contains(&0) {
         let mut undo = Batch::new();
-        release(&mut undo, counters, &member);
+        release(&mut undo, counters, member);
         redis.run::<()>(&undo)?;
     }
     verdict

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use proto::{ErrorCode, Message, Profile};
-use util::{Options, TestServer, error_code, redis_keys};
+use util::{Options, TestServer, error_code, new_key, redis_keys};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -32,6 +32,7 @@ fn sign_up_lowercases_the_name_and_stores_only_a_hash() {
         password: PASSWORD.into(),
         nickname: None,
         client: None,
+        key: new_key(),
     });
     let username = wanted.to_lowercase();
     assert_eq!(
@@ -56,6 +57,7 @@ fn sign_up_keeps_a_given_nickname() {
         password: PASSWORD.into(),
         nickname: Some("  李小龍 🐉 ".into()),
         client: None,
+        key: new_key(),
     });
     assert_eq!(reply, Message::SignedUp(Profile { username, nickname: "李小龍 🐉".into(), avatar: None }));
 }
@@ -79,6 +81,7 @@ fn sign_up_refuses_each_broken_rule_and_stores_nothing() {
             password: password.into(),
             nickname: nickname.map(str::to_owned),
             client: None,
+            key: new_key(),
         });
         assert_eq!(error_code(&reply), code, "{suffix}");
     }
@@ -103,6 +106,7 @@ fn a_taken_name_is_refused_even_when_sign_ups_race() {
                         password: PASSWORD.into(),
                         nickname: None,
                         client: None,
+                        key: new_key(),
                     })
                 })
             })
@@ -120,6 +124,7 @@ fn a_taken_name_is_refused_even_when_sign_ups_race() {
         password: PASSWORD.into(),
         nickname: None,
         client: None,
+        key: new_key(),
     });
     assert_eq!(error_code(&reply), ErrorCode::UsernameTaken);
 }
@@ -313,6 +318,7 @@ fn sign_ups_are_throttled_per_client_address() {
         password: PASSWORD.into(),
         nickname: None,
         client: Some(client),
+        key: new_key(),
     };
     for i in 0..20 {
         assert!(matches!(c.call(sign_up(i, addr)), Message::SignedUp(_)), "sign-up {i}");

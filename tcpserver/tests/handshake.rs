@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 use proto::{ErrorCode, Frame, Message, RpcSecret};
-use util::{Client, TestServer, error_code, redis_keys};
+use util::{Client, TestServer, error_code, new_key, redis_keys};
 
 const PASSWORD: &str = "handshake-password";
 
@@ -60,6 +60,7 @@ fn requests_that_would_do_something(
             password: PASSWORD.into(),
             nickname: None,
             client: None,
+            key: new_key(),
         },
     ];
     for (request_id, message) in (1..).zip(requests) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 use proto::{ErrorCode, Frame, HEADER_LEN, MAGIC, MAX_BODY_LEN, Message, MessageType, VERSION};
-use util::{Client, Options, Proxy, TestServer, error_code};
+use util::{Client, Options, Proxy, TestServer, error_code, new_key};
 
 const PASSWORD: &str = "reactor-password";
 
@@ -219,6 +219,7 @@ fn unreachable_dependencies_give_unavailable() {
         password: PASSWORD.into(),
         nickname: None,
         client: None,
+        key: new_key(),
     });
     assert_eq!(error_code(&reply), ErrorCode::Unavailable);
     let reply = c.call(Message::Login {

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::thread;
 
 use proto::{ErrorCode, Message, Secret};
-use util::{TestServer, all_at_once, error_code, redis_keys};
+use util::{TestServer, all_at_once, error_code, new_key, redis_keys};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -162,6 +162,7 @@ fn simultaneous_sign_ups_from_one_address_stop_exactly_at_the_limit(options) {
             password: PASSWORD.into(),
             nickname: None,
             client: Some(addr),
+            key: new_key(),
         })
         .collect();
     let replies = all_at_once(&server, attempts);

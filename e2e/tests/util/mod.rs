@@ -411,6 +411,20 @@ impl Stack {
         logs
     }
 
+    /// The value of one unlabelled counter (`usermgmt_..._total`) on the
+    /// metrics listener of tcpserver number `index`, found at the address
+    /// its log names (the latest start's); `None` if it cannot be read (not
+    /// running, say).
+    pub fn backend_metric(&self, index: usize, name: &str) -> Option<u64> {
+        let log = fs::read_to_string(self.dir.join(backend_log(index))).ok()?;
+        let addr = log.lines().rev().find_map(|line| line.split("metrics on http://").nth(1))?;
+        let mut stream = TcpStream::connect(addr.strip_suffix("/metrics")?).ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// A connection to the test database, as the tests' own MySQL user.
     pub fn mysql(&self) -> mysql::Conn {
         mysql::Conn::new(mysql::Opts::from_url(&self.env.mysql_url).expect("MySQL URL")).expect("MySQL")

@@ -31,6 +31,21 @@ fn nickname_change() -> Message {
     Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() }
 }
 
+fn sign_up() -> Message {
+    Message::SignUp {
+        username: "newcomer".into(),
+        password: Secret::new("pw"),
+        nickname: None,
+        client: None,
+        key: proto::IdempotencyKey([9; proto::IDEMPOTENCY_KEY_LEN]),
+    }
+}
+
+/// A write that is not safe to resend: it counts an upload and a picture.
+fn picture_change() -> Message {
+    Message::SetAvatar { token: Secret::new("t"), username: None, image: vec![0x89, b'P'] }
+}
+
 /// The answer a live tcpserver would give.
 fn answer(request: &Message) -> Message {
     match request {
@@ -39,6 +54,16 @@ fn answer(request: &Message) -> Message {
         Message::UpdateNickname { .. } => {
             Message::NicknameUpdated(Profile { username: "u".into(), nickname: "x".into(), avatar: None })
         }
+        Message::SetAvatar { .. } => Message::AvatarSet(Profile {
+            username: "u".into(),
+            nickname: "x".into(),
+            avatar: Some(format!("{}.png", "a".repeat(64))),
+        }),
+        Message::SignUp { username, .. } => Message::SignedUp(Profile {
+            username: username.clone(),
+            nickname: username.clone(),
+            avatar: None,
+        }),
         _ => Message::LoggedOut,
     }
 }
@@ -169,9 +194,9 @@ fn a_refused_backend_is_marked_down_and_even_a_write_moves_to_the_other() {
     let balancer = balancer(&[dead_address(), b]);
     // The first call goes to the first backend: refused before a byte was
     // written, so even a state change is safe to send to the next.
-    assert!(matches!(balancer.call(Lane::Calls, nickname_change()), Ok(Message::NicknameUpdated(_))));
+    assert!(matches!(balancer.call(Lane::Calls, picture_change()), Ok(Message::AvatarSet(_))));
     assert_eq!(ups(&balancer), [false, true]);
-    assert_eq!(drain(&seen_b), [nickname_change()]);
+    assert_eq!(drain(&seen_b), [picture_change()]);
     for _ in 0..6 {
         assert_eq!(balancer.call(Lane::Calls, get_profile("t")).unwrap(), profile("u"));
     }
@@ -183,12 +208,37 @@ fn a_write_lost_with_its_backend_fails_interrupted_and_is_never_sent_to_the_othe
     let (a, got_a) = dies_with_a_call_in_flight();
     let (b, seen_b) = live_backend();
     let balancer = balancer(&[a, b]);
-    assert!(matches!(balancer.call(Lane::Calls, nickname_change()), Err(RpcError::Interrupted)));
-    assert_eq!(got_a.recv().unwrap(), nickname_change());
+    assert!(matches!(balancer.call(Lane::Calls, picture_change()), Err(RpcError::Interrupted)));
+    assert_eq!(got_a.recv().unwrap(), picture_change());
     assert_eq!(ups(&balancer), [false, true], "the dead one is out at once");
     // The next call shows what B received before it: nothing.
     assert_eq!(balancer.call(Lane::Calls, Message::Ping).unwrap(), Message::Pong);
     assert_eq!(drain(&seen_b), [Message::Ping], "the interrupted change was not sent again");
+}
+
+/// The writes tcpserver makes idempotent go to the other backend as they
+/// were sent (the sign-up with its key), and its answer is the call's.
+#[test]
+fn a_sign_up_or_nickname_change_lost_with_its_backend_is_answered_by_the_other() {
+    for (write, answered) in [
+        (
+            sign_up(),
+            Message::SignedUp(Profile {
+                username: "newcomer".into(),
+                nickname: "newcomer".into(),
+                avatar: None,
+            }),
+        ),
+        (nickname_change(), answer(&nickname_change())),
+    ] {
+        let (a, got_a) = dies_with_a_call_in_flight();
+        let (b, seen_b) = live_backend();
+        let balancer = balancer(&[a, b]);
+        assert_eq!(balancer.call(Lane::Calls, write.clone()).unwrap(), answered);
+        assert_eq!(got_a.recv().unwrap(), write, "the dying one had it");
+        assert_eq!(drain(&seen_b), [write], "the same request, key and all, went to the other once");
+        assert_eq!(ups(&balancer), [false, true]);
+    }
 }
 
 #[test]

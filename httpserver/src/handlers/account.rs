@@ -1,7 +1,7 @@
 //! `POST /signUp`, `POST /login`, `POST /logout`: creating an account and opening
 //! and closing sessions.
 
-use proto::{Message, Secret};
+use proto::{IdempotencyKey, Message, Secret};
 use serde_json::{Value, json};
 
 use super::{Client, Success, credential, expect_profile, pages, profile_json, respond, unexpected_reply};
@@ -15,6 +15,13 @@ use crate::session_cookie;
 
 /// `POST /signUp`: username, password, optional nickname. API clients get 201
 /// and the new profile; browsers go to the log-in page with the name filled in.
+///
+/// The call carries a fresh random [`IdempotencyKey`], so that the balancer
+/// may send it again when the tcpserver it went to dies with it in flight:
+/// the copy that finds the account its first copy created is answered 201 as
+/// the first would have been (`proto::idempotency`). A person who submits the
+/// form twice makes two HTTP requests, two keys: the second is told the name
+/// is taken.
 pub fn sign_up(app: &App, request: &Request) -> Response {
     let client = Client::of(&request.head);
     let fields = Fields::from_body(request);
@@ -25,6 +32,8 @@ pub fn sign_up(app: &App, request: &Request) -> Response {
             password: Secret::new(fields.required("password")?),
             nickname: fields.text("nickname").map(str::to_owned),
             client: Some(request.peer),
+            // ThreadRng: a CSPRNG seeded from the OS, 128 bits per request.
+            key: IdempotencyKey(rand::random()),
         })?;
         let profile = expect_profile(reply)?;
         Ok(Success {

@@ -64,10 +64,40 @@ fn a_state_change_lost_mid_flight_is_not_sent_again() {
         // Applied, maybe, but the reply never comes.
     })]);
     let pool = RpcPool::new(addr, 4, TIMEOUT, secret());
-    let nickname = Message::UpdateNickname { token: Secret::new("t"), username: None, nickname: "x".into() };
-    assert!(matches!(pool.call(nickname), Err(RpcError::Interrupted)));
+    // A picture change counts an upload and a picture: not safe to resend.
+    let picture = Message::SetAvatar { token: Secret::new("t"), username: None, image: vec![0x89, b'P'] };
+    assert!(matches!(pool.call(picture), Err(RpcError::Interrupted)));
     assert!(no_further_connection(&server.join().unwrap()), "the request must not be repeated");
     assert_eq!(open_connections_settle(&pool, 0), 0, "the broken connection is closed");
+}
+
+#[test]
+fn a_sign_up_lost_mid_flight_is_sent_again_once_the_same_bytes_and_key() {
+    let (first, got_first) = mpsc::channel();
+    let (addr, server) = backend(vec![
+        Box::new(move |mut s| {
+            // Applied, maybe, but the reply never comes.
+            first.send(read_request(&mut s).unwrap()).unwrap();
+        }),
+        Box::new(|mut s| {
+            let f = read_request(&mut s).unwrap();
+            let Message::SignUp { username, .. } = &f.message else { panic!("{f:?}") };
+            let created = Profile { username: username.clone(), nickname: username.clone(), avatar: None };
+            reply(&mut s, f.request_id, Message::SignedUp(created));
+        }),
+    ]);
+    let pool = RpcPool::new(addr, 1, TIMEOUT, secret());
+    let sign_up = Message::SignUp {
+        username: "newcomer".into(),
+        password: Secret::new("pw"),
+        nickname: None,
+        client: None,
+        key: proto::IdempotencyKey([7; proto::IDEMPOTENCY_KEY_LEN]),
+    };
+    assert!(matches!(pool.call(sign_up.clone()), Ok(Message::SignedUp(p)) if p.username == "newcomer"));
+    let first = got_first.recv().unwrap();
+    assert_eq!(first.message, sign_up, "the first copy carried the key");
+    assert!(no_further_connection(&server.join().unwrap()), "sent again once, not twice");
 }
 
 #[test]

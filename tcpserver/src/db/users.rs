@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use mysql::Transaction;
 use mysql::prelude::Queryable;
 
-use proto::Profile;
+use proto::{IdempotencyKey, Profile};
 
 use crate::profile_cache::Versioned;
 
@@ -28,7 +28,8 @@ pub struct LoginRow {
 }
 
 /// Creates a user and their credentials in one transaction (a user never
-/// exists without credentials); returns the new id.
+/// exists without credentials), stamped with the sign-up's idempotency key
+/// (`users.signup_key`, for [`signed_up_with`]); returns the new id.
 ///
 /// # Errors
 ///
@@ -38,8 +39,12 @@ pub fn insert(
     username: &str,
     nickname: &str,
     password_hash: &str,
+    key: &IdempotencyKey,
 ) -> mysql::Result<u64> {
-    tx.exec_drop("INSERT INTO users (username, nickname) VALUES (?, ?)", (username, nickname))?;
+    tx.exec_drop(
+        "INSERT INTO users (username, nickname, signup_key) VALUES (?, ?, ?)",
+        (username, nickname, &key.as_bytes()[..]),
+    )?;
     let id = match tx.last_insert_id() {
         Some(id) => id,
         // The OK packet of an INSERT into an AUTO_INCREMENT table always has it;
@@ -51,6 +56,30 @@ pub fn insert(
         (id, username, password_hash),
     )?;
     Ok(id)
+}
+
+/// The profile of `username` if the sign-up that created the account carried
+/// `key`: the account is this sign-up's own, made by an earlier copy of it
+/// whose answer was lost. `None` when the name belongs to someone else (another
+/// key, or a seeded account, which has none) or to nobody (deleted since).
+///
+/// Asked only after [`insert`] met the unique key, so the row it looks for is
+/// committed: the unique check waits for an insert in flight to commit or roll
+/// back, and this read, outside that transaction, sees the latest commit.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn signed_up_with(
+    q: &mut impl Queryable,
+    username: &str,
+    key: &IdempotencyKey,
+) -> mysql::Result<Option<Profile>> {
+    let row: Option<(String, String, Option<String>)> = q.exec_first(
+        "SELECT username, nickname, avatar FROM users WHERE username = ? AND signup_key = ?",
+        (username, &key.as_bytes()[..]),
+    )?;
+    Ok(row.map(|(username, nickname, avatar)| Profile { username, nickname, avatar }))
 }
 
 /// Users one statement of [`find_logins`] or [`change_nicknames`] reads or
@@ -118,10 +147,36 @@ pub fn profile(q: &mut impl Queryable, user_id: u64) -> mysql::Result<Option<Ver
 
 /// New nicknames for several users (distinct ids, at most
 /// [`MAX_NAMES_PER_QUERY`] of them) in two statements: one `UPDATE` that sets
-/// each its own nickname and bumps each version, and one `SELECT` of the rows
-/// as they now are. Returns the new profiles by user id; an id with no user has
-/// none. Run it in a transaction, so the rows read back are exactly the ones
-/// this change produced.
+/// each its own nickname and bumps its version, for the rows whose nickname
+/// is not that one already, and one `SELECT` of the rows as they now are.
+/// Returns the new profiles by user id (an id with no user has none) and how
+/// many of the changes found their nickname already stored. Run it in a
+/// transaction, so the rows read back are exactly the ones this change
+/// produced.
+///
+/// **Why a change that finds its nickname stored changes nothing.** It is
+/// what makes a nickname change safe to send again when the connection it
+/// went out on broke (`proto::idempotency`): the copy finds the nickname its
+/// first copy stored, bumps no version, and answers the profile as it is,
+/// so one request is one change however many copies arrive. No key is
+/// needed for that, because of what `users.version` is for: it orders the
+/// profile's states for the Redis cache, which replaces an entry only with
+/// one of a higher version, so that a slow writer cannot put an old profile
+/// back. Setting the nickname the profile already has makes no new state,
+/// so there is nothing to order: two different requests that set the same
+/// nickname leave the profile as one does, and bumping once is right for
+/// both (the second is answered the same profile, stored, as the first).
+/// A key per request would tell those two apart only to bump a version for
+/// a change that changes nothing, and would cost a column and a field of
+/// the protocol. What neither a key kept per row nor this condition can
+/// tell: a copy that arrives after *another* change of the same user's
+/// nickname (from a request that overlapped this one, since this one was
+/// not answered yet) applies again; the nickname is then this request's,
+/// which a history in which it came last also gives, with one version more.
+///
+/// The comparison is of bytes (`BINARY`), not of the column's collation,
+/// which ignores trailing spaces: a nickname that differs in any byte is a
+/// change.
 ///
 /// Like [`find_logins`], the lists are padded to a power of two by repeating
 /// the last pair (the `CASE` takes its first match, so a repeated pair changes
@@ -133,8 +188,8 @@ pub fn profile(q: &mut impl Queryable, user_id: u64) -> mysql::Result<Option<Ver
 pub fn change_nicknames(
     q: &mut impl Queryable,
     changes: &[(u64, &str)],
-) -> mysql::Result<HashMap<u64, Versioned>> {
-    let Some(&last) = changes.last() else { return Ok(HashMap::new()) };
+) -> mysql::Result<(HashMap<u64, Versioned>, usize)> {
+    let Some(&last) = changes.last() else { return Ok((HashMap::new(), 0)) };
     debug_assert!(changes.len() <= MAX_NAMES_PER_QUERY, "callers split batches");
     let padded = changes.len().next_power_of_two();
     let mut pairs = changes.to_vec();
@@ -142,29 +197,36 @@ pub fn change_nicknames(
 
     let whens = vec!["WHEN ? THEN ?"; padded].join(" ");
     let placeholders = vec!["?"; padded].join(", ");
-    let mut params: Vec<mysql::Value> = Vec::with_capacity(padded * 3);
-    for (id, nickname) in &pairs {
-        params.push((*id).into());
-        params.push((*nickname).into());
-    }
+    let cases =
+        || pairs.iter().flat_map(|(id, nickname)| [mysql::Value::from(*id), mysql::Value::from(*nickname)]);
+    let mut params: Vec<mysql::Value> = Vec::with_capacity(padded * 5);
+    params.extend(cases());
     params.extend(pairs.iter().map(|(id, _)| mysql::Value::from(*id)));
-    q.exec_drop(
-        format!(
-            "UPDATE users SET nickname = CASE id {whens} END, version = version + 1 WHERE id IN ({placeholders})"
-        ),
-        params,
-    )?;
+    params.extend(cases());
+    let changed = q
+        .exec_iter(
+            format!(
+                "UPDATE users SET nickname = CASE id {whens} END, version = version + 1 \
+                 WHERE id IN ({placeholders}) AND BINARY nickname <> BINARY (CASE id {whens} END)"
+            ),
+            params,
+        )?
+        .affected_rows();
+    // Each changed row counts once (the padding repeats a change, not a row);
+    // a user who is gone is counted as unchanged.
+    let unchanged = changes.len().saturating_sub(usize::try_from(changed).unwrap_or(usize::MAX));
     let ids: Vec<u64> = pairs.iter().map(|(id, _)| *id).collect();
     let rows: Vec<(u64, String, String, Option<String>, u64)> = q.exec(
         format!("SELECT id, username, nickname, avatar, version FROM users WHERE id IN ({placeholders})"),
         ids,
     )?;
-    Ok(rows
+    let profiles = rows
         .into_iter()
         .map(|(id, username, nickname, avatar, version)| {
             (id, Versioned { version, profile: Profile { username, nickname, avatar } })
         })
-        .collect())
+        .collect();
+    Ok((profiles, unchanged))
 }
 
 /// A user's picture, with the user's row locked until the transaction ends

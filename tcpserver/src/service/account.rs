@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use proto::{Message, Profile, Secret};
+use proto::{IdempotencyKey, Message, Profile, Secret};
 
 use super::Service;
 use crate::db::redis::Batch;
@@ -26,16 +26,25 @@ impl Service {
     /// Creates an account. The username is lowercased; a missing nickname
     /// becomes the username.
     ///
+    /// `key` makes the sign-up safe to send again (`proto::idempotency`): it
+    /// is stored with the account, and a sign-up that finds its username
+    /// taken by the account its own key created is a copy of the request that
+    /// created it, answered `SignedUp` as that one was. The key also names
+    /// the attempt in the per-address counter, so a copy counts no second
+    /// time and is not refused for its first.
+    ///
     /// # Errors
     ///
     /// `Invalid*` for input that breaks a rule, [`Error::TooManyAttempts`] past
-    /// the per-address sign-up limit, [`Error::UsernameTaken`].
+    /// the per-address sign-up limit, [`Error::UsernameTaken`] when another
+    /// sign-up (another key) has the name.
     pub fn sign_up(
         &mut self,
         username: &str,
         password: &Secret,
         nickname: Option<&str>,
         client: Option<IpAddr>,
+        key: &IdempotencyKey,
     ) -> Result<Message, Error> {
         let username = validate::username(username)?;
         validate::password(password.expose())?;
@@ -48,14 +57,30 @@ impl Service {
             .into_iter()
             .collect();
         // Counted before the hash, atomically: concurrent sign-ups cannot outrun the limit.
-        throttle::admit(&mut self.redis, &counters)?;
+        throttle::admit_as(&mut self.redis, &counters, &key.to_hex())?;
         let hash = self.shared.hasher.hash(password.expose())?;
         // The unique key decides: two sign-ups racing for one name get one
         // success and one duplicate-key error, with no check-then-insert gap.
-        match self.mysql.transaction(|tx| users::insert(tx, &username, &nickname, &hash)) {
+        // A copy racing its own first copy (still in flight on a tcpserver
+        // whose connection broke) waits for it at the unique key too, and then
+        // finds its account.
+        match self.mysql.transaction(|tx| users::insert(tx, &username, &nickname, &hash, key)) {
             Ok(_) => Ok(Message::SignedUp(Profile { username, nickname, avatar: None })),
-            Err(mysql::Error::MySqlError(e)) if e.code == ER_DUP_ENTRY => Err(Error::UsernameTaken),
+            Err(mysql::Error::MySqlError(e)) if e.code == ER_DUP_ENTRY => self.taken_or_own(&username, key),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The answer to a sign-up whose username is taken: the account's
+    /// profile if the sign-up that created it carried `key` (this is a copy
+    /// of that request), [`Error::UsernameTaken`] otherwise.
+    fn taken_or_own(&mut self, username: &str, key: &IdempotencyKey) -> Result<Message, Error> {
+        match self.mysql.read(|c| users::signed_up_with(c, username, key))? {
+            Some(profile) => {
+                crate::metrics::SIGN_UPS_REPEATED.add(1);
+                Ok(Message::SignedUp(profile))
+            }
+            None => Err(Error::UsernameTaken),
         }
     }
 

@@ -214,24 +214,33 @@ impl Service {
     }
 
     /// Makes nickname changes, in rounds of distinct users (see
-    /// [`into_rounds`]), all in one MySQL transaction, then updates the cache
+    /// [`into_rounds`]), all in one MySQL transaction (a change that finds its
+    /// nickname already stored changes nothing: [`users::change_nicknames`]
+    /// says why, and why that makes it safe to send again), then updates the cache
     /// with each user's newest profile in one round trip before returning (as
     /// `Service::change_avatar` does for one change). Returns each change's
     /// request index with its outcome: the profile as that change left it.
     fn change_nicknames(&mut self, rounds: Vec<Vec<Pending>>) -> Vec<(usize, Result<Profile, Error>)> {
         // Per change: (request index, user id, the row after it, `None` if the user is gone).
+        let mut found_stored = 0;
         let applied = self.mysql.transaction(|tx| {
+            // The body may run again (a broken connection before COMMIT).
+            found_stored = 0;
             let mut applied: Vec<(usize, u64, Option<Versioned>)> = Vec::new();
             for round in &rounds {
                 let changes: Vec<(u64, &str)> =
                     round.iter().map(|(_, id, nickname)| (*id, nickname.as_str())).collect();
-                let mut updated = users::change_nicknames(tx, &changes)?;
+                let (mut updated, unchanged) = users::change_nicknames(tx, &changes)?;
                 applied.extend(round.iter().map(|(i, id, _)| (*i, *id, updated.remove(id))));
+                found_stored += unchanged;
             }
             Ok(applied)
         });
         let applied = match applied {
-            Ok(applied) => applied,
+            Ok(applied) => {
+                crate::metrics::NICKNAMES_UNCHANGED.add(found_stored as u64);
+                applied
+            }
             Err(e) => {
                 let indices: Vec<usize> = rounds.iter().flatten().map(|(i, _, _)| *i).collect();
                 let errors = Error::from(e).shared_by(indices.len());

@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
-use proto::{ErrorCode, Frame, Message, Profile, RpcSecret, Secret};
+use proto::{ErrorCode, Frame, IdempotencyKey, Message, Profile, RpcSecret, Secret};
 
 /// How long a test waits for any one reply before failing.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -187,6 +187,11 @@ pub fn all_at_once(server: &TestServer, requests: Vec<Message>) -> Vec<Message> 
         })
         .collect();
     threads.into_iter().map(|t| t.join().expect("client thread")).collect()
+}
+
+/// A fresh sign-up idempotency key, random as httpserver makes them.
+pub fn new_key() -> IdempotencyKey {
+    IdempotencyKey(rand::random())
 }
 
 /// A random lowercase hex string of `n` digits.
@@ -437,6 +442,7 @@ impl TestServer {
             password: password.into(),
             nickname: None,
             client: None,
+            key: new_key(),
         });
         assert!(matches!(reply, Message::SignedUp(_)), "sign-up of {username} failed: {reply:?}");
         username
