@@ -377,6 +377,7 @@ fn mysql_is_reached_only_through_the_address_given() {
         password: PASSWORD.into(),
         nickname: None,
         client: None,
+        key: new_key(),
     });
     assert_eq!(error_code(&reply), ErrorCode::Unavailable, "MySQL was reached around the proxy: {reply:?}");
     let stored: Option<u64> = env
