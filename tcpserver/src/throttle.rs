@@ -40,7 +40,9 @@
 //! attempt that could not be checked (MySQL down) leaves too ([`release`]).
 //! A place still in flight after [`IN_FLIGHT_MAX_MS`] was left behind (a
 //! batch that failed halfway on a cluster, a tcpserver killed mid-batch) and
-//! is purged by the next check.
+//! is purged by the next check. Attempts counted whatever their outcome
+//! (sign-ups, picture uploads, QR codes made and decided) never hold a place
+//! in flight: they are counted at once for the whole window ([`Hold`]).
 //!
 //! While a counter is at its limit, a request is refused before anything else
 //! is done, with the time left on the window as `retry_after_secs`. Counters
@@ -171,19 +173,19 @@ impl Default for Limits {
 /// its account or address one attempt for a minute, not for a whole window.
 pub const IN_FLIGHT_MAX_MS: u64 = 60_000;
 
-/// KEYS = counters (of one hash slot); ARGV = member, now (ms), then a limit
-/// and a window per counter. Purges in-flight places older than
-/// [`IN_FLIGHT_MAX_MS`], then adds the member (score `-now`: in flight) to
-/// every counter, unless one of them is at its limit: all or nothing, so a
-/// refused attempt holds no place anywhere. Returns 0 when admitted (also
-/// when the member is already in: a resent command), else the seconds until
-/// the longest window ends.
+/// KEYS = counters (of one hash slot); ARGV = member, now (ms), the score
+/// to record it with, then a limit and a window per counter. Purges
+/// in-flight places older than [`IN_FLIGHT_MAX_MS`], then adds the member to
+/// every counter (with the score of its [`Hold`]), unless one of them is at
+/// its limit: all or nothing, so a refused attempt holds no place anywhere.
+/// Returns 0 when admitted (also when the member is already in: a resent
+/// command), else the seconds until the longest window ends.
 const ADMIT: &str = r"#!lua
 local now = tonumber(ARGV[2])
 local stale = '(' .. (IN_FLIGHT_MAX - now)
 local wait = 0
 for i = 1, #KEYS do
-  local limit, window = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
+  local limit, window = tonumber(ARGV[2 * i + 2]), tonumber(ARGV[2 * i + 3])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], stale, '(0')
   if not redis.call('ZSCORE', KEYS[i], ARGV[1]) and redis.call('ZCARD', KEYS[i]) >= limit then
     local ttl = redis.call('TTL', KEYS[i])
@@ -197,8 +199,8 @@ if wait > 0 then
   return wait
 end
 for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'NX', -now, ARGV[1])
-  redis.call('EXPIRE', KEYS[i], ARGV[2 * i + 2], 'NX')
+  redis.call('ZADD', KEYS[i], 'NX', ARGV[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[i], ARGV[2 * i + 3], 'NX')
 end
 return 0
 ";
@@ -233,11 +235,37 @@ fn by_slot(counters: &[(String, Limit)]) -> Vec<Vec<&(String, Limit)>> {
     groups.into_iter().map(|(_, group)| group).collect()
 }
 
+/// How an admitted attempt holds its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Until its outcome is known ([`mark_failed`] or [`release`]): a log-in,
+    /// or a check of the current password. Purged if left behind past
+    /// [`IN_FLIGHT_MAX_MS`].
+    InFlight,
+    /// Counted at once for the whole window, whatever the outcome: a sign-up,
+    /// a picture upload, a QR code made or decided. (Held in flight, such a
+    /// place would be purged after a minute, and the limit would be per
+    /// minute instead of per window.)
+    Counted,
+}
+
+impl Hold {
+    /// The member's score: negative (minus the time admitted, ms) in
+    /// flight, the time admitted in µs once counted, as a failure's is.
+    fn score(self, now_ms: u64) -> i64 {
+        let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        match self {
+            Hold::InFlight => -now_ms,
+            Hold::Counted => now_ms.saturating_mul(1000),
+        }
+    }
+}
+
 /// Adds the admission of `member` on `counters` to a batch: one [`ADMIT`]
 /// per hash slot among them, each with one reply; returns how many. The
 /// attempt is admitted if every reply admits it ([`admitted`]); one slot's
 /// place taken while another refused is given back by [`release`].
-pub fn admit_cmds(batch: &mut Batch, counters: &[(String, Limit)], member: &str) -> usize {
+pub fn admit_cmds(batch: &mut Batch, counters: &[(String, Limit)], member: &str, hold: Hold) -> usize {
     let groups = by_slot(counters);
     let now_ms = crate::session::unix_now_ms();
     for group in &groups {
@@ -245,7 +273,7 @@ pub fn admit_cmds(batch: &mut Batch, counters: &[(String, Limit)], member: &str)
         for (key, _) in group {
             command.arg(key);
         }
-        command.arg(member).arg(now_ms);
+        command.arg(member).arg(now_ms).arg(hold.score(now_ms));
         for (_, limit) in group {
             command.arg(limit.max_attempts).arg(limit.window_secs);
         }
@@ -295,7 +323,7 @@ pub fn admit_as(redis: &mut RedisLink, counters: &[(String, Limit)], member: &st
         return Ok(());
     }
     let mut batch = Batch::new();
-    admit_cmds(&mut batch, counters, member);
+    admit_cmds(&mut batch, counters, member, Hold::Counted);
     let replies: Vec<i64> = redis.run(&batch)?;
     let verdict = admitted(&replies);
     if verdict.is_err() && replies.contains(&0) {
@@ -350,7 +378,7 @@ mod tests {
         let groups = by_slot(&counters);
         assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
         let mut batch = Batch::new();
-        assert_eq!(admit_cmds(&mut batch, &counters, "m"), 2);
+        assert_eq!(admit_cmds(&mut batch, &counters, "m", Hold::InFlight), 2);
     }
 
     #[test]

@@ -153,6 +153,32 @@ fn two_limits_reached_at_once_never_let_more_through(options) {
 }
 
 on_single_and_cluster! {
+/// A sign-up counts for the whole window, whatever its outcome: its place is
+/// never left "in flight", where the purge of places abandoned by a killed
+/// server would free it after a minute and make the limit one per minute.
+fn sign_ups_are_counted_for_the_window_not_held_in_flight(options) {
+    let server = TestServer::start_with(options.clone());
+    let addr: IpAddr = "198.51.100.23".parse().unwrap();
+    let mut client = server.connect();
+    for i in 0..3 {
+        let reply = client.call(Message::SignUp {
+            username: server.username(&format!("w{i}")),
+            password: PASSWORD.into(),
+            nickname: None,
+            client: Some(addr),
+            key: new_key(),
+        });
+        assert!(matches!(reply, Message::SignedUp(_)), "{reply:?}");
+    }
+    let counter = server.keys().signups_by_addr(addr);
+    let places: Vec<(String, f64)> =
+        redis::cmd("ZRANGE").arg(&counter).arg(0).arg(-1).arg("WITHSCORES").query(&mut server.env.redis()).unwrap();
+    assert_eq!(places.len(), 3, "{places:?}");
+    assert!(places.iter().all(|(_, score)| *score > 0.0), "sign-ups held in flight: {places:?}");
+}
+}
+
+on_single_and_cluster! {
 fn simultaneous_sign_ups_from_one_address_stop_exactly_at_the_limit(options) {
     let server = TestServer::start_with(options.clone());
     let addr: IpAddr = "2001:db8:77::1".parse().unwrap();

@@ -249,7 +249,7 @@ impl Service {
         for &i in &wanted {
             let user: Vec<(String, Limit)> =
                 prepared[i].user.iter().map(LoginCounters::failure_counter).collect();
-            throttle::admit_cmds(&mut batch, &user, &prepared[i].member);
+            throttle::admit_cmds(&mut batch, &user, &prepared[i].member, throttle::Hold::InFlight);
         }
         let replies: Vec<i64> = self.redis.run(&batch)?;
         for (&i, reply) in wanted.iter().zip(replies) {

@@ -45,7 +45,7 @@ impl Service {
         let member = throttle::new_member();
         // One script per hash slot (the account's, the address's), one round trip.
         let mut admit = Batch::new();
-        throttle::admit_cmds(&mut admit, &counters, &member);
+        throttle::admit_cmds(&mut admit, &counters, &member, throttle::Hold::InFlight);
         let replies: Vec<i64> = self.redis.run(&admit)?;
         let verdict = throttle::admitted(&replies);
         let checked = verdict.and_then(|()| self.verify_current(session, password));
