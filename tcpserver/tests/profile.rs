@@ -356,3 +356,37 @@ fn pipelined_nickname_changes_each_get_their_own_answer(options) {
     assert_eq!(version, 2, "both of ann's changes applied, one after the other");
 }
 }
+
+/// Round trips to Redis of 16 profile reads sent together (one batch).
+fn redis_round_trips_of_a_batch_of_reads(server: &TestServer, tokens: &[Secret]) -> u64 {
+    const ROUND_TRIPS: &str = "usermgmt_dependency_round_trips_total{dependency=\"redis\"}";
+    let mut c = server.connect();
+    let before = server.metric(ROUND_TRIPS);
+    for token in tokens {
+        c.send(Message::GetProfile { token: token.clone(), username: None });
+    }
+    for _ in tokens {
+        let reply = c.recv().message;
+        assert!(matches!(reply, Message::ProfileReply(_)), "{reply:?}");
+    }
+    server.metric(ROUND_TRIPS) - before
+}
+
+/// After Redis lost its scripts (a restart, `SCRIPT FLUSH`), a batch loads
+/// each script once and sends the refused commands again together: one more
+/// round trip for the batch, not two for each of its requests (which made
+/// the first batch after a restart take seconds when Redis was slow).
+#[test]
+fn a_batch_after_redis_lost_its_scripts_reloads_them_in_one_round_trip() {
+    let server = TestServer::start_with(util::Options::default().arg("--workers", 1));
+    let mut c = server.connect();
+    let tokens: Vec<Secret> =
+        (0..16).map(|i| server.user_with_session(&mut c, &format!("flush{i}"), PASSWORD).1).collect();
+    let usual = redis_round_trips_of_a_batch_of_reads(&server, &tokens);
+    redis::cmd("SCRIPT").arg("FLUSH").query::<()>(&mut server.env.redis()).unwrap();
+    let after_flush = redis_round_trips_of_a_batch_of_reads(&server, &tokens);
+    assert!(
+        after_flush <= usual + 1,
+        "{usual} round trips as usual, {after_flush} after the scripts were lost"
+    );
+}

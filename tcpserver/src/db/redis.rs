@@ -218,8 +218,12 @@ fn execute_single<T: redis::FromRedisValue>(c: &mut redis::Connection, batch: &B
     compose(batch, outcomes_single(c, batch)?)
 }
 
-/// Each command's own outcome, on a single Redis (one round trip, more only
-/// for a script Redis lost).
+/// Each command's own outcome, on a single Redis: one round trip, and one
+/// more when Redis lost scripts (a restart empties its cache): that one
+/// loads each lost script once and sends the refused commands (which did
+/// not run) again, all in one pipeline. (One load and one resend per
+/// refused command, as first written, made the first batch after a restart
+/// cost two round trips per command: seconds, when Redis is slow.)
 fn outcomes_single(c: &mut redis::Connection, batch: &Batch) -> RedisResult<Vec<RedisResult<Value>>> {
     let commands = batch.commands();
     let mut packed = Vec::new();
@@ -227,18 +231,36 @@ fn outcomes_single(c: &mut redis::Connection, batch: &Batch) -> RedisResult<Vec<
         command.cmd.write_packed_command(&mut packed);
     }
     let values = c.req_packed_commands(&packed, 0, commands.len())?;
-    let mut outcomes = Vec::with_capacity(values.len());
-    for (command, value) in commands.iter().zip(values) {
-        let outcome = match (value, command.script) {
+    let mut outcomes: Vec<RedisResult<Value>> = Vec::with_capacity(values.len());
+    let mut refused = Vec::new();
+    let mut lost: Vec<&LuaScript> = Vec::new();
+    for (i, (command, value)) in commands.iter().zip(values).enumerate() {
+        match (&value, command.script) {
             (Value::ServerError(e), Some(script)) if is_redoable(e.kind(), false) => {
-                crate::metrics::ROUND_TRIPS[Dependency::Redis as usize].add(1);
-                c.req_command(&script.load_cmd())
-                    .and_then(Value::extract_error)
-                    .and_then(|_| c.req_command(&command.cmd))
+                refused.push(i);
+                if !lost.iter().any(|known| known.hash() == script.hash()) {
+                    lost.push(script);
+                }
             }
-            (value, _) => Ok(value),
-        };
-        outcomes.push(outcome);
+            _ => {}
+        }
+        outcomes.push(Ok(value));
+    }
+    if refused.is_empty() {
+        return Ok(outcomes);
+    }
+    crate::metrics::ROUND_TRIPS[Dependency::Redis as usize].add(1);
+    let mut packed = Vec::new();
+    for script in &lost {
+        script.load_cmd().write_packed_command(&mut packed);
+    }
+    for &i in &refused {
+        commands[i].cmd.write_packed_command(&mut packed);
+    }
+    // A load that failed leaves its commands refused again: their outcome.
+    let again = c.req_packed_commands(&packed, lost.len(), refused.len())?;
+    for (&i, value) in refused.iter().zip(again) {
+        outcomes[i] = Ok(value);
     }
     Ok(outcomes)
 }
