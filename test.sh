@@ -56,7 +56,23 @@ check_isolation() {
   return $failed
 }
 
+# The tests' private Redis Clusters (tcpserver/tests/util/cluster.rs) listen
+# on ports from 21000 to 22699 and their cluster buses 10000 above. Where the
+# ephemeral range covers them (sysctl/tune.sh widens it to 10240-65535), an
+# outgoing connection may hold one of those ports just when a killed node
+# restarts on it ("Failed listening on port"): keep them out of automatic
+# choice. Best effort, added to what is reserved already; listeners may
+# still bind reserved ports.
+reserve_test_cluster_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports current want=21000-22699,31000-32699
+  current=$(cat "$file" 2>/dev/null) || return 0
+  case ",$current," in *",$want,"*) return 0 ;; esac
+  sysctl -q -w "net.ipv4.ip_local_reserved_ports=${current:+$current,}$want" >/dev/null 2>&1 ||
+    log "could not reserve the test clusters' ports $want from the ephemeral range"
+}
+
 ensure_services
+reserve_test_cluster_ports
 # Chromium and chromedriver for the browser test (e2e/tests/browser.rs); never skipped.
 e2e/tests/browser/setup.sh
 # Prometheus (Debian's package) and schemathesis (PyPI, in a virtual environment
