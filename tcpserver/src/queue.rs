@@ -186,6 +186,22 @@ impl JobQueue {
             waited <= self.max_wait
         };
         while let Some((queued_at, job)) = lanes.others.pop_front() {
+            // A parked wait's check is never shed: its wait has a deadline of
+            // its own, and a check answered `Overloaded` instead of run would
+            // leave the wait held with no answer to come. Checks queued
+            // together are taken together (each is one Redis read).
+            if job.wait.is_some() {
+                crate::metrics::QUEUE_WAIT.observe(now.duration_since(queued_at).as_secs_f64());
+                batch.push(job);
+                while batch.len() < MAX_BATCH
+                    && lanes.others.front().is_some_and(|(_, next)| next.wait.is_some())
+                {
+                    if let Some((_, check)) = lanes.others.pop_front() {
+                        batch.push(check);
+                    }
+                }
+                break;
+            }
             if fresh(queued_at) {
                 batch.push(job);
                 break;
@@ -330,5 +346,19 @@ mod tests {
         assert!(queue.take(&mut batch, &mut stale));
         assert_eq!(ids(&batch), vec![3, 4]);
         assert_eq!(ids(&stale), vec![1, 2]);
+    }
+
+    #[test]
+    fn checks_of_parked_waits_are_never_stale_and_are_taken_together() {
+        let queue = JobQueue::with_max_wait(40, Duration::from_millis(50));
+        let check = |id| Job { wait: Some(crate::qr_waits::WaitRef { id: 0, serial: id }), ..logout(id) };
+        for id in 1..=20 {
+            queue.push_background(check(id)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let (mut batch, mut stale) = (Vec::new(), Vec::new());
+        assert!(queue.take(&mut batch, &mut stale));
+        assert!(stale.is_empty(), "a wait's check was shed");
+        assert_eq!(ids(&batch), (1..=16).collect::<Vec<_>>());
     }
 }
