@@ -198,7 +198,8 @@ fn garbage_truncated_oversize_and_late_headers_get_a_clear_close_and_the_server_
 
 /// A private HAProxy (Debian's) on a free port in front of `backend`, with
 /// `send-proxy-v2` to it and health checks of `/healthz` every 100 ms
-/// (one failure takes the server out); stopped when dropped.
+/// (three failures in a row take the server out, each given 2 s, so a
+/// loaded test machine's slow answer does not); stopped when dropped.
 struct Haproxy {
     child: Child,
     addr: SocketAddr,
@@ -213,10 +214,10 @@ impl Haproxy {
         fs::create_dir_all(&dir).unwrap();
         let config = format!(
             "global\n  maxconn 64\n\
-             defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+             defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n  timeout check 2s\n\
              frontend edge\n  bind {addr}\n  default_backend web\n\
              backend web\n  option httpchk GET /healthz\n\
-             server web1 {backend} send-proxy-v2 source {PROXY} check inter 100ms fall 1 rise 1\n"
+             server web1 {backend} send-proxy-v2 source {PROXY} check inter 100ms fall 3 rise 1\n"
         );
         let file = dir.join("haproxy.cfg");
         fs::write(&file, config).unwrap();
