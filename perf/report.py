@@ -7,7 +7,9 @@
 `table` reads one JSON object per line (written by perf/run.sh: the machine, the seed,
 every loadgen and wrk run, peak memory) and writes <prefix>.md (the table the
 README shows), <prefix>.json (everything, for scripts) and <prefix>.svg (QPS and
-p99 per scenario at both concurrencies). `line` prints one run in
+p99 per scenario at both concurrencies, the single node). A run with --cluster
+also measured the fleet: its table follows, each figure beside the single
+node's of the same run. `line` prints one run in
 a line for the console. Standard library only, so it runs on a fresh machine
 with nothing but python3.
 """
@@ -24,10 +26,20 @@ QPS_GOALS = {"login-fixed": 12000, "login-random": 6000, "profile": 20000}
 P99_GOAL_MS = 50
 C2000_SHARE = 0.8
 RSS_GOALS_MB = {"tcpserver": 100, "httpserver": 300}
+# The scale-out issue: on the same cores the fleet cannot be faster, but it
+# must cost little: these scenarios at least this share of the single node's
+# throughput, at both concurrencies, with no errors.
+FLEET_SCENARIOS = ["login-fixed", "profile"]
+FLEET_SHARE = 0.6
+
+# Records written before the fleet was measured name no system.
+SINGLE, FLEET = "single", "fleet"
 
 
 def load(path):
-    runs, wrk, machine, seed, rss = {}, [], {}, None, {}
+    """Runs and peak memory keyed by system (SINGLE, FLEET), then as before."""
+    runs, wrk, machine, seed, rss = {SINGLE: {}, FLEET: {}}, [], {}, None, {SINGLE: {}, FLEET: {}}
+    cpu = {SINGLE: {}, FLEET: {}}
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
@@ -41,12 +53,14 @@ def load(path):
                 seed = item.get("summary")
             elif kind == "loadgen":
                 r = item["result"]
-                runs[(r["scenario"], r["concurrency"])] = r
+                runs[item.get("system", SINGLE)][(r["scenario"], r["concurrency"])] = r
             elif kind == "wrk":
                 wrk.append(item)
             elif kind == "rss":
-                rss[item["concurrency"]] = item["peak_mb"]
-    return runs, wrk, machine, seed, rss
+                rss[item.get("system", SINGLE)][item["concurrency"]] = item["peak_mb"]
+            elif kind == "cpu":
+                cpu[item["system"]][(item["scenario"], item["concurrency"])] = item["seconds"]
+    return runs, wrk, machine, seed, rss, cpu
 
 
 def fmt_int(n):
@@ -64,7 +78,8 @@ def ceiling_of(wrk, concurrency):
     return None
 
 
-def table(runs, wrk, machine, seed, rss):
+def table(all_runs, wrk, machine, seed, all_rss, all_cpu):
+    runs, rss = all_runs[SINGLE], all_rss[SINGLE]
     out = []
     date = machine.get("date", "?")
     commit = machine.get("commit", "?")
@@ -132,6 +147,10 @@ def table(runs, wrk, machine, seed, rss):
     out.append("Goals of the issue, checked on these numbers:\n")
     out.extend(goals(runs, rss))
     out.append("")
+    out.extend(cpu_table(runs, all_cpu[SINGLE]))
+    if all_runs[FLEET]:
+        out.extend(fleet_table(all_runs[FLEET], runs, all_rss[FLEET]))
+        out.extend(cpu_table(all_runs[FLEET], all_cpu[FLEET]))
     if seed:
         out.append("Seed (`seed`, as run by perf/run.sh; a no-op when the accounts exist):\n")
         out.append("```")
@@ -139,6 +158,95 @@ def table(runs, wrk, machine, seed, rss):
         out.append("```")
         out.append("")
     return "\n".join(out)
+
+
+def fleet_table(fleet, single, rss):
+    """The fleet's matrix, each throughput as a share of the single node's."""
+    out = [
+        "## Through the fleet\n",
+        "The same matrix through `./run.sh cluster` on the same machine, after the single node: "
+        "HAProxy on 1088, two httpservers, two tcpservers, a Redis Cluster of three masters and "
+        "three replicas, three Galera nodes behind HAProxy's MySQL listener. Every process shares "
+        "the same cores, so this measures what the fleet costs, not what it adds.\n",
+        "| scenario | concurrency | requests | QPS | of single node | p50 ms | p90 ms | p99 ms | max ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in SCENARIOS:
+        for c in LEVELS:
+            r = fleet.get((scenario, c))
+            if r is None:
+                continue
+            lat = r["latency_ms"]
+            out.append(
+                f"| {scenario} | {c} | {fmt_int(r['requests'])} | **{fmt_int(r['qps'])}** | "
+                f"{share_text(r, single.get((scenario, c)))} | {fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | "
+                f"{fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | {errors_text(r)} |"
+            )
+    out.append("")
+    for c, peaks in sorted(rss.items()):
+        parts = [f"{name} {mb:.0f} MB" for name, mb in sorted(peaks.items())]
+        out.append(f"Peak resident memory during the fleet's concurrency-{c} runs: {', '.join(parts)}.\n")
+    out.append("Goals of the scale-out issue, checked on these numbers:\n")
+    for scenario in SCENARIOS:
+        for c in LEVELS:
+            r, base = fleet.get((scenario, c)), single.get((scenario, c))
+            if r is None:
+                continue
+            if scenario in FLEET_SCENARIOS and base and base["qps"]:
+                share = r["qps"] / base["qps"]
+                ok = r["errors"] == 0 and share >= FLEET_SHARE
+                out.append(
+                    f"- {'✅' if ok else '❌'} {scenario} at {c}: {r['errors']} errors, {100 * share:.0f} % of the "
+                    f"single node (goal: 0 errors, ≥ {100 * FLEET_SHARE:.0f} %)"
+                )
+            else:
+                out.append(f"- {'✅' if r['errors'] == 0 else '❌'} {scenario} at {c}: {r['errors']} errors (goal: 0)")
+    out.append("")
+    return out
+
+
+def tier(process):
+    """A process's tier: its name without the instance number (tcpserver2 → tcpserver)."""
+    return process.rstrip("0123456789")
+
+
+def cpu_table(runs, cpu):
+    """CPU time per answered request, by tier (the instances of a tier summed),
+    from the processes' user + system time during each run: the measured cost
+    a capacity model divides a target rate by. The load generator's own time is
+    not in it."""
+    if not cpu:
+        return []
+    tiers = []
+    for seconds in cpu.values():
+        for process in seconds:
+            if tier(process) not in tiers:
+                tiers.append(tier(process))
+    out = [
+        "CPU time per answered request, µs, by tier (user + system time of its processes during the run, "
+        "summed over its instances, divided by the answers):\n",
+        "| scenario | concurrency | " + " | ".join(tiers) + " | all |",
+        "|---|---:|" + "---:|" * (len(tiers) + 1),
+    ]
+    for scenario in SCENARIOS:
+        for c in LEVELS:
+            r, seconds = runs.get((scenario, c)), cpu.get((scenario, c))
+            if not r or not seconds or not r["requests"]:
+                continue
+            per_tier = {t: 0.0 for t in tiers}
+            for process, s in seconds.items():
+                per_tier[tier(process)] += s
+            cells = [f"{1e6 * per_tier[t] / r['requests']:.0f}" for t in tiers]
+            total = 1e6 * sum(per_tier.values()) / r["requests"]
+            out.append(f"| {scenario} | {c} | " + " | ".join(cells) + f" | {total:.0f} |")
+    out.append("")
+    return out
+
+
+def share_text(r, base):
+    if not base or not base["qps"]:
+        return "–"
+    return f"{100 * r['qps'] / base['qps']:.0f} %"
 
 
 def errors_text(r):
@@ -261,17 +369,24 @@ def main():
         return
     if len(sys.argv) != 4 or sys.argv[1] != "table":
         sys.exit("usage: perf/report.py table <results.jsonl> <output prefix> | line '<loadgen json>'")
-    runs, wrk, machine, seed, rss = load(sys.argv[2])
+    runs, wrk, machine, seed, rss, cpu = load(sys.argv[2])
     prefix = sys.argv[3]
     with open(prefix + ".md", "w", encoding="utf-8") as f:
-        f.write(table(runs, wrk, machine, seed, rss))
+        f.write(table(runs, wrk, machine, seed, rss, cpu))
+    single, fleet = runs[SINGLE], runs[FLEET]
     with open(prefix + ".json", "w", encoding="utf-8") as f:
         json.dump(
             {
                 "machine": machine,
-                "runs": list(runs.values()),
+                "runs": list(single.values()),
+                "fleet_runs": list(fleet.values()),
                 "wrk": wrk,
-                "peak_rss_mb": {str(c): p for c, p in rss.items()},
+                "peak_rss_mb": {str(c): p for c, p in rss[SINGLE].items()},
+                "fleet_peak_rss_mb": {str(c): p for c, p in rss[FLEET].items()},
+                "cpu_seconds": {
+                    system: [{"scenario": sc, "concurrency": c, "seconds": v} for (sc, c), v in per.items()]
+                    for system, per in cpu.items()
+                },
                 "seed": seed,
             },
             f,
@@ -279,7 +394,7 @@ def main():
             ensure_ascii=False,
         )
     with open(prefix + ".svg", "w", encoding="utf-8") as f:
-        f.write(chart(runs, wrk))
+        f.write(chart(single, wrk))
 
 
 if __name__ == "__main__":

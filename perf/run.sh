@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark, end to end, in one command:
 #
-#   perf/run.sh
+#   perf/run.sh              the single node (./run.sh)
+#   perf/run.sh --cluster    the single node, then the same matrix through the
+#                            fleet's edge (./run.sh cluster), in one run
 #
 # 1. installs what is missing (MariaDB, Redis, wrk, nginx-light, python3),
 #    tunes the kernel (sysctl/tune.sh) and MariaDB (sql/mariadb/apply.sh);
@@ -12,7 +14,10 @@
 # 5. runs the matrix: login-fixed, login-random, profile and nickname at
 #    concurrency 200 and 2000, sampling the servers' resident memory during
 #    the 2000 runs, and cross-checks the load generator with wrk;
-# 6. prints the table and saves it with the date, the machine and the commit
+# 6. with --cluster: stops the single node, starts the fleet (which seeds its
+#    Galera cluster with as many accounts), runs the matrix through HAProxy on
+#    1088, stops the fleet and starts the single node again;
+# 7. prints the table (and the fleet's, beside the single node's figures) and saves it with the date, the machine and the commit
 #    as perf/results/<date>-<commit>.{md,json,svg}, and the chart also as
 #    perf/results/latest.svg (latest.md beside it) for the README.
 #
@@ -23,6 +28,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+cluster=
+case "${1:-}" in
+--cluster) cluster=1 ;;
+"") ;;
+*)
+  echo "usage: perf/run.sh [--cluster]" >&2
+  exit 2
+  ;;
+esac
 duration=${PERF_DURATION:-10}
 accounts=${PERF_ACCOUNTS:-10000000}
 levels=${PERF_LEVELS:-200 2000}
@@ -70,7 +84,7 @@ emit() { # emit <kind> <json object of the rest>
 }
 emit seed "$(python3 -c 'import json,sys; print(json.dumps({"summary": sys.argv[1]}))' "$seed_summary")"
 # The command as run, with the settings that differ from the defaults.
-command="perf/run.sh"
+command="perf/run.sh${cluster:+ --cluster}"
 for var in PERF_DURATION PERF_ACCOUNTS PERF_LEVELS PERF_SCENARIOS PERF_ADDR PERF_BACKEND_ADDR PERF_SYSTEM; do
   [ -n "${!var:-}" ] && command="$var='${!var}' $command"
 done
@@ -164,51 +178,94 @@ nginx_started=
 # instances elsewhere on the machine).
 pid_on_port() { ss -ltnpH "sport = :${1##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 
-# Peak VmRSS of both servers, sampled five times a second while it runs.
-sample_rss() { # sample_rss <output file>
-  local t_pid h_pid t_peak=0 h_peak=0 kb
-  t_pid=$(pid_on_port "$backend_addr")
-  h_pid=$(pid_on_port "$http_addr")
-  rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Peak VmRSS of each process named, sampled five times a second while it runs.
+sample_rss() { # sample_rss <output file> <name>=<pid>...
+  local out=$1 item kb json
+  shift
+  local -A pid_of peak
+  for item in "$@"; do
+    pid_of[${item%%=*}]=${item#*=}
+    peak[${item%%=*}]=0
+  done
   while :; do
-    if [ -n "$t_pid" ]; then kb=$(rss_kb "$t_pid"); ((kb > t_peak)) && t_peak=$kb; fi
-    if [ -n "$h_pid" ]; then kb=$(rss_kb "$h_pid"); ((kb > h_peak)) && h_peak=$kb; fi
-    echo "{\"tcpserver\": $((t_peak / 1024)), \"httpserver\": $((h_peak / 1024))}" >"$1.tmp"
-    mv "$1.tmp" "$1"
+    json=
+    for name in "${!pid_of[@]}"; do
+      kb=$(awk '/^VmRSS:/ {print $2}' "/proc/${pid_of[$name]}/status" 2>/dev/null || echo 0)
+      ((${kb:-0} > ${peak[$name]})) && peak[$name]=$kb
+      json+="${json:+, }\"$name\": $((${peak[$name]} / 1024))"
+    done
+    echo "{$json}" >"$out.tmp"
+    mv "$out.tmp" "$out"
     sleep 0.2
   done
 }
 
-loadgen_run() { # loadgen_run <scenario> <concurrency>
-  local out
-  out=$("$bin/loadgen" --addr "$http_addr" --scenario "$1" --concurrency "$2" --duration "$duration" \
+# CPU time (user + system, clock ticks) of each process named, one
+# <name>=<ticks> per line; 0 for one that is gone.
+cpu_ticks() { # cpu_ticks <name>=<pid>...
+  local item
+  for item in "$@"; do
+    awk -v n="${item%%=*}" '{ print n "=" $14 + $15 }' "/proc/${item#*=}/stat" 2>/dev/null || echo "${item%%=*}=0"
+  done
+}
+
+# The CPU seconds each process spent between two cpu_ticks, as a JSON object.
+cpu_seconds() { # cpu_seconds "<before>" "<after>"
+  local hz name ticks json=
+  local -A start
+  hz=$(getconf CLK_TCK)
+  while IFS== read -r name ticks; do start[$name]=$ticks; done <<<"$1"
+  while IFS== read -r name ticks; do
+    json+="${json:+, }\"$name\": $(awk -v a="${start[$name]:-0}" -v b="$ticks" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')"
+  done <<<"$2"
+  echo "{$json}"
+}
+
+# One loadgen run, with the CPU time each process named spent during it
+# (perf/report.py divides it by the answers: the cost of one per tier).
+loadgen_run() { # loadgen_run <system> <addr> <scenario> <concurrency> <name>=<pid>...
+  local system=$1 addr=$2 scenario=$3 c=$4 out before
+  shift 4
+  before=$(cpu_ticks "$@")
+  out=$("$bin/loadgen" --addr "$addr" --scenario "$scenario" --concurrency "$c" --duration "$duration" \
     --accounts "$accounts" --json) || true
   if [ -z "$out" ]; then
-    log "loadgen $1 at $2 produced no report"
+    log "loadgen $scenario at $c produced no report"
     return 0
   fi
-  emit loadgen "{\"result\": $out}"
+  emit loadgen "{\"system\": \"$system\", \"result\": $out}"
+  emit cpu "{\"system\": \"$system\", \"scenario\": \"$scenario\", \"concurrency\": $c, \"seconds\": $(cpu_seconds "$before" "$(cpu_ticks "$@")")}"
   python3 perf/report.py line "$out" >&2
 }
 
-log "warming up (not recorded)"
-"$bin/loadgen" --addr "$http_addr" --scenario login-fixed --duration 3 >/dev/null || true
-for c in $levels; do
-  log "the matrix at concurrency $c, ${duration}s per scenario"
-  if [ "$c" -ge 2000 ]; then
-    sample_rss "$work/rss-$c.json" &
-    sampler_pid=$!
-  fi
-  for s in $scenarios; do
-    loadgen_run "$s" "$c"
+# The matrix against one system: a warm-up, then every scenario at every
+# level, with the CPU time of the processes named measured in every run and
+# their memory sampled during the 2000 runs.
+run_matrix() { # run_matrix <system> <addr> <name>=<pid>...
+  local system=$1 addr=$2 c s
+  shift 2
+  log "warming up (not recorded)"
+  "$bin/loadgen" --addr "$addr" --scenario login-fixed --duration 3 >/dev/null || true
+  for c in $levels; do
+    log "the matrix at concurrency $c, ${duration}s per scenario ($system)"
+    if [ "$c" -ge 2000 ]; then
+      sample_rss "$work/rss-$system-$c.json" "$@" &
+      sampler_pid=$!
+    fi
+    for s in $scenarios; do
+      loadgen_run "$system" "$addr" "$s" "$c" "$@"
+    done
+    if [ -n "$sampler_pid" ]; then
+      kill "$sampler_pid" 2>/dev/null || true
+      wait "$sampler_pid" 2>/dev/null || true
+      sampler_pid=
+      emit rss "{\"system\": \"$system\", \"concurrency\": $c, \"peak_mb\": $(cat "$work/rss-$system-$c.json")}"
+    fi
   done
-  if [ -n "$sampler_pid" ]; then
-    kill "$sampler_pid" 2>/dev/null || true
-    wait "$sampler_pid" 2>/dev/null || true
-    sampler_pid=
-    emit rss "{\"concurrency\": $c, \"peak_mb\": $(cat "$work/rss-$c.json")}"
-  fi
-done
+}
+
+run_matrix single "$http_addr" "tcpserver=$(pid_on_port "$backend_addr")" "httpserver=$(pid_on_port "$http_addr")" \
+  "redis=$(pid_on_port 6379)" "mariadb=$(pid_on_port 3306)"
 
 log "cross-check: wrk on the same scenarios (one thread, like the load generator)"
 wrk_run httpserver 200 1 perf/wrk/login.lua "http://$http_addr"
@@ -217,7 +274,31 @@ wrk_run httpserver 200 1 perf/wrk/login.lua "http://$http_addr"
 wrk_run httpserver 200 1 perf/wrk/profile.lua "http://$http_addr" "$work/tokens.txt"
 rm -f "$work/tokens.txt"
 
-# --- 6. the table and the chart --------------------------------------------
+# --- 6. the fleet ------------------------------------------------------------
+# The same matrix through the fleet's edge, which takes the single node's port
+# 1088: the single node stops first and starts again after. The fleet's
+# servers read the same raised limits from the environment (above), and seed
+# their own Galera cluster with as many accounts (once; a rerun only checks).
+if [ -n "$cluster" ]; then
+  fleet_dir=$root/run/cluster
+  fleet_pid() { cat "$fleet_dir/$1.pid" 2>/dev/null; }
+  log "the fleet: $system stop; SEED_ACCOUNTS=$accounts $system cluster"
+  $system stop >&2 || true
+  SEED_ACCOUNTS=$accounts $system cluster >&2
+  wait_for "the fleet's edge" http_up 60
+  fleet_processes=("tcpserver1=$(fleet_pid tcpserver1)" "tcpserver2=$(fleet_pid tcpserver2)"
+    "httpserver1=$(fleet_pid httpserver1)" "httpserver2=$(fleet_pid httpserver2)"
+    "haproxy=$(fleet_pid haproxy/haproxy)")
+  # The ports of scripts/cluster/ports.sh: Redis Cluster 7001-7006, Galera 3307-3309.
+  for port in 7001 7002 7003 7004 7005 7006; do fleet_processes+=("redis$((port - 7000))=$(pid_on_port "$port")"); done
+  for port in 3307 3308 3309; do fleet_processes+=("galera$((port - 3306))=$(pid_on_port "$port")"); done
+  run_matrix fleet "$http_addr" "${fleet_processes[@]}"
+  log "stopping the fleet, starting the single node again"
+  $system cluster stop >&2 || true
+  $system >&2
+fi
+
+# --- 7. the table and the chart --------------------------------------------
 prefix=perf/results/$stamp-$commit
 python3 perf/report.py table "$results" "$prefix"
 cp "$prefix.svg" perf/results/latest.svg

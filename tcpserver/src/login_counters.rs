@@ -79,6 +79,33 @@ impl LoginCounters {
     }
 }
 
+/// The success limit's judgement, shared by [`RESERVE`] and the log-in
+/// lookup ([`crate::login_record`]): the log-ins done in the window plus those
+/// in flight may not reach the limit, so that simultaneous log-ins cannot pass
+/// it together; a script resent finds its own place (`flying`) and is not
+/// refused by it. [`login_script`] writes it where a script says
+/// `SUCCESS_LIMIT_WAIT`, after setting the locals it reads: `wait` (raised to
+/// the seconds to wait), `flying`, `done_key`, `flying_key`, `limit`, `window`.
+const SUCCESS_LIMIT_WAIT: &str = r"local done = tonumber(redis.call('GET', done_key) or '0')
+if not flying and done + redis.call('ZCARD', flying_key) >= limit then
+  -- Full of log-ins in flight alone: they end within a batch.
+  local ttl = 1
+  if done >= limit then
+    ttl = redis.call('TTL', done_key)
+    if ttl < 1 then
+      ttl = window
+    end
+  end
+  wait = math.max(wait, ttl)
+end
+";
+
+/// A log-in script's source with [`SUCCESS_LIMIT_WAIT`] and
+/// [`crate::throttle::IN_FLIGHT_MAX_MS`] written in.
+pub(crate) fn login_script(source: &str) -> &'static str {
+    in_flight_script(&source.replace("SUCCESS_LIMIT_WAIT\n", SUCCESS_LIMIT_WAIT))
+}
+
 /// KEYS = failures, successes, in flight (one side); ARGV = member, now (ms),
 /// whether to take a failure place (`1`/`0`), failure limit, failure window,
 /// success limit, success window. Purges places left behind, then refuses
@@ -101,18 +128,8 @@ if ARGV[3] == '1' and not held and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV
   end
   wait = ttl
 end
-local done = tonumber(redis.call('GET', KEYS[2]) or '0')
-if not flying and done + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[6]) then
-  -- Full of log-ins in flight alone: they end within a batch.
-  local ttl = 1
-  if done >= tonumber(ARGV[6]) then
-    ttl = redis.call('TTL', KEYS[2])
-    if ttl < 1 then
-      ttl = tonumber(ARGV[7])
-    end
-  end
-  wait = math.max(wait, ttl)
-end
+local done_key, flying_key, limit, window = KEYS[2], KEYS[3], tonumber(ARGV[6]), tonumber(ARGV[7])
+SUCCESS_LIMIT_WAIT
 if wait > 0 then
   return {wait}
 end
@@ -126,7 +143,7 @@ return {0}
 ";
 
 /// [`RESERVE`], sent by its SHA-1.
-pub static RESERVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(in_flight_script(RESERVE)));
+pub static RESERVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(login_script(RESERVE)));
 
 /// KEYS = failures, successes, in flight (one side); ARGV = member, success
 /// window, and the start of the log-in (µs; `''` for none). The log-in
@@ -212,6 +229,14 @@ mod tests {
             assert_eq!(slot(side.successes.as_bytes()), s);
             assert_eq!(slot(side.in_flight.as_bytes()), s);
         }
-        assert!(RESERVE_SCRIPT.code().contains(&crate::throttle::IN_FLIGHT_MAX_MS.to_string()));
+    }
+
+    #[test]
+    fn log_in_scripts_have_the_shared_parts_written_in() {
+        for code in [RESERVE_SCRIPT.code(), crate::login_record::LOOKUP_SCRIPT.code()] {
+            assert!(code.contains(&crate::throttle::IN_FLIGHT_MAX_MS.to_string()));
+            assert!(code.contains("if done >= limit then"), "{code}");
+            assert!(!code.contains("SUCCESS_LIMIT_WAIT") && !code.contains("IN_FLIGHT_MAX"), "{code}");
+        }
     }
 }

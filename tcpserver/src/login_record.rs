@@ -38,7 +38,6 @@ use crate::error::{Error, Internal};
 use crate::keys::{AccountTag, Keys};
 use crate::login_counters::{self, LoginCounters};
 use crate::profile_cache::{self, Versioned};
-use crate::throttle::in_flight_script;
 
 /// Lifetime of a record. Fifteen minutes covers a user who logs in again and
 /// again (the case the record is for), while ten million users logging in at
@@ -77,18 +76,8 @@ if not held and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
     wait = tonumber(ARGV[5])
   end
 end
-local done = tonumber(redis.call('GET', KEYS[4]) or '0')
-if not flying and done + redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then
-  -- Full of log-ins in flight alone: they end within a batch.
-  local ttl = 1
-  if done >= tonumber(ARGV[6]) then
-    ttl = redis.call('TTL', KEYS[4])
-    if ttl < 1 then
-      ttl = tonumber(ARGV[7])
-    end
-  end
-  wait = math.max(wait, ttl)
-end
+local done_key, flying_key, limit, window = KEYS[4], KEYS[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+SUCCESS_LIMIT_WAIT
 if wait > 0 then
   return {tostring(wait)}
 end
@@ -116,7 +105,8 @@ return out
 ";
 
 /// [`LOOKUP`], sent by its SHA-1 (`EVALSHA`) once Redis has it.
-static LOOKUP_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(in_flight_script(LOOKUP)));
+pub(crate) static LOOKUP_SCRIPT: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(login_counters::login_script(LOOKUP)));
 
 /// A record found in Redis, with the profile cached for its user.
 #[derive(Debug, Clone, PartialEq, Eq)]

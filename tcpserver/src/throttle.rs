@@ -211,7 +211,7 @@ pub static ADMIT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(i
 /// A script's source with [`IN_FLIGHT_MAX_MS`] written in (Lua has no
 /// constants shared with Rust; the value is part of the script's hash, so a
 /// build with another value loads its own script).
-pub(crate) fn in_flight_script(source: &'static str) -> &'static str {
+pub(crate) fn in_flight_script(source: &str) -> &'static str {
     Box::leak(source.replace("IN_FLIGHT_MAX", &IN_FLIGHT_MAX_MS.to_string()).into_boxed_str())
 }
 

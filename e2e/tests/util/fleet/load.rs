@@ -3,6 +3,7 @@
 //! own ([`super::request`], never retried), recording when each was sent and
 //! answered and how.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -205,7 +206,10 @@ pub fn load_across_kill(
 
 /// What failed, for the test output.
 pub fn summary(sent: &[Sent]) -> String {
-    let failed: Vec<String> =
-        sent.iter().filter(|s| !s.succeeded()).map(|s| format!("{:?} {:?}", s.op, s.status)).collect();
-    format!("{} of {} requests failed: {failed:?}", failed.len(), sent.len())
+    let mut failed: BTreeMap<String, usize> = BTreeMap::new();
+    for s in sent.iter().filter(|s| !s.succeeded()) {
+        *failed.entry(format!("{:?} {:?}", s.op, s.status)).or_default() += 1;
+    }
+    let count: usize = failed.values().sum();
+    format!("{count} of {} requests failed, by operation and status: {failed:?}", sent.len())
 }
