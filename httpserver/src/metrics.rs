@@ -11,45 +11,33 @@
 use hostsupport::metrics::{Counter, Gauge, Histogram, LATENCY_BOUNDS, family, sample};
 
 use crate::balancer::MAX_BACKENDS;
+use crate::router::{EXACT_ROUTES, PREFIX_ENDPOINTS};
 
-/// The endpoints, as the router names them ([`crate::router::endpoint`]): one
-/// per route, so the series are bounded by the router, never by the paths
-/// clients send. `/static/avatars/` is every picture, `/static/` every other
-/// file, `/qr/{key}` every phone page (the
-/// key is a secret and a path anyone may choose: never a label); `unmatched`
-/// is any path no route serves, `unread` a request refused before its head
-/// was whole.
-pub const ENDPOINTS: [&str; 29] = [
-    "/",
-    "/signup",
-    "/home",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/openapi.json",
-    "/profile",
-    "/signUp",
-    "/login",
-    "/logout",
-    "/updateNickName",
-    "/uploadProfilePic",
-    "/sessions",
-    "/sessions/revoke",
-    "/sessions/revokeOthers",
-    "/loginHistory",
-    "/changePassword",
-    "/deleteAccount",
-    "/qr/new",
-    "/qr/image",
-    "/qr/wait",
-    "/qr/approve",
-    "/qr/deny",
-    "/qr/{key}",
-    "/static/avatars/",
-    "/static/",
-    "unmatched",
-    "unread",
-];
+/// The endpoints, as the router names them ([`crate::router::endpoint`]): the
+/// path of every exact route ([`EXACT_ROUTES`]), then the routes served by
+/// prefix ([`PREFIX_ENDPOINTS`]: `/qr/{key}` every phone page,
+/// `/static/avatars/` every picture, `/static/` every other file), then
+/// `unmatched`, any path no route serves, and `unread`, a request refused
+/// before its head was whole. So the series are bounded by the router, never
+/// by the paths clients send.
+pub const ENDPOINTS: [&str; EXACT_ROUTES.len() + PREFIX_ENDPOINTS.len() + 2] = endpoints();
+
+const fn endpoints() -> [&'static str; EXACT_ROUTES.len() + PREFIX_ENDPOINTS.len() + 2] {
+    let mut out = [""; EXACT_ROUTES.len() + PREFIX_ENDPOINTS.len() + 2];
+    let mut i = 0;
+    while i < EXACT_ROUTES.len() {
+        out[i] = EXACT_ROUTES[i].path;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < PREFIX_ENDPOINTS.len() {
+        out[i + j] = PREFIX_ENDPOINTS[j];
+        j += 1;
+    }
+    out[i + j] = "unmatched";
+    out[i + j + 1] = "unread";
+    out
+}
 
 /// The statuses counted by name: every status the server sends (302 is the
 /// log-in redirect of `/home` and the phone page, 410 an expired scan-to-log-in

@@ -1,4 +1,6 @@
-//! Which handler serves which request: one `match` on the path, then the method.
+//! Which handler serves which request: the path in one table of exact routes
+//! ([`EXACT_ROUTES`], which also names the metrics' endpoints), else by
+//! prefix; then the method.
 //!
 //! An unknown path is 404; a known path with the wrong method is 405 with an
 //! `Allow` header. Pages and reads answer GET and HEAD; operations answer POST.
@@ -48,63 +50,94 @@ pub fn too_large(path: &str) -> Failure {
     if path == UPLOAD_PATH { image_too_large() } else { Failure::http(HttpError::BodyTooLarge) }
 }
 
+/// A route served at one exact path.
+#[derive(Debug)]
+pub struct Route {
+    /// The path, which is also the route's endpoint label.
+    pub path: &'static str,
+    allowed: Allowed,
+    handler: Handler,
+}
+
+const fn exact(path: &'static str, allowed: Allowed, handler: Handler) -> Route {
+    Route { path, allowed, handler }
+}
+
+/// Every route with an exact path. The metrics' endpoints are these paths and
+/// [`PREFIX_ENDPOINTS`] ([`crate::metrics::ENDPOINTS`]), so a route added here
+/// is counted under its own name.
+pub const EXACT_ROUTES: [Route; 24] = [
+    exact("/", Allowed::GetHead, pages::login),
+    exact("/signup", Allowed::GetHead, pages::signup),
+    exact("/home", Allowed::GetHead, pages::home),
+    exact("/healthz", Allowed::GetHead, health::healthz),
+    exact("/readyz", Allowed::GetHead, ready::readyz),
+    exact("/metrics", Allowed::GetHead, health::metrics),
+    exact("/openapi.json", Allowed::GetHead, openapi::document),
+    exact("/profile", Allowed::GetHead, profile::get),
+    exact("/signUp", Allowed::Post, account::sign_up),
+    exact("/login", Allowed::Post, account::login),
+    exact("/logout", Allowed::Post, account::logout),
+    exact("/updateNickName", Allowed::Post, profile::update_nickname),
+    exact(UPLOAD_PATH, Allowed::Post, profile::upload_picture),
+    exact("/sessions", Allowed::GetHead, security::list),
+    exact("/sessions/revoke", Allowed::Post, security::revoke),
+    exact("/sessions/revokeOthers", Allowed::Post, security::revoke_others),
+    exact("/loginHistory", Allowed::GetHead, security::history),
+    exact("/changePassword", Allowed::Post, security::change_password),
+    exact("/deleteAccount", Allowed::Post, security::delete_account),
+    exact("/qr/new", Allowed::Post, qr::new_code),
+    exact("/qr/image", Allowed::GetHead, qr::image),
+    exact("/qr/wait", Allowed::GetHead, qr::wait),
+    exact("/qr/approve", Allowed::Post, qr::approve),
+    exact("/qr/deny", Allowed::Post, qr::deny),
+];
+
+/// The one endpoint label of every phone page `/qr/<key>` (the key is a
+/// secret and a path anyone may choose: never a label).
+const PHONE_PAGE_ENDPOINT: &str = "/qr/{key}";
+
+/// The prefix of every other static file.
+const STATIC_PREFIX: &str = "/static/";
+
+/// The endpoint labels of the routes served by prefix: every phone page,
+/// every picture, every other static file.
+pub const PREFIX_ENDPOINTS: [&str; 3] = [PHONE_PAGE_ENDPOINT, avatar::PREFIX, STATIC_PREFIX];
+
+fn exact_route(path: &str) -> Option<&'static Route> {
+    static ROUTES: [Route; EXACT_ROUTES.len()] = EXACT_ROUTES;
+    ROUTES.iter().find(|route| route.path == path)
+}
+
 /// The endpoint a path is served by, as the metrics and the access log name
 /// it: one of [`crate::metrics::ENDPOINTS`], never the raw path.
 pub fn endpoint(path: &str) -> &'static str {
+    if let Some(route) = exact_route(path) {
+        return route.path;
+    }
     if path.starts_with(avatar::PREFIX) {
-        return avatar::PREFIX;
-    }
-    if path.starts_with("/static/") {
-        return "/static/";
-    }
-    // The routes are the names that are paths; `unmatched` and `unread` are
-    // not, and `/qr/{key}` is the pattern of the phone pages, never a path.
-    let exact = crate::metrics::ENDPOINTS
-        .iter()
-        .find(|e| e.starts_with('/') && !e.contains('{') && **e == path)
-        .copied();
-    match exact {
-        Some(route) => route,
+        avatar::PREFIX
+    } else if path.starts_with(STATIC_PREFIX) {
+        STATIC_PREFIX
+    } else if path.starts_with(qr::PHONE_PATH) {
         // Every other `/qr/...` is served by the phone page (a 404 when it is no key).
-        None if path.starts_with(qr::PHONE_PATH) => PHONE_PAGE_ENDPOINT,
-        None => "unmatched",
+        PHONE_PAGE_ENDPOINT
+    } else {
+        "unmatched"
     }
 }
 
-/// The one endpoint label of every phone page `/qr/<key>`.
-const PHONE_PAGE_ENDPOINT: &str = "/qr/{key}";
-
 /// Serves one request.
 pub fn route(app: &App, request: &Request) -> Response {
-    let (allowed, handler): (Allowed, Handler) = match request.path() {
-        "/" => (Allowed::GetHead, pages::login),
-        "/signup" => (Allowed::GetHead, pages::signup),
-        "/home" => (Allowed::GetHead, pages::home),
-        "/healthz" => (Allowed::GetHead, health::healthz),
-        "/metrics" => (Allowed::GetHead, health::metrics),
-        "/readyz" => (Allowed::GetHead, ready::readyz),
-        "/openapi.json" => (Allowed::GetHead, openapi::document),
-        "/profile" => (Allowed::GetHead, profile::get),
-        "/signUp" => (Allowed::Post, account::sign_up),
-        "/login" => (Allowed::Post, account::login),
-        "/logout" => (Allowed::Post, account::logout),
-        "/updateNickName" => (Allowed::Post, profile::update_nickname),
-        UPLOAD_PATH => (Allowed::Post, profile::upload_picture),
-        "/sessions" => (Allowed::GetHead, security::list),
-        "/sessions/revoke" => (Allowed::Post, security::revoke),
-        "/sessions/revokeOthers" => (Allowed::Post, security::revoke_others),
-        "/loginHistory" => (Allowed::GetHead, security::history),
-        "/changePassword" => (Allowed::Post, security::change_password),
-        "/deleteAccount" => (Allowed::Post, security::delete_account),
-        "/qr/new" => (Allowed::Post, qr::new_code),
-        "/qr/image" => (Allowed::GetHead, qr::image),
-        "/qr/wait" => (Allowed::GetHead, qr::wait),
-        "/qr/approve" => (Allowed::Post, qr::approve),
-        "/qr/deny" => (Allowed::Post, qr::deny),
-        path if path.starts_with(qr::PHONE_PATH) => (Allowed::GetHead, qr::phone_page),
-        path if path.starts_with(avatar::PREFIX) => (Allowed::GetHead, avatar::serve),
-        path if path.starts_with("/static/") => (Allowed::GetHead, static_file),
-        _ => return handlers::failure(app, Client::of(&request.head), &Failure::http(HttpError::NotFound)),
+    let path = request.path();
+    let (allowed, handler): (Allowed, Handler) = match exact_route(path) {
+        Some(route) => (route.allowed, route.handler),
+        None if path.starts_with(qr::PHONE_PATH) => (Allowed::GetHead, qr::phone_page),
+        None if path.starts_with(avatar::PREFIX) => (Allowed::GetHead, avatar::serve),
+        None if path.starts_with(STATIC_PREFIX) => (Allowed::GetHead, static_file),
+        None => {
+            return handlers::failure(app, Client::of(&request.head), &Failure::http(HttpError::NotFound));
+        }
     };
     if !allowed.permits(request.head.method) {
         let failure = Failure::http(HttpError::MethodNotAllowed);
@@ -114,7 +147,7 @@ pub fn route(app: &App, request: &Request) -> Response {
 }
 
 fn static_file(app: &App, request: &Request) -> Response {
-    let relative = request.path().strip_prefix("/static/").unwrap_or_default();
+    let relative = request.path().strip_prefix(STATIC_PREFIX).unwrap_or_default();
     app.statics
         .serve(relative)
         .unwrap_or_else(|failure| handlers::failure(app, Client::of(&request.head), &failure))
