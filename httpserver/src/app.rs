@@ -13,6 +13,8 @@ use crate::avatar_cache::AvatarCache;
 use crate::balancer::{Balancer, BalancerError, Lane, LaneSettings};
 use crate::config::Config;
 use crate::error::Failure;
+use crate::peer_closed::ClientLink;
+use crate::rpc_pool::RpcError;
 use crate::static_files::StaticFiles;
 use crate::templates::{TemplateError, Templates};
 
@@ -141,17 +143,33 @@ impl App {
         }
     }
 
-    /// [`App::call`] for a long poll, over the connections kept for them.
+    /// [`App::call`] for a long poll, over the connections kept for them,
+    /// given up as soon as the client on `link` has gone (a desktop closed
+    /// its page): tcpserver is told to let the wait go, and the thread and
+    /// the connection's place are free at once, not at the wait's deadline.
     ///
     /// # Errors
     ///
     /// As [`App::call`].
-    pub fn call_parked(&self, message: Message) -> Result<Message, Failure> {
-        match self.rpc.call(Lane::Waits, message)? {
-            Message::Error(reply) => Err(Failure::Rejected(reply)),
-            reply => Ok(reply),
+    pub fn call_parked(&self, message: Message, link: Option<ClientLink>) -> Result<Parked, Failure> {
+        let gone = link.map(|link| move || link.gone());
+        let given_up = gone.as_ref().map(|gone| gone as &dyn Fn() -> bool);
+        match self.rpc.call_watched(Lane::Waits, message, given_up) {
+            Ok(Message::Error(reply)) => Err(Failure::Rejected(reply)),
+            Ok(reply) => Ok(Parked::Answered(reply)),
+            Err(RpcError::Abandoned) => Ok(Parked::ClientGone),
+            Err(error) => Err(error.into()),
         }
     }
+}
+
+/// How a parked call ended, when it did not fail.
+#[derive(Debug)]
+pub enum Parked {
+    /// tcpserver's reply (not an error reply).
+    Answered(Message),
+    /// The client went away first; nothing is to be answered.
+    ClientGone,
 }
 
 /// The secret file's bytes as they are, as tcpserver reads them.

@@ -244,6 +244,22 @@ impl Balancer {
     ///
     /// The [`RpcError`] of the last backend tried when none gave a reply.
     pub fn call(&self, lane: Lane, message: Message) -> Result<Message, RpcError> {
+        self.call_watched(lane, message, None)
+    }
+
+    /// [`Balancer::call`] for a parked call, given up when `given_up` says
+    /// its client has gone ([`RpcPool::send_watched`]); that is final, never
+    /// a reason to try another backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`Balancer::call`], and [`RpcError::Abandoned`].
+    pub fn call_watched(
+        &self,
+        lane: Lane,
+        message: Message,
+        given_up: Option<&dyn Fn() -> bool>,
+    ) -> Result<Message, RpcError> {
         let shared = &self.shared;
         let resendable = message.message_type().is_safe_to_resend();
         let request_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -264,17 +280,18 @@ impl Balancer {
             let backend = &shared.backends[index];
             let was_up = backend.up.load(Ordering::Acquire);
             let attempt_started = Instant::now();
-            let error = match backend.pool(lane).send(&request, request_id, resendable, deadline) {
-                Ok(reply) => {
-                    if !was_up {
-                        // Sent while no backend was up, and answered: a probe
-                        // of its own.
-                        shared.answered(index);
+            let error =
+                match backend.pool(lane).send_watched(&request, request_id, resendable, deadline, given_up) {
+                    Ok(reply) => {
+                        if !was_up {
+                            // Sent while no backend was up, and answered: a probe
+                            // of its own.
+                            shared.answered(index);
+                        }
+                        return Ok(reply);
                     }
-                    return Ok(reply);
-                }
-                Err(error) => error,
-            };
+                    Err(error) => error,
+                };
             let step = Step::after(&error);
             if step.dead {
                 shared.failed(index, &error);
@@ -357,6 +374,8 @@ impl Step {
             RpcError::Timeout | RpcError::Protocol(_) | RpcError::UnexpectedReply | RpcError::Encode(_) => {
                 Step { dead: false, elsewhere: false }
             }
+            // Its client has gone: the call is over, wherever it was.
+            RpcError::Abandoned => Step { dead: false, elsewhere: false },
         }
     }
 }

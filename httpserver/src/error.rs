@@ -170,6 +170,9 @@ impl From<RpcError> for Failure {
             RpcError::Protocol(_) | RpcError::UnexpectedReply => HttpError::BadBackendReply,
             // Only an over-long field gets here, and inputs are bounded before that.
             RpcError::Encode(_) => HttpError::BodyTooLarge,
+            // `App::call_parked` answers this itself (status 499); were it to
+            // come here, its client has gone and reads no answer anyway.
+            RpcError::Abandoned => HttpError::BackendInterrupted,
         };
         Failure::http(kind)
     }

@@ -32,6 +32,7 @@ pub mod log;
 pub mod metrics;
 pub mod metrics_allow;
 pub mod multipart;
+pub mod peer_closed;
 pub mod proxy_protocol;
 pub mod qr_image;
 pub mod request;

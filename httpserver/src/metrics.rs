@@ -41,10 +41,11 @@ const fn endpoints() -> [&'static str; EXACT_ROUTES.len() + PREFIX_ENDPOINTS.len
 
 /// The statuses counted by name: every status the server sends (302 is the
 /// log-in redirect of `/home` and the phone page, 410 an expired scan-to-log-in
-/// code); any other is `other`.
-pub const STATUSES: [u16; 25] = [
-    200, 201, 204, 302, 303, 304, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 429, 431, 500, 501, 502,
-    503, 504, 505, 507,
+/// code), and 499, recorded for a QR wait whose client left before its answer
+/// and sent to nobody; any other is `other`.
+pub const STATUSES: [u16; 26] = [
+    200, 201, 204, 302, 303, 304, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 429, 431, 499, 500, 501,
+    502, 503, 504, 505, 507,
 ];
 
 /// Per endpoint and status (the last column: `other`).
@@ -74,6 +75,9 @@ pub struct RpcMetrics {
     pub resent: Counter,
     /// Connections opened (the first of each slot, then reconnections).
     pub connects: Counter,
+    /// Parked calls given up because their HTTP client went away, each
+    /// cancelled on tcpserver (`QrCancel`).
+    pub abandoned: Counter,
     /// 1 while the balancer sends calls to this backend, 0 while it is down
     /// and only probed.
     pub up: Gauge,
@@ -91,6 +95,7 @@ impl RpcMetrics {
             failures: Counter::new(),
             resent: Counter::new(),
             connects: Counter::new(),
+            abandoned: Counter::new(),
             up: Gauge::new(),
             downs: Counter::new(),
         }
@@ -144,7 +149,7 @@ pub fn render(backends: &[String]) -> String {
         histogram.render(&mut out, name, &format!("endpoint=\"{endpoint}\""));
     }
     type Read = fn(&RpcMetrics) -> i64;
-    let families: [(&str, &str, &str, Read); 9] = [
+    let families: [(&str, &str, &str, Read); 10] = [
         ("usermgmt_rpc_calls_total", "counter", "RPC calls made to tcpserver.", |m| m.calls.get() as i64),
         ("usermgmt_rpc_calls_in_flight", "gauge", "RPC calls waiting for their reply.", |m| {
             m.in_flight.get()
@@ -175,6 +180,12 @@ pub fn render(backends: &[String]) -> String {
             "counter",
             "Connections opened to tcpserver, first ones and reconnections.",
             |m| m.connects.get() as i64,
+        ),
+        (
+            "usermgmt_rpc_abandoned_total",
+            "counter",
+            "Parked RPC calls (QR waits) given up because their HTTP client went away, and cancelled on tcpserver.",
+            |m| m.abandoned.get() as i64,
         ),
         (
             "usermgmt_rpc_backend_up",

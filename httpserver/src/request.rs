@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use crate::body_budget::{BudgetError, Reservation};
 use crate::chunked::ChunkError;
 use crate::error::{Failure, HttpError};
+use crate::peer_closed::ClientLink;
 
 /// Largest request head (request line and headers). 16 KiB holds any real
 /// browser's headers with room for large cookies; more is an attack or a bug.
@@ -271,6 +272,9 @@ pub struct Request {
     pub body: Body,
     /// The client's address (IPv4-mapped IPv6 addresses shown as IPv4).
     pub peer: IpAddr,
+    /// The connection it came on, to ask whether the client is still there
+    /// (`None` for requests made up by tests).
+    pub client_link: Option<ClientLink>,
     /// Holds the body's share of the [`crate::body_budget::BodyBudget`] until
     /// the request is dropped.
     _reservation: Option<Reservation>,
@@ -284,7 +288,13 @@ impl Request {
 
     /// Assembles a request whose body holds `reservation` until it is dropped.
     pub(crate) fn holding(head: Head, body: Body, peer: IpAddr, reservation: Option<Reservation>) -> Request {
-        Request { head, body, peer: peer.to_canonical(), _reservation: reservation }
+        Request { head, body, peer: peer.to_canonical(), client_link: None, _reservation: reservation }
+    }
+
+    /// The request, able to ask whether its client is still there on `link`.
+    pub fn with_client_link(mut self, link: ClientLink) -> Request {
+        self.client_link = Some(link);
+        self
     }
 
     /// The path part of the target.

@@ -15,6 +15,10 @@ use serde::Serialize;
 
 use crate::error::Problem;
 
+/// The status recorded for a request whose client closed its connection
+/// before the answer ([`Response::client_gone`]); never sent.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 /// Headers every HTML page carries. The policy allows only this origin's
 /// stylesheet, images and script files (the log-in page's `static/qr.js`),
 /// no inline script, no framing, and forms that post only here.
@@ -88,6 +92,14 @@ impl Response {
     pub fn without_body(mut self) -> Response {
         self.bodiless = true;
         self
+    }
+
+    /// What is "answered" to a client that closed its connection before its
+    /// answer was ready: status 499 (nginx's "client closed request"), which
+    /// the access log and the metrics record and nobody reads; the connection
+    /// is closed.
+    pub fn client_gone() -> Response {
+        Response::new(CLIENT_CLOSED_REQUEST).closing()
     }
 
     /// Asks for the connection to be closed after this response.

@@ -34,6 +34,14 @@
 //! its frame partly written leaves the stream out of step, so that connection
 //! is closed and the calls waiting on it fail with it (as if it had broken).
 //!
+//! A parked call (a QR wait, held by tcpserver up to 25 s) may be given up
+//! before its reply: its caller says, when asked every second, that its HTTP
+//! client has gone ([`RpcPool::send_watched`]). The call then ends with
+//! [`RpcError::Abandoned`] and a `QrCancel` for it is written on the same
+//! connection (request id [`CANCEL_REQUEST_ID`], whose reply, like the
+//! wait's own, answers nobody and is dropped), so tcpserver lets the wait go
+//! at once instead of holding it to its deadline.
+//!
 //! Each new connection proves the RPC secret (`handshake.rs`) before any call
 //! is written on it, by the deadline of the call that opened it. One refused
 //! fails that call with [`RpcError::Handshake`] and is not kept.
@@ -65,10 +73,22 @@ use self::socket::{WriteFailure, open, peer_still_open, remaining, write_frame};
 use self::write_turn::WriteTurn;
 use crate::metrics::{self, RpcMetrics};
 
-/// Calls in flight on one connection, at most: tcpserver stops reading a
-/// connection with this many requests at its workers (`MAX_IN_FLIGHT` in
-/// `tcpserver/src/conn.rs`), so more would only wait in socket buffers.
-pub const MAX_CALLS_PER_CONNECTION: usize = 256;
+/// Calls in flight on one connection, at most: one less than tcpserver takes
+/// from one connection before it stops reading it (`MAX_IN_FLIGHT`, 256, in
+/// `tcpserver/src/conn.rs`), so that calls never wait in socket buffers and a
+/// `QrCancel` is always read. A call given up keeps its place until its
+/// cancel is written, so every frame tcpserver reads finds at most 255
+/// requests of this connection in flight there, its place to spare.
+pub const MAX_CALLS_PER_CONNECTION: usize = 255;
+
+/// The request id of every `QrCancel`: no call has it (ids start at 1), so
+/// its reply is dropped as one nobody waits for.
+const CANCEL_REQUEST_ID: u64 = 0;
+
+/// The longest a `QrCancel` waits for its turn to be written: it is a courtesy
+/// to tcpserver (the wait ends at its deadline anyway), not worth holding the
+/// thread of a client that has gone.
+const CANCEL_WRITE_TIME: Duration = Duration::from_millis(100);
 
 /// Bytes a reader asks the socket for at a time: a batch of replies (a profile
 /// is a few hundred bytes) in one `read`.
@@ -100,6 +120,9 @@ pub enum RpcError {
     UnexpectedReply,
     /// The request could not be encoded (a field over the wire format's limits).
     Encode(proto::Error),
+    /// The caller gave the call up before its reply: whoever it was for has
+    /// gone ([`RpcPool::send_watched`]). tcpserver was told to let it go.
+    Abandoned,
 }
 
 impl fmt::Display for RpcError {
@@ -113,6 +136,7 @@ impl fmt::Display for RpcError {
             RpcError::Protocol(e) => write!(f, "garbled reply from the back end: {e}"),
             RpcError::UnexpectedReply => f.write_str("reply does not answer the request"),
             RpcError::Encode(e) => write!(f, "request cannot be encoded: {e}"),
+            RpcError::Abandoned => f.write_str("call given up: its client went away"),
         }
     }
 }
@@ -239,16 +263,37 @@ impl RpcPool {
         resendable: bool,
         deadline: Instant,
     ) -> Result<Message, RpcError> {
+        self.send_watched(request, request_id, resendable, deadline, None)
+    }
+
+    /// [`RpcPool::send`] for a parked call, given up as soon as `given_up`
+    /// says so (asked about once a second while the reply is awaited): its
+    /// HTTP client has gone. The call then fails with
+    /// [`RpcError::Abandoned`], and tcpserver is told to let it go (the module
+    /// doc says how).
+    ///
+    /// # Errors
+    ///
+    /// As [`RpcPool::call`], and [`RpcError::Abandoned`].
+    pub fn send_watched(
+        &self,
+        request: &[u8],
+        request_id: u64,
+        resendable: bool,
+        deadline: Instant,
+        given_up: Option<&dyn Fn() -> bool>,
+    ) -> Result<Message, RpcError> {
         self.metrics.calls.add(1);
         self.metrics.in_flight.add(1);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.exchange_until(request, request_id, resendable, deadline);
+        let outcome = self.exchange_until(request, request_id, resendable, deadline, given_up);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.metrics.in_flight.add(-1);
         match &outcome {
             Ok(_) => {}
             Err(RpcError::Busy) => self.metrics.busy.add(1),
             Err(RpcError::Timeout) => self.metrics.timeouts.add(1),
+            Err(RpcError::Abandoned) => self.metrics.abandoned.add(1),
             Err(_) => self.metrics.failures.add(1),
         }
         outcome
@@ -260,11 +305,12 @@ impl RpcPool {
         request_id: u64,
         resendable: bool,
         deadline: Instant,
+        given_up: Option<&dyn Fn() -> bool>,
     ) -> Result<Message, RpcError> {
         let reserved = self.pick_link()?;
         let mut resent = false;
         loop {
-            let failure = match reserved.exchange(self, request, request_id, deadline) {
+            let failure = match reserved.exchange(self, request, request_id, deadline, given_up) {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
@@ -289,6 +335,7 @@ impl RpcPool {
                 Exchange::TimedOut => RpcError::Timeout,
                 Exchange::Garbled(e) => RpcError::Protocol(e),
                 Exchange::WrongReply => RpcError::UnexpectedReply,
+                Exchange::Abandoned => RpcError::Abandoned,
             });
         }
     }
@@ -352,6 +399,8 @@ enum Exchange {
     Garbled(proto::Error),
     /// The back end sent a frame that answers nothing sent.
     WrongReply,
+    /// The caller gave up before the reply.
+    Abandoned,
 }
 
 impl Exchange {
@@ -365,6 +414,7 @@ impl Exchange {
             Exchange::TimedOut => Exchange::TimedOut,
             Exchange::Garbled(e) => Exchange::Garbled(e.clone()),
             Exchange::WrongReply => Exchange::WrongReply,
+            Exchange::Abandoned => Exchange::Abandoned,
         }
     }
 }
@@ -411,13 +461,14 @@ impl Drop for Reserved<'_> {
 
 impl Reserved<'_> {
     /// One attempt: send the frame on the link's connection (opening one if
-    /// needed) and wait for its reply.
+    /// needed) and wait for its reply, or until `given_up` says so.
     fn exchange(
         &self,
         pool: &RpcPool,
         request: &[u8],
         request_id: u64,
         deadline: Instant,
+        given_up: Option<&dyn Fn() -> bool>,
     ) -> Result<Message, Exchange> {
         let link = self.0;
         let slot = Arc::new(Slot::default());
@@ -459,12 +510,20 @@ impl Reserved<'_> {
                 });
             }
         }
-        let outcome = slot.wait(deadline);
+        let outcome = slot.wait(deadline, given_up);
         if outcome.is_none() {
             link.waiting().calls.remove(&request_id);
         }
         // A reply may have landed between the timeout and the removal.
-        outcome.or_else(|| slot.take()).unwrap_or(Err(Exchange::TimedOut))
+        match outcome.or_else(|| slot.take()) {
+            Some(outcome) => outcome,
+            // Given up with time left: tell tcpserver.
+            None if remaining(deadline).is_some() => {
+                link.cancel(request_id);
+                Err(Exchange::Abandoned)
+            }
+            None => Err(Exchange::TimedOut),
+        }
     }
 }
 
@@ -511,6 +570,22 @@ impl Link {
             .spawn(move || link.read_replies(reader, connection))
             .map_err(Exchange::Unreachable)?;
         Ok(stream)
+    }
+
+    /// Writes a `QrCancel` of the wait `request_id` on the current connection,
+    /// if there is one (with none, the wait's connection ended, and the wait
+    /// with it) and its turn comes within [`CANCEL_WRITE_TIME`]. Its reply is
+    /// dropped: no call waits for [`CANCEL_REQUEST_ID`]. A frame cut short
+    /// leaves the stream out of step, so that connection ends, as for a call.
+    fn cancel(&self, request_id: u64) {
+        let Ok(frame) = encode(CANCEL_REQUEST_ID, Message::QrCancel { wait: request_id }) else { return };
+        let deadline = Instant::now() + CANCEL_WRITE_TIME;
+        let Some(mut writer) = self.writer.take_until(deadline) else { return };
+        let Some(stream) = writer.as_mut() else { return };
+        match write_frame(stream, &frame, deadline) {
+            Ok(()) | Err(WriteFailure::OutOfTime { written: 0 }) => {}
+            Err(_) => self.end_connection(&mut writer, &Exchange::Lost),
+        }
     }
 
     /// Closes the current connection and fails every call waiting on it with

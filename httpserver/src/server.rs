@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::connection::{HttpConnection, Timeouts};
 use crate::error::{Failure, HttpError};
 use crate::handlers::{self, Client};
+use crate::peer_closed::ClientLink;
 use crate::proxy_protocol::{self, ProxyError};
 use crate::request::{Method, RequestError};
 use crate::response::Response;
@@ -364,7 +365,7 @@ fn serve(
         let path = head.path().to_owned();
         let endpoint = router::endpoint(&path);
         let request = match conn.read_request(head, router::body_limit(&path), peer.ip()) {
-            Ok(request) => request,
+            Ok(request) => request.with_client_link(ClientLink::of(conn.stream())),
             Err(e) => {
                 refuse(app, &mut conn, &e, client, Some(&path), peer, |status| {
                     finish(method, endpoint, status, started)

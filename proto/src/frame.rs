@@ -253,6 +253,8 @@ mod tests {
                 created_unix: u64::MAX - 1,
             },
             Message::QrDecided { state: QrState::Denied },
+            Message::QrCancel { wait: u64::MAX },
+            Message::QrCancelled,
             Message::GetAvatar { name: format!("{}.png", "ab".repeat(32)) },
             Message::Avatar { content_type: "image/webp".into(), image: vec![0x52, 0x49, 0x46, 0x46] },
         ];
@@ -336,7 +338,7 @@ mod tests {
         for write in
             [Login, Logout, SetAvatar, RevokeSession, RevokeOtherSessions, ChangePassword, DeleteAccount]
                 .into_iter()
-                .chain([QrCreate, QrScan, QrDecide, Proof])
+                .chain([QrCreate, QrScan, QrDecide, QrCancel, Proof])
         {
             assert!(!write.is_safe_to_resend(), "{write:?} would be applied twice");
         }

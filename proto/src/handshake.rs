@@ -57,7 +57,7 @@ pub const MIN_SECRET_LEN: usize = 16;
 
 /// What a proof is a MAC of, after the nonce. It names the protocol version:
 /// a test fails when [`crate::VERSION`] changes and this does not.
-pub const CONTEXT: &[u8] = b"usermgmt RPC handshake: client proof, protocol version 5";
+pub const CONTEXT: &[u8] = b"usermgmt RPC handshake: client proof, protocol version 6";
 
 /// A challenge's nonce: random bytes the server draws for each connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

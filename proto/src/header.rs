@@ -25,6 +25,10 @@ pub const MAGIC: u16 = 0x554D;
 /// The protocol version this build speaks. A peer with another version is refused
 /// rather than misread.
 ///
+/// - 6: `QrCancel` (0x24) ends a parked `QrWait` whose client went away,
+///   answered `QrCancelled` (0xa4); the messages are otherwise those of 5.
+///   A version-5 tcpserver would refuse the new type mid-connection (and
+///   fail the calls sharing it), so the handshake refuses it instead.
 /// - 5: `SignUp` ends with a 16-byte idempotency key
 ///   ([`crate::IdempotencyKey`]), and a client sends `SignUp` and
 ///   `UpdateNickname` again after a lost connection ([`crate::idempotency`]);
@@ -41,7 +45,7 @@ pub const MAGIC: u16 = 0x554D;
 /// - 2: every connection begins with the handshake of [`crate::handshake`]
 ///   (`Challenge`, `Proof`, `Accepted`); the messages are otherwise those of 1.
 /// - 1: no handshake; the first frame was a request.
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 
 /// Largest body a frame may carry: one profile picture at its cap
 /// ([`crate::MAX_IMAGE_LEN`]) plus room for a token and the length prefixes.

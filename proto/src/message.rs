@@ -46,6 +46,7 @@ pub enum MessageType {
     QrWait = 0x21,
     QrScan = 0x22,
     QrDecide = 0x23,
+    QrCancel = 0x24,
     SignedUp = 0x81,
     LoggedIn = 0x82,
     LoggedOut = 0x83,
@@ -67,6 +68,7 @@ pub enum MessageType {
     QrStatus = 0xa1,
     QrDetails = 0xa2,
     QrDecided = 0xa3,
+    QrCancelled = 0xa4,
     Error = 0xff,
 }
 
@@ -96,6 +98,7 @@ impl MessageType {
             0x21 => QrWait,
             0x22 => QrScan,
             0x23 => QrDecide,
+            0x24 => QrCancel,
             0x81 => SignedUp,
             0x82 => LoggedIn,
             0x83 => LoggedOut,
@@ -116,6 +119,7 @@ impl MessageType {
             0xa1 => QrStatus,
             0xa2 => QrDetails,
             0xa3 => QrDecided,
+            0xa4 => QrCancelled,
             0xff => Error,
             _ => return None,
         })
@@ -550,6 +554,16 @@ pub enum Message {
         /// The phone's address, for the approval throttle.
         client: Option<IpAddr>,
     },
+    /// The client of a `QrWait` sent earlier on this connection went away
+    /// (the desktop closed its page): end that wait now, not at its deadline,
+    /// with whatever it held. Answered [`Message::QrCancelled`] whether or not
+    /// the wait was still held (it may have been answered meanwhile); the
+    /// wait, if held, is answered too, with its last answer, which its client
+    /// no longer reads. A wait on another connection is never touched.
+    QrCancel {
+        /// The request id of the `QrWait` on this connection.
+        wait: u64,
+    },
     /// A new code.
     QrCreated {
         /// The key the QR image encodes (hex of 32 random bytes).
@@ -586,6 +600,8 @@ pub enum Message {
         /// `Confirmed` or `Denied`.
         state: QrState,
     },
+    /// Answer to [`Message::QrCancel`]: that wait is no longer held.
+    QrCancelled,
     /// The request failed.
     Error(ErrorReply),
 }
@@ -631,6 +647,8 @@ impl Message {
             Message::QrWait { .. } => MessageType::QrWait,
             Message::QrScan { .. } => MessageType::QrScan,
             Message::QrDecide { .. } => MessageType::QrDecide,
+            Message::QrCancel { .. } => MessageType::QrCancel,
+            Message::QrCancelled => MessageType::QrCancelled,
             Message::QrCreated { .. } => MessageType::QrCreated,
             Message::QrStatus { .. } => MessageType::QrStatus,
             Message::QrDetails { .. } => MessageType::QrDetails,
@@ -713,7 +731,9 @@ impl Message {
             | Message::Accepted
             | Message::CheckReady
             | Message::SessionRevoked
-            | Message::AccountDeleted => {}
+            | Message::AccountDeleted
+            | Message::QrCancelled => {}
+            Message::QrCancel { wait } => w.u64(*wait),
             Message::Readiness { mysql, redis } => w.u8(u8::from(*mysql) | u8::from(*redis) << 1),
             Message::Challenge(nonce) => w.fixed(&nonce.0),
             Message::Proof(proof) => w.fixed(&proof.0),
@@ -883,6 +903,8 @@ impl Message {
                 created_unix: r.u64()?,
             },
             MessageType::QrDecided => Message::QrDecided { state: r.qr_state()? },
+            MessageType::QrCancel => Message::QrCancel { wait: r.u64()? },
+            MessageType::QrCancelled => Message::QrCancelled,
             MessageType::Error => {
                 let raw = r.u16()?;
                 let code = ErrorCode::from_u16(raw).ok_or(Error::UnknownErrorCode(raw))?;

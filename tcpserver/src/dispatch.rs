@@ -81,6 +81,8 @@ pub fn handle(service: &mut Service, message: Message) -> Result<Message, Error>
         Message::QrWait { key, binding, seen, client, .. } => {
             service.qr_check(&key, &binding, seen, client).map(|check| check.reply)
         }
+        // The reactor ends the waits it holds; a worker holds none to end.
+        Message::QrCancel { .. } => Ok(Message::QrCancelled),
         // `route` answers these on the reactor; should one arrive here anyway,
         // route it again rather than fail.
         other => match route(other) {

@@ -65,6 +65,13 @@ pub static SESSIONS_LOGGED_OUT: Named =
 /// once per turn).
 pub static QR_WAITS: Gauge = Gauge::new();
 
+/// Scan-to-log-in waits ended early because their client went away
+/// (`QrCancel` from httpserver, when the desktop closed its page).
+pub static QR_WAITS_CANCELLED: Named = Named::new(
+    "usermgmt_qr_waits_cancelled_total",
+    "Scan-to-log-in waits ended early because their client went away.",
+);
+
 /// Scan-to-log-in codes approved or denied (their waits are answered).
 pub static QR_DECISIONS: Named =
     Named::new("usermgmt_qr_decisions_total", "Scan-to-log-in codes approved or denied.");
@@ -266,6 +273,7 @@ pub fn render() -> String {
         &PROFILE_HITS,
         &PROFILE_MISSES,
         &QR_DECISIONS,
+        &QR_WAITS_CANCELLED,
         &SIGN_UPS_REPEATED,
         &NICKNAMES_UNCHANGED,
     ] {
@@ -376,8 +384,12 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for byte in 0..=u8::MAX {
             let Some(kind) = MessageType::from_u8(byte) else { continue };
-            // Ping is answered by the reactor and the handshake's proof before any work.
-            if !kind.is_request() || kind.is_handshake() || kind == MessageType::Ping {
+            // Ping and QrCancel are answered by the reactor, and the
+            // handshake's proof comes before any work.
+            if !kind.is_request()
+                || kind.is_handshake()
+                || matches!(kind, MessageType::Ping | MessageType::QrCancel)
+            {
                 continue;
             }
             let label = OPERATIONS[operation_index(kind)];

@@ -311,6 +311,17 @@ impl QrWaits {
         self.deadlines.peek().map(|Reverse((at, _, _))| *at)
     }
 
+    /// Ends the wait that request `request_id` of connection `conn_id` (at
+    /// `token`) began, if it is still held, with its last answer: its client
+    /// went away (`QrCancel`). A wait of any other connection is never found.
+    pub fn cancel(&mut self, token: Token, conn_id: u64, request_id: u64) -> Option<Ended> {
+        let id = *self.by_conn.get(&token)?.iter().find(|&&id| {
+            self.waits.get(id).is_some_and(|w| w.conn_id == conn_id && w.request_id == request_id)
+        })?;
+        let serial = self.waits.get(id)?.serial;
+        self.remove(WaitRef { id, serial })
+    }
+
     /// Drops every wait of a closed connection.
     pub fn close_connection(&mut self, token: Token) {
         for id in self.by_conn.remove(&token).unwrap_or_default() {
@@ -434,6 +445,28 @@ mod tests {
         assert!(waits.is_empty());
         assert!(waits.by_key.is_empty() && waits.by_conn.is_empty());
         assert!(waits.checked(r, status(QrState::Scanned), false, 0, now).is_none(), "gone");
+    }
+
+    #[test]
+    fn a_cancel_ends_only_its_own_wait_with_its_last_answer() {
+        let now = Instant::now();
+        let mut waits = QrWaits::new();
+        let r = parked(&mut waits, now);
+        let other = waits.begin((Token(1), 1, 8), request(25_000), now).unwrap();
+        assert!(waits.cancel(Token(1), 2, 7).is_none(), "another connection in the same slot");
+        assert!(waits.cancel(Token(2), 1, 7).is_none(), "another token");
+        let ended = waits.cancel(Token(1), 1, 7).expect("held");
+        assert_eq!((ended.token, ended.conn_id, ended.request_id), (Token(1), 1, 7));
+        assert!(
+            matches!(ended.reply, Message::QrStatus { state: QrState::Pending, .. }),
+            "{:?}",
+            ended.reply
+        );
+        assert!(waits.cancel(Token(1), 1, 7).is_none(), "once");
+        assert!(waits.checked(r, status(QrState::Scanned), false, 0, now).is_none(), "gone");
+        assert_eq!(waits.len(), 1);
+        assert!(waits.remove(other).is_some(), "the other wait is still held");
+        assert!(waits.by_key.is_empty() && waits.by_conn.is_empty());
     }
 
     #[test]

@@ -426,6 +426,10 @@ impl Reactor {
             let wait_ms = *wait_ms;
             return self.take_wait(token, conn_id, request_id, trace, work, wait_ms);
         }
+        if let Message::QrCancel { wait } = &work {
+            let wait = *wait;
+            return self.cancel_wait(token, conn_id, request_id, wait);
+        }
         let job = Job { token, conn_id, request_id, trace, message: work, wait: None };
         let submitted = match &self.pool {
             Some(pool) => pool.submit(job),
@@ -487,6 +491,20 @@ impl Reactor {
                 self.reply(token, request_id, busy(ErrorCode::Unavailable));
             }
         }
+    }
+
+    /// Takes a `QrCancel`: the wait `wait` of this connection ends now, with
+    /// its last answer (which its client no longer reads), so that its place
+    /// here and its count among the connection's requests in flight are
+    /// given back at once, not at its deadline. Answered `QrCancelled`
+    /// whether or not the wait was still held; no worker is involved. A
+    /// check of it a worker still runs finds it gone and is dropped.
+    fn cancel_wait(&mut self, token: Token, conn_id: u64, request_id: u64, wait: u64) {
+        if let Some(ended) = self.qr.cancel(token, conn_id, wait) {
+            crate::metrics::QR_WAITS_CANCELLED.add(1);
+            self.answer_wait(ended);
+        }
+        self.reply(token, request_id, Message::QrCancelled);
     }
 
     /// Counts a request taken for a connection, until its reply is queued.

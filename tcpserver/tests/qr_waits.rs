@@ -69,6 +69,41 @@ fn parked_waits_hold_no_worker_and_go_with_their_connection() {
     until_waits(&server, 0, Duration::from_secs(3));
 }
 
+#[test]
+fn a_cancelled_wait_is_let_go_at_once_and_the_others_on_its_connection_stay() {
+    let server = TestServer::start();
+    let mut desktop = server.connect();
+    let (key, binding) = new_code(&mut desktop);
+    let ids: Vec<u64> = (0..3).map(|_| desktop.send(wait_message(&key, &binding, 25_000))).collect();
+    until_waits(&server, 3, Duration::from_secs(10));
+    let started = Instant::now();
+    let cancel = desktop.send(Message::QrCancel { wait: ids[1] });
+    // The cancelled wait is answered (its last answer) and the cancel is
+    // acknowledged, in either order, at once: not at the 25 s deadline.
+    let mut answered = Vec::new();
+    for _ in 0..2 {
+        let frame = desktop.recv();
+        answered.push((frame.request_id, frame.message));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    answered.sort_by_key(|(id, _)| *id);
+    assert!(
+        matches!(&answered[0], (id, Message::QrStatus { state: QrState::Pending, token: None, .. }) if *id == ids[1]),
+        "{answered:?}"
+    );
+    assert_eq!(answered[1], (cancel, Message::QrCancelled));
+    until_waits(&server, 2, Duration::from_secs(3));
+    assert_eq!(server.metric("usermgmt_qr_waits_cancelled_total"), 1);
+    // A wait no longer held, or never held here, is acknowledged the same.
+    assert_eq!(desktop.call(Message::QrCancel { wait: ids[1] }), Message::QrCancelled);
+    assert_eq!(desktop.call(Message::QrCancel { wait: 999_999 }), Message::QrCancelled);
+    // Another connection cannot cancel this one's waits.
+    let mut other = server.connect();
+    assert_eq!(other.call(Message::QrCancel { wait: ids[0] }), Message::QrCancelled);
+    until_waits(&server, 2, Duration::from_secs(3));
+    assert_eq!(server.metric("usermgmt_qr_waits_cancelled_total"), 1);
+}
+
 on_single_and_cluster! {
 fn one_approval_answers_every_wait_on_the_code_and_only_one_of_them_redeems_it(options) {
     let server = TestServer::start_with(options.clone());

@@ -13,7 +13,7 @@ use proto::{Message, QrState, Secret};
 use serde_json::json;
 
 use super::{Client, Success, credential, failure, respond, unexpected_reply};
-use crate::app::App;
+use crate::app::{App, Parked};
 use crate::csrf;
 use crate::error::{Failure, HttpError};
 use crate::input::Fields;
@@ -146,9 +146,12 @@ pub fn wait(app: &App, request: &Request) -> Response {
         wait_ms,
         client: Some(request.peer),
     };
-    let reply = match app.call_parked(message) {
-        Ok(Message::QrStatus { state, nickname, avatar, token }) => Ok((state, nickname, avatar, token)),
-        Ok(_) => Err(unexpected_reply()),
+    let reply = match app.call_parked(message, request.client_link) {
+        Ok(Parked::Answered(Message::QrStatus { state, nickname, avatar, token })) => {
+            Ok((state, nickname, avatar, token))
+        }
+        Ok(Parked::Answered(_)) => Err(unexpected_reply()),
+        Ok(Parked::ClientGone) => return Response::client_gone(),
         Err(f) => Err(f),
     };
     let secure = app.config.secure_cookies;

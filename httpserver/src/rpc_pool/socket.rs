@@ -53,17 +53,7 @@ pub(super) fn write_frame(
 /// (bytes waiting on an idle connection are read by its reader, so only EOF
 /// or an error shows here).
 pub(super) fn peer_still_open(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    // SAFETY: recv writes at most `probe.len()` bytes into `probe`.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            probe.as_mut_ptr().cast(),
-            probe.len(),
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n > 0 || (n < 0 && io::Error::last_os_error().kind() == ErrorKind::WouldBlock)
+    !crate::peer_closed::closed(stream.as_raw_fd())
 }
 
 pub(super) fn open(backend: &str, deadline: Instant) -> io::Result<TcpStream> {

@@ -1,0 +1,111 @@
+//! Whether the other end of a connection has closed it, asked without reading
+//! anything and without waiting: one `poll` with a zero timeout for
+//! `POLLRDHUP` (Linux: the peer shut its sending side), `POLLHUP` or
+//! `POLLERR` (a reset). Unlike a peeking `recv`, it sees a close behind bytes
+//! nobody has read yet (a request pipelined after a long poll, then a close).
+//!
+//! The RPC client asks it of an idle connection to tcpserver before writing on
+//! it (`rpc_pool`); a parked call asks it of its HTTP client's connection
+//! ([`ClientLink`]) while tcpserver holds the wait, so that a desktop that
+//! closed its page is let go at once rather than at the wait's deadline.
+
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
+
+/// True when the peer has closed the connection (shut its sending side) or
+/// it failed (reset); false while it is open, with bytes waiting or none yet,
+/// and when the question could not be asked (an interrupted `poll`).
+pub fn closed(fd: RawFd) -> bool {
+    let mut probe = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: poll reads and writes the one pollfd it is given, and with a
+    // timeout of 0 returns at once; a descriptor that is not open is
+    // reported as POLLNVAL, not an error.
+    let ready = unsafe { libc::poll(&raw mut probe, 1, 0) };
+    ready > 0 && probe.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+/// The connection a request came on, as its handler may ask of it: whether
+/// the client is still there. Held by the [`crate::request::Request`] it
+/// serves, which never outlives the connection (the server reads the next
+/// request only after this one is answered and dropped).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLink {
+    fd: RawFd,
+}
+
+impl ClientLink {
+    /// The link of a client's connection.
+    pub fn of(stream: &TcpStream) -> ClientLink {
+        ClientLink { fd: stream.as_raw_fd() }
+    }
+
+    /// True once the client has closed its connection or it broke. A client
+    /// that sent more (a pipelined request) and keeps the connection open is
+    /// still there.
+    pub fn gone(&self) -> bool {
+        closed(self.fd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    fn until_gone(link: ClientLink) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if link.gone() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn a_client_that_waits_or_sends_more_is_there_and_one_that_closed_is_gone() {
+        let (mut client, server) = pair();
+        let link = ClientLink::of(&server);
+        assert!(!link.gone(), "open, nothing sent");
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        thread::sleep(Duration::from_millis(50));
+        assert!(!link.gone(), "bytes waiting are not a close, and are not consumed");
+        assert!(!link.gone());
+        drop(client);
+        assert!(until_gone(link), "closed, behind bytes nobody read");
+    }
+
+    #[test]
+    fn a_client_whose_connection_was_reset_is_gone() {
+        let (client, server) = pair();
+        // Linger 0: close sends a reset, not an orderly end.
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: setsockopt reads `size_of::<linger>()` bytes from `linger`.
+        let set = unsafe {
+            libc::setsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+        let link = ClientLink::of(&server);
+        drop(client);
+        assert!(until_gone(link), "reset");
+        server.shutdown(Shutdown::Both).ok();
+    }
+}
