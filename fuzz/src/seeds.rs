@@ -189,6 +189,9 @@ pub fn frames() -> Vec<Seed> {
         "avatar",
         Message::Avatar { content_type: "image/png".into(), image: b"\x89PNG\r\n\x1a\n".to_vec() },
     ));
+    // A wait's client gone (protocol 6), last for the same reason.
+    messages.push(("qr-cancel", Message::QrCancel { wait: 7 }));
+    messages.push(("qr-cancelled", Message::QrCancelled));
     let mut seeds: Vec<Seed> = messages
         .into_iter()
         .enumerate()
