@@ -46,6 +46,18 @@ pub const MAX_WAITS: usize = 16_384;
 /// and browsers commonly give up on a silent request.
 pub const MAX_WAIT: Duration = Duration::from_secs(25);
 
+/// Waits held at least this long end a random part of [`JITTER_SHARE`]
+/// early; shorter ones end exactly on time.
+const JITTER_FROM: Duration = Duration::from_secs(5);
+
+/// At most this share of a wait's time (a fifth: 20 to 25 s for a 25 s
+/// wait) is taken off its end at random, so that pages opened together (ten
+/// thousand desktops after a deploy, the load scenario) do not all come back
+/// for their next wait in the same second, and stay apart afterwards: one
+/// burst of thousands of requests would queue ahead of the approvals and
+/// log-ins arriving with it.
+const JITTER_SHARE: u32 = 5;
+
 /// Slack added to a code's remaining lifetime before its final check, so
 /// that Redis has expired it by then.
 const EXPIRY_SLACK: Duration = Duration::from_millis(20);
@@ -153,7 +165,7 @@ impl QrWaits {
             }
             _ => (String::new(), QrState::Expired, 0),
         };
-        let deadline = now + Duration::from_millis(u64::from(wait_ms)).min(MAX_WAIT);
+        let deadline = now + jittered(Duration::from_millis(u64::from(wait_ms)).min(MAX_WAIT));
         self.next_serial += 1;
         let serial = self.next_serial;
         let last = Message::QrStatus { state: seen, nickname: None, avatar: None, token: None };
@@ -351,6 +363,16 @@ impl QrWaits {
     }
 }
 
+/// How long a wait asked to be held `held` is held: `held` less a random part
+/// of its [`JITTER_SHARE`], from [`JITTER_FROM`] on.
+fn jittered(held: Duration) -> Duration {
+    if held < JITTER_FROM {
+        return held;
+    }
+    let most = held / JITTER_SHARE;
+    held - most.mul_f64(rand::random::<f64>())
+}
+
 fn unindex<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<usize>>, key: &K, id: usize) {
     if let Some(ids) = map.get_mut(key) {
         ids.retain(|&i| i != id);
@@ -467,6 +489,16 @@ mod tests {
         assert_eq!(waits.len(), 1);
         assert!(waits.remove(other).is_some(), "the other wait is still held");
         assert!(waits.by_key.is_empty() && waits.by_conn.is_empty());
+    }
+
+    #[test]
+    fn long_waits_end_up_to_a_fifth_early_at_random_and_short_ones_on_time() {
+        assert_eq!(jittered(Duration::from_millis(500)), Duration::from_millis(500));
+        assert_eq!(jittered(Duration::from_millis(4_999)), Duration::from_millis(4_999));
+        let held: Vec<Duration> = (0..1000).map(|_| jittered(MAX_WAIT)).collect();
+        assert!(held.iter().all(|&h| h <= MAX_WAIT && h >= MAX_WAIT - MAX_WAIT / JITTER_SHARE), "{held:?}");
+        let (min, max) = (held.iter().min().unwrap(), held.iter().max().unwrap());
+        assert!(*max - *min > Duration::from_secs(4), "spread over the last fifth: {min:?}..{max:?}");
     }
 
     #[test]
