@@ -235,8 +235,8 @@ fn killing_a_tcpserver_fails_no_profile_read_and_no_write_is_lost_or_doubled() {
     let users = load_users(fleet.edge, 4);
     let victim = fleet.pid("tcpserver1");
     let others = pids_but(fleet, "tcpserver1");
-    let (sent, killed_at) =
-        load_across_kill(fleet, &users, victim, Duration::from_secs(2), Duration::from_secs(5));
+    let (sent, killed_at, _) =
+        load_across_kill(fleet, &users, victim, None, Duration::from_secs(2), Duration::from_secs(5));
     eprintln!("tcpserver1 killed: {}", summary(&sent));
 
     let failed_reads: Vec<&Sent> =
@@ -305,12 +305,28 @@ fn killing_an_httpserver_fails_only_what_was_in_flight_on_it() {
     let users = load_users(fleet.edge, 4);
     let victim = fleet.pid("httpserver1");
     let others = pids_but(fleet, "httpserver1");
-    let (sent, killed_at) =
-        load_across_kill(fleet, &users, victim, Duration::from_secs(2), Duration::from_secs(4));
-    eprintln!("httpserver1 killed: {}", summary(&sent));
+    let (sent, killed_at, gone_at) = load_across_kill(
+        fleet,
+        &users,
+        victim,
+        Some(fleet.httpserver_addr(1)),
+        Duration::from_secs(2),
+        Duration::from_secs(4),
+    );
+    eprintln!(
+        "httpserver1 killed: {}; its port refused connections {:?} after the signal",
+        summary(&sent),
+        gone_at - killed_at
+    );
     for s in &sent {
-        let in_flight = s.sent <= killed_at && s.done >= killed_at;
-        assert!(s.succeeded() || in_flight, "failed, not in flight at the kill: {s:?}");
+        // Sent before the dead process's sockets were gone, answered after the signal.
+        let in_flight = s.sent <= gone_at && s.done >= killed_at;
+        assert!(
+            s.succeeded() || in_flight,
+            "failed, not in flight at the kill (sent {:?} after the signal, its port gone {:?} after it): {s:?}",
+            s.sent.saturating_duration_since(killed_at),
+            gone_at - killed_at
+        );
     }
 
     let log = fleet.dir.join("logs/httpserver1.log");
@@ -358,8 +374,8 @@ fn killing_a_redis_master_fails_requests_quickly_and_only_during_its_failover() 
     let victim = fleet.pid(&node);
     let others = pids_but(fleet, "");
     // The sessions of `users` are more than a second old at the kill.
-    let (sent, killed_at) =
-        load_across_kill(fleet, &users, victim, Duration::from_secs(2), REDIS_FAILOVER_BOUND);
+    let (sent, killed_at, _) =
+        load_across_kill(fleet, &users, victim, None, Duration::from_secs(2), REDIS_FAILOVER_BOUND);
     eprintln!("Redis master {port} killed: {}", summary(&sent));
 
     let failed: Vec<&Sent> = sent.iter().filter(|s| !s.succeeded()).collect();

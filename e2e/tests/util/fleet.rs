@@ -155,6 +155,11 @@ impl Fleet {
     }
 
     /// The metrics listener of tcpserver `n` (1 or 2).
+    /// The address httpserver `n` (1 or 2) listens on (scripts/cluster/ports.sh).
+    pub fn httpserver_addr(&self, n: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port_base + n))
+    }
+
     pub fn tcpserver_metrics(&self, n: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port_base + 12 + n))
     }

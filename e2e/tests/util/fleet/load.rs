@@ -4,7 +4,8 @@
 //! answered and how.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -184,24 +185,47 @@ pub fn mixed_load(edge: SocketAddr, users: &[LoadUser], stop: &AtomicBool) -> Ve
 }
 
 /// Runs the mixed load, kills `pid` with SIGKILL after `before`, and stops
-/// the load `after` the kill; returns what was sent and when the kill was.
+/// the load `after` the kill.
+///
+/// Returns what was sent, when the signal was sent, and, for a process
+/// `listening` on an address, when that address began to refuse
+/// connections (else the signal's time again): until then the kernel is
+/// still tearing the killed process down and its listening socket still
+/// completes handshakes into its backlog, so what HAProxy connects to it in
+/// that time is lost like a request in flight on it (measured: a sign-up the
+/// load sent after the signal, answered 502).
 pub fn load_across_kill(
     fleet: &Fleet,
     users: &[LoadUser],
     pid: u32,
+    listening: Option<SocketAddr>,
     before: Duration,
     after: Duration,
-) -> (Vec<Sent>, Instant) {
+) -> (Vec<Sent>, Instant, Instant) {
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         let load = s.spawn(|| mixed_load(fleet.edge, users, &stop));
         thread::sleep(before);
         signal(pid, libc::SIGKILL);
         let killed_at = Instant::now();
-        thread::sleep(after);
+        let gone_at = listening.map_or(killed_at, |addr| refusing_since(addr, Duration::from_secs(2)));
+        thread::sleep(after.saturating_sub(killed_at.elapsed()));
         stop.store(true, Ordering::SeqCst);
-        (load.join().expect("load"), killed_at)
+        (load.join().expect("load"), killed_at, gone_at)
     })
+}
+
+/// When `addr` first refused a connection, trying every millisecond for at
+/// most `limit`.
+fn refusing_since(addr: SocketAddr, limit: Duration) -> Instant {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Instant::now(),
+            _ => thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    panic!("{addr} still took connections {limit:?} after its process was killed");
 }
 
 /// What failed, for the test output.
