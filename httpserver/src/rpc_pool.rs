@@ -76,9 +76,11 @@ use crate::metrics::{self, RpcMetrics};
 /// Calls in flight on one connection, at most: one less than tcpserver takes
 /// from one connection before it stops reading it (`MAX_IN_FLIGHT`, 256, in
 /// `tcpserver/src/conn.rs`), so that calls never wait in socket buffers and a
-/// `QrCancel` is always read. A call given up keeps its place until its
-/// cancel is written, so every frame tcpserver reads finds at most 255
-/// requests of this connection in flight there, its place to spare.
+/// `QrCancel` is read even on a full connection. A call given up keeps its
+/// place until its cancel is written, so every frame tcpserver reads finds
+/// at most 255 requests of this connection in flight there, its place to
+/// spare. (A cancel whose turn to be written does not come within
+/// [`CANCEL_WRITE_TIME`] is not sent, and its wait ends at its deadline.)
 pub const MAX_CALLS_PER_CONNECTION: usize = 255;
 
 /// The request id of every `QrCancel`: no call has it (ids start at 1), so
