@@ -15,12 +15,12 @@
 //! [`MAX_BACKENDS`]. Long polls and ordinary calls are balanced apart (the
 //! [`Lane`]s): each lane has its own pools and counts.
 //!
-//! **Noticing a dead backend.** A backend is marked down ([`health`]) the
+//! **Noticing a dead backend.** A backend is marked down (`health`) the
 //! moment a call finds its connection refused or reset, its handshake
 //! refused, or a write failing, and the moment a pool's reader thread sees
 //! tcpserver end a connection (EOF or a read error), even with no call in
 //! flight. No call is sent to a backend that is down while another is up; a
-//! background thread ([`prober`]) pings it, 250 ms after it went down and
+//! background thread (`prober`) pings it, 250 ms after it went down and
 //! then every 500 ms to 1 s, each ping bounded by [`PROBE_TIMEOUT`], and takes
 //! it back at its first answer. With every backend down, calls still try
 //! them (down ones last), so a single tcpserver that restarts is used again

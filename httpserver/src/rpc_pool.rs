@@ -38,7 +38,7 @@
 //! before its reply: its caller says, when asked every second, that its HTTP
 //! client has gone ([`RpcPool::send_watched`]). The call then ends with
 //! [`RpcError::Abandoned`] and a `QrCancel` for it is written on the same
-//! connection (request id [`CANCEL_REQUEST_ID`], whose reply, like the
+//! connection (request id `CANCEL_REQUEST_ID`, whose reply, like the
 //! wait's own, answers nobody and is dropped), so tcpserver lets the wait go
 //! at once instead of holding it to its deadline.
 //!
@@ -80,7 +80,7 @@ use crate::metrics::{self, RpcMetrics};
 /// place until its cancel is written, so every frame tcpserver reads finds
 /// at most 255 requests of this connection in flight there, its place to
 /// spare. (A cancel whose turn to be written does not come within
-/// [`CANCEL_WRITE_TIME`] is not sent, and its wait ends at its deadline.)
+/// `CANCEL_WRITE_TIME` is not sent, and its wait ends at its deadline.)
 pub const MAX_CALLS_PER_CONNECTION: usize = 255;
 
 /// The request id of every `QrCancel`: no call has it (ids start at 1), so

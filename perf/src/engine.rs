@@ -5,9 +5,9 @@
 //! on context switches at concurrency 2000. Here one thread writes a request,
 //! and when the answer is complete it checks it and sends the next on the same
 //! connection. Connections open lazily, on their first request, and again after
-//! the server closed one or a request failed. A timer pass every [`TICK`] fails
+//! the server closed one or a request failed. A timer pass every `TICK` fails
 //! the requests that outlived the timeout and reopens connections whose
-//! connect failed (after [`CONNECT_BACKOFF`], so a server that is down yields a
+//! connect failed (after `CONNECT_BACKOFF`, so a server that is down yields a
 //! steady count of `connect` errors rather than a busy loop).
 
 use std::{

@@ -3,7 +3,7 @@
 //! any magnitude, from one microsecond to an hour.
 //!
 //! Values below 128 µs get a bucket each. Above, every power of two is cut into
-//! [`SUB_BUCKETS`] equal buckets, so a bucket is never wider than 1/64 of its
+//! `SUB_BUCKETS` equal buckets, so a bucket is never wider than 1/64 of its
 //! lower bound. Percentiles report a bucket's upper bound (never optimistic),
 //! clipped to the largest value seen.
 

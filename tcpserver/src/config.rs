@@ -123,7 +123,7 @@ pub struct Config {
     /// `--rpc-secret-file` / `RPC_SECRET_FILE`: what RPC clients must prove they know.
     pub rpc_secret_file: PathBuf,
     /// `--log-format` / `LOG_FORMAT`: `text` (the default) or `json`, one
-    /// object a line ([`crate::log`]).
+    /// object a line ([`mod@crate::log`]).
     pub log_format: crate::log::Format,
     /// `--access-log` / `ACCESS_LOG`: a line for every request answered (on by default).
     pub access_log: bool,

@@ -8,7 +8,7 @@
 //! limit). A log-in takes its places on both sides in the batch's first
 //! round trip, before any hash, one script per side in the same pipeline:
 //! for the account [`crate::login_record::lookup`] (which also reads the
-//! log-in record), for the address [`RESERVE`]. A side at a limit refuses,
+//! log-in record), for the address `RESERVE`. A side at a limit refuses,
 //! and whatever the other side took is given back in the batch's last
 //! pipeline. So each limit holds exactly: successes plus log-ins in flight
 //! never pass the success limit, failures plus attempts in flight never pass
@@ -21,7 +21,7 @@
 //! limits to be reached at the same moment, and refuses too much, never too
 //! little.
 //!
-//! A success leaves its in-flight places and is counted ([`SUCCEED`], which
+//! A success leaves its in-flight places and is counted (`SUCCEED`, which
 //! adds to the count only when the place it leaves was there: a resent
 //! script counts nothing twice); a failure or refusal only leaves them
 //! ([`release_in_flight`]). Places older than
@@ -142,7 +142,7 @@ redis.call('PEXPIRE', KEYS[3], IN_FLIGHT_MAX)
 return {0}
 ";
 
-/// [`RESERVE`], sent by its SHA-1.
+/// `RESERVE`, sent by its SHA-1.
 pub static RESERVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(login_script(RESERVE)));
 
 /// KEYS = failures, successes, in flight (one side); ARGV = member, success
@@ -164,7 +164,7 @@ end
 return 0
 ";
 
-/// [`SUCCEED`], sent by its SHA-1.
+/// `SUCCEED`, sent by its SHA-1.
 pub static SUCCEED_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SUCCEED));
 
 /// Adds the reservation of `member`'s places on one side to a batch (one
@@ -186,7 +186,7 @@ pub fn reserve_cmd(batch: &mut Batch, counters: &LoginCounters, member: &str, wi
         .arg(counters.success_limit.window_secs);
 }
 
-/// The seconds to wait from a [`RESERVE`] reply (0: reserved).
+/// The seconds to wait from a `RESERVE` reply (0: reserved).
 pub fn reserved(reply: &[u64]) -> u64 {
     reply.first().copied().unwrap_or(0)
 }

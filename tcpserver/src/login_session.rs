@@ -1,7 +1,7 @@
 //! The session a successful log-in opens: stored and capped per account in
 //! one atomic step in Redis.
 //!
-//! [`OPEN`] is one Lua script per log-in, sent in the pipeline that ends a
+//! `OPEN` is one Lua script per log-in, sent in the pipeline that ends a
 //! worker's batch (no round trip of its own). In one step, in the account's
 //! hash slot, it stores the session and what it was opened with
 //! (`smeta:{t}<hash>`, see [`crate::device`]), adds it to the account's index
@@ -58,10 +58,10 @@ redis.call('EXPIRE', KEYS[2], ARGV[5])
 return ended
 ";
 
-/// [`OPEN`], sent by its SHA-1 once Redis has it.
+/// `OPEN`, sent by its SHA-1 once Redis has it.
 pub static OPEN_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(OPEN));
 
-/// Adds the [`OPEN`] script for `session` (under `token_hash`, its token's
+/// Adds the `OPEN` script for `session` (under `token_hash`, its token's
 /// account tag `tag`) to a batch, keeping at most `cap` sessions of its
 /// account: one reply, for [`opened`].
 pub fn open_cmd(
@@ -89,7 +89,7 @@ pub fn open_cmd(
         .arg(meta);
 }
 
-/// Counts one opened session from its [`OPEN`] reply (the sessions the cap ended).
+/// Counts one opened session from its `OPEN` reply (the sessions the cap ended).
 pub fn opened(ended: u64) {
     crate::metrics::SESSIONS_CREATED.add(1);
     crate::metrics::SESSIONS_EVICTED.add(ended);

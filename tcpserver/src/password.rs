@@ -216,7 +216,7 @@ impl PasswordHasher {
 /// Bytes of a [`stamp`]: 128 bits, so two stored hashes never share one.
 const STAMP_LEN: usize = 16;
 
-/// A short name for one stored hash string: hex of the first [`STAMP_LEN`]
+/// A short name for one stored hash string: hex of the first `STAMP_LEN`
 /// bytes of its SHA-256. It changes whenever the stored hash does (new
 /// password, new salt, new cost), and tells nothing about the password that
 /// the stored hash itself does not, so it may be kept where the hash may not

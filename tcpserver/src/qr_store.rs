@@ -3,8 +3,8 @@
 //! A code is one hash (`<p>qr:{<sha256(key)>}`, see [`crate::keys`]) that
 //! expires with the code. Every change of state is one Lua script, so two
 //! phones, or a phone and a desktop, can never both win: `pending -> scanned`
-//! ([`SCAN`]), `pending | scanned -> confirmed | denied` ([`DECIDE`]), and
-//! `confirmed -> consumed` ([`REDEEM`], which also checks the binding secret).
+//! (`SCAN`), `pending | scanned -> confirmed | denied` (`DECIDE`), and
+//! `confirmed -> consumed` (`REDEEM`, which also checks the binding secret).
 //! Each script that changes a code publishes the code's key hash on
 //! `<p>qr:changed` in the same step, so whichever tcpserver holds the
 //! desktop's wait hears of it ([`crate::qr_events`]).
@@ -197,7 +197,7 @@ fn bounded(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Makes a `pending` code that lives `ttl_secs`, in one script ([`CREATE`]).
+/// Makes a `pending` code that lives `ttl_secs`, in one script (`CREATE`).
 ///
 /// # Errors
 ///
@@ -370,7 +370,7 @@ pub fn redeem(
 }
 
 /// Adds the giving back of a redeemed code to `confirmed` (see
-/// [`UNREDEEM`]) to a batch, with no reply.
+/// `UNREDEEM`) to a batch, with no reply.
 pub fn unredeem_cmd(batch: &mut Batch, keys: &Keys, key_hash: &str) {
     batch.script(&UNREDEEM_SCRIPT).arg(1).arg(keys.qr_code(key_hash)).ignore();
 }

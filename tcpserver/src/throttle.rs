@@ -14,7 +14,7 @@
 //! attempt is admitted by a Lua script that checks its counters and adds it
 //! to them in one atomic step, *before* its password is hashed (for a log-in
 //! the lookup does this, [`crate::login_record::lookup`] and
-//! [`crate::login_counters`]; [`ADMIT`] for the others): with five guesses
+//! [`crate::login_counters`]; `ADMIT` for the others): with five guesses
 //! allowed, five concurrent guesses are admitted and the sixth is refused
 //! without costing a hash, however many arrive at the same moment and however
 //! the workers (and tcpservers) batch them. (Reading the counts, hashing, then
@@ -205,7 +205,7 @@ end
 return 0
 ";
 
-/// [`ADMIT`], sent by its SHA-1 once Redis has it.
+/// `ADMIT`, sent by its SHA-1 once Redis has it.
 pub static ADMIT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(in_flight_script(ADMIT)));
 
 /// A script's source with [`IN_FLIGHT_MAX_MS`] written in (Lua has no
@@ -261,7 +261,7 @@ impl Hold {
     }
 }
 
-/// Adds the admission of `member` on `counters` to a batch: one [`ADMIT`]
+/// Adds the admission of `member` on `counters` to a batch: one `ADMIT`
 /// per hash slot among them, each with one reply; returns how many. The
 /// attempt is admitted if every reply admits it ([`admitted`]); one slot's
 /// place taken while another refused is given back by [`release`].
@@ -281,7 +281,7 @@ pub fn admit_cmds(batch: &mut Batch, counters: &[(String, Limit)], member: &str,
     groups.len()
 }
 
-/// The verdict on one attempt from its [`ADMIT`] replies (one per slot).
+/// The verdict on one attempt from its `ADMIT` replies (one per slot).
 ///
 /// # Errors
 ///

@@ -49,7 +49,7 @@ const STATEMENT_CACHE_SIZE: usize = 64;
 /// (error 1213) is run again before the error is reported. A conflict between
 /// two writers ends as soon as one of them has committed and the other sees
 /// its rows, which on a healthy cluster takes well under a millisecond of
-/// replication; five retries with [`conflict_backoff`] between them cover
+/// replication; five retries with `conflict_backoff` between them cover
 /// 62 ms, and a transaction that still loses then is answered "unavailable"
 /// rather than kept spinning in a worker.
 pub const MAX_CONFLICT_RETRIES: u32 = 5;

@@ -145,7 +145,7 @@ impl Service {
     /// names, checked against the username. The sessions and their cached
     /// profiles come in one round trip for the whole batch; a cache miss (or a
     /// cache write still owed after a Redis failure) takes the
-    /// [`Service::read_profile`] path for that one.
+    /// `Service::read_profile` path for that one.
     ///
     /// # Errors
     ///
