@@ -96,19 +96,11 @@ def table(all_runs, wrk, machine, seed, all_rss, all_cpu):
     )
     out.append("| scenario | concurrency | requests | QPS | of ceiling | p50 ms | p90 ms | p99 ms | max ms | errors |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for scenario in SCENARIOS:
-        for c in LEVELS:
-            r = runs.get((scenario, c))
-            if r is None:
-                continue
-            lat = r["latency_ms"]
-            ceiling = ceiling_of(wrk, c)
-            share = f"{100 * r['qps'] / ceiling:.0f} %" if ceiling else "–"
-            out.append(
-                f"| {scenario} | {c} | {fmt_int(r['requests'])} | **{fmt_int(r['qps'])}** | {share} | "
-                f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | {fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | "
-                f"{errors_text(r)} |"
-            )
+    def of_ceiling(r, scenario, c):
+        ceiling = ceiling_of(wrk, c)
+        return f"{100 * r['qps'] / ceiling:.0f} %" if ceiling else "–"
+
+    out.extend(matrix_rows(runs, of_ceiling))
     for w in wrk:
         if w["target"] != "nginx":
             continue
@@ -160,6 +152,25 @@ def table(all_runs, wrk, machine, seed, all_rss, all_cpu):
     return "\n".join(out)
 
 
+def matrix_rows(runs, share):
+    """One table row per scenario and concurrency measured, in the matrix's
+    order; `share(r, scenario, c)` fills the fifth column (of the ceiling, or
+    of the single node)."""
+    rows = []
+    for scenario in SCENARIOS:
+        for c in LEVELS:
+            r = runs.get((scenario, c))
+            if r is None:
+                continue
+            lat = r["latency_ms"]
+            rows.append(
+                f"| {scenario} | {c} | {fmt_int(r['requests'])} | **{fmt_int(r['qps'])}** | {share(r, scenario, c)} | "
+                f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | {fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | "
+                f"{errors_text(r)} |"
+            )
+    return rows
+
+
 def fleet_table(fleet, single, rss):
     """The fleet's matrix, each throughput as a share of the single node's."""
     out = [
@@ -171,17 +182,7 @@ def fleet_table(fleet, single, rss):
         "| scenario | concurrency | requests | QPS | of single node | p50 ms | p90 ms | p99 ms | max ms | errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for scenario in SCENARIOS:
-        for c in LEVELS:
-            r = fleet.get((scenario, c))
-            if r is None:
-                continue
-            lat = r["latency_ms"]
-            out.append(
-                f"| {scenario} | {c} | {fmt_int(r['requests'])} | **{fmt_int(r['qps'])}** | "
-                f"{share_text(r, single.get((scenario, c)))} | {fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | "
-                f"{fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | {errors_text(r)} |"
-            )
+    out.extend(matrix_rows(fleet, lambda r, scenario, c: share_text(r, single.get((scenario, c)))))
     out.append("")
     for c, peaks in sorted(rss.items()):
         parts = [f"{name} {mb:.0f} MB" for name, mb in sorted(peaks.items())]
