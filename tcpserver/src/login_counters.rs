@@ -79,6 +79,20 @@ impl LoginCounters {
     }
 }
 
+/// The opening shared by [`RESERVE`] and the log-in lookup
+/// ([`crate::login_record`]): purges the places left behind in the failures
+/// and in the log-ins in flight ([`crate::throttle::IN_FLIGHT_MAX_MS`]), then
+/// finds this attempt's own places, so that a script resent is judged as the
+/// first time. [`login_script`] writes it where a script says `OWN_PLACES`,
+/// after setting `now`, `member`, `failures_key` and `flying_key`; it sets
+/// `held` and `flying`.
+const OWN_PLACES: &str = r"redis.call('ZREMRANGEBYSCORE', failures_key, '(' .. (IN_FLIGHT_MAX - now), '(0')
+redis.call('ZREMRANGEBYSCORE', flying_key, '-inf', '(' .. (now - IN_FLIGHT_MAX))
+-- A resent script finds its own places: it is judged as it was the first time.
+local held = redis.call('ZSCORE', failures_key, member)
+local flying = redis.call('ZSCORE', flying_key, member)
+";
+
 /// The success limit's judgement, shared by [`RESERVE`] and the log-in
 /// lookup ([`crate::login_record`]): the log-ins done in the window plus those
 /// in flight may not reach the limit, so that simultaneous log-ins cannot pass
@@ -100,10 +114,12 @@ if not flying and done + redis.call('ZCARD', flying_key) >= limit then
 end
 ";
 
-/// A log-in script's source with [`SUCCESS_LIMIT_WAIT`] and
+/// A log-in script's source with [`OWN_PLACES`], [`SUCCESS_LIMIT_WAIT`] and
 /// [`crate::throttle::IN_FLIGHT_MAX_MS`] written in.
 pub(crate) fn login_script(source: &str) -> &'static str {
-    in_flight_script(&source.replace("SUCCESS_LIMIT_WAIT\n", SUCCESS_LIMIT_WAIT))
+    in_flight_script(
+        &source.replace("OWN_PLACES\n", OWN_PLACES).replace("SUCCESS_LIMIT_WAIT\n", SUCCESS_LIMIT_WAIT),
+    )
 }
 
 /// KEYS = failures, successes, in flight (one side); ARGV = member, now (ms),
@@ -114,12 +130,10 @@ pub(crate) fn login_script(source: &str) -> &'static str {
 /// [`crate::db::redis`]) finds its own places and is judged as the first
 /// time: it neither refuses itself nor counts twice.
 const RESERVE: &str = r"#!lua
-local now = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (IN_FLIGHT_MAX - now), '(0')
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - IN_FLIGHT_MAX))
--- A resent script finds its own places: it is judged as it was the first time.
-local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local flying = redis.call('ZSCORE', KEYS[3], ARGV[1])
+local now, member = tonumber(ARGV[2]), ARGV[1]
+local failures_key, done_key, flying_key = KEYS[1], KEYS[2], KEYS[3]
+local limit, window = tonumber(ARGV[6]), tonumber(ARGV[7])
+OWN_PLACES
 local wait = 0
 if ARGV[3] == '1' and not held and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
   local ttl = redis.call('TTL', KEYS[1])
@@ -128,7 +142,6 @@ if ARGV[3] == '1' and not held and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV
   end
   wait = ttl
 end
-local done_key, flying_key, limit, window = KEYS[2], KEYS[3], tonumber(ARGV[6]), tonumber(ARGV[7])
 SUCCESS_LIMIT_WAIT
 if wait > 0 then
   return {wait}
@@ -236,7 +249,10 @@ mod tests {
         for code in [RESERVE_SCRIPT.code(), crate::login_record::LOOKUP_SCRIPT.code()] {
             assert!(code.contains(&crate::throttle::IN_FLIGHT_MAX_MS.to_string()));
             assert!(code.contains("if done >= limit then"), "{code}");
-            assert!(!code.contains("SUCCESS_LIMIT_WAIT") && !code.contains("IN_FLIGHT_MAX"), "{code}");
+            assert!(code.contains("local held = redis.call('ZSCORE', failures_key, member)"), "{code}");
+            for marker in ["OWN_PLACES", "SUCCESS_LIMIT_WAIT", "IN_FLIGHT_MAX"] {
+                assert!(!code.contains(marker), "{marker} left in {code}");
+            }
         }
     }
 }

@@ -63,12 +63,10 @@ pub const DELETED: &str = "deleted";
 /// place in the failures. Returns `{'0', admitted ('1' or '0'), id, stamp,
 /// v, u, n, a}` (missing fields are nil).
 const LOOKUP: &str = r"#!lua
-local now = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '(' .. (IN_FLIGHT_MAX - now), '(0')
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. (now - IN_FLIGHT_MAX))
--- A resent script finds its own places: it is judged as it was the first time.
-local held = redis.call('ZSCORE', KEYS[3], ARGV[2])
-local flying = redis.call('ZSCORE', KEYS[5], ARGV[2])
+local now, member = tonumber(ARGV[3]), ARGV[2]
+local failures_key, done_key, flying_key = KEYS[3], KEYS[4], KEYS[5]
+local limit, window = tonumber(ARGV[6]), tonumber(ARGV[7])
+OWN_PLACES
 local wait = 0
 if not held and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
   wait = redis.call('TTL', KEYS[3])
@@ -76,7 +74,6 @@ if not held and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
     wait = tonumber(ARGV[5])
   end
 end
-local done_key, flying_key, limit, window = KEYS[4], KEYS[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 SUCCESS_LIMIT_WAIT
 if wait > 0 then
   return {tostring(wait)}
