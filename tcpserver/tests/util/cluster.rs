@@ -48,6 +48,20 @@ fn script() -> PathBuf {
     super::workspace_root().join("scripts/redis-cluster.sh")
 }
 
+/// `scripts/redis-cluster.sh <verb> <dir> <first port>`, with the test
+/// nodes' memory bound, its input and output discarded.
+fn cluster_script(verb: &str, dir: &Path, first_port: u16) -> Command {
+    let mut command = Command::new(script());
+    command
+        .arg(verb)
+        .arg(dir)
+        .arg(first_port.to_string())
+        .env("REDIS_MAXMEMORY", "256mb")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
+
 /// Whether `port` and its cluster-bus port are free on loopback now.
 fn free(port: u16) -> bool {
     [port, port + 10_000].iter().all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
@@ -77,15 +91,8 @@ impl TestCluster {
             if !(0..NODES).all(|i| free(first_port + i)) {
                 continue;
             }
-            let status = Command::new(script())
-                .arg("start")
-                .arg(&dir)
-                .arg(first_port.to_string())
-                .env("REDIS_MAXMEMORY", "256mb")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .status()
-                .expect("run scripts/redis-cluster.sh");
+            let status =
+                cluster_script("start", &dir, first_port).status().expect("run scripts/redis-cluster.sh");
             let cluster = TestCluster { dir: dir.clone(), first_port, owned };
             if status.success() {
                 cluster.watch();
@@ -116,23 +123,12 @@ impl TestCluster {
 
     /// Stops every node.
     pub fn stop(&self) {
-        let _ = Command::new(script())
-            .arg("stop")
-            .arg(&self.dir)
-            .arg(self.first_port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = cluster_script("stop", &self.dir, self.first_port).stderr(Stdio::null()).status();
     }
 
     /// Starts the nodes that are down again (a killed node rejoins).
     pub fn restart_down_nodes(&self) {
-        let status = Command::new(script())
-            .arg("start")
-            .arg(&self.dir)
-            .arg(self.first_port.to_string())
-            .env("REDIS_MAXMEMORY", "256mb")
-            .stdout(Stdio::null())
+        let status = cluster_script("start", &self.dir, self.first_port)
             .status()
             .expect("run scripts/redis-cluster.sh");
         assert!(status.success(), "the test cluster did not come back");
