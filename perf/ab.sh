@@ -80,10 +80,14 @@ done
 
 python3 - "$WORK" <<'EOF'
 import json, statistics, sys
+medians = {}
 for name in "ab":
     rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{name}.jsonl") if l.strip()]
     if rows:
         qps = statistics.median(r["qps"] for r in rows)
         p99 = statistics.median(r["latency_ms"]["p99"] for r in rows)
         print(f"{name.upper()}: median qps {qps:.0f}, median p99 {p99:.1f} ms over {len(rows)} runs")
+        medians[name] = qps
+if medians.get("a") and "b" in medians:
+    print(f"B against A: {100 * (medians['b'] / medians['a'] - 1):+.1f} % qps")
 EOF

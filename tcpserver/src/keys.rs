@@ -54,9 +54,9 @@
 //! to their nodes at once), each taking its place atomically in its own
 //! counters, and a place taken in one slot while the other refused is given
 //! back in the batch's last pipeline ([`crate::throttle`]). The history
-//! records go to one of [`HISTORY_QUEUES`] lists in the same last pipeline;
-//! which one follows from the account's tag (an account's records stay in
-//! order), and the queues' tags are chosen so that their slots are spread
+//! records go to one of [`HISTORY_QUEUES`] lists in the same last pipeline
+//! (a batch's all to one, the batches taking the lists in turn), and the
+//! queues' tags are chosen so that their slots are spread
 //! evenly over the slot space ([`Keys::history_queues`]): no one node takes
 //! every log-in's write. Pub/sub channel `<p>qr:changed` carries the key hash
 //! of every code whose state changed (see [`crate::qr_events`]); on a cluster
@@ -110,11 +110,6 @@ impl AccountTag {
     pub fn as_str(&self) -> &str {
         // Only ASCII hex digits are ever stored.
         std::str::from_utf8(&self.0).unwrap_or("0000")
-    }
-
-    /// Its value as a number, for choosing among queues.
-    fn value(&self) -> usize {
-        usize::from_str_radix(self.as_str(), 16).unwrap_or(0)
     }
 }
 
@@ -236,12 +231,8 @@ impl Keys {
         format!("{}thr:signups:addr:{{{}}}", self.prefix, network(addr))
     }
 
-    /// The history queue an account's log-in records go to ([`crate::history`]).
-    pub fn history_queue_for(&self, tag: &AccountTag) -> String {
-        self.history_queue(tag.value() % HISTORY_QUEUES)
-    }
-
-    fn history_queue(&self, index: usize) -> String {
+    /// History queue `index` (of [`HISTORY_QUEUES`]; others name the first).
+    pub fn history_queue(&self, index: usize) -> String {
         let tag = HISTORY_TAGS.get(index).map_or("q0", String::as_str);
         format!("{}hist:{{{tag}}}", self.prefix)
     }
@@ -324,7 +315,7 @@ mod tests {
             keys.qr_codes_by_addr(ip),
             keys.qr_decisions_by_user(7),
             keys.qr_decisions_by_addr(ip),
-            keys.history_queue_for(&tag),
+            keys.history_queue(3),
         ] {
             assert!(key.starts_with("t:"), "{key}");
         }
@@ -378,8 +369,7 @@ mod tests {
         for (i, queue) in queues[..HISTORY_QUEUES].iter().enumerate() {
             assert_eq!(usize::from(slot(queue.as_bytes())) / share, i, "{queue}");
         }
-        // Any tag names one of them.
-        assert!(queues.contains(&keys.history_queue_for(&AccountTag::of("zed"))));
+        assert!(queues.contains(&keys.history_queue(HISTORY_QUEUES - 1)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tcpserver::db::mysql::MysqlLink;
 use tcpserver::db::redis::RedisLink;
 use tcpserver::history::drain::Drainer;
 use tcpserver::history::record::{Attempt, Method, Outcome, new_attempt_id};
-use tcpserver::keys::{AccountTag, Keys};
+use tcpserver::keys::{HISTORY_QUEUES, Keys};
 use util::{TestEnv, TestRedis, TestServer, random_hex};
 
 const PASSWORD: &str = "correct horse battery";
@@ -50,10 +50,11 @@ fn attempt(user_id: u64, username: &str, outcome: Outcome) -> Attempt {
     }
 }
 
-/// Queues each attempt where tcpserver would: the queue of its account's tag.
+/// Queues the attempts as tcpserver's batches may: each to another queue,
+/// in turn from the last, so that a round reads them out of their order.
 fn push(redis: &mut TestRedis, keys: &Keys, attempts: &[Attempt]) {
-    for attempt in attempts {
-        let queue = keys.history_queue_for(&AccountTag::of(&attempt.username));
+    for (i, attempt) in attempts.iter().enumerate() {
+        let queue = keys.history_queue(HISTORY_QUEUES - 1 - i % HISTORY_QUEUES);
         redis::cmd("RPUSH").arg(queue).arg(attempt.encode()).query::<()>(redis).expect("RPUSH");
     }
 }

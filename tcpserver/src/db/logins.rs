@@ -76,7 +76,8 @@ pub fn existing(q: &mut impl Queryable, users: &[u64]) -> mysql::Result<HashSet<
     Ok(found)
 }
 
-/// The fingerprints among `wanted` that their accounts used at or after `since_ms`.
+/// The fingerprints among `wanted` that their accounts used at or after
+/// `since_ms`, each with the last time the table holds.
 ///
 /// # Errors
 ///
@@ -85,12 +86,12 @@ pub fn known(
     q: &mut impl Queryable,
     wanted: &[(u64, [u8; 16])],
     since_ms: u64,
-) -> mysql::Result<HashSet<(u64, [u8; 16])>> {
-    let mut found = HashSet::new();
+) -> mysql::Result<HashMap<(u64, [u8; 16]), u64>> {
+    let mut found = HashMap::new();
     for chunk in wanted.chunks(MAX_ROWS_PER_INSERT) {
         let pairs = vec!["(?, ?)"; chunk.len()].join(", ");
         let sql = format!(
-            "SELECT user_id, fingerprint FROM known_devices \
+            "SELECT user_id, fingerprint, last_seen_ms FROM known_devices \
              WHERE (user_id, fingerprint) IN ({pairs}) AND last_seen_ms >= ?"
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2 + 1);
@@ -99,10 +100,10 @@ pub fn known(
             values.push(Value::from(fp.to_vec()));
         }
         values.push(Value::from(since_ms));
-        let rows: Vec<(u64, Vec<u8>)> = q.exec(sql, Params::Positional(values))?;
-        for (user, fp) in rows {
+        let rows: Vec<(u64, Vec<u8>, u64)> = q.exec(sql, Params::Positional(values))?;
+        for (user, fp, seen) in rows {
             if let Ok(fp) = <[u8; 16]>::try_from(fp.as_slice()) {
-                found.insert((user, fp));
+                found.insert((user, fp), seen);
             }
         }
     }

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::known_cache::{KnownCache, Pair};
 use super::record::{Attempt, Outcome};
 use super::wake::Wake;
 use crate::db::logins::{self, NewRow};
@@ -120,12 +121,14 @@ pub struct Drainer {
     mysql: MysqlLink,
     redis: RedisLink,
     keys: Keys,
+    /// The device fingerprints the table is known to hold.
+    known: KnownCache,
 }
 
 impl Drainer {
     /// A drainer over its own links.
     pub fn new(mysql: MysqlLink, redis: RedisLink, keys: Keys) -> Drainer {
-        Drainer { mysql, redis, keys }
+        Drainer { mysql, redis, keys, known: KnownCache::new() }
     }
 
     /// Runs rounds forever on a thread of its own, sleeping between them
@@ -185,7 +188,7 @@ impl Drainer {
         if moved == 0 {
             return Ok(Round { moved, full });
         }
-        let attempts: Vec<Attempt> = heads
+        let mut attempts: Vec<Attempt> = heads
             .iter()
             .flatten()
             .filter_map(|r| {
@@ -196,7 +199,14 @@ impl Drainer {
                 attempt
             })
             .collect();
-        self.mysql.transaction(|tx| write(tx, &attempts)).map_err(DrainError::Mysql)?;
+        // A batch's records share a queue, so one account's may lie in
+        // several: the round takes them in the order they happened.
+        attempts.sort_by_key(|a| a.time_ms);
+        let cache = &mut self.known;
+        let written = self.mysql.transaction(|tx| write(tx, &attempts, cache)).map_err(DrainError::Mysql)?;
+        for (pair, at) in written {
+            self.known.learn(pair, at);
+        }
         let mut trim = Batch::new();
         for (queue, records) in queues.iter().zip(&heads) {
             if let (Some(first), Some(last)) = (records.first(), records.last()) {
@@ -228,8 +238,15 @@ impl Drainer {
     }
 }
 
-/// Writes a round's attempts, with their flags, in the caller's transaction.
-fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql::Result<()> {
+/// Writes a round's attempts, with their flags, in the caller's transaction;
+/// returns the device fingerprints it wrote, for the cache to learn once the
+/// transaction is committed. Fingerprints the cache knows are neither read
+/// nor, unless a day stale, written ([`KnownCache`]).
+fn write(
+    tx: &mut impl mysql::prelude::Queryable,
+    attempts: &[Attempt],
+    cache: &mut KnownCache,
+) -> mysql::Result<HashMap<Pair, u64>> {
     let unnamed: Vec<&str> = {
         let mut names: Vec<&str> =
             attempts.iter().filter(|a| a.user_id == 0).map(|a| a.username.as_str()).collect();
@@ -247,22 +264,33 @@ fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql
         })
         .collect();
     let now = crate::session::unix_now_ms();
-    let wanted: Vec<(u64, [u8; 16])> = resolved
+    let since = now.saturating_sub(KNOWN_FOR_MS);
+    let mut wanted: Vec<Pair> = resolved
         .iter()
         .filter(|(_, a)| a.outcome == Outcome::Success)
         .flat_map(|(id, a)| [(*id, device_fingerprint(a)), (*id, network_fingerprint(&a.ip))])
+        .filter(|pair| !cache.known_since(pair, since))
         .collect();
-    let mut known = if wanted.is_empty() {
-        HashSet::new()
-    } else {
-        logins::known(tx, &wanted, now.saturating_sub(KNOWN_FOR_MS))?
+    wanted.sort_unstable();
+    wanted.dedup();
+    if !wanted.is_empty() {
+        // What the table holds was committed before this round: true
+        // whether or not this transaction commits.
+        for (pair, seen) in logins::known(tx, &wanted, since)? {
+            cache.learn(pair, seen);
+        }
+    }
+    // Pairs first used earlier in this round.
+    let mut used_in_round: HashSet<Pair> = HashSet::new();
+    let known = |pair: &Pair, used_in_round: &HashSet<Pair>| {
+        cache.known_since(pair, since) || used_in_round.contains(pair)
     };
     // The failures before each success that may come from a new network, in
     // one statement for the round (most successes come from a known one).
     let mut suspects: Vec<u64> = resolved
         .iter()
         .filter(|(id, a)| {
-            a.outcome == Outcome::Success && !known.contains(&(*id, network_fingerprint(&a.ip)))
+            a.outcome == Outcome::Success && !known(&(*id, network_fingerprint(&a.ip)), &used_in_round)
         })
         .map(|(id, _)| *id)
         .collect();
@@ -274,23 +302,23 @@ fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql
         false => logins::failures_since(tx, &suspects, earliest.saturating_sub(SUSPICION_WINDOW_MS))?,
     };
     let mut rows = Vec::with_capacity(resolved.len());
-    let mut seen = Vec::new();
-    for (i, (user, a)) in resolved.iter().enumerate() {
+    let mut seen: HashMap<Pair, u64> = HashMap::new();
+    for (user, a) in &resolved {
         let (mut new_device, mut suspicious) = (false, false);
         if a.outcome == Outcome::Success {
-            let device = device_fingerprint(a);
-            let network = network_fingerprint(&a.ip);
-            new_device = !known.contains(&(*user, device));
-            let new_network = !known.contains(&(*user, network));
-            if new_network {
+            let device = (*user, device_fingerprint(a));
+            let network = (*user, network_fingerprint(&a.ip));
+            new_device = !known(&device, &used_in_round);
+            if !known(&network, &used_in_round) {
                 let stored = stored_failures.get(user).map_or(&[][..], Vec::as_slice);
                 suspicious =
-                    failures_before(*user, a.time_ms, stored, &resolved[..i]) >= SUSPICIOUS_AFTER_FAILURES;
+                    failures_before(*user, a.time_ms, stored, &resolved) >= SUSPICIOUS_AFTER_FAILURES;
             }
-            known.insert((*user, device));
-            known.insert((*user, network));
-            seen.push((*user, device, a.time_ms));
-            seen.push((*user, network, a.time_ms));
+            for pair in [device, network] {
+                used_in_round.insert(pair);
+                let at = seen.entry(pair).or_insert(a.time_ms);
+                *at = (*at).max(a.time_ms);
+            }
         }
         rows.push(NewRow {
             attempt_id: a.attempt_id.clone(),
@@ -307,17 +335,23 @@ fn write(tx: &mut impl mysql::prelude::Queryable, attempts: &[Attempt]) -> mysql
         });
     }
     logins::insert(tx, &rows)?;
-    logins::remember(tx, &seen)?;
-    Ok(())
+    seen.retain(|pair, at| cache.needs_write(pair, *at));
+    let mut writes: Vec<(u64, [u8; 16], u64)> =
+        seen.iter().map(|(&(user, fp), &at)| (user, fp, at)).collect();
+    // In key order, so that two drainers' upserts lock rows in one order.
+    writes.sort_unstable();
+    logins::remember(tx, &writes)?;
+    Ok(seen)
 }
 
-/// `user`'s failed attempts in the window before `at`: those in the table
-/// (`stored`, their times) and those earlier in this round.
-fn failures_before(user: u64, at: u64, stored: &[u64], earlier: &[(u64, &Attempt)]) -> usize {
+/// `user`'s failed attempts in the window up to `at`: those in the table
+/// (`stored`, their times) and those of this round (`round`; one of the
+/// same millisecond as the success counts as before it).
+fn failures_before(user: u64, at: u64, stored: &[u64], round: &[(u64, &Attempt)]) -> usize {
     let from = at.saturating_sub(SUSPICION_WINDOW_MS);
     let in_window = |t: u64| t >= from && t <= at;
     let stored = stored.iter().filter(|t| in_window(**t)).count();
-    let queued = earlier
+    let queued = round
         .iter()
         .filter(|(u, a)| *u == user && a.outcome != Outcome::Success && in_window(a.time_ms))
         .count();

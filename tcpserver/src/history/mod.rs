@@ -7,7 +7,8 @@
 //! then): no extra round trip, and once the reply is sent the record is in
 //! Redis. There are several lists (`hist:{q<n>}`, [`crate::keys`]), one per
 //! share of the hash slots, so that on a cluster no one node takes every
-//! log-in's write; an account's records all go to one of them, in order. The [`drain`]
+//! log-in's write; a worker's batch goes to one of them, the batches taking
+//! them in turn. The [`drain`]
 //! thread, woken by the workers that queued them ([`wake`]), reads every
 //! list in one round trip, moves the records into the `logins` table in multi-row statements and
 //! takes them off the list only after the COMMIT; a kill between the two
@@ -16,5 +17,6 @@
 //! from a new device, and whether it is suspicious.
 
 pub mod drain;
+pub mod known_cache;
 pub mod record;
 pub mod wake;

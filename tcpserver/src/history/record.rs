@@ -9,12 +9,10 @@
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
-
-use rand::TryRng;
-use rand::rngs::SysRng;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::db::redis::{Batch, LuaScript};
-use crate::keys::{AccountTag, HISTORY_QUEUES, Keys};
+use crate::keys::{HISTORY_QUEUES, Keys};
 
 /// Records the queues hold at most, together. At about 150 bytes each, a
 /// million is 150 MB of Redis: over three minutes of log-ins at 5,000 a
@@ -100,16 +98,16 @@ pub struct Attempt {
     pub session: String,
 }
 
-/// A fresh attempt id.
+/// A fresh attempt id: the time in milliseconds (12 hex digits), then 80
+/// random bits. Time first, so that the unique index on it grows at its end
+/// as rows arrive instead of at random places; 80 bits keep two attempts of
+/// one millisecond apart beyond any real chance of a clash. The id is never
+/// shown and guards nothing, so the thread's generator (a CSPRNG seeded by
+/// the OS) serves, without a system call per log-in.
 pub fn new_attempt_id() -> String {
-    let mut bytes = [0u8; 16];
-    // The OS generator does not fail on the systems this runs on; should it,
-    // the time and a counter-free fallback keep ids distinct enough for one row.
-    if SysRng.try_fill_bytes(&mut bytes).is_err() {
-        bytes[..8].copy_from_slice(&crate::session::unix_now_us().to_be_bytes());
-        bytes[8..].copy_from_slice(&rand::random::<u64>().to_be_bytes());
-    }
-    hex::encode(bytes)
+    let time = crate::session::unix_now_ms() & 0xffff_ffff_ffff;
+    let random: [u8; 10] = rand::random();
+    format!("{time:012x}{}", hex::encode(random))
 }
 
 /// The address as recorded.
@@ -167,42 +165,45 @@ impl Attempt {
 /// KEYS[1] = a queue; ARGV[1] = its cap, ARGV[2..] = records. Appends the
 /// records that fit; returns how many did not.
 const QUEUE: &str = r"#!lua
-local room = tonumber(ARGV[1]) - redis.call('LLEN', KEYS[1])
-local dropped = 0
-for i = 2, #ARGV do
-  if room > 0 then
-    redis.call('RPUSH', KEYS[1], ARGV[i])
-    room = room - 1
-  else
-    dropped = dropped + 1
-  end
+local fit = math.min(#ARGV - 1, tonumber(ARGV[1]) - redis.call('LLEN', KEYS[1]))
+if fit > 0 then
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, 2, fit + 1))
+else
+  fit = 0
 end
-return dropped
+return #ARGV - 1 - fit
 ";
 
 /// The queueing script (`QUEUE`), sent by its SHA-1 once Redis has it.
 pub static QUEUE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(QUEUE));
 
-/// Adds the queueing of `attempts` to a batch: one script per queue they go
-/// to (each account's to the queue of its tag, [`Keys::history_queue_for`]),
-/// each with one reply, the records dropped; returns how many scripts.
+/// The queue the next batch's records go to: batches take the queues in
+/// turn, so that on a cluster the writes spread over every master.
+static NEXT_QUEUE: AtomicUsize = AtomicUsize::new(0);
+
+/// Adds the queueing of a batch's `attempts` to `batch`: one script, with
+/// one reply (the records dropped), on the queue whose turn it is; returns
+/// how many scripts (0 when there is nothing to queue).
+///
+/// One script per batch, not one per account's queue: a batch's log-ins
+/// are of as many accounts as it holds, and a script per account cost Redis
+/// more than the log-in's other scripts together. An account's records may
+/// so lie in several queues; each holds them in the order they happened,
+/// and the drainer orders every round by time ([`super::drain`]).
+///
+/// A build with `--cfg usermgmt_without="history"` (made only by
+/// `perf/cost.sh`, to measure what recording costs) queues nothing, so
+/// neither Redis nor the drainer nor MariaDB does any of the history's work.
 pub fn queue_cmds(batch: &mut Batch, keys: &Keys, attempts: &[Attempt]) -> usize {
-    let mut queues: Vec<(String, Vec<String>)> = Vec::new();
+    if cfg!(usermgmt_without = "history") || attempts.is_empty() {
+        return 0;
+    }
+    let queue = keys.history_queue(NEXT_QUEUE.fetch_add(1, Ordering::Relaxed) % HISTORY_QUEUES);
+    let cmd = batch.script(&QUEUE_SCRIPT).arg(1).arg(queue).arg(MAX_QUEUED_PER_QUEUE);
     for attempt in attempts {
-        let queue = keys.history_queue_for(&AccountTag::of(&attempt.username));
-        let record = attempt.encode();
-        match queues.iter_mut().find(|(q, _)| *q == queue) {
-            Some((_, records)) => records.push(record),
-            None => queues.push((queue, vec![record])),
-        }
+        cmd.arg(attempt.encode());
     }
-    for (queue, records) in &queues {
-        let cmd = batch.script(&QUEUE_SCRIPT).arg(1).arg(queue).arg(MAX_QUEUED_PER_QUEUE);
-        for record in records {
-            cmd.arg(record);
-        }
-    }
-    queues.len()
+    1
 }
 
 /// Logs records the full queue refused (at most one line per call).
