@@ -101,13 +101,16 @@ CREATE TABLE IF NOT EXISTS avatar_bytes (
 
 -- The log-in history: one row per attempt on an existing account (successes,
 -- wrong passwords, throttled attempts), written by tcpserver's history
--- drainer in multi-row INSERT IGNOREs. attempt_id is unique, so a drain
--- repeated after a crash inserts nothing twice. Rows older than 90 days are
--- pruned by tcpserver in bounded batches (ix_logins_time). "This user's
--- latest" reads ix_logins_user_time backwards. Deleting the account deletes
--- its rows.
+-- drainer in multi-row INSERT IGNOREs. attempt_id is the primary key, so a
+-- drain repeated after a crash inserts nothing twice; it starts with the
+-- attempt's time (12 hex digits of milliseconds, then 80 random bits), so
+-- new rows go to the end of the clustered index rather than anywhere in it.
+-- Two B-trees beside it, no more: every index is paid for by every log-in
+-- (the drainer's inserts were most of what the history cost). Rows older
+-- than 90 days are pruned by tcpserver in bounded batches (ix_logins_time).
+-- "This user's latest" reads ix_logins_user_time backwards. Deleting the
+-- account deletes its rows.
 CREATE TABLE IF NOT EXISTS logins (
-    id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     attempt_id  CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     user_id     BIGINT UNSIGNED NOT NULL,
     -- Milliseconds since the Unix epoch: no time zone to get wrong.
@@ -123,12 +126,20 @@ CREATE TABLE IF NOT EXISTS logins (
     suspicious  BOOLEAN NOT NULL DEFAULT FALSE,
     -- The public id of the session a success opened ('' otherwise).
     session_id  CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
-    PRIMARY KEY (id),
-    UNIQUE KEY uk_logins_attempt (attempt_id),
+    PRIMARY KEY (attempt_id),
     KEY ix_logins_user_time (user_id, time_ms),
     KEY ix_logins_time (time_ms),
     CONSTRAINT fk_logins_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin;
+
+-- The migration for tables made before attempt_id was the key (an
+-- AUTO_INCREMENT id, and attempt_id unique beside it): dropping the column
+-- drops its key; the second statement then makes attempt_id the key and
+-- drops the unique index it replaces. Both do nothing to a table made as
+-- above (ADD PRIMARY KEY IF NOT EXISTS skips while the old key exists,
+-- hence two statements).
+ALTER TABLE logins DROP COLUMN IF EXISTS id;
+ALTER TABLE logins ADD PRIMARY KEY IF NOT EXISTS (attempt_id), DROP INDEX IF EXISTS uk_logins_attempt;
 
 -- What each account has logged in with in the last 90 days: a 128-bit digest
 -- of (browser, OS, network) and one of the network alone (/24 for IPv4, /48

@@ -1,6 +1,8 @@
 //! Helpers for the seeding tool's integration tests: a throwaway database
 //! with the real schema, a throwaway pepper, and a way to run the binary.
 
+#![allow(dead_code)] // Each test file uses a different part of this module.
+
 use std::{
     fs,
     path::{Path, PathBuf},

@@ -208,7 +208,7 @@ pub fn latest(q: &mut impl Queryable, user: u64, limit: usize) -> mysql::Result<
     type Row = (u64, String, String, String, String, String, bool, bool, String);
     let rows: Vec<Row> = q.exec(
         "SELECT time_ms, ip, browser, os, method, outcome, new_device, suspicious, session_id \
-         FROM logins WHERE user_id = ? ORDER BY time_ms DESC, id DESC LIMIT ?",
+         FROM logins WHERE user_id = ? ORDER BY time_ms DESC, attempt_id DESC LIMIT ?",
         (user, limit as u64),
     )?;
     Ok(rows
