@@ -104,11 +104,11 @@ CREATE TABLE IF NOT EXISTS avatar_bytes (
 -- drainer in multi-row INSERT IGNOREs. attempt_id is the primary key, so a
 -- drain repeated after a crash inserts nothing twice; it starts with the
 -- attempt's time (12 hex digits of milliseconds, then 80 random bits), so
--- new rows go to the end of the clustered index rather than anywhere in it.
--- Two B-trees beside it, no more: every index is paid for by every log-in
--- (the drainer's inserts were most of what the history cost). Rows older
--- than 90 days are pruned by tcpserver in bounded batches (ix_logins_time).
--- "This user's latest" reads ix_logins_user_time backwards. Deleting the
+-- new rows go to the end of the clustered index rather than anywhere in it,
+-- and rows older than 90 days are pruned by a range of it, in bounded
+-- batches. "This user's latest" reads ix_logins_user_time backwards. One
+-- B-tree beside the key, no more: every index is paid for by every log-in
+-- (the drainer's inserts were most of what the history cost). Deleting the
 -- account deletes its rows.
 CREATE TABLE IF NOT EXISTS logins (
     attempt_id  CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
@@ -128,18 +128,26 @@ CREATE TABLE IF NOT EXISTS logins (
     session_id  CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
     PRIMARY KEY (attempt_id),
     KEY ix_logins_user_time (user_id, time_ms),
-    KEY ix_logins_time (time_ms),
     CONSTRAINT fk_logins_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin;
 
 -- The migration for tables made before attempt_id was the key (an
--- AUTO_INCREMENT id, and attempt_id unique beside it): dropping the column
--- drops its key; the second statement then makes attempt_id the key and
--- drops the unique index it replaces. Both do nothing to a table made as
--- above (ADD PRIMARY KEY IF NOT EXISTS skips while the old key exists,
--- hence two statements).
+-- AUTO_INCREMENT id beside it, attempt_id unique and all random, an index on
+-- time_ms for pruning). First, only while the id column is there, the old
+-- ids get their row's time in front (keeping 80 of their random bits), so
+-- that pruning by the key finds them; then dropping the column drops its
+-- key, and the next statement makes attempt_id the key in place of the
+-- unique index. Each does nothing to a table made as above (ADD PRIMARY KEY
+-- IF NOT EXISTS skips while the old key exists, hence separate statements).
+SET @usermgmt_migration = IF(
+    EXISTS (SELECT 1 FROM information_schema.COLUMNS
+            WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'logins' AND COLUMN_NAME = 'id'),
+    'UPDATE logins SET attempt_id = CONCAT(LPAD(LOWER(HEX(time_ms)), 12, ''0''), RIGHT(attempt_id, 20))',
+    'DO 0');
+EXECUTE IMMEDIATE @usermgmt_migration;
 ALTER TABLE logins DROP COLUMN IF EXISTS id;
-ALTER TABLE logins ADD PRIMARY KEY IF NOT EXISTS (attempt_id), DROP INDEX IF EXISTS uk_logins_attempt;
+ALTER TABLE logins ADD PRIMARY KEY IF NOT EXISTS (attempt_id), DROP INDEX IF EXISTS uk_logins_attempt,
+    DROP INDEX IF EXISTS ix_logins_time;
 
 -- What each account has logged in with in the last 90 days: a 128-bit digest
 -- of (browser, OS, network) and one of the network alone (/24 for IPv4, /48

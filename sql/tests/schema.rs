@@ -39,7 +39,7 @@ fn logins_indexes(db: &mut TestDb) -> Vec<(String, String)> {
 }
 
 #[test]
-fn a_history_table_of_the_earlier_layout_gets_attempt_id_as_its_key_and_keeps_its_rows() {
+fn a_history_table_of_the_earlier_layout_gets_time_led_attempt_ids_as_its_key_and_keeps_its_rows() {
     let mut db = TestDb::create();
     let fresh = logins_indexes(&mut db);
     let schema = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.sql")).unwrap();
@@ -59,13 +59,15 @@ fn a_history_table_of_the_earlier_layout_gets_attempt_id_as_its_key_and_keeps_it
         db.conn().query_drop(&schema).unwrap();
         assert_eq!(logins_indexes(&mut db), fresh, "the migrated table has the fresh table's keys");
     }
+    // Each old id now leads with its row's time (1700000000000 ms is
+    // 0x018bcfe56800), and keeps its last 80 bits.
     let rows: Vec<(String, String)> =
         db.conn().query("SELECT attempt_id, outcome FROM logins ORDER BY time_ms").unwrap();
     assert_eq!(
         rows,
         [
-            ("9f0c1d2e3f405162738495a6b7c8d9e0".to_owned(), "success".to_owned()),
-            ("0a1b2c3d4e5f60718293a4b5c6d7e8f9".to_owned(), "wrong_password".to_owned()),
+            ("018bcfe568005162738495a6b7c8d9e0".to_owned(), "success".to_owned()),
+            ("018bcfe56be860718293a4b5c6d7e8f9".to_owned(), "wrong_password".to_owned()),
         ]
     );
     let primary: Vec<String> =

@@ -36,9 +36,10 @@ fn queued(redis: &mut TestRedis, keys: &Keys) -> u64 {
 }
 
 fn attempt(user_id: u64, username: &str, outcome: Outcome) -> Attempt {
+    let time_ms = tcpserver::session::unix_now_ms();
     Attempt {
-        attempt_id: new_attempt_id(),
-        time_ms: tcpserver::session::unix_now_ms(),
+        attempt_id: new_attempt_id(time_ms),
+        time_ms,
         user_id,
         username: username.to_owned(),
         ip: "192.0.2.10".into(),
@@ -146,4 +147,34 @@ fn an_acknowledged_log_in_is_queued_then_drained_into_the_table(options) {
     }
     assert_eq!(queued(&mut redis, &keys), 0);
 }
+}
+
+/// Rows past the 90 days go, by a range of the key (which leads with the
+/// time); younger ones stay, the newest as well as one just inside.
+#[test]
+fn pruning_deletes_the_rows_older_than_the_window_and_only_those() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let username = server.sign_up(&mut client, "pruned", PASSWORD);
+    let mut mysql = server.env.mysql();
+    let id = user_id(&mut mysql, &username);
+    let (mut drainer, keys) = drainer(&server.env);
+    let mut redis = server.env.redis();
+    let now = tcpserver::session::unix_now_ms();
+    let day = 24 * 3600 * 1000;
+    let aged = |days_ago: u64| {
+        let time_ms = now - days_ago * day;
+        Attempt {
+            attempt_id: new_attempt_id(time_ms),
+            time_ms,
+            ..attempt(id, &username, Outcome::WrongPassword)
+        }
+    };
+    push(&mut redis, &keys, &[aged(120), aged(91), aged(89), aged(0)]);
+    assert_eq!(drainer.round().expect("round").moved, 4);
+    let window = tcpserver::history::drain::KNOWN_FOR_MS;
+    assert_eq!(tcpserver::db::logins::prune(&mut mysql, now - window).expect("prune"), 2);
+    let left: Vec<u64> =
+        mysql.exec("SELECT time_ms FROM logins WHERE user_id = ? ORDER BY time_ms", (id,)).unwrap();
+    assert_eq!(left, [now - 89 * day, now]);
 }

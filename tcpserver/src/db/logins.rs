@@ -234,7 +234,11 @@ pub fn latest(q: &mut impl Queryable, user: u64, limit: usize) -> mysql::Result<
 ///
 /// The MySQL error.
 pub fn prune(q: &mut mysql::Conn, before_ms: u64) -> mysql::Result<u64> {
-    q.exec_drop(format!("DELETE FROM logins WHERE time_ms < ? LIMIT {PRUNE_BATCH}"), (before_ms,))?;
+    // The key leads with the time (`attempt_id_floor`): a range of it.
+    q.exec_drop(
+        format!("DELETE FROM logins WHERE attempt_id < ? ORDER BY attempt_id LIMIT {PRUNE_BATCH}"),
+        (crate::history::record::attempt_id_floor(before_ms),),
+    )?;
     let logins = q.affected_rows();
     q.exec_drop(
         format!("DELETE FROM known_devices WHERE last_seen_ms < ? LIMIT {PRUNE_BATCH}"),

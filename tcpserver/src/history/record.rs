@@ -98,16 +98,22 @@ pub struct Attempt {
     pub session: String,
 }
 
-/// A fresh attempt id: the time in milliseconds (12 hex digits), then 80
-/// random bits. Time first, so that the unique index on it grows at its end
-/// as rows arrive instead of at random places; 80 bits keep two attempts of
-/// one millisecond apart beyond any real chance of a clash. The id is never
-/// shown and guards nothing, so the thread's generator (a CSPRNG seeded by
-/// the OS) serves, without a system call per log-in.
-pub fn new_attempt_id() -> String {
-    let time = crate::session::unix_now_ms() & 0xffff_ffff_ffff;
+/// A fresh id for an attempt made at `time_ms`: that time
+/// ([`attempt_id_floor`]), then 80 random bits. Time first, so that the
+/// table's key grows at its end as rows arrive instead of at random places,
+/// and old rows are pruned by a range of the key; 80 bits keep two attempts
+/// of one millisecond apart beyond any real chance of a clash. The id is
+/// never shown and guards nothing, so the thread's generator (a CSPRNG
+/// seeded by the OS) serves, without a system call per log-in.
+pub fn new_attempt_id(time_ms: u64) -> String {
     let random: [u8; 10] = rand::random();
-    format!("{time:012x}{}", hex::encode(random))
+    format!("{}{}", attempt_id_floor(time_ms), hex::encode(random))
+}
+
+/// The first 12 hex digits of the ids of attempts made at `time_ms`: every
+/// id of an earlier attempt sorts below it, every later one above.
+pub fn attempt_id_floor(time_ms: u64) -> String {
+    format!("{:012x}", time_ms & 0xffff_ffff_ffff)
 }
 
 /// The address as recorded.
@@ -221,7 +227,7 @@ mod tests {
 
     fn attempt() -> Attempt {
         Attempt {
-            attempt_id: new_attempt_id(),
+            attempt_id: new_attempt_id(1_700_000_000_123),
             time_ms: 1_700_000_000_123,
             user_id: 7,
             username: "bruce_lee".into(),
@@ -241,7 +247,7 @@ mod tests {
         let throttled = Attempt::decode(&format!("throttled{}", a.tail())).unwrap();
         assert_eq!(throttled.outcome, Outcome::Throttled);
         assert_eq!(a.attempt_id.len(), 32);
-        assert_ne!(a.attempt_id, new_attempt_id());
+        assert_ne!(a.attempt_id, new_attempt_id(a.time_ms));
     }
 
     /// Regression: the drainer skipped every scan-to-log-in record as

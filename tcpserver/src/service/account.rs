@@ -518,9 +518,10 @@ impl Prepared {
 
     /// This attempt's history record.
     fn attempt(&self, user_id: u64, username: &str, outcome: Outcome, session: String) -> Attempt {
+        let time_ms = session::unix_now_ms();
         Attempt {
-            attempt_id: record::new_attempt_id(),
-            time_ms: session::unix_now_ms(),
+            attempt_id: record::new_attempt_id(time_ms),
+            time_ms,
             user_id,
             username: username.to_owned(),
             ip: record::ip_text(self.client),

@@ -237,9 +237,10 @@ impl Service {
         // The session is the desktop's: its browser and address, recorded as a log-in by QR code.
         let device = user_agent::parse(Some(user_agent::bounded(user_agent)));
         let meta = SessionMeta::new(now, client, &device).encode();
+        let time_ms = session::unix_now_ms();
         let attempt = Attempt {
-            attempt_id: record::new_attempt_id(),
-            time_ms: session::unix_now_ms(),
+            attempt_id: record::new_attempt_id(time_ms),
+            time_ms,
             user_id,
             username: username.clone(),
             ip: record::ip_text(client),
