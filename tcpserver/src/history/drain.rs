@@ -265,10 +265,13 @@ fn write(
         .collect();
     let now = crate::session::unix_now_ms();
     let since = now.saturating_sub(KNOWN_FOR_MS);
-    let mut wanted: Vec<Pair> = resolved
+    // Each success's device and network, computed once.
+    let prints: Vec<Option<Prints>> =
+        resolved.iter().map(|(id, a)| (a.outcome == Outcome::Success).then(|| Prints::of(*id, a))).collect();
+    let mut wanted: Vec<Pair> = prints
         .iter()
-        .filter(|(_, a)| a.outcome == Outcome::Success)
-        .flat_map(|(id, a)| [(*id, device_fingerprint(a)), (*id, network_fingerprint(&a.ip))])
+        .flatten()
+        .flat_map(|p| [p.device, p.network])
         .filter(|pair| !cache.known_since(pair, since))
         .collect();
     wanted.sort_unstable();
@@ -287,13 +290,8 @@ fn write(
     };
     // The failures before each success that may come from a new network, in
     // one statement for the round (most successes come from a known one).
-    let mut suspects: Vec<u64> = resolved
-        .iter()
-        .filter(|(id, a)| {
-            a.outcome == Outcome::Success && !known(&(*id, network_fingerprint(&a.ip)), &used_in_round)
-        })
-        .map(|(id, _)| *id)
-        .collect();
+    let mut suspects: Vec<u64> =
+        prints.iter().flatten().filter(|p| !known(&p.network, &used_in_round)).map(|p| p.network.0).collect();
     suspects.sort_unstable();
     suspects.dedup();
     let earliest = resolved.iter().map(|(_, a)| a.time_ms).min().unwrap_or(now);
@@ -303,11 +301,9 @@ fn write(
     };
     let mut rows = Vec::with_capacity(resolved.len());
     let mut seen: HashMap<Pair, u64> = HashMap::new();
-    for (user, a) in &resolved {
+    for ((user, a), prints) in resolved.iter().zip(&prints) {
         let (mut new_device, mut suspicious) = (false, false);
-        if a.outcome == Outcome::Success {
-            let device = (*user, device_fingerprint(a));
-            let network = (*user, network_fingerprint(&a.ip));
+        if let Some(&Prints { device, network }) = prints.as_ref() {
             new_device = !known(&device, &used_in_round);
             if !known(&network, &used_in_round) {
                 let stored = stored_failures.get(user).map_or(&[][..], Vec::as_slice);
@@ -373,12 +369,26 @@ pub fn network(ip: &str) -> String {
     }
 }
 
-fn device_fingerprint(a: &Attempt) -> [u8; 16] {
-    digest(&["device", &a.browser, &a.os, &network(&a.ip)])
+/// What a success is checked against: its account's use of its browser, OS
+/// and network, and of its network alone.
+#[derive(Debug, Clone, Copy)]
+struct Prints {
+    device: Pair,
+    network: Pair,
 }
 
-fn network_fingerprint(ip: &str) -> [u8; 16] {
-    digest(&["network", &network(ip)])
+impl Prints {
+    fn of(user: u64, a: &Attempt) -> Prints {
+        let network = network(&a.ip);
+        Prints {
+            device: (user, digest(&["device", &a.browser, &a.os, &network])),
+            network: (user, network_digest(&network)),
+        }
+    }
+}
+
+fn network_digest(network: &str) -> [u8; 16] {
+    digest(&["network", network])
 }
 
 fn digest(parts: &[&str]) -> [u8; 16] {
@@ -403,7 +413,14 @@ mod tests {
         assert_eq!(network("::ffff:203.0.113.200"), "203.0.113.0/24");
         assert_eq!(network("2001:db8:aa:bb::1"), "2001:db8:aa::/48");
         assert_eq!(network(""), "");
-        assert_eq!(network_fingerprint("203.0.113.4"), network_fingerprint("203.0.113.99"));
-        assert_ne!(network_fingerprint("203.0.113.4"), network_fingerprint("203.0.114.4"));
+        let print = |ip: &str| {
+            Prints::of(
+                7,
+                &Attempt::decode(&format!("success\t1\ta\t1\t7\tu\t{ip}\tF\tL\tpassword\t")).unwrap(),
+            )
+        };
+        assert_eq!(print("203.0.113.4").network, print("203.0.113.99").network);
+        assert_ne!(print("203.0.113.4").network, print("203.0.114.4").network);
+        assert_ne!(print("203.0.113.4").device, print("203.0.113.4").network);
     }
 }
