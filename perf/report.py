@@ -26,6 +26,17 @@ QPS_GOALS = {"login-fixed": 12000, "login-random": 6000, "profile": 20000}
 P99_GOAL_MS = 50
 C2000_SHARE = 0.8
 RSS_GOALS_MB = {"tcpserver": 100, "httpserver": 300}
+# The ceilings perf/run.sh measures with wrk, in the table's order: the
+# machine's (nginx) and the shape's two (httpserver without an RPC, and with
+# one Ping), each with its row label.
+CEILINGS = {
+    "nginx": "ceiling: nginx fixed 200 (wrk)",
+    "static": "ceiling: httpserver static file (wrk)",
+    "healthz": "ceiling: httpserver /healthz, one RPC Ping (wrk)",
+}
+# The second performance round: scenarios at c=200 at least this share of
+# the /healthz ceiling of the same run.
+HEALTHZ_SHARE_GOALS = {"profile": 0.70, "login-fixed": 0.55, "nickname": 0.45}
 # The scale-out issue: on the same cores the fleet cannot be faster, but it
 # must cost little: these scenarios at least this share of the single node's
 # throughput, at both concurrencies, with no errors.
@@ -71,9 +82,9 @@ def fmt_ms(x):
     return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
-def ceiling_of(wrk, concurrency):
+def ceiling_of(wrk, concurrency, target="nginx"):
     for w in wrk:
-        if w["target"] == "nginx" and w["concurrency"] == concurrency:
+        if w["target"] == target and w["concurrency"] == concurrency:
             return w["result"]["qps"]
     return None
 
@@ -94,23 +105,28 @@ def table(all_runs, wrk, machine, seed, all_rss, all_cpu):
         f"{fmt_int(machine.get('accounts', 0))} seeded accounts, password-hash cost "
         f"{machine.get('hash_cost', '?')} (PBKDF2-HMAC-SHA256).\n"
     )
-    out.append("| scenario | concurrency | requests | QPS | of ceiling | p50 ms | p90 ms | p99 ms | max ms | errors |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    def of_ceiling(r, scenario, c):
-        ceiling = ceiling_of(wrk, c)
-        return f"{100 * r['qps'] / ceiling:.0f} %" if ceiling else "–"
+    out.append(
+        "| scenario | concurrency | requests | QPS | of nginx | of static | of /healthz "
+        "| p50 ms | p90 ms | p99 ms | max ms | errors |"
+    )
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
-    out.extend(matrix_rows(runs, of_ceiling))
-    for w in wrk:
-        if w["target"] != "nginx":
-            continue
-        r = w["result"]
-        lat = r["latency_ms"]
-        out.append(
-            f"| ceiling: nginx fixed 200 (wrk) | {w['concurrency']} | {fmt_int(r['requests'])} | "
-            f"{fmt_int(r['qps'])} | 100 % | {fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | "
-            f"{fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | {r['errors']} |"
-        )
+    def of_ceilings(r, scenario, c):
+        return " | ".join(share_of(r["qps"], ceiling_of(wrk, c, target)) for target in CEILINGS)
+
+    out.extend(matrix_rows(runs, of_ceilings))
+    for target, label in CEILINGS.items():
+        for w in wrk:
+            if w["target"] != target:
+                continue
+            r = w["result"]
+            lat = r["latency_ms"]
+            shares = of_ceilings(r, target, w["concurrency"])
+            out.append(
+                f"| {label} | {w['concurrency']} | {fmt_int(r['requests'])} | "
+                f"{fmt_int(r['qps'])} | {shares} | {fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | "
+                f"{fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | {r['errors']} |"
+            )
     out.append("")
     if rss:
         for c, peaks in sorted(rss.items()):
@@ -138,6 +154,7 @@ def table(all_runs, wrk, machine, seed, all_rss, all_cpu):
         out.append("")
     out.append("Goals of the issue, checked on these numbers:\n")
     out.extend(goals(runs, rss))
+    out.extend(ceiling_goals(runs, wrk))
     out.append("")
     out.extend(cpu_table(runs, all_cpu[SINGLE]))
     if all_runs[FLEET]:
@@ -285,6 +302,28 @@ def goals(runs, rss):
     for name, goal in RSS_GOALS_MB.items():
         if name in peaks:
             lines.append(f"- {mark(peaks[name] < goal)} {name} peak RSS at 2000: {peaks[name]:.0f} MB (goal < {goal} MB)")
+    return lines
+
+
+def share_of(qps, ceiling):
+    """`qps` as a percentage of `ceiling`, or a dash when that was not measured."""
+    return f"{100 * qps / ceiling:.0f} %" if ceiling else "–"
+
+
+def ceiling_goals(runs, wrk):
+    """The second performance round's goals: scenarios at c=200 as shares of
+    the /healthz ceiling measured in the same run."""
+    healthz = ceiling_of(wrk, 200, "healthz")
+    lines = []
+    for scenario, goal in HEALTHZ_SHARE_GOALS.items():
+        r = runs.get((scenario, 200))
+        if r and healthz:
+            share = r["qps"] / healthz
+            mark = "✅" if share >= goal else "❌"
+            lines.append(
+                f"- {mark} {scenario} at 200: {100 * share:.0f} % of the /healthz ceiling "
+                f"({fmt_int(healthz)}/s; goal ≥ {100 * goal:.0f} %)"
+            )
     return lines
 
 

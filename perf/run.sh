@@ -10,7 +10,9 @@
 # 2. builds everything in release mode and makes sure the ten million seeded
 #    accounts exist (the seeding tool is a no-op when they do);
 # 3. (re)starts the system with ./run.sh stop and ./run.sh;
-# 4. measures the machine's ceiling: wrk against nginx serving a fixed 200;
+# 4. measures the machine's ceiling, wrk against nginx serving a fixed 200,
+#    and the shape's two: httpserver serving a static file (no RPC) and
+#    /healthz (one RPC Ping to tcpserver and back);
 # 5. runs the matrix: login-fixed, login-random, profile and nickname at
 #    concurrency 200 and 2000, sampling the servers' resident memory during
 #    the 2000 runs, and cross-checks the load generator with wrk;
@@ -168,10 +170,19 @@ log "the ceiling: wrk against nginx serving a fixed 200"
 "$nginx_bin" -p "$work/nginx" -c "$root/perf/nginx/nginx.conf"
 nginx_started=1
 for c in $levels; do
-  wrk_run nginx "$c" 2 perf/wrk/fixed.lua "http://$ceiling_addr/"
+  wrk_run nginx "$c" 2 perf/wrk/get.lua "http://$ceiling_addr/" nginx
 done
 "$nginx_bin" -p "$work/nginx" -c "$root/perf/nginx/nginx.conf" -s stop
 nginx_started=
+# The ceilings of this shape: what httpserver answers without tcpserver (a
+# static file: the thread-per-connection hop alone), and with one RPC to it
+# and back that touches neither Redis nor MariaDB (/healthz, a Ping). Every
+# scenario is shown as a share of each.
+log "the shape's ceilings: wrk against httpserver serving a static file, and /healthz"
+for c in $levels; do
+  wrk_run static "$c" 2 perf/wrk/get.lua "http://$http_addr/static/style.css" static
+  wrk_run healthz "$c" 2 perf/wrk/get.lua "http://$http_addr/healthz" healthz
+done
 
 # --- 5. the matrix ----------------------------------------------------------
 # The process listening on a port (the servers ./run.sh started, not test
