@@ -21,10 +21,12 @@ from html import escape
 SCENARIOS = ["login-fixed", "login-random", "profile", "nickname"]
 LEVELS = [200, 2000]
 
-# The goals, checked against the numbers of the same run.
-QPS_GOALS = {"login-fixed": 12000, "login-random": 6000, "profile": 20000}
-P99_GOAL_MS = 50
-C2000_SHARE = 0.8
+# The goals of the second performance round, checked against the numbers of
+# the same run (absolute throughputs move by half from one machine to the
+# next, so the throughput goals are shares: of c=200 here, of the /healthz
+# ceiling in HEALTHZ_SHARE_GOALS below).
+P99_GOALS_MS = {"login-fixed": 10, "login-random": 25, "profile": 10}
+C2000_SHARE = 0.9
 RSS_GOALS_MB = {"tcpserver": 100, "httpserver": 300}
 # The ceilings perf/run.sh measures with wrk, in the table's order: the
 # machine's (nginx) and the shape's two (httpserver without an RPC, and with
@@ -280,10 +282,6 @@ def goals(runs, rss):
     def mark(ok):
         return "✅" if ok else "❌"
 
-    for scenario, goal in QPS_GOALS.items():
-        r = runs.get((scenario, 200))
-        if r:
-            lines.append(f"- {mark(r['qps'] >= goal)} {scenario} at 200: {fmt_int(r['qps'])}/s (goal ≥ {fmt_int(goal)})")
     for scenario in SCENARIOS:
         low, high = runs.get((scenario, 200)), runs.get((scenario, 2000))
         if low and high:
@@ -293,11 +291,11 @@ def goals(runs, rss):
                 f"- {mark(ok)} {scenario} at 2000: {high['errors']} errors, {100 * share:.1f} % of the "
                 f"concurrency-200 throughput (goal: 0 errors, ≥ {100 * C2000_SHARE:.0f} %)"
             )
-    for scenario in SCENARIOS:
+    for scenario, goal in P99_GOALS_MS.items():
         r = runs.get((scenario, 200))
         if r:
             p99 = r["latency_ms"]["p99"]
-            lines.append(f"- {mark(p99 < P99_GOAL_MS)} {scenario} p99 at 200: {fmt_ms(p99)} ms (goal < {P99_GOAL_MS} ms)")
+            lines.append(f"- {mark(p99 < goal)} {scenario} p99 at 200: {fmt_ms(p99)} ms (goal < {goal} ms)")
     peaks = rss.get(2000, {})
     for name, goal in RSS_GOALS_MB.items():
         if name in peaks:
