@@ -19,18 +19,22 @@ A=${1:?bin dir A} B=${2:?bin dir B}
 SCENARIO=${3:-login-fixed} ROUNDS=${4:-5} SECS=${5:-5} CONCURRENCY=${6:-200}
 LOADGEN=$ROOT/target/release/loadgen
 WORK=$(mktemp -d /tmp/ab.XXXXXX)
+# The stacks' Redis key prefixes start with this (see start_stack).
+PREFIX=ab$$
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # The stacks' keys (sessions, records, counters): none is left behind.
+  redis-cli --scan --pattern "$PREFIX-*" 2>/dev/null | xargs -r -n 1000 redis-cli del >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
 # As in perf/run.sh: the throttles on successful log-ins raised for a load
 # from one address. Environment variables, which a build from before these
-# settings ignores, and no metrics listener (two tcpservers run side by side).
+# settings ignores.
 export LOGINS_PER_USER=1000000000/600 LOGINS_PER_ADDR=1000000000/600
-export LOGIN_FAILURES_PER_ADDR=1000000000/300 METRICS_LISTEN=off
+export LOGIN_FAILURES_PER_ADDR=1000000000/300
 # MySQL over its unix socket, as ./run.sh connects tcpserver (a build from
 # before tcpserver stopped switching loopback TCP to the socket by itself
 # reaches the same socket either way).
@@ -39,10 +43,15 @@ export MYSQL_URL
 # The RPC secret both servers of a stack prove and check, by environment too.
 export RPC_SECRET_FILE=$ROOT/run/secrets/rpc_secret
 
+# Each stack keeps its keys under a prefix of its own (not the running
+# system's, nor the other stack's: a stack's log-in records are drained by its
+# own tcpserver only), and serves its metrics on the port below its
+# tcpserver's, where `drained` reads how many records its drainer has left.
+# Both by environment, which a build from before these settings ignores.
 start_stack() { # name bin_dir http_port tcp_port extra_tcpserver_args extra_httpserver_args
   local name=$1 dir=$2 http=$3 tcp=$4
   # shellcheck disable=SC2086 # the extra flags are meant to split into words
-  "$dir/tcpserver" --listen "127.0.0.1:$tcp" $5 \
+  REDIS_PREFIX="$PREFIX-$name:" METRICS_LISTEN="127.0.0.1:$((tcp - 1))" "$dir/tcpserver" --listen "127.0.0.1:$tcp" $5 \
     --mysql-password-file "$ROOT/run/secrets/mysql_password" --pepper-file "$ROOT/run/secrets/pepper" \
     --avatar-dir "$WORK/avatars-$name" >"$WORK/$name-tcp.log" 2>&1 &
   PIDS+=($!)
@@ -64,6 +73,25 @@ for port in 2088 3088; do
   done
 done
 
+# Waits (at most 30 s) until neither stack's history drainer has records
+# left, so that one run's drain never falls into the next run: the gauge is
+# set by each drainer round, and a round follows the last log-ins within a
+# quarter-second. A build without the gauge counts as drained.
+drained() {
+  local port left total
+  sleep 0.5
+  for _ in $(seq 150); do
+    total=0
+    for port in 2098 3098; do
+      left=$(curl -fs "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '$1 == "usermgmt_history_queued" { print $2 }')
+      total=$((total + ${left:-0}))
+    done
+    ((total == 0)) && return 0
+    sleep 0.2
+  done
+  echo "ab.sh: history records still queued after 30 s; going on" >&2
+}
+
 run() { # name port
   "$LOADGEN" --addr "127.0.0.1:$2" --scenario "$SCENARIO" --duration "$SECS" \
     --concurrency "$CONCURRENCY" --json 2>/dev/null | tail -n 1 >>"$WORK/$1.jsonl" || true
@@ -75,7 +103,11 @@ print("%s: qps=%.0f p99=%.1fms errors=%d" % (sys.argv[1], r["qps"], r["latency_m
 }
 
 for ((i = 0; i < ROUNDS; i++)); do
-  if ((i % 2 == 0)); then run a 2088; run b 3088; else run b 3088; run a 2088; fi
+  if ((i % 2 == 0)); then
+    run a 2088; drained; run b 3088; drained
+  else
+    run b 3088; drained; run a 2088; drained
+  fi
 done
 
 python3 - "$WORK" <<'EOF'

@@ -65,6 +65,11 @@ pub static SESSIONS_LOGGED_OUT: Named =
 /// once per turn).
 pub static QR_WAITS: Gauge = Gauge::new();
 
+/// Log-in records waiting in Redis for the history drainer, as the last
+/// round of this process's drainer left them (set once per round; records
+/// other tcpservers queued since are not in it until the next).
+pub static HISTORY_QUEUED: Gauge = Gauge::new();
+
 /// Scan-to-log-in waits ended early because their client went away
 /// (`QrCancel` from httpserver, when the desktop closed its page).
 pub static QR_WAITS_CANCELLED: Named = Named::new(
@@ -296,6 +301,14 @@ pub fn render() -> String {
     let name = "usermgmt_qr_waits";
     family(&mut out, name, "gauge", "Scan-to-log-in waits parked in the reactor.");
     sample(&mut out, name, "", QR_WAITS.get());
+    let name = "usermgmt_history_queued";
+    family(
+        &mut out,
+        name,
+        "gauge",
+        "Log-in records waiting in Redis for the history drainer, after its last round.",
+    );
+    sample(&mut out, name, "", HISTORY_QUEUED.get());
     let name = "usermgmt_queue_depth";
     family(&mut out, name, "gauge", "Jobs waiting for a worker.");
     sample(&mut out, name, "", QUEUE_DEPTH.get());

@@ -178,3 +178,27 @@ fn pruning_deletes_the_rows_older_than_the_window_and_only_those() {
         mysql.exec("SELECT time_ms FROM logins WHERE user_id = ? ORDER BY time_ms", (id,)).unwrap();
     assert_eq!(left, [now - 89 * day, now]);
 }
+
+/// A round takes at most its share of each queue and says what it left
+/// (the `usermgmt_history_queued` gauge); the next takes the rest.
+#[test]
+fn a_round_says_how_many_records_it_left_queued() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let username = server.sign_up(&mut client, "backlog", PASSWORD);
+    let mut mysql = server.env.mysql();
+    let id = user_id(&mut mysql, &username);
+    let (mut drainer, keys) = drainer(&server.env);
+    let mut redis = server.env.redis();
+    let queue = keys.history_queue(0);
+    let backlog = tcpserver::history::drain::DRAIN_PER_QUEUE + 5;
+    for _ in 0..backlog {
+        let record = attempt(id, &username, Outcome::WrongPassword).encode();
+        redis::cmd("RPUSH").arg(&queue).arg(record).query::<()>(&mut redis).expect("RPUSH");
+    }
+    let first = drainer.round().expect("round");
+    assert_eq!((first.moved, first.full, first.left), (backlog - 5, true, 5));
+    let second = drainer.round().expect("round");
+    assert_eq!((second.moved, second.full, second.left), (5, false, 0));
+    assert_eq!(rows_of(&mut mysql, id), backlog as u64);
+}

@@ -95,6 +95,8 @@ pub struct Round {
     pub moved: usize,
     /// Whether a queue held more than the round took (the next starts at once).
     pub full: bool,
+    /// Records the queues held beyond those the round took (when it read them).
+    pub left: usize,
 }
 
 /// Why a round failed.
@@ -182,11 +184,24 @@ impl Drainer {
         for queue in &queues {
             read.cmd("LRANGE").arg(queue).arg(0).arg(last);
         }
-        let heads: Vec<Vec<String>> = self.redis.run(&read).map_err(DrainError::Redis)?;
+        for queue in &queues {
+            read.cmd("LLEN").arg(queue);
+        }
+        let (heads, lengths): (Vec<Vec<String>>, Vec<usize>) = {
+            let replies: Vec<redis::Value> = self.redis.run(&read).map_err(DrainError::Redis)?;
+            let (heads, lengths) = replies.split_at(queues.len().min(replies.len()));
+            let heads = heads.iter().map(redis::from_redis_value_ref).collect::<Result<_, _>>();
+            let lengths = lengths.iter().map(redis::from_redis_value_ref).collect::<Result<_, _>>();
+            let unreadable = |e: redis::ParsingError| DrainError::Redis(e.into());
+            (heads.map_err(unreadable)?, lengths.map_err(unreadable)?)
+        };
         let moved: usize = heads.iter().map(Vec::len).sum();
         let full = heads.iter().any(|records| records.len() >= DRAIN_PER_QUEUE);
+        // What this round leaves queued, for operators (and perf/ab.sh).
+        let left = lengths.iter().sum::<usize>().saturating_sub(moved);
+        crate::metrics::HISTORY_QUEUED.set(i64::try_from(left).unwrap_or(i64::MAX));
         if moved == 0 {
-            return Ok(Round { moved, full });
+            return Ok(Round { moved, full, left });
         }
         let mut attempts: Vec<Attempt> = heads
             .iter()
@@ -217,7 +232,7 @@ impl Drainer {
         if trimmed.contains(&0) {
             crate::log!("log-in history: another drainer took some of these records first");
         }
-        Ok(Round { moved, full })
+        Ok(Round { moved, full, left })
     }
 
     fn prune(&mut self) {
