@@ -32,8 +32,8 @@
 //! **Why an account's keys share one tag.** The log-in lookup reads the
 //! username's record, fence, counters and the cached profile of the id the
 //! record names in one script; the session's script stores the session, its
-//! metadata and index entry and evicts past the cap in one script (and the
-//! account's success is counted in its slot beside it); a profile read
+//! metadata and index entry, evicts past the cap and counts the account's
+//! success in one script; a profile read
 //! resumes the session and reads the cached profile in one script. The username is immutable and names the account as
 //! its id does, so one tag derived from it serves the keys named by username
 //! and those named by user id alike. The session token carries the tag (its

@@ -158,27 +158,39 @@ return {0}
 /// `RESERVE`, sent by its SHA-1.
 pub static RESERVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(login_script(RESERVE)));
 
+/// The counting of a success on one side, shared by [`SUCCEED`] and the
+/// session's script ([`crate::login_session`], which counts the account's
+/// side in the same step as it opens the session): the log-in leaves the
+/// failures (and, given a start, takes with it the failures that *ended
+/// before it began*: a person who mistypes and then gets it right starts
+/// afresh, while failures in flight or recorded beside it stay); it leaves
+/// its in-flight place and is counted, once: only if the place was there (or
+/// was purged with its whole set). A script writes it where it says
+/// `COUNT_SUCCESS`, after setting `failures_key`, `done_key`, `flying_key`,
+/// `member`, `window` and `started` (µs, `''` for none).
+pub(crate) const COUNT_SUCCESS: &str = r"redis.call('ZREM', failures_key, member)
+if started ~= '' then
+  redis.call('ZREMRANGEBYSCORE', failures_key, 1, '(' .. started)
+end
+if redis.call('ZREM', flying_key, member) == 1 or redis.call('EXISTS', flying_key) == 0 then
+  redis.call('INCR', done_key)
+  redis.call('EXPIRE', done_key, window, 'NX')
+end
+";
+
 /// KEYS = failures, successes, in flight (one side); ARGV = member, success
 /// window, and the start of the log-in (µs; `''` for none). The log-in
-/// succeeded: it leaves the failures (and, given a start, takes with it the
-/// failures that *ended before it began*: a person who mistypes and then
-/// gets it right starts afresh, while failures in flight or recorded beside
-/// it stay); it leaves its in-flight place and is counted, once: only if the
-/// place was there (or was purged with its whole set).
+/// succeeded: [`COUNT_SUCCESS`] on that side.
 const SUCCEED: &str = r"#!lua
-redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[3] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], 1, '(' .. ARGV[3])
-end
-if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('INCR', KEYS[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[2], 'NX')
-end
+local failures_key, done_key, flying_key = KEYS[1], KEYS[2], KEYS[3]
+local member, window, started = ARGV[1], ARGV[2], ARGV[3]
+COUNT_SUCCESS
 return 0
 ";
 
 /// `SUCCEED`, sent by its SHA-1.
-pub static SUCCEED_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SUCCEED));
+pub static SUCCEED_SCRIPT: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(SUCCEED.replace("COUNT_SUCCESS\n", COUNT_SUCCESS).leak()));
 
 /// Adds the reservation of `member`'s places on one side to a batch (one
 /// reply, for [`reserved`]); `with_failure` also takes a failure place (a
@@ -207,16 +219,33 @@ pub fn reserved(reply: &[u64]) -> u64 {
 /// Adds the counting of `member`'s success on one side to a batch (no
 /// reply); `started_us` clears the failures that ended before it.
 pub fn succeed_cmd(batch: &mut Batch, counters: &LoginCounters, member: &str, started_us: Option<u64>) {
-    batch
-        .script(&SUCCEED_SCRIPT)
-        .arg(3)
-        .arg(&counters.failures)
-        .arg(&counters.successes)
-        .arg(&counters.in_flight)
-        .arg(member)
-        .arg(counters.success_limit.window_secs)
-        .arg(started_us.map(|us| us.to_string()).unwrap_or_default())
-        .ignore();
+    let (keys, args) = success_counting(counters, member, started_us);
+    let cmd = batch.script(&SUCCEED_SCRIPT).arg(3);
+    for key in keys {
+        cmd.arg(key);
+    }
+    for arg in args {
+        cmd.arg(arg);
+    }
+    cmd.ignore();
+}
+
+/// What [`COUNT_SUCCESS`] reads, in its order: the three keys of the side
+/// (failures, successes, in flight), then the member, the success window
+/// and the start (µs, `""` for none).
+pub(crate) fn success_counting(
+    counters: &LoginCounters,
+    member: &str,
+    started_us: Option<u64>,
+) -> ([String; 3], [String; 3]) {
+    (
+        [counters.failures.clone(), counters.successes.clone(), counters.in_flight.clone()],
+        [
+            member.to_owned(),
+            counters.success_limit.window_secs.to_string(),
+            started_us.map(|us| us.to_string()).unwrap_or_default(),
+        ],
+    )
 }
 
 /// Adds the commands that give back `member`'s place under the success limit

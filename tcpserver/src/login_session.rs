@@ -10,9 +10,11 @@
 //!
 //! The log-in limits were settled before: the log-in took its places under
 //! the success limits in its first round trip ([`crate::login_counters`]),
-//! so the session is opened whatever else runs beside it, and the same
-//! pipeline counts the success on both sides and queues the attempt's
-//! history record ([`crate::history`]) with its outcome, known by then.
+//! so the session is opened whatever else runs beside it. The same script
+//! counts the success on the account's side (its counters share the
+//! account's slot), and the same pipeline counts it on the address's side
+//! and queues the attempt's history record ([`crate::history`]) with its
+//! outcome, known by then.
 //!
 //! Done as one script, the cap holds whatever the concurrency: two log-ins
 //! of one account in two workers cannot both see room for one more. The
@@ -26,6 +28,7 @@ use std::sync::LazyLock;
 
 use crate::db::redis::{Batch, LuaScript};
 use crate::keys::{AccountTag, Keys};
+use crate::login_counters::{self, LoginCounters};
 use crate::session::{Lifetimes, Session};
 
 /// Sessions one account may hold at once. A person signs in on a phone, a
@@ -34,10 +37,13 @@ use crate::session::{Lifetimes, Session};
 /// (about 10 KiB of Redis) instead of one per log-in. Past it, the oldest end.
 pub const DEFAULT_MAX_SESSIONS_PER_USER: u64 = 32;
 
-/// KEYS: session, index (one account's slot). ARGV: session value, session
-/// TTL, now (ms), cap, absolute lifetime (s), session key prefix, token hash,
-/// metadata key prefix, metadata value. Returns the number of sessions the
-/// cap ended.
+/// KEYS: session, index (one account's slot), and, to count the log-in's
+/// success on the account's side in the same step, that side's failures,
+/// successes and in-flight places ([`login_counters::COUNT_SUCCESS`]). ARGV:
+/// session value, session TTL, now (ms), cap, absolute lifetime (s), session
+/// key prefix, token hash, metadata key prefix, metadata value, and with the
+/// counters the member, the success window and the log-in's start (µs).
+/// Returns the number of sessions the cap ended.
 const OPEN: &str = r"#!lua
 local now = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
@@ -55,30 +61,45 @@ if excess > 0 then
   end
 end
 redis.call('EXPIRE', KEYS[2], ARGV[5])
+if #KEYS == 5 then
+  local failures_key, done_key, flying_key = KEYS[3], KEYS[4], KEYS[5]
+  local member, window, started = ARGV[10], ARGV[11], ARGV[12]
+  COUNT_SUCCESS
+end
 return ended
 ";
 
 /// `OPEN`, sent by its SHA-1 once Redis has it.
-pub static OPEN_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(OPEN));
+pub static OPEN_SCRIPT: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(OPEN.replace("  COUNT_SUCCESS\n", login_counters::COUNT_SUCCESS).leak()));
+
+/// The account's side of a successful log-in, counted by the script that
+/// opens its session: its counters, the attempt's member, and the log-in's
+/// start (µs) for clearing the failures that ended before it.
+pub type AccountSuccess<'a> = (&'a LoginCounters, &'a str, Option<u64>);
 
 /// Adds the `OPEN` script for `session` (under `token_hash`, its token's
 /// account tag `tag`) to a batch, keeping at most `cap` sessions of its
-/// account: one reply, for [`opened`].
+/// account, and counting the success on the account's side when given
+/// (one script instead of two: the same slot): one reply, for [`opened`].
 pub fn open_cmd(
     batch: &mut Batch,
     keys: &Keys,
     (tag, token_hash, session): (&AccountTag, &str, &Session),
-    lifetimes: Lifetimes,
-    cap: u64,
-    meta: &str,
+    (lifetimes, cap, meta): (Lifetimes, u64, &str),
+    account_success: Option<AccountSuccess<'_>>,
 ) {
     let now_ms = crate::session::unix_now_ms();
-    batch
-        .script(&OPEN_SCRIPT)
-        .arg(2)
-        .arg(keys.session(tag, token_hash))
-        .arg(keys.user_sessions(&session.username, session.user_id))
-        .arg(session.encode())
+    let counting = account_success
+        .map(|(counters, member, started_us)| login_counters::success_counting(counters, member, started_us));
+    let cmd = batch.script(&OPEN_SCRIPT).arg(if counting.is_some() { 5 } else { 2 });
+    cmd.arg(keys.session(tag, token_hash)).arg(keys.user_sessions(&session.username, session.user_id));
+    if let Some((counter_keys, _)) = &counting {
+        for key in counter_keys {
+            cmd.arg(key);
+        }
+    }
+    cmd.arg(session.encode())
         .arg(session.ttl(lifetimes, now_ms / 1000))
         .arg(now_ms)
         .arg(cap)
@@ -87,6 +108,11 @@ pub fn open_cmd(
         .arg(token_hash)
         .arg(keys.session_meta_prefix(tag))
         .arg(meta);
+    if let Some((_, args)) = &counting {
+        for arg in args {
+            cmd.arg(arg);
+        }
+    }
 }
 
 /// Counts one opened session from its `OPEN` reply (the sessions the cap ended).

@@ -319,10 +319,17 @@ impl Service {
             Outcome::Success,
             device::public_id(&token_hash),
         );
-        login_session::open_cmd(batch, keys, (&tag, &token_hash, &session), lifetimes, cap, &meta);
-        if let Some(user) = &prepared.user {
-            login_counters::succeed_cmd(batch, user, &prepared.member, Some(started_us));
-        }
+        // The account's success is counted by the session's own script (one
+        // slot); the address's is in another slot, so a script of its own.
+        let account_success =
+            prepared.user.as_ref().map(|user| (user, prepared.member.as_str(), Some(started_us)));
+        login_session::open_cmd(
+            batch,
+            keys,
+            (&tag, &token_hash, &session),
+            (lifetimes, cap, &meta),
+            account_success,
+        );
         if let Some(addr) = &prepared.addr {
             login_counters::succeed_cmd(batch, addr, &prepared.member, None);
         }

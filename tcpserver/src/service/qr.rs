@@ -254,7 +254,13 @@ impl Service {
         let session = Session { user_id, username, expires_at: now + lifetimes.max_secs };
         let cap = self.shared.max_sessions_per_user;
         let mut batch = Batch::new();
-        login_session::open_cmd(&mut batch, keys, (&tag, &token_hash, &session), lifetimes, cap, &meta);
+        login_session::open_cmd(
+            &mut batch,
+            keys,
+            (&tag, &token_hash, &session),
+            (lifetimes, cap, &meta),
+            None,
+        );
         for side in sides {
             login_counters::succeed_cmd(&mut batch, side, member, None);
         }
