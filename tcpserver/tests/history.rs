@@ -27,6 +27,30 @@ fn drainer(env: &TestEnv) -> (Drainer, Keys) {
     (Drainer::new(MysqlLink::new(opts, 0), RedisLink::new(env.target(), 0), keys.clone()), keys)
 }
 
+/// A server with one account signed up on it, and a drainer of queues of
+/// its own beside it.
+struct Drained {
+    server: TestServer,
+    username: String,
+    id: u64,
+    mysql: mysql::Conn,
+    redis: TestRedis,
+    drainer: Drainer,
+    keys: Keys,
+}
+
+impl Drained {
+    fn start(server: TestServer, name: &str) -> Drained {
+        let mut client = server.connect();
+        let username = server.sign_up(&mut client, name, PASSWORD);
+        let mut mysql = server.env.mysql();
+        let id = user_id(&mut mysql, &username);
+        let (drainer, keys) = drainer(&server.env);
+        let redis = server.env.redis();
+        Drained { server, username, id, mysql, redis, drainer, keys }
+    }
+}
+
 /// Records left in all the queues.
 fn queued(redis: &mut TestRedis, keys: &Keys) -> u64 {
     keys.history_queues()
@@ -70,59 +94,47 @@ fn user_id(mysql: &mut mysql::Conn, username: &str) -> u64 {
 
 on_single_and_cluster! {
 fn a_round_repeated_after_a_crash_between_commit_and_trim_inserts_nothing_twice(options) {
-    let server = TestServer::start_with(options);
-    let mut client = server.connect();
-    let username = server.sign_up(&mut client, "drained", PASSWORD);
-    let mut mysql = server.env.mysql();
-    let id = user_id(&mut mysql, &username);
-    let (mut drainer, keys) = drainer(&server.env);
-    let mut redis = server.env.redis();
+    let mut f = Drained::start(TestServer::start_with(options), "drained");
     let attempts = [
-        attempt(id, &username, Outcome::Success),
-        attempt(id, &username, Outcome::WrongPassword),
+        attempt(f.id, &f.username, Outcome::Success),
+        attempt(f.id, &f.username, Outcome::WrongPassword),
         // Throttled before any lookup: found by name.
-        attempt(0, &username, Outcome::Throttled),
+        attempt(0, &f.username, Outcome::Throttled),
     ];
-    push(&mut redis, &keys, &attempts);
-    assert_eq!(drainer.round().expect("round").moved, 3);
-    assert_eq!(rows_of(&mut mysql, id), 3);
+    push(&mut f.redis, &f.keys, &attempts);
+    assert_eq!(f.drainer.round().expect("round").moved, 3);
+    assert_eq!(rows_of(&mut f.mysql, f.id), 3);
 
     // What a kill after the COMMIT but before the trim leaves: the same records queued.
-    push(&mut redis, &keys, &attempts);
-    assert_eq!(drainer.round().expect("round").moved, 3);
-    assert_eq!(rows_of(&mut mysql, id), 3, "the unique attempt id keeps each attempt one row");
-    assert_eq!(queued(&mut redis, &keys), 0, "taken off the queues after the commit");
-    assert_eq!(drainer.round().expect("round").moved, 0, "empty queues are no work");
+    push(&mut f.redis, &f.keys, &attempts);
+    assert_eq!(f.drainer.round().expect("round").moved, 3);
+    assert_eq!(rows_of(&mut f.mysql, f.id), 3, "the unique attempt id keeps each attempt one row");
+    assert_eq!(queued(&mut f.redis, &f.keys), 0, "taken off the queues after the commit");
+    assert_eq!(f.drainer.round().expect("round").moved, 0, "empty queues are no work");
 }
 }
 
 on_single_and_cluster! {
 fn attempts_on_unknown_names_and_deleted_accounts_leave_no_row_and_do_not_stall_the_queue(options) {
-    let server = TestServer::start_with(options);
-    let mut client = server.connect();
-    let username = server.sign_up(&mut client, "kept", PASSWORD);
-    let mut mysql = server.env.mysql();
-    let id = user_id(&mut mysql, &username);
-    let (mut drainer, keys) = drainer(&server.env);
-    let mut redis = server.env.redis();
-    let ghost = server.username("ghost");
+    let mut f = Drained::start(TestServer::start_with(options), "kept");
+    let ghost = f.server.username("ghost");
     push(
-        &mut redis,
-        &keys,
+        &mut f.redis,
+        &f.keys,
         &[
             attempt(0, &ghost, Outcome::Throttled),
             // An id no account has (deleted before the drain): skipped by the foreign key.
             attempt(u64::MAX / 2, &ghost, Outcome::Success),
-            attempt(id, &username, Outcome::Success),
+            attempt(f.id, &f.username, Outcome::Success),
         ],
     );
     // And in the queue of the builds before the queues were spread (an upgrade leaves it).
-    let legacy = keys.history_queues().pop().expect("the old queue");
-    redis::cmd("RPUSH").arg(&legacy).arg("not a record").query::<()>(&mut redis).expect("RPUSH");
-    assert_eq!(drainer.round().expect("round").moved, 4);
-    assert_eq!(rows_of(&mut mysql, id), 1);
-    assert_eq!(rows_of(&mut mysql, u64::MAX / 2), 0);
-    assert_eq!(queued(&mut redis, &keys), 0);
+    let legacy = f.keys.history_queues().pop().expect("the old queue");
+    redis::cmd("RPUSH").arg(&legacy).arg("not a record").query::<()>(&mut f.redis).expect("RPUSH");
+    assert_eq!(f.drainer.round().expect("round").moved, 4);
+    assert_eq!(rows_of(&mut f.mysql, f.id), 1);
+    assert_eq!(rows_of(&mut f.mysql, u64::MAX / 2), 0);
+    assert_eq!(queued(&mut f.redis, &f.keys), 0);
 }
 }
 
@@ -153,13 +165,7 @@ fn an_acknowledged_log_in_is_queued_then_drained_into_the_table(options) {
 /// time); younger ones stay, the newest as well as one just inside.
 #[test]
 fn pruning_deletes_the_rows_older_than_the_window_and_only_those() {
-    let server = TestServer::start();
-    let mut client = server.connect();
-    let username = server.sign_up(&mut client, "pruned", PASSWORD);
-    let mut mysql = server.env.mysql();
-    let id = user_id(&mut mysql, &username);
-    let (mut drainer, keys) = drainer(&server.env);
-    let mut redis = server.env.redis();
+    let mut f = Drained::start(TestServer::start(), "pruned");
     let now = tcpserver::session::unix_now_ms();
     let day = 24 * 3600 * 1000;
     let aged = |days_ago: u64| {
@@ -167,15 +173,15 @@ fn pruning_deletes_the_rows_older_than_the_window_and_only_those() {
         Attempt {
             attempt_id: new_attempt_id(time_ms),
             time_ms,
-            ..attempt(id, &username, Outcome::WrongPassword)
+            ..attempt(f.id, &f.username, Outcome::WrongPassword)
         }
     };
-    push(&mut redis, &keys, &[aged(120), aged(91), aged(89), aged(0)]);
-    assert_eq!(drainer.round().expect("round").moved, 4);
+    push(&mut f.redis, &f.keys, &[aged(120), aged(91), aged(89), aged(0)]);
+    assert_eq!(f.drainer.round().expect("round").moved, 4);
     let window = tcpserver::history::drain::KNOWN_FOR_MS;
-    assert_eq!(tcpserver::db::logins::prune(&mut mysql, now - window).expect("prune"), 2);
+    assert_eq!(tcpserver::db::logins::prune(&mut f.mysql, now - window).expect("prune"), 2);
     let left: Vec<u64> =
-        mysql.exec("SELECT time_ms FROM logins WHERE user_id = ? ORDER BY time_ms", (id,)).unwrap();
+        f.mysql.exec("SELECT time_ms FROM logins WHERE user_id = ? ORDER BY time_ms", (f.id,)).unwrap();
     assert_eq!(left, [now - 89 * day, now]);
 }
 
@@ -183,22 +189,16 @@ fn pruning_deletes_the_rows_older_than_the_window_and_only_those() {
 /// (the `usermgmt_history_queued` gauge); the next takes the rest.
 #[test]
 fn a_round_says_how_many_records_it_left_queued() {
-    let server = TestServer::start();
-    let mut client = server.connect();
-    let username = server.sign_up(&mut client, "backlog", PASSWORD);
-    let mut mysql = server.env.mysql();
-    let id = user_id(&mut mysql, &username);
-    let (mut drainer, keys) = drainer(&server.env);
-    let mut redis = server.env.redis();
-    let queue = keys.history_queue(0);
+    let mut f = Drained::start(TestServer::start(), "backlog");
+    let queue = f.keys.history_queue(0);
     let backlog = tcpserver::history::drain::DRAIN_PER_QUEUE + 5;
     for _ in 0..backlog {
-        let record = attempt(id, &username, Outcome::WrongPassword).encode();
-        redis::cmd("RPUSH").arg(&queue).arg(record).query::<()>(&mut redis).expect("RPUSH");
+        let record = attempt(f.id, &f.username, Outcome::WrongPassword).encode();
+        redis::cmd("RPUSH").arg(&queue).arg(record).query::<()>(&mut f.redis).expect("RPUSH");
     }
-    let first = drainer.round().expect("round");
+    let first = f.drainer.round().expect("round");
     assert_eq!((first.moved, first.full, first.left), (backlog - 5, true, 5));
-    let second = drainer.round().expect("round");
+    let second = f.drainer.round().expect("round");
     assert_eq!((second.moved, second.full, second.left), (5, false, 0));
-    assert_eq!(rows_of(&mut mysql, id), backlog as u64);
+    assert_eq!(rows_of(&mut f.mysql, f.id), backlog as u64);
 }
