@@ -114,11 +114,14 @@ if not flying and done + redis.call('ZCARD', flying_key) >= limit then
 end
 ";
 
-/// A log-in script's source with [`OWN_PLACES`], [`SUCCESS_LIMIT_WAIT`] and
-/// [`crate::throttle::IN_FLIGHT_MAX_MS`] written in.
+/// A log-in script's source with [`OWN_PLACES`], [`SUCCESS_LIMIT_WAIT`],
+/// [`COUNT_SUCCESS`] and [`crate::throttle::IN_FLIGHT_MAX_MS`] written in.
 pub(crate) fn login_script(source: &str) -> &'static str {
     in_flight_script(
-        &source.replace("OWN_PLACES\n", OWN_PLACES).replace("SUCCESS_LIMIT_WAIT\n", SUCCESS_LIMIT_WAIT),
+        &source
+            .replace("OWN_PLACES\n", OWN_PLACES)
+            .replace("SUCCESS_LIMIT_WAIT\n", SUCCESS_LIMIT_WAIT)
+            .replace("COUNT_SUCCESS\n", COUNT_SUCCESS),
     )
 }
 
@@ -189,8 +192,7 @@ return 0
 ";
 
 /// `SUCCEED`, sent by its SHA-1.
-pub static SUCCEED_SCRIPT: LazyLock<LuaScript> =
-    LazyLock::new(|| LuaScript::new(SUCCEED.replace("COUNT_SUCCESS\n", COUNT_SUCCESS).leak()));
+pub static SUCCEED_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(login_script(SUCCEED)));
 
 /// Adds the reservation of `member`'s places on one side to a batch (one
 /// reply, for [`reserved`]); `with_failure` also takes a failure place (a
@@ -233,13 +235,13 @@ pub fn succeed_cmd(batch: &mut Batch, counters: &LoginCounters, member: &str, st
 /// What [`COUNT_SUCCESS`] reads, in its order: the three keys of the side
 /// (failures, successes, in flight), then the member, the success window
 /// and the start (µs, `""` for none).
-pub(crate) fn success_counting(
-    counters: &LoginCounters,
+pub(crate) fn success_counting<'a>(
+    counters: &'a LoginCounters,
     member: &str,
     started_us: Option<u64>,
-) -> ([String; 3], [String; 3]) {
+) -> ([&'a str; 3], [String; 3]) {
     (
-        [counters.failures.clone(), counters.successes.clone(), counters.in_flight.clone()],
+        [&counters.failures, &counters.successes, &counters.in_flight],
         [
             member.to_owned(),
             counters.success_limit.window_secs.to_string(),

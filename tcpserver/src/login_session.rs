@@ -71,7 +71,7 @@ return ended
 
 /// `OPEN`, sent by its SHA-1 once Redis has it.
 pub static OPEN_SCRIPT: LazyLock<LuaScript> =
-    LazyLock::new(|| LuaScript::new(OPEN.replace("  COUNT_SUCCESS\n", login_counters::COUNT_SUCCESS).leak()));
+    LazyLock::new(|| LuaScript::new(login_counters::login_script(OPEN)));
 
 /// The account's side of a successful log-in, counted by the script that
 /// opens its session: its counters, the attempt's member, and the log-in's
