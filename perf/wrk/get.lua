@@ -8,12 +8,6 @@
 
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "report.lua")
 
-local threads = {}
-
-function setup(thread)
-   table.insert(threads, thread)
-end
-
 -- Runs in each thread's own state; done() reads the name back from one.
 function init(args)
    name = args[1] or "ceiling"

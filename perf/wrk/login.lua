@@ -13,12 +13,6 @@
 local USERS = 200
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "report.lua")
 
-local threads = {}
-
-function setup(thread)
-   table.insert(threads, thread)
-end
-
 function init(args)
    requests = {}
    for i = 1, USERS do

@@ -9,12 +9,6 @@
 
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "report.lua")
 
-local threads = {}
-
-function setup(thread)
-   table.insert(threads, thread)
-end
-
 function init(args)
    local path = args[1] or "tokens.txt"
    requests = {}

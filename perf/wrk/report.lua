@@ -16,6 +16,14 @@ function report_json(scenario, summary, latency, bad)
       latency.max / 1000))
 end
 
+-- The threads wrk started, kept by setup() (which runs in the main state
+-- once per thread) so that done() can read their counters.
+threads = {}
+
+function setup(thread)
+   table.insert(threads, thread)
+end
+
 -- Sums a per-thread counter.
 function sum_threads(threads, name)
    local total = 0
