@@ -202,3 +202,40 @@ fn a_round_says_how_many_records_it_left_queued() {
     assert_eq!((second.moved, second.full, second.left), (5, false, 0));
     assert_eq!(rows_of(&mut f.mysql, f.id), backlog as u64);
 }
+
+/// The queues' bound holds under simultaneous log-ins: with room for three
+/// records, four batches of two queued at once add exactly three, and the
+/// five that did not fit are reported dropped.
+#[test]
+fn simultaneous_batches_never_fill_a_queue_past_its_bound() {
+    use tcpserver::db::redis::Batch;
+    use tcpserver::history::record::{MAX_QUEUED_PER_QUEUE, QUEUE_SCRIPT};
+    let mut f = Drained::start(TestServer::start(), "bounded");
+    let queue = f.keys.history_queue(0);
+    let room = 3;
+    let filler: Vec<String> = (0..MAX_QUEUED_PER_QUEUE - room).map(|i| i.to_string()).collect();
+    for chunk in filler.chunks(10_000) {
+        redis::cmd("RPUSH").arg(&queue).arg(chunk).query::<()>(&mut f.redis).expect("RPUSH");
+    }
+    let dropped: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (queue, env, id, username) = (&queue, &f.server.env, f.id, &f.username);
+                s.spawn(move || {
+                    let mut link = RedisLink::new(env.target(), 0);
+                    let mut batch = Batch::new();
+                    let cmd = batch.script(&QUEUE_SCRIPT).arg(1).arg(queue).arg(MAX_QUEUED_PER_QUEUE);
+                    for _ in 0..2 {
+                        cmd.arg(attempt(id, username, Outcome::WrongPassword).encode());
+                    }
+                    link.run::<Vec<u64>>(&batch).expect("QUEUE")[0]
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert_eq!(dropped.iter().sum::<u64>(), 5);
+    let length: u64 = redis::cmd("LLEN").arg(&queue).query(&mut f.redis).expect("LLEN");
+    assert_eq!(length, MAX_QUEUED_PER_QUEUE);
+    let _: () = redis::cmd("DEL").arg(&queue).query(&mut f.redis).expect("DEL");
+}
