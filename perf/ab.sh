@@ -83,7 +83,7 @@ drained() {
   for _ in $(seq 150); do
     total=0
     for port in 2098 3098; do
-      left=$(curl -fs "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '$1 == "usermgmt_history_queued" { print $2 }')
+      left=$(curl -fs "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '$1 == "usermgmt_history_queued" { print $2 }') || left=0
       total=$((total + ${left:-0}))
     done
     ((total == 0)) && return 0
