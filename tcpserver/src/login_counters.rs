@@ -26,7 +26,8 @@
 //! script counts nothing twice); a failure or refusal only leaves them
 //! ([`release_in_flight`]). Places older than
 //! [`crate::throttle::IN_FLIGHT_MAX_MS`] were left by a batch that failed
-//! and are purged on the next look.
+//! and are purged by the next look that finds their counter full, the only
+//! time they could refuse anyone.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -80,46 +81,79 @@ impl LoginCounters {
 }
 
 /// The opening shared by [`RESERVE`] and the log-in lookup
-/// ([`crate::login_record`]): purges the places left behind in the failures
-/// and in the log-ins in flight ([`crate::throttle::IN_FLIGHT_MAX_MS`]), then
-/// finds this attempt's own places, so that a script resent is judged as the
-/// first time. [`login_script`] writes it where a script says `OWN_PLACES`,
-/// after setting `now`, `member`, `failures_key` and `flying_key`; it sets
-/// `held` and `flying`.
-const OWN_PLACES: &str = r"redis.call('ZREMRANGEBYSCORE', failures_key, '(' .. (IN_FLIGHT_MAX - now), '(0')
-redis.call('ZREMRANGEBYSCORE', flying_key, '-inf', '(' .. (now - IN_FLIGHT_MAX))
--- A resent script finds its own places: it is judged as it was the first time.
-local held = redis.call('ZSCORE', failures_key, member)
-local flying = redis.call('ZSCORE', flying_key, member)
-";
-
-/// The success limit's judgement, shared by [`RESERVE`] and the log-in
-/// lookup ([`crate::login_record`]): the log-ins done in the window plus those
-/// in flight may not reach the limit, so that simultaneous log-ins cannot pass
-/// it together; a script resent finds its own place (`flying`) and is not
-/// refused by it. [`login_script`] writes it where a script says
-/// `SUCCESS_LIMIT_WAIT`, after setting the locals it reads: `wait` (raised to
-/// the seconds to wait), `flying`, `done_key`, `flying_key`, `limit`, `window`.
-const SUCCESS_LIMIT_WAIT: &str = r"local done = tonumber(redis.call('GET', done_key) or '0')
-if not flying and done + redis.call('ZCARD', flying_key) >= limit then
-  -- Full of log-ins in flight alone: they end within a batch.
-  local ttl = 1
-  if done >= limit then
-    ttl = redis.call('TTL', done_key)
-    if ttl < 1 then
-      ttl = window
-    end
-  end
-  wait = math.max(wait, ttl)
+/// ([`crate::login_record`]): takes the attempt's place under the success
+/// limit at once (`ZADD NX`), whose reply also tells a script resent (its
+/// place is there already: `flying`), which is then judged as the first time;
+/// only a resent script looks for its own place in the failures (`held`).
+/// [`login_script`] writes it where a script says `TAKE_PLACE`, after setting
+/// `now`, `member`, `failures_key` and `flying_key`. A script that then
+/// refuses gives the place back (`not flying`: it was this run's).
+const TAKE_PLACE: &str = r"local flying = redis.call('ZADD', flying_key, 'NX', now, member) == 0
+local held = false
+if flying then
+  held = redis.call('ZSCORE', failures_key, member)
 end
 ";
 
-/// A log-in script's source with [`OWN_PLACES`], [`SUCCESS_LIMIT_WAIT`],
-/// [`COUNT_SUCCESS`] and [`crate::throttle::IN_FLIGHT_MAX_MS`] written in.
+/// The failure limit's judgement, shared by [`RESERVE`] and the log-in
+/// lookup: the attempts not known to have succeeded (`failures`, set here)
+/// may not reach the limit, unless this one holds a place among them (a
+/// resent script). Places left behind ([`crate::throttle::IN_FLIGHT_MAX_MS`])
+/// are purged only when the counter looks full, the one time they could
+/// refuse someone: the same verdict as purging on every look, for two
+/// commands fewer per log-in. [`login_script`] writes it where a script says
+/// `FAILURE_LIMIT_WAIT`, after setting `held`, `now`, `failures_key`,
+/// `failure_limit`, `failure_window` and `wait` (raised to the seconds to wait).
+const FAILURE_LIMIT_WAIT: &str = r"failures = redis.call('ZCARD', failures_key)
+if not held and failures >= failure_limit then
+  failures = failures - redis.call('ZREMRANGEBYSCORE', failures_key, '(' .. (IN_FLIGHT_MAX - now), '(0')
+  if failures >= failure_limit then
+    local ttl = redis.call('TTL', failures_key)
+    if ttl < 1 then
+      ttl = failure_window
+    end
+    wait = math.max(wait, ttl)
+  end
+end
+";
+
+/// The success limit's judgement, shared by [`RESERVE`] and the log-in
+/// lookup ([`crate::login_record`]): the log-ins done in the window plus the
+/// others in flight may not reach the limit, so that simultaneous log-ins
+/// cannot pass it together; a script resent (`flying`) is not refused by it.
+/// As for the failures, places left behind are purged only when the limit
+/// looks reached. [`login_script`] writes it where a script says
+/// `SUCCESS_LIMIT_WAIT`, after [`TAKE_PLACE`] and setting `wait`, `done_key`,
+/// `limit` and `window`.
+const SUCCESS_LIMIT_WAIT: &str = r"local done = tonumber(redis.call('GET', done_key) or '0')
+if not flying then
+  -- This attempt's own place is in the set already.
+  local others = redis.call('ZCARD', flying_key) - 1
+  if done + others >= limit then
+    others = others - redis.call('ZREMRANGEBYSCORE', flying_key, '-inf', '(' .. (now - IN_FLIGHT_MAX))
+  end
+  if done + others >= limit then
+    -- Full of log-ins in flight alone: they end within a batch.
+    local ttl = 1
+    if done >= limit then
+      ttl = redis.call('TTL', done_key)
+      if ttl < 1 then
+        ttl = window
+      end
+    end
+    wait = math.max(wait, ttl)
+  end
+end
+";
+
+/// A log-in script's source with [`TAKE_PLACE`], [`FAILURE_LIMIT_WAIT`],
+/// [`SUCCESS_LIMIT_WAIT`], [`COUNT_SUCCESS`] and
+/// [`crate::throttle::IN_FLIGHT_MAX_MS`] written in.
 pub(crate) fn login_script(source: &str) -> &'static str {
     in_flight_script(
         &source
-            .replace("OWN_PLACES\n", OWN_PLACES)
+            .replace("TAKE_PLACE\n", TAKE_PLACE)
+            .replace("FAILURE_LIMIT_WAIT\n", FAILURE_LIMIT_WAIT)
             .replace("SUCCESS_LIMIT_WAIT\n", SUCCESS_LIMIT_WAIT)
             .replace("COUNT_SUCCESS\n", COUNT_SUCCESS),
     )
@@ -127,34 +161,35 @@ pub(crate) fn login_script(source: &str) -> &'static str {
 
 /// KEYS = failures, successes, in flight (one side); ARGV = member, now (ms),
 /// whether to take a failure place (`1`/`0`), failure limit, failure window,
-/// success limit, success window. Purges places left behind, then refuses
-/// (`{seconds to wait}`) while a limit is reached; else takes the places
-/// (`NX`) and returns `{0}`. A resent script (the whole batch sent again,
+/// success limit, success window. Refuses (`{seconds to wait}`, holding no
+/// place) while a limit is reached; else takes the places (`NX`) and returns
+/// `{0}`. A resent script (the whole batch sent again,
 /// [`crate::db::redis`]) finds its own places and is judged as the first
 /// time: it neither refuses itself nor counts twice.
 const RESERVE: &str = r"#!lua
 local now, member = tonumber(ARGV[2]), ARGV[1]
 local failures_key, done_key, flying_key = KEYS[1], KEYS[2], KEYS[3]
+local failure_limit, failure_window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local limit, window = tonumber(ARGV[6]), tonumber(ARGV[7])
-OWN_PLACES
-local wait = 0
-if ARGV[3] == '1' and not held and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-  local ttl = redis.call('TTL', KEYS[1])
-  if ttl < 1 then
-    ttl = tonumber(ARGV[5])
-  end
-  wait = ttl
+TAKE_PLACE
+local wait, failures = 0, 0
+if ARGV[3] == '1' then
+  FAILURE_LIMIT_WAIT
 end
 SUCCESS_LIMIT_WAIT
 if wait > 0 then
+  if not flying then
+    redis.call('ZREM', flying_key, member)
+  end
   return {wait}
 end
-if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[1], 'NX', -now, ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[5], 'NX')
+redis.call('PEXPIRE', flying_key, IN_FLIGHT_MAX)
+if ARGV[3] == '1' and not held then
+  redis.call('ZADD', failures_key, 'NX', -now, member)
+  if failures == 0 then
+    redis.call('EXPIRE', failures_key, failure_window)
+  end
 end
-redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1])
-redis.call('PEXPIRE', KEYS[3], IN_FLIGHT_MAX)
 return {0}
 ";
 
@@ -164,29 +199,34 @@ pub static RESERVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new
 /// The counting of a success on one side, shared by [`SUCCEED`] and the
 /// session's script ([`crate::login_session`], which counts the account's
 /// side in the same step as it opens the session): the log-in leaves the
-/// failures (and, given a start, takes with it the failures that *ended
-/// before it began*: a person who mistypes and then gets it right starts
-/// afresh, while failures in flight or recorded beside it stay); it leaves
-/// its in-flight place and is counted, once: only if the place was there (or
-/// was purged with its whole set). A script writes it where it says
-/// `COUNT_SUCCESS`, after setting `failures_key`, `done_key`, `flying_key`,
-/// `member`, `window` and `started` (µs, `''` for none).
-pub(crate) const COUNT_SUCCESS: &str = r"redis.call('ZREM', failures_key, member)
+/// failures if it holds a place there (`holds`), and, given a start, takes
+/// with it the failures that *ended before it began* (a person who mistypes
+/// and then gets it right starts afresh, while failures in flight or
+/// recorded beside it stay); it leaves its in-flight place and is counted,
+/// once: only if the place was there (or was purged with its whole set). A
+/// script writes it where it says `COUNT_SUCCESS`, after setting
+/// `failures_key`, `done_key`, `flying_key`, `member`, `window`, `holds`
+/// (`'1'`/`'0'`) and `started` (µs, `''` for none).
+pub(crate) const COUNT_SUCCESS: &str = r"if holds == '1' then
+  redis.call('ZREM', failures_key, member)
+end
 if started ~= '' then
   redis.call('ZREMRANGEBYSCORE', failures_key, 1, '(' .. started)
 end
 if redis.call('ZREM', flying_key, member) == 1 or redis.call('EXISTS', flying_key) == 0 then
-  redis.call('INCR', done_key)
-  redis.call('EXPIRE', done_key, window, 'NX')
+  if redis.call('INCR', done_key) == 1 then
+    redis.call('EXPIRE', done_key, window)
+  end
 end
 ";
 
 /// KEYS = failures, successes, in flight (one side); ARGV = member, success
-/// window, and the start of the log-in (µs; `''` for none). The log-in
-/// succeeded: [`COUNT_SUCCESS`] on that side.
+/// window, whether the attempt holds a failure place there (`1`/`0`), and
+/// the start of the log-in (µs; `''` for none). The log-in succeeded:
+/// [`COUNT_SUCCESS`] on that side.
 const SUCCEED: &str = r"#!lua
 local failures_key, done_key, flying_key = KEYS[1], KEYS[2], KEYS[3]
-local member, window, started = ARGV[1], ARGV[2], ARGV[3]
+local member, window, holds, started = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 COUNT_SUCCESS
 return 0
 ";
@@ -218,10 +258,24 @@ pub fn reserved(reply: &[u64]) -> u64 {
     reply.first().copied().unwrap_or(0)
 }
 
-/// Adds the counting of `member`'s success on one side to a batch (no
-/// reply); `started_us` clears the failures that ended before it.
-pub fn succeed_cmd(batch: &mut Batch, counters: &LoginCounters, member: &str, started_us: Option<u64>) {
-    let (keys, args) = success_counting(counters, member, started_us);
+/// A success to count on one side ([`COUNT_SUCCESS`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Success<'a> {
+    /// The side's counters.
+    pub counters: &'a LoginCounters,
+    /// The attempt's member in them.
+    pub member: &'a str,
+    /// Whether the attempt holds a place in this side's failures, to leave.
+    pub holds_failure: bool,
+    /// Clears the failures that ended before this time (µs, the log-in's
+    /// start). Only worth sending when the lookup saw failures on this side:
+    /// a failure that ended before the log-in began was there when it looked.
+    pub clears_failures_before_us: Option<u64>,
+}
+
+/// Adds the counting of a success on one side to a batch (no reply).
+pub fn succeed_cmd(batch: &mut Batch, success: Success<'_>) {
+    let (keys, args) = success_counting(success);
     let cmd = batch.script(&SUCCEED_SCRIPT).arg(3);
     for key in keys {
         cmd.arg(key);
@@ -233,19 +287,18 @@ pub fn succeed_cmd(batch: &mut Batch, counters: &LoginCounters, member: &str, st
 }
 
 /// What [`COUNT_SUCCESS`] reads, in its order: the three keys of the side
-/// (failures, successes, in flight), then the member, the success window
-/// and the start (µs, `""` for none).
-pub(crate) fn success_counting<'a>(
-    counters: &'a LoginCounters,
-    member: &str,
-    started_us: Option<u64>,
-) -> ([&'a str; 3], [String; 3]) {
+/// (failures, successes, in flight), then the member, the success window,
+/// whether it holds a failure place (`1`/`0`) and the start (µs, `""` for
+/// none).
+pub(crate) fn success_counting(success: Success<'_>) -> ([&str; 3], [String; 4]) {
+    let counters = success.counters;
     (
         [&counters.failures, &counters.successes, &counters.in_flight],
         [
-            member.to_owned(),
+            success.member.to_owned(),
             counters.success_limit.window_secs.to_string(),
-            started_us.map(|us| us.to_string()).unwrap_or_default(),
+            if success.holds_failure { "1" } else { "0" }.to_owned(),
+            success.clears_failures_before_us.map(|us| us.to_string()).unwrap_or_default(),
         ],
     )
 }
@@ -280,8 +333,12 @@ mod tests {
         for code in [RESERVE_SCRIPT.code(), crate::login_record::LOOKUP_SCRIPT.code()] {
             assert!(code.contains(&crate::throttle::IN_FLIGHT_MAX_MS.to_string()));
             assert!(code.contains("if done >= limit then"), "{code}");
-            assert!(code.contains("local held = redis.call('ZSCORE', failures_key, member)"), "{code}");
-            for marker in ["OWN_PLACES", "SUCCESS_LIMIT_WAIT", "IN_FLIGHT_MAX"] {
+            assert!(
+                code.contains("local flying = redis.call('ZADD', flying_key, 'NX', now, member) == 0"),
+                "{code}"
+            );
+            assert!(code.contains("failures = redis.call('ZCARD', failures_key)"), "{code}");
+            for marker in ["TAKE_PLACE", "FAILURE_LIMIT_WAIT", "SUCCESS_LIMIT_WAIT", "IN_FLIGHT_MAX"] {
                 assert!(!code.contains(marker), "{marker} left in {code}");
             }
         }

@@ -56,28 +56,28 @@ pub const DELETED: &str = "deleted";
 /// log-ins in flight ([`crate::login_counters`]); ARGV = profile key prefix
 /// (with the account's tag), the attempt's member, now (ms), failure limit,
 /// failure window, success limit, success window. In one atomic step:
-/// purges in-flight places left behind; refuses (`{seconds to wait}`) while
-/// a limit is reached; else reads the record (ignored when its stamp is not
-/// the fence's), takes the attempt's place under the success limit and,
-/// when there is no record (the log-in will need MySQL and a hash), its
-/// place in the failures. Returns `{'0', admitted ('1' or '0'), id, stamp,
-/// v, u, n, a}` (missing fields are nil).
+/// refuses (`{seconds to wait}`, holding no place) while a limit is reached;
+/// else takes the attempt's place under the success limit, reads the record
+/// (ignored when its stamp is not the fence's) and, when there is no record
+/// (the log-in will need MySQL and a hash), takes its place in the failures.
+/// Returns `{'0', admitted ('1' or '0'), failures seen, id, stamp, v, u, n,
+/// a}` (missing fields are nil).
 const LOOKUP: &str = r"#!lua
 local now, member = tonumber(ARGV[3]), ARGV[2]
 local failures_key, done_key, flying_key = KEYS[3], KEYS[4], KEYS[5]
+local failure_limit, failure_window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local limit, window = tonumber(ARGV[6]), tonumber(ARGV[7])
-OWN_PLACES
-local wait = 0
-if not held and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
-  wait = redis.call('TTL', KEYS[3])
-  if wait < 1 then
-    wait = tonumber(ARGV[5])
-  end
-end
+TAKE_PLACE
+local wait, failures = 0, 0
+FAILURE_LIMIT_WAIT
 SUCCESS_LIMIT_WAIT
 if wait > 0 then
+  if not flying then
+    redis.call('ZREM', flying_key, member)
+  end
   return {tostring(wait)}
 end
+redis.call('PEXPIRE', flying_key, IN_FLIGHT_MAX)
 local record = redis.call('HMGET', KEYS[1], 'id', 's')
 if record[2] then
   local fence = redis.call('GET', KEYS[2])
@@ -87,13 +87,15 @@ if record[2] then
 end
 local admitted = '0'
 if not record[1] or held then
-  redis.call('ZADD', KEYS[3], 'NX', -now, ARGV[2])
-  redis.call('EXPIRE', KEYS[3], ARGV[5], 'NX')
+  if not held then
+    redis.call('ZADD', failures_key, 'NX', -now, member)
+    if failures == 0 then
+      redis.call('EXPIRE', failures_key, failure_window)
+    end
+  end
   admitted = '1'
 end
-redis.call('ZADD', KEYS[5], 'NX', now, ARGV[2])
-redis.call('PEXPIRE', KEYS[5], IN_FLIGHT_MAX)
-local out = {'0', admitted, record[1], record[2]}
+local out = {'0', admitted, tostring(failures), record[1], record[2]}
 if record[1] then
   local f = redis.call('HMGET', ARGV[1] .. record[1], 'v', 'u', 'n', 'a')
   for i = 1, 4 do out[#out + 1] = f[i] end
@@ -140,6 +142,10 @@ pub struct Found {
     /// was no record, so it will need a hash) until it is known to have
     /// succeeded. (Its place in the address's failures is always taken.)
     pub admitted: bool,
+    /// Whether the account's failures held any attempt when it looked: if
+    /// not, none can have ended before this log-in began, and its success
+    /// has none to clear ([`crate::login_counters::Success`]).
+    pub failures_seen: bool,
 }
 
 /// For each log-in, in one round trip for all, one atomic step per side:
@@ -193,7 +199,7 @@ pub fn lookup(
     for lookup in lookups {
         let account = match (lookup.username, lookup.user) {
             (Some(_), Some(_)) => decode(&replies.next().unwrap_or_default()),
-            _ => Ok(Found { record: None, admitted: false }),
+            _ => Ok(Found { record: None, admitted: false, failures_seen: false }),
         };
         let address = match lookup.addr {
             Some(_) => {
@@ -222,12 +228,13 @@ fn decode(reply: &[Option<String>]) -> Result<Found, Error> {
         return Err(Error::TooManyAttempts { retry_after_secs: u32::try_from(wait).unwrap_or(u32::MAX) });
     }
     let admitted = field(1).as_deref() == Some("1");
-    let (Some(id), Some(stamp)) = (field(2), field(3)) else {
-        return Ok(Found { record: None, admitted });
+    let failures_seen = field(2).is_some_and(|count| count != "0");
+    let (Some(id), Some(stamp)) = (field(3), field(4)) else {
+        return Ok(Found { record: None, admitted, failures_seen });
     };
     let user_id = id.parse().map_err(|_| Error::Internal(Internal::CorruptEntry("login record")))?;
-    let profile = profile_cache::decode((field(4), field(5), field(6), field(7)))?;
-    Ok(Found { record: Some(Record { user_id, stamp, profile }), admitted })
+    let profile = profile_cache::decode((field(5), field(6), field(7), field(8)))?;
+    Ok(Found { record: Some(Record { user_id, stamp, profile }), admitted, failures_seen })
 }
 
 /// Adds the commands that write `username`'s record to a batch.

@@ -28,7 +28,7 @@ use std::sync::LazyLock;
 
 use crate::db::redis::{Batch, LuaScript};
 use crate::keys::{AccountTag, Keys};
-use crate::login_counters::{self, LoginCounters};
+use crate::login_counters::{self, Success};
 use crate::session::{Lifetimes, Session};
 
 /// Sessions one account may hold at once. A person signs in on a phone, a
@@ -42,17 +42,22 @@ pub const DEFAULT_MAX_SESSIONS_PER_USER: u64 = 32;
 /// successes and in-flight places ([`login_counters::COUNT_SUCCESS`]). ARGV:
 /// session value, session TTL, now (ms), cap, absolute lifetime (s), session
 /// key prefix, token hash, metadata key prefix, metadata value, and with the
-/// counters the member, the success window and the log-in's start (µs).
-/// Returns the number of sessions the cap ended.
+/// counters the member, the success window, whether it holds a failure place
+/// and the start to clear failures before (µs, `''` for none). Index entries
+/// past the absolute lifetime are dropped only when the index is over the
+/// cap (below it they end nothing). Returns the number of sessions the cap
+/// ended.
 const OPEN: &str = r"#!lua
 local now = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('HSET', ARGV[8] .. ARGV[7], 'm', ARGV[9])
 redis.call('EXPIRE', ARGV[8] .. ARGV[7], ARGV[5])
 redis.call('ZADD', KEYS[2], now, ARGV[7])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[5]) * 1000))
 local ended = 0
 local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  excess = excess - redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[5]) * 1000))
+end
 if excess > 0 then
   local oldest = redis.call('ZPOPMIN', KEYS[2], excess)
   for i = 1, #oldest, 2 do
@@ -63,7 +68,7 @@ end
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 if #KEYS == 5 then
   local failures_key, done_key, flying_key = KEYS[3], KEYS[4], KEYS[5]
-  local member, window, started = ARGV[10], ARGV[11], ARGV[12]
+  local member, window, holds, started = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
   COUNT_SUCCESS
 end
 return ended
@@ -72,11 +77,6 @@ return ended
 /// `OPEN`, sent by its SHA-1 once Redis has it.
 pub static OPEN_SCRIPT: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(login_counters::login_script(OPEN)));
-
-/// The account's side of a successful log-in, counted by the script that
-/// opens its session: its counters, the attempt's member, and the log-in's
-/// start (µs) for clearing the failures that ended before it.
-pub type AccountSuccess<'a> = (&'a LoginCounters, &'a str, Option<u64>);
 
 /// Adds the `OPEN` script for `session` (under `token_hash`, its token's
 /// account tag `tag`) to a batch, keeping at most `cap` sessions of its
@@ -87,11 +87,10 @@ pub fn open_cmd(
     keys: &Keys,
     (tag, token_hash, session): (&AccountTag, &str, &Session),
     (lifetimes, cap, meta): (Lifetimes, u64, &str),
-    account_success: Option<AccountSuccess<'_>>,
+    account_success: Option<Success<'_>>,
 ) {
     let now_ms = crate::session::unix_now_ms();
-    let counting = account_success
-        .map(|(counters, member, started_us)| login_counters::success_counting(counters, member, started_us));
+    let counting = account_success.map(login_counters::success_counting);
     let cmd = batch.script(&OPEN_SCRIPT).arg(if counting.is_some() { 5 } else { 2 });
     cmd.arg(keys.session(tag, token_hash)).arg(keys.user_sessions(&session.username, session.user_id));
     if let Some((counter_keys, _)) = &counting {

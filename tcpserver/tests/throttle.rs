@@ -279,3 +279,63 @@ fn a_resent_lookup_is_judged_as_the_first_one(options) {
     assert!(matches!(&found[..], [Err(tcpserver::error::Error::TooManyAttempts { .. })]), "{found:?}");
 }
 }
+
+on_single_and_cluster! {
+/// Places left behind (a batch that failed halfway, a tcpserver killed
+/// mid-batch) are purged only when their counter looks full: one a minute
+/// old refuses no one, on either limit or either side, while one still
+/// young holds its place.
+fn places_left_behind_refuse_no_one_once_a_minute_old(options) {
+    use tcpserver::db::redis::Batch;
+    use tcpserver::login_counters::LoginCounters;
+    use tcpserver::login_record::{Lookup, lookup};
+    use tcpserver::throttle::IN_FLIGHT_MAX_MS;
+    let server = TestServer::start_with(options);
+    let mut link = tcpserver::db::redis::RedisLink::new(server.env.target(), 0);
+    let keys = server.keys();
+    let one = tcpserver::throttle::Limit { max_attempts: 1, window_secs: 60 };
+    let limits = tcpserver::throttle::Limits {
+        failures_per_user: one,
+        failures_per_addr: one,
+        logins_per_user: one,
+        logins_per_addr: one,
+        ..Default::default()
+    };
+    let now_ms = tcpserver::session::unix_now_ms();
+    let stale = now_ms - IN_FLIGHT_MAX_MS - 1_000;
+    let name = server.username("left");
+    let user = LoginCounters::of_user(&keys, &limits, &name);
+    let addr = LoginCounters::of_addr(&keys, &limits, "192.0.2.78".parse().unwrap());
+    // Every counter of both sides holds a place left behind a minute ago.
+    let leave_places = |sides: [&LoginCounters; 2], at: u64, member: &str| {
+        let mut batch = Batch::new();
+        for side in sides {
+            batch.cmd("ZADD").arg(&side.failures).arg(-(at as i64)).arg(member).ignore();
+            batch.cmd("EXPIRE").arg(&side.failures).arg(60).ignore();
+            batch.cmd("ZADD").arg(&side.in_flight).arg(at).arg(member).ignore();
+        }
+        tcpserver::db::redis::RedisLink::new(server.env.target(), 1).run::<()>(&batch).expect("Redis");
+    };
+    leave_places([&user, &addr], stale, "left-behind");
+    let attempt = |member| Lookup { username: Some(&name), user: Some(&user), addr: Some(&addr), member };
+    let found = lookup(&mut link, &keys, &[attempt("after-a-minute")]).expect("Redis");
+    assert!(matches!(&found[..], [Ok(f)] if f.admitted), "{found:?}");
+
+    // A young place left behind still counts: the next attempt is refused,
+    // and takes no place of its own.
+    let name = server.username("young");
+    let user = LoginCounters::of_user(&keys, &limits, &name);
+    let addr = LoginCounters::of_addr(&keys, &limits, "192.0.2.79".parse().unwrap());
+    leave_places([&user, &addr], now_ms, "young");
+    let attempt = |member| Lookup { username: Some(&name), user: Some(&user), addr: Some(&addr), member };
+    let found = lookup(&mut link, &keys, &[attempt("too-soon")]).expect("Redis");
+    assert!(matches!(&found[..], [Err(tcpserver::error::Error::TooManyAttempts { .. })]), "{found:?}");
+    for side in [&user, &addr] {
+        let mut batch = Batch::new();
+        batch.cmd("ZSCORE").arg(&side.in_flight).arg("too-soon");
+        batch.cmd("ZSCORE").arg(&side.failures).arg("too-soon");
+        let held: Vec<Option<f64>> = link.run(&batch).expect("Redis");
+        assert_eq!(held, [None, None], "a refused attempt holds no place ({})", side.in_flight);
+    }
+}
+}

@@ -12,7 +12,7 @@ use crate::device::{self, SessionMeta};
 use crate::error::{Dependency, Error};
 use crate::history::record::{self, Attempt, Method, Outcome};
 use crate::keys::{AccountTag, Keys};
-use crate::login_counters::{self, LoginCounters};
+use crate::login_counters::{self, LoginCounters, Success};
 use crate::login_record::{self, Lookup};
 use crate::login_session;
 use crate::password::{self, PasswordError};
@@ -141,6 +141,10 @@ impl Service {
         let found = login_record::lookup(&mut self.redis, keys, &lookups)?;
         // Whether each attempt holds a place in its account's failures.
         let mut held: Vec<bool> = found.iter().map(|f| f.as_ref().is_ok_and(|f| f.admitted)).collect();
+        // A success clears the account's failures that ended before it
+        // began only where the lookup saw some.
+        let clears_before: Vec<Option<u64>> =
+            found.iter().map(|f| f.as_ref().is_ok_and(|f| f.failures_seen).then_some(started_us)).collect();
         // What Redis alone answers; `Ok(None)` still needs MySQL.
         let mut known: Vec<Result<Option<Login>, Error>> = found
             .into_iter()
@@ -173,7 +177,7 @@ impl Service {
         let mut outcomes = Vec::with_capacity(requests.len());
         // The attempts on existing accounts, for the history.
         let mut records: Vec<Attempt> = Vec::new();
-        for ((request, prepared), step) in requests.iter().zip(&prepared).zip(steps) {
+        for (i, ((request, prepared), step)) in requests.iter().zip(&prepared).zip(steps).enumerate() {
             let verdict = verdicts.next().flatten();
             let known_user = match &step {
                 Ok(Step::FromMysql(Some(row))) => Some(row.user_id),
@@ -187,7 +191,8 @@ impl Service {
                         None => return Err(Error::BadCredentials),
                     },
                 };
-                let (token, record) = self.open_session(&mut finish, &login, prepared, started_us)?;
+                let (token, record) =
+                    self.open_session(&mut finish, &login, prepared, (held[i], clears_before[i]))?;
                 records.push(record);
                 Ok(Message::LoggedIn { token, profile: login.profile.profile })
             });
@@ -296,13 +301,15 @@ impl Service {
     /// stored and capped in one step), the success counted on the account's
     /// and the address's counters, and, after a MySQL read, the log-in record
     /// and a warm profile cache for the log-ins and pages that follow.
-    /// Returns the token and the attempt's history record.
+    /// `(holds_failure, clears_before_us)` say what the account's counting
+    /// takes with it ([`login_counters::Success`]). Returns the token and the
+    /// attempt's history record.
     fn open_session(
         &self,
         batch: &mut Batch,
         login: &Login,
         prepared: &Prepared,
-        started_us: u64,
+        (holds_failure, clears_before_us): (bool, Option<u64>),
     ) -> Result<(Secret, Attempt), Error> {
         let username = login.profile.profile.username.clone();
         let tag = AccountTag::of(&username);
@@ -321,8 +328,12 @@ impl Service {
         );
         // The account's success is counted by the session's own script (one
         // slot); the address's is in another slot, so a script of its own.
-        let account_success =
-            prepared.user.as_ref().map(|user| (user, prepared.member.as_str(), Some(started_us)));
+        let account_success = prepared.user.as_ref().map(|counters| Success {
+            counters,
+            member: &prepared.member,
+            holds_failure,
+            clears_failures_before_us: clears_before_us,
+        });
         login_session::open_cmd(
             batch,
             keys,
@@ -331,7 +342,14 @@ impl Service {
             account_success,
         );
         if let Some(addr) = &prepared.addr {
-            login_counters::succeed_cmd(batch, addr, &prepared.member, None);
+            // A password log-in always takes a place in its address's failures.
+            let success = Success {
+                counters: addr,
+                member: &prepared.member,
+                holds_failure: true,
+                clears_failures_before_us: None,
+            };
+            login_counters::succeed_cmd(batch, success);
         }
         if login.from_mysql {
             login_record::store(batch, keys, &session.username, login.user_id, &login.stamp);

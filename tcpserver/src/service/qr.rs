@@ -16,7 +16,7 @@ use crate::device::{self, SessionMeta};
 use crate::error::{Dependency, Error};
 use crate::history::record::{self, Attempt, Method, Outcome};
 use crate::keys::AccountTag;
-use crate::login_counters::{self, LoginCounters};
+use crate::login_counters::{self, LoginCounters, Success};
 use crate::login_session;
 use crate::qr_store::{self, Actor, Redeemed, secret_hash};
 use crate::session::{self, Session};
@@ -262,7 +262,10 @@ impl Service {
             None,
         );
         for side in sides {
-            login_counters::succeed_cmd(&mut batch, side, member, None);
+            // A scan-to-log-in needs no hash, so it took no failure place.
+            let success =
+                Success { counters: side, member, holds_failure: false, clears_failures_before_us: None };
+            login_counters::succeed_cmd(&mut batch, success);
         }
         record::queue_cmds(&mut batch, keys, std::slice::from_ref(&attempt));
         let replies: Vec<u64> = self.redis.run(&batch)?;
