@@ -3,11 +3,12 @@
 //! The reactor hands each request to the pool as a [`Job`] through a bounded
 //! queue, without ever blocking: when the queue is full, [`WorkerPool::submit`]
 //! gives the job back and the reactor answers `Overloaded`. Each worker owns a
-//! [`Service`] (its own MySQL and Redis connections), takes a batch from the
-//! [`JobQueue`] (profile reads, log-ins and nickname changes together,
-//! anything else alone), runs it, sends a [`Completion`] per job back through
-//! a channel and wakes the reactor's poll with the shared [`Waker`]. Workers
-//! never touch client sockets.
+//! [`Service`] (its own MySQL and Redis connections), takes its share of the
+//! [`JobQueue`], runs what is not batchable first, one by one, each answered
+//! at once (the reactor is woken before the batch starts), then the batch
+//! (profile reads, log-ins and nickname changes together), sends a
+//! [`Completion`] per job back through a channel and wakes the reactor's
+//! poll with the shared [`Waker`]. Workers never touch client sockets.
 //!
 //! Dropping the pool closes the queue; the workers finish the jobs already
 //! queued, and the drop waits for them.
@@ -272,36 +273,70 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
                 return;
             }
         }
-        // Checks of parked waits run on their own (one Redis read each).
+        // Checks of parked waits (one Redis read each) and the request that
+        // is not batchable (a scan-to-log-in decision, a log-out, ...) run
+        // first, each answered at once: behind the batch they would wait for
+        // its round trips and hashes, and a desktop's answer would wait for
+        // two batches (the phone's decision, then the check it sets off).
+        let mut answered_alone = false;
         let mut i = 0;
         while i < batch.len() {
-            if batch[i].wait.is_some() {
-                let job = batch.swap_remove(i);
-                if completions.send(check_wait(service, job)).is_err() {
+            if crate::queue::is_batchable(&batch[i].message) {
+                i += 1;
+                continue;
+            }
+            let job = batch.remove(i);
+            let completions_of_job = match job.wait {
+                Some(_) => vec![check_wait(service, job)],
+                None => run_batch(service, vec![job]),
+            };
+            for completion in completions_of_job {
+                if completions.send(completion).is_err() {
                     return;
                 }
-            } else {
-                i += 1;
+            }
+            answered_alone = true;
+        }
+        if answered_alone && !batch.is_empty() && waker.wake().is_err() {
+            return;
+        }
+        if !batch.is_empty() {
+            for completion in run_batch(service, std::mem::take(&mut batch)) {
+                if completions.send(completion).is_err() {
+                    return;
+                }
             }
         }
-        crate::metrics::BATCH_SIZE.observe(batch.len() as f64);
-        let started = Instant::now();
-        let (meta, messages): (Vec<_>, Vec<_>) = batch
-            .drain(..)
-            .map(|job| {
-                let kind = job.message.message_type();
-                ((job.token, job.conn_id, job.request_id, job.trace, kind), job.message)
-            })
-            .unzip();
-        let count = messages.len();
-        let outcomes = catch_unwind(AssertUnwindSafe(|| dispatch::handle_batch(service, messages)));
-        let outcomes: Vec<Result<Message, Option<Error>>> = match outcomes {
-            Ok(outcomes) => outcomes.into_iter().map(|outcome| outcome.map_err(Some)).collect(),
-            Err(_) => (0..count).map(|_| Err(None)).collect(),
-        };
-        let took = started.elapsed();
-        crate::metrics::WORKER_BUSY_MICROS.add(took.as_micros() as u64);
-        for ((token, conn_id, request_id, trace, kind), outcome) in meta.into_iter().zip(outcomes) {
+        // A failed wake means the poll is gone: the reactor has exited.
+        if waker.wake().is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs `jobs` together ([`dispatch::handle_batch`]), logs each reply, and
+/// returns their completions in order.
+fn run_batch(service: &mut Service, jobs: Vec<Job>) -> Vec<Completion> {
+    crate::metrics::BATCH_SIZE.observe(jobs.len() as f64);
+    let started = Instant::now();
+    let (meta, messages): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .map(|job| {
+            let kind = job.message.message_type();
+            ((job.token, job.conn_id, job.request_id, job.trace, kind), job.message)
+        })
+        .unzip();
+    let count = messages.len();
+    let outcomes = catch_unwind(AssertUnwindSafe(|| dispatch::handle_batch(service, messages)));
+    let outcomes: Vec<Result<Message, Option<Error>>> = match outcomes {
+        Ok(outcomes) => outcomes.into_iter().map(|outcome| outcome.map_err(Some)).collect(),
+        Err(_) => (0..count).map(|_| Err(None)).collect(),
+    };
+    let took = started.elapsed();
+    crate::metrics::WORKER_BUSY_MICROS.add(took.as_micros() as u64);
+    meta.into_iter()
+        .zip(outcomes)
+        .map(|((token, conn_id, request_id, trace, kind), outcome)| {
             let operation = dispatch::operation_label(kind);
             let reply = match outcome {
                 Ok(reply) => reply,
@@ -325,15 +360,9 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
                 }
             };
             log_reply(kind, &reply, trace, took);
-            if completions.send(Completion { token, conn_id, request_id, reply, wait: None }).is_err() {
-                return;
-            }
-        }
-        // A failed wake means the poll is gone: the reactor has exited.
-        if waker.wake().is_err() {
-            return;
-        }
-    }
+            Completion { token, conn_id, request_id, reply, wait: None }
+        })
+        .collect()
 }
 
 /// Checks the code of one scan-to-log-in wait ([`Service::qr_check`]); an

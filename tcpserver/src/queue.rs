@@ -14,8 +14,9 @@
 //! instead (the first design) had each woken worker find one or two jobs and
 //! pay a Redis round trip and two context switches for them; waking per turn
 //! lets the requests of a turn share them.
-//! Each lane is first in, first out; a worker takes one other request (if
-//! any) before its batch, so neither lane starves.
+//! Each lane is first in, first out; a worker takes its share of each
+//! (the other requests first, each answered as soon as it has run:
+//! [`crate::pool`]), so neither lane starves.
 //!
 //! Background jobs (the checks of parked scan-to-log-in waits, which the
 //! reactor keeps queued on its own side and hands over as room allows) may
@@ -137,11 +138,10 @@ impl JobQueue {
             return Err(SubmitError::Full);
         }
         let queued = (Instant::now(), job);
-        match queued.1.message {
-            Message::GetProfile { .. } | Message::Login { .. } | Message::UpdateNickname { .. } => {
-                lanes.batchable.push_back(queued)
-            }
-            _ => lanes.others.push_back(queued),
+        if is_batchable(&queued.1.message) {
+            lanes.batchable.push_back(queued);
+        } else {
+            lanes.others.push_back(queued);
         }
         crate::metrics::QUEUE_DEPTH.set(lanes.len() as i64);
         Ok(())
@@ -162,8 +162,8 @@ impl JobQueue {
         }
     }
 
-    /// Waits for work and moves it into `batch`: one request that is not
-    /// batchable, if any is queued, and a fair share of the batchable ones.
+    /// Waits for work and moves it into `batch`: a fair share of the
+    /// requests that are not batchable and of the batchable ones.
     /// Jobs met on the way that waited too long go to `stale` instead. Returns
     /// `false` once the queue is closed and empty.
     pub fn take(&self, batch: &mut Vec<Job>, stale: &mut Vec<Job>) -> bool {
@@ -185,28 +185,27 @@ impl JobQueue {
             crate::metrics::QUEUE_WAIT.observe(waited.as_secs_f64());
             waited <= self.max_wait
         };
-        while let Some((queued_at, job)) = lanes.others.pop_front() {
-            // A parked wait's check is never shed: its wait has a deadline of
-            // its own, and a check answered `Overloaded` instead of run would
-            // leave the wait held with no answer to come. Checks queued
-            // together are taken together (each is one Redis read).
+        // The other requests too are split among the workers up, at most
+        // MAX_BATCH each: one per worker and batch could serve fewer of them
+        // a second than arrive beside a flood of log-ins (approvals and the
+        // checks they set off, say), and they would queue without end. A
+        // parked wait's check is never shed: its wait has a deadline of its
+        // own, and a check answered `Overloaded` instead of run would leave
+        // the wait held with no answer to come.
+        let others = batch_share(lanes.others.len(), lanes.woken);
+        let mut taken = 0;
+        while taken < others {
+            let Some((queued_at, job)) = lanes.others.pop_front() else { break };
             if job.wait.is_some() {
                 crate::metrics::QUEUE_WAIT.observe(now.duration_since(queued_at).as_secs_f64());
                 batch.push(job);
-                while batch.len() < MAX_BATCH
-                    && lanes.others.front().is_some_and(|(_, next)| next.wait.is_some())
-                {
-                    if let Some((_, check)) = lanes.others.pop_front() {
-                        batch.push(check);
-                    }
-                }
-                break;
-            }
-            if fresh(queued_at) {
+                taken += 1;
+            } else if fresh(queued_at) {
                 batch.push(job);
-                break;
+                taken += 1;
+            } else {
+                stale.push(job);
             }
-            stale.push(job);
         }
         let share = batch_share(lanes.batchable.len(), lanes.woken);
         let mut taken = 0;
@@ -228,6 +227,12 @@ impl JobQueue {
         self.lock().closed = true;
         self.arrived.notify_all();
     }
+}
+
+/// Whether a request waits in the batchable lane: profile reads, log-ins
+/// and nickname changes, which a worker runs several at a time.
+pub fn is_batchable(message: &Message) -> bool {
+    matches!(message, Message::GetProfile { .. } | Message::Login { .. } | Message::UpdateNickname { .. })
 }
 
 /// How many of `queued` batchable jobs a worker takes when `woken` other
@@ -261,19 +266,20 @@ mod tests {
     }
 
     #[test]
-    fn reads_come_in_batches_and_other_requests_one_at_a_time() {
+    fn both_lanes_are_taken_in_shares_of_at_most_a_batch() {
         let queue = JobQueue::new(100);
         for id in 1..=20 {
             queue.push(read(id)).unwrap();
         }
-        queue.push(logout(100)).unwrap();
-        queue.push(logout(101)).unwrap();
+        for id in 100..120 {
+            queue.push(logout(id)).unwrap();
+        }
         let (mut batch, mut stale) = (Vec::new(), Vec::new());
         assert!(queue.take(&mut batch, &mut stale));
-        assert_eq!(ids(&batch), [100].into_iter().chain(1..=16).collect::<Vec<_>>());
+        assert_eq!(ids(&batch), (100..116).chain(1..=16).collect::<Vec<_>>());
         batch.clear();
         assert!(queue.take(&mut batch, &mut stale));
-        assert_eq!(ids(&batch), vec![101, 17, 18, 19, 20]);
+        assert_eq!(ids(&batch), (116..120).chain(17..=20).collect::<Vec<_>>());
         assert!(stale.is_empty());
     }
 
