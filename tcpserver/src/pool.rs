@@ -243,10 +243,11 @@ fn log_reply(kind: MessageType, reply: &Message, trace: TraceId, took: Duration)
         .write(format_args!("{label}: {status}"));
 }
 
-/// A worker's loop: take a batch (see [`JobQueue::take`]), run it, send the
-/// replies, wake the reactor once.
+/// A worker's loop: take its share of the queue (see [`JobQueue::take`]),
+/// run and answer the requests that are not batchable one by one, then the
+/// batch, waking the reactor after each answer and after the batch.
 fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion>, waker: &Wake<'_>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH + 1);
+    let mut batch = Vec::with_capacity(2 * MAX_BATCH);
     let mut stale = Vec::new();
     loop {
         if !queue.take(&mut batch, &mut stale) {
@@ -273,12 +274,12 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
                 return;
             }
         }
-        // Checks of parked waits (one Redis read each) and the request that
-        // is not batchable (a scan-to-log-in decision, a log-out, ...) run
-        // first, each answered at once: behind the batch they would wait for
-        // its round trips and hashes, and a desktop's answer would wait for
-        // two batches (the phone's decision, then the check it sets off).
-        let mut answered_alone = false;
+        // Checks of parked waits (one Redis read each) and the requests that
+        // are not batchable (scan-to-log-in decisions, log-outs, ...) run
+        // first, each answered at once (the reactor woken for it): behind
+        // the batch they would wait for its round trips and hashes, and a
+        // desktop's answer would wait for two batches (the phone's decision,
+        // then the check it sets off).
         let mut i = 0;
         while i < batch.len() {
             if crate::queue::is_batchable(&batch[i].message) {
@@ -295,10 +296,10 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
                     return;
                 }
             }
-            answered_alone = true;
-        }
-        if answered_alone && !batch.is_empty() && waker.wake().is_err() {
-            return;
+            // A failed wake means the poll is gone: the reactor has exited.
+            if waker.wake().is_err() {
+                return;
+            }
         }
         if !batch.is_empty() {
             for completion in run_batch(service, std::mem::take(&mut batch)) {
@@ -307,7 +308,7 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
                 }
             }
         }
-        // A failed wake means the poll is gone: the reactor has exited.
+        // For the batch's replies, and the stale jobs' if nothing else woke it.
         if waker.wake().is_err() {
             return;
         }
