@@ -258,7 +258,8 @@ pub fn reserved(reply: &[u64]) -> u64 {
     reply.first().copied().unwrap_or(0)
 }
 
-/// A success to count on one side ([`COUNT_SUCCESS`]).
+/// A success to count on one side (`COUNT_SUCCESS`: its leaving the failures
+/// and the in-flight places, and the count).
 #[derive(Debug, Clone, Copy)]
 pub struct Success<'a> {
     /// The side's counters.
