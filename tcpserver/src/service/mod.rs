@@ -158,16 +158,29 @@ impl Service {
         let sessions = self.authenticated_sessions(requests)?;
         let mut profiles = Vec::with_capacity(requests.len());
         for outcome in sessions {
-            let profile = outcome.and_then(|(session, cached)| {
-                let owed = self.shared.unsynced().contains_key(&session.user_id);
-                match cached {
-                    Some(entry) if !owed => Ok(entry.profile),
-                    _ => self.read_profile(&session),
-                }
-            });
-            profiles.push(profile);
+            profiles.push(outcome.and_then(|(session, cached)| self.profile_of(&session, cached)));
         }
         Ok(profiles)
+    }
+
+    /// The session a token names and its user's profile: one round trip
+    /// when the cache holds the profile (as for [`Service::authenticated_profiles`]).
+    fn session_and_profile(&mut self, token: &Secret) -> Result<(Session, Profile), Error> {
+        let mut resumed = self.authenticated_sessions(&[(token, None)])?;
+        let (session, cached) = resumed.pop().unwrap_or(Err(Error::Unauthenticated))?;
+        let profile = self.profile_of(&session, cached)?;
+        Ok((session, profile))
+    }
+
+    /// A session's profile: the cached one read with it, unless there is none
+    /// or a cache write for this user is still owed (then MySQL's, through
+    /// `Service::read_profile`).
+    fn profile_of(&mut self, session: &Session, cached: Option<Versioned>) -> Result<Profile, Error> {
+        let owed = self.shared.unsynced().contains_key(&session.user_id);
+        match cached {
+            Some(entry) if !owed => Ok(entry.profile),
+            _ => self.read_profile(session),
+        }
     }
 
     /// For each (token, username) pair, the session the token names, checked

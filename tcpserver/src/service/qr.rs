@@ -66,8 +66,7 @@ impl Service {
     /// [`Error::Unavailable`].
     pub fn qr_scan(&mut self, token: &Secret, key: &Secret) -> Result<Message, Error> {
         let key_hash = secret_hash(key.expose()).ok_or(Error::QrExpired)?;
-        let session = self.authenticate(token, None)?;
-        let profile = self.read_profile(&session)?;
+        let (session, profile) = self.session_and_profile(token)?;
         let actor = Actor {
             user_id: session.user_id,
             username: &session.username,
@@ -102,13 +101,14 @@ impl Service {
         client: Option<IpAddr>,
     ) -> Result<Message, Error> {
         let key_hash = secret_hash(key.expose()).ok_or(Error::QrExpired)?;
-        let session = self.authenticate(token, None)?;
+        // The session and its profile in one round trip, then the throttle,
+        // then the decision: three in all.
+        let (session, profile) = self.session_and_profile(token)?;
         let keys = &self.shared.keys;
         let limits = &self.shared.limits;
         let mut counters = vec![(keys.qr_decisions_by_user(session.user_id), limits.logins_per_user)];
         counters.extend(client.map(|ip| (keys.qr_decisions_by_addr(ip), limits.logins_per_addr)));
         throttle::admit(&mut self.redis, &counters)?;
-        let profile = self.read_profile(&session)?;
         let actor = Actor {
             user_id: session.user_id,
             username: &session.username,
