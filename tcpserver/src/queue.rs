@@ -179,45 +179,15 @@ impl JobQueue {
             // only steers sharing, so it need not be exact.
             lanes.woken = lanes.woken.saturating_sub(1).min(lanes.idle);
         }
-        let now = Instant::now();
-        let fresh = |queued_at: Instant| {
-            let waited = now.duration_since(queued_at);
-            crate::metrics::QUEUE_WAIT.observe(waited.as_secs_f64());
-            waited <= self.max_wait
-        };
-        // The other requests too are split among the workers up, at most
+        // The other requests too are split among the woken workers, at most
         // MAX_BATCH each: one per worker and batch could serve fewer of them
         // a second than arrive beside a flood of log-ins (approvals and the
-        // checks they set off, say), and they would queue without end. A
-        // parked wait's check is never shed: its wait has a deadline of its
-        // own, and a check answered `Overloaded` instead of run would leave
-        // the wait held with no answer to come.
-        let others = batch_share(lanes.others.len(), lanes.woken);
-        let mut taken = 0;
-        while taken < others {
-            let Some((queued_at, job)) = lanes.others.pop_front() else { break };
-            if job.wait.is_some() {
-                crate::metrics::QUEUE_WAIT.observe(now.duration_since(queued_at).as_secs_f64());
-                batch.push(job);
-                taken += 1;
-            } else if fresh(queued_at) {
-                batch.push(job);
-                taken += 1;
-            } else {
-                stale.push(job);
-            }
-        }
-        let share = batch_share(lanes.batchable.len(), lanes.woken);
-        let mut taken = 0;
-        while taken < share {
-            let Some((queued_at, job)) = lanes.batchable.pop_front() else { break };
-            if fresh(queued_at) {
-                batch.push(job);
-                taken += 1;
-            } else {
-                stale.push(job);
-            }
-        }
+        // checks they set off, say), and they would queue without end.
+        let now = Instant::now();
+        let (others, batchable) =
+            (batch_share(lanes.others.len(), lanes.woken), batch_share(lanes.batchable.len(), lanes.woken));
+        take_share(&mut lanes.others, others, (now, self.max_wait), batch, stale);
+        take_share(&mut lanes.batchable, batchable, (now, self.max_wait), batch, stale);
         crate::metrics::QUEUE_DEPTH.set(lanes.len() as i64);
         true
     }
@@ -226,6 +196,32 @@ impl JobQueue {
     pub fn close(&self) {
         self.lock().closed = true;
         self.arrived.notify_all();
+    }
+}
+
+/// Moves up to `share` jobs from the front of `lane` into `batch`, and the
+/// ones met on the way that waited longer than `max_wait` into `stale`. A
+/// parked wait's check is never stale: its wait has a deadline of its own,
+/// and a check answered `Overloaded` instead of run would leave the wait
+/// held with no answer to come.
+fn take_share(
+    lane: &mut VecDeque<Queued>,
+    share: usize,
+    (now, max_wait): (Instant, Duration),
+    batch: &mut Vec<Job>,
+    stale: &mut Vec<Job>,
+) {
+    let mut taken = 0;
+    while taken < share {
+        let Some((queued_at, job)) = lane.pop_front() else { break };
+        let waited = now.duration_since(queued_at);
+        crate::metrics::QUEUE_WAIT.observe(waited.as_secs_f64());
+        if job.wait.is_some() || waited <= max_wait {
+            batch.push(job);
+            taken += 1;
+        } else {
+            stale.push(job);
+        }
     }
 }
 
