@@ -35,6 +35,19 @@ fn login(username: &str, password: &str, client: Option<IpAddr>) -> Message {
     Message::Login { username: username.to_owned(), password: password.into(), client, user_agent: None }
 }
 
+/// Every log-in limit, on both sides, at one a minute: the tests that call
+/// the lookup itself see each place count.
+fn log_in_limits_of_one() -> tcpserver::throttle::Limits {
+    let one = tcpserver::throttle::Limit { max_attempts: 1, window_secs: 60 };
+    tcpserver::throttle::Limits {
+        failures_per_user: one,
+        failures_per_addr: one,
+        logins_per_user: one,
+        logins_per_addr: one,
+        ..Default::default()
+    }
+}
+
 /// A distinct documentation address per attempt, so that only the per-user limit applies.
 fn address(i: usize) -> Option<IpAddr> {
     Some(IpAddr::from([198, 18, (i / 250) as u8, (i % 250) as u8 + 1]))
@@ -258,14 +271,7 @@ fn a_resent_lookup_is_judged_as_the_first_one(options) {
     let server = TestServer::start_with(options);
     let mut link = tcpserver::db::redis::RedisLink::new(server.env.target(), 0);
     let keys = server.keys();
-    let one = tcpserver::throttle::Limit { max_attempts: 1, window_secs: 60 };
-    let limits = tcpserver::throttle::Limits {
-        failures_per_user: one,
-        failures_per_addr: one,
-        logins_per_user: one,
-        logins_per_addr: one,
-        ..Default::default()
-    };
+    let limits = log_in_limits_of_one();
     let name = server.username("resent");
     let user = LoginCounters::of_user(&keys, &limits, &name);
     let addr = LoginCounters::of_addr(&keys, &limits, "192.0.2.77".parse().unwrap());
@@ -293,14 +299,7 @@ fn places_left_behind_refuse_no_one_once_a_minute_old(options) {
     let server = TestServer::start_with(options);
     let mut link = tcpserver::db::redis::RedisLink::new(server.env.target(), 0);
     let keys = server.keys();
-    let one = tcpserver::throttle::Limit { max_attempts: 1, window_secs: 60 };
-    let limits = tcpserver::throttle::Limits {
-        failures_per_user: one,
-        failures_per_addr: one,
-        logins_per_user: one,
-        logins_per_addr: one,
-        ..Default::default()
-    };
+    let limits = log_in_limits_of_one();
     let now_ms = tcpserver::session::unix_now_ms();
     let stale = now_ms - IN_FLIGHT_MAX_MS - 1_000;
     let name = server.username("left");
