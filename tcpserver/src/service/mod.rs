@@ -137,8 +137,7 @@ impl Service {
     /// The profile of the session a token names, checked against the username a
     /// request names; see [`Service::authenticated_profiles`].
     fn authenticated_profile(&mut self, token: &Secret, username: Option<&str>) -> Result<Profile, Error> {
-        let mut profiles = self.authenticated_profiles(&[(token, username)])?;
-        profiles.pop().unwrap_or(Err(Error::Unauthenticated))
+        Ok(self.session_and_profile(token, username)?.1)
     }
 
     /// For each (token, username) pair, the profile of the session the token
@@ -163,10 +162,15 @@ impl Service {
         Ok(profiles)
     }
 
-    /// The session a token names and its user's profile: one round trip
-    /// when the cache holds the profile (as for [`Service::authenticated_profiles`]).
-    fn session_and_profile(&mut self, token: &Secret) -> Result<(Session, Profile), Error> {
-        let mut resumed = self.authenticated_sessions(&[(token, None)])?;
+    /// The session a token names, checked against the username a request
+    /// names, and its user's profile: one round trip when the cache holds
+    /// the profile (as for [`Service::authenticated_profiles`]).
+    fn session_and_profile(
+        &mut self,
+        token: &Secret,
+        username: Option<&str>,
+    ) -> Result<(Session, Profile), Error> {
+        let mut resumed = self.authenticated_sessions(&[(token, username)])?;
         let (session, cached) = resumed.pop().unwrap_or(Err(Error::Unauthenticated))?;
         let profile = self.profile_of(&session, cached)?;
         Ok((session, profile))

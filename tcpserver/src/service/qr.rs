@@ -66,7 +66,7 @@ impl Service {
     /// [`Error::Unavailable`].
     pub fn qr_scan(&mut self, token: &Secret, key: &Secret) -> Result<Message, Error> {
         let key_hash = secret_hash(key.expose()).ok_or(Error::QrExpired)?;
-        let (session, profile) = self.session_and_profile(token)?;
+        let (session, profile) = self.session_and_profile(token, None)?;
         let actor = Actor {
             user_id: session.user_id,
             username: &session.username,
@@ -103,7 +103,7 @@ impl Service {
         let key_hash = secret_hash(key.expose()).ok_or(Error::QrExpired)?;
         // The session and its profile in one round trip, then the throttle,
         // then the decision: three in all.
-        let (session, profile) = self.session_and_profile(token)?;
+        let (session, profile) = self.session_and_profile(token, None)?;
         let keys = &self.shared.keys;
         let limits = &self.shared.limits;
         let mut counters = vec![(keys.qr_decisions_by_user(session.user_id), limits.logins_per_user)];
