@@ -141,7 +141,8 @@ pub static QUEUE_WAIT: Histogram = Histogram::new(LATENCY_BOUNDS);
 /// the one other request a batch may carry besides.
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 17.0];
 
-/// Jobs a worker took at once.
+/// Batchable jobs (profile reads, log-ins, nickname changes) a worker ran
+/// together; the requests it runs one by one before them are not counted.
 pub static BATCH_SIZE: Histogram = Histogram::new(BATCH_BOUNDS);
 
 /// Microseconds workers spent running batches (not waiting for one).
@@ -316,7 +317,7 @@ pub fn render() -> String {
     family(&mut out, name, "histogram", "How long jobs waited for a worker.");
     QUEUE_WAIT.render(&mut out, name, "");
     let name = "usermgmt_batch_size";
-    family(&mut out, name, "histogram", "Jobs a worker took at once.");
+    family(&mut out, name, "histogram", "Batchable jobs a worker ran together.");
     BATCH_SIZE.render(&mut out, name, "");
     let name = "usermgmt_worker_busy_seconds_total";
     family(&mut out, name, "counter", "Time workers spent running jobs, all workers together.");

@@ -5,7 +5,7 @@
 //! gives the job back and the reactor answers `Overloaded`. Each worker owns a
 //! [`Service`] (its own MySQL and Redis connections), takes its share of the
 //! [`JobQueue`], runs what is not batchable first, one by one, each answered
-//! at once (the reactor is woken before the batch starts), then the batch
+//! at once (the reactor woken for each), then the batch
 //! (profile reads, log-ins and nickname changes together), sends a
 //! [`Completion`] per job back through a channel and wakes the reactor's
 //! poll with the shared [`Waker`]. Workers never touch client sockets.
@@ -302,6 +302,7 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
             }
         }
         if !batch.is_empty() {
+            crate::metrics::BATCH_SIZE.observe(batch.len() as f64);
             for completion in run_batch(service, std::mem::take(&mut batch)) {
                 if completions.send(completion).is_err() {
                     return;
@@ -318,7 +319,6 @@ fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion
 /// Runs `jobs` together ([`dispatch::handle_batch`]), logs each reply, and
 /// returns their completions in order.
 fn run_batch(service: &mut Service, jobs: Vec<Job>) -> Vec<Completion> {
-    crate::metrics::BATCH_SIZE.observe(jobs.len() as f64);
     let started = Instant::now();
     let (meta, messages): (Vec<_>, Vec<_>) = jobs
         .into_iter()
