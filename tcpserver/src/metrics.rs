@@ -70,6 +70,15 @@ pub static QR_WAITS: Gauge = Gauge::new();
 /// other tcpservers queued since are not in it until the next).
 pub static HISTORY_QUEUED: Gauge = Gauge::new();
 
+/// Rounds of this process's log-in history drainer, counted when each ends
+/// (each reads the queues once, and writes to MySQL when it found records):
+/// shows the drainer alive while idle, and lets a test tell its Redis round
+/// trips from the workers'.
+pub static HISTORY_DRAIN_ROUNDS: Named = Named::new(
+    "usermgmt_history_drain_rounds_total",
+    "Rounds of the log-in history drainer, idle ones included.",
+);
+
 /// Scan-to-log-in waits ended early because their client went away
 /// (`QrCancel` from httpserver, when the desktop closed its page).
 pub static QR_WAITS_CANCELLED: Named = Named::new(
@@ -280,6 +289,7 @@ pub fn render() -> String {
         &PROFILE_MISSES,
         &QR_DECISIONS,
         &QR_WAITS_CANCELLED,
+        &HISTORY_DRAIN_ROUNDS,
         &SIGN_UPS_REPEATED,
         &NICKNAMES_UNCHANGED,
     ] {

@@ -140,11 +140,12 @@ fn attempts_on_unknown_names_and_deleted_accounts_leave_no_row_and_do_not_stall_
 
 on_single_and_cluster! {
 /// A log-in's record is queued in Redis before its reply, and the server's
-/// own drainer moves it into MariaDB.
+/// own drainer moves it into MariaDB, in a round its metrics count.
 fn an_acknowledged_log_in_is_queued_then_drained_into_the_table(options) {
     let server = TestServer::start_with(options);
     let mut client = server.connect();
     let username = server.sign_up(&mut client, "logged", PASSWORD);
+    let rounds_before = server.metric("usermgmt_history_drain_rounds_total");
     let mut mysql = server.env.mysql();
     let id = user_id(&mut mysql, &username);
     client.log_in(&username, PASSWORD);
@@ -158,6 +159,11 @@ fn an_acknowledged_log_in_is_queued_then_drained_into_the_table(options) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(queued(&mut redis, &keys), 0);
+    // Counted as it ends, a moment after its MySQL commit.
+    while server.metric("usermgmt_history_drain_rounds_total") == rounds_before {
+        assert!(std::time::Instant::now() < deadline, "the drainer's round was not counted");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 }
 

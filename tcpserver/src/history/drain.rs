@@ -144,7 +144,9 @@ impl Drainer {
             let mut next_prune = Instant::now();
             let mut failing = false;
             loop {
-                match self.round() {
+                let round = self.round();
+                crate::metrics::HISTORY_DRAIN_ROUNDS.add(1);
+                match round {
                     Ok(n) => {
                         if failing {
                             crate::log!("log-in history: drained again");
