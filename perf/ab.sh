@@ -92,9 +92,33 @@ drained() {
   echo "ab.sh: history records still queued after 30 s; going on" >&2
 }
 
+# The processes whose CPU each run is charged with: its own stack's two
+# servers, and the MariaDB and Redis both stacks share (the other stack is
+# idle meanwhile, but for its drainer's quarter-second checks).
+MARIADB_PID=$(pgrep -x mariadbd | head -n 1 || true)
+REDIS_PID=$(redis-cli INFO server 2>/dev/null | awk -F: '$1 == "process_id" { print $2 }' | tr -d '\r')
+charged() { # name
+  local tcp http
+  if [ "$1" = a ]; then tcp=${PIDS[0]} http=${PIDS[1]}; else tcp=${PIDS[2]} http=${PIDS[3]}; fi
+  echo "tcpserver=$tcp httpserver=$http mariadbd=$MARIADB_PID redis=$REDIS_PID"
+}
+# CPU ticks (user + system) of each name=pid given, as name=ticks words.
+ticks() {
+  local pair
+  for pair in "$@"; do
+    echo "${pair%%=*}=$(awk '{ print $14 + $15 }' "/proc/${pair#*=}/stat" 2>/dev/null || echo 0)"
+  done
+}
+
 run() { # name port
+  local before
+  # shellcheck disable=SC2046 # name=pid words
+  before=$(ticks $(charged "$1"))
   "$LOADGEN" --addr "127.0.0.1:$2" --scenario "$SCENARIO" --duration "$SECS" \
     --concurrency "$CONCURRENCY" --json 2>/dev/null | tail -n 1 >>"$WORK/$1.jsonl" || true
+  # shellcheck disable=SC2046
+  echo "$before" "$(ticks $(charged "$1"))" | tr '\n' ' ' >>"$WORK/$1.cpu"
+  echo >>"$WORK/$1.cpu"
   tail -n 1 "$WORK/$1.jsonl" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -110,16 +134,28 @@ for ((i = 0; i < ROUNDS; i++)); do
   fi
 done
 
-python3 - "$WORK" <<'EOF'
+python3 - "$WORK" "$(getconf CLK_TCK)" <<'EOF'
 import json, statistics, sys
+work, tick = sys.argv[1], 1e6 / int(sys.argv[2])
 medians = {}
 for name in "ab":
-    rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{name}.jsonl") if l.strip()]
+    rows = [json.loads(l) for l in open(f"{work}/{name}.jsonl") if l.strip()]
     if rows:
         qps = statistics.median(r["qps"] for r in rows)
         p99 = statistics.median(r["latency_ms"]["p99"] for r in rows)
         print(f"{name.upper()}: median qps {qps:.0f}, median p99 {p99:.1f} ms over {len(rows)} runs")
         medians[name] = qps
+        # CPU per request of each process charged with the run (medians over
+        # the runs): where a difference in qps comes from.
+        per_process = {}
+        for row, line in zip(rows, open(f"{work}/{name}.cpu")):
+            words = [w.split("=") for w in line.split()]
+            half = len(words) // 2
+            for (process, t0), (_, t1) in zip(words[:half], words[half:]):
+                if row["requests"]:
+                    per_process.setdefault(process, []).append((float(t1) - float(t0)) * tick / row["requests"])
+        print("   CPU per request: " + ", ".join(
+            f"{process} {statistics.median(v):.1f} us" for process, v in per_process.items()))
 if medians.get("a") and "b" in medians:
     print(f"B against A: {100 * (medians['b'] / medians['a'] - 1):+.1f} % qps")
 EOF
