@@ -102,6 +102,24 @@ pub fn release(tx: &mut Transaction<'_>, name: &str) -> mysql::Result<()> {
     Ok(())
 }
 
+/// In a transaction: deletes an account's rows (its user row, and with it
+/// its credentials, history and known devices) and releases its picture,
+/// the user's row locked first. Returns whether there was such a user. The
+/// whole of an account deletion in MySQL: [`crate::service::Service`]'s,
+/// and the tests' cleanup, which must keep the pictures' counts true for
+/// the other tests sharing the database.
+///
+/// # Errors
+///
+/// The MySQL error.
+pub fn delete_user(tx: &mut Transaction<'_>, user_id: u64) -> mysql::Result<bool> {
+    let Some(avatar) = users::lock_avatar(tx, user_id)? else { return Ok(false) };
+    if let Some(name) = &avatar {
+        release(tx, name)?;
+    }
+    users::delete(tx, user_id)
+}
+
 /// Counts one account fewer for `name`; the name if that was the last.
 fn lower(tx: &mut Transaction<'_>, name: &str) -> mysql::Result<Option<String>> {
     Ok((avatars::drop_ref(tx, name)? == Some(0)).then(|| name.to_owned()))

@@ -18,7 +18,6 @@ use proto::{Message, Secret};
 use super::Service;
 use crate::avatar_refs;
 use crate::db::redis::Batch;
-use crate::db::users;
 use crate::error::Error;
 use crate::keys::AccountTag;
 use crate::login_record;
@@ -43,13 +42,7 @@ impl Service {
         }
         let row = self.check_current_password(&session, password, client)?;
         let user_id = row.user_id;
-        self.mysql.transaction(|tx| {
-            let Some(avatar) = users::lock_avatar(tx, user_id)? else { return Ok(()) };
-            if let Some(name) = &avatar {
-                avatar_refs::release(tx, name)?;
-            }
-            users::delete(tx, user_id).map(drop)
-        })?;
+        self.mysql.transaction(|tx| avatar_refs::delete_user(tx, user_id).map(drop))?;
         self.end_other_sessions(&session, &hash)?;
         let keys = &self.shared.keys;
         let tag = AccountTag::of(&session.username);

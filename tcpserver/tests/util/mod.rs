@@ -507,25 +507,14 @@ fn spawn_server(args: &[String], dir: &Path) -> (Child, SocketAddr) {
 }
 
 /// Deletes the accounts whose username starts with `prefix`, each as an
-/// account deletion in tcpserver would: in one transaction, the user's row
-/// locked first, then its picture's count lowered (and the row and the
-/// picture's bytes dropped at zero), so that the shared test database keeps
-/// true counts for the pictures other tests still use.
+/// account deletion in tcpserver does ([`tcpserver::avatar_refs::delete_user`]:
+/// its picture released, so that the shared test database keeps true counts
+/// for the pictures other tests still use).
 pub fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<()> {
     let ids: Vec<u64> = mysql.exec("SELECT id FROM users WHERE username LIKE ?", (like_prefix(prefix),))?;
     for id in ids {
         let mut tx = mysql.start_transaction(mysql::TxOpts::default())?;
-        let avatar: Option<Option<String>> =
-            tx.exec_first("SELECT avatar FROM users WHERE id = ? FOR UPDATE", (id,))?;
-        if let Some(Some(name)) = avatar {
-            tx.exec_drop("UPDATE avatars SET refs = refs - 1 WHERE name = ? AND refs > 0", (&name,))?;
-            tx.exec_drop("DELETE FROM avatars WHERE name = ? AND refs = 0", (&name,))?;
-            if tx.affected_rows() > 0 {
-                tx.exec_drop("DELETE FROM avatar_bytes WHERE name = ?", (&name,))?;
-            }
-        }
-        // Credentials go with their user (ON DELETE CASCADE).
-        tx.exec_drop("DELETE FROM users WHERE id = ?", (id,))?;
+        tcpserver::avatar_refs::delete_user(&mut tx, id)?;
         tx.commit()?;
     }
     Ok(())
