@@ -455,3 +455,49 @@ fn bad_settings_stop_the_server_with_a_clear_message() {
     assert!(err.contains("--no-such-flag"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A request that is not batchable (a log-out here; scan-to-log-in
+/// decisions and checks alike) is not kept waiting behind log-ins queued
+/// before it: the worker runs it before its next batch. Before, it ran
+/// after a batch of 16 log-ins, and beside a flood of them such requests
+/// were served at one per batch.
+#[test]
+fn a_log_out_queued_behind_a_flood_of_log_ins_is_answered_before_them() {
+    const LOGINS: u64 = 3 * tcpserver::queue::MAX_BATCH as u64;
+    let server = TestServer::start_with(Options::default().arg("--workers", 1));
+    let mut c = server.connect();
+    let (flooded, _) = server.user_with_session(&mut c, "flooded", PASSWORD);
+    let (_, leaving) = server.user_with_session(&mut c, "leaving", PASSWORD);
+    let mut bytes = Vec::new();
+    for request_id in 1..=LOGINS {
+        // Wrong passwords: full hashes, then throttled; all batchable.
+        let message = Message::Login {
+            username: flooded.clone(),
+            password: "wrong".into(),
+            client: None,
+            user_agent: None,
+        };
+        Frame { request_id, message }.encode(&mut bytes).expect("encodable");
+    }
+    let log_out = LOGINS + 1;
+    Frame { request_id: log_out, message: Message::Logout { token: leaving.clone() } }
+        .encode(&mut bytes)
+        .expect("encodable");
+    // One write: the reactor queues all of it in one turn, then wakes the worker.
+    c.write_raw(&bytes);
+    let mut order = Vec::new();
+    for _ in 0..=LOGINS {
+        let frame = c.recv();
+        if frame.request_id == log_out {
+            assert!(matches!(frame.message, Message::LoggedOut), "{:?}", frame.message);
+        } else {
+            let code = error_code(&frame.message);
+            assert!(matches!(code, ErrorCode::BadCredentials | ErrorCode::TooManyAttempts), "{code:?}");
+        }
+        order.push(frame.request_id);
+    }
+    let place = order.iter().position(|id| *id == log_out).expect("the log-out was answered");
+    assert!(place < tcpserver::queue::MAX_BATCH, "answered after {place} log-ins queued before it");
+    let reply = c.call(Message::GetProfile { token: leaving, username: None });
+    assert_eq!(error_code(&reply), ErrorCode::Unauthenticated, "the session ended");
+}
