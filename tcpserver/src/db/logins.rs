@@ -19,21 +19,22 @@ pub const MAX_ROWS_PER_INSERT: usize = 200;
 /// takes never stall the drainer's inserts for long.
 pub const PRUNE_BATCH: u64 = 5_000;
 
-/// A history row to insert.
+/// A history row to insert, borrowing its text from the record it was
+/// decoded from (a round's rows are built and sent at once).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewRow {
+pub struct NewRow<'a> {
     /// Unique attempt id (hex): a second insert of the same attempt is ignored.
-    pub attempt_id: String,
+    pub attempt_id: &'a str,
     /// `users.id`.
     pub user_id: u64,
     /// ms since the epoch.
     pub time_ms: u64,
     /// Client address text.
-    pub ip: String,
+    pub ip: &'a str,
     /// Browser name.
-    pub browser: String,
+    pub browser: &'a str,
     /// OS name.
-    pub os: String,
+    pub os: &'a str,
     /// "password", ...
     pub method: &'static str,
     /// "success", ...
@@ -43,7 +44,7 @@ pub struct NewRow {
     /// New network after several failures.
     pub suspicious: bool,
     /// Public id of the session opened ("" for failures).
-    pub session: String,
+    pub session: &'a str,
 }
 
 /// The ids of the accounts named (a name with no account has no entry).
@@ -150,7 +151,7 @@ pub fn failures_since(
 /// # Errors
 ///
 /// The MySQL error.
-pub fn insert(q: &mut impl Queryable, rows: &[NewRow]) -> mysql::Result<()> {
+pub fn insert(q: &mut impl Queryable, rows: &[NewRow<'_>]) -> mysql::Result<()> {
     for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT IGNORE INTO logins (attempt_id, user_id, time_ms, ip, browser, os, method, outcome, \
@@ -160,17 +161,17 @@ pub fn insert(q: &mut impl Queryable, rows: &[NewRow]) -> mysql::Result<()> {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 11);
         for r in chunk {
             values.extend([
-                Value::from(r.attempt_id.as_str()),
+                Value::from(r.attempt_id),
                 Value::from(r.user_id),
                 Value::from(r.time_ms),
-                Value::from(r.ip.as_str()),
-                Value::from(r.browser.as_str()),
-                Value::from(r.os.as_str()),
+                Value::from(r.ip),
+                Value::from(r.browser),
+                Value::from(r.os),
                 Value::from(r.method),
                 Value::from(r.outcome),
                 Value::from(r.new_device),
                 Value::from(r.suspicious),
-                Value::from(r.session.as_str()),
+                Value::from(r.session),
             ]);
         }
         q.exec_drop(sql, Params::Positional(values))?;

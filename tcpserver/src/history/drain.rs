@@ -334,17 +334,17 @@ fn write(
             }
         }
         rows.push(NewRow {
-            attempt_id: a.attempt_id.clone(),
+            attempt_id: &a.attempt_id,
             user_id: *user,
             time_ms: a.time_ms,
-            ip: a.ip.clone(),
-            browser: a.browser.clone(),
-            os: a.os.clone(),
+            ip: &a.ip,
+            browser: &a.browser,
+            os: &a.os,
             method: a.method.as_str(),
             outcome: a.outcome.as_str(),
             new_device,
             suspicious,
-            session: if a.outcome == Outcome::Success { a.session.clone() } else { String::new() },
+            session: if a.outcome == Outcome::Success { &a.session } else { "" },
         });
     }
     logins::insert(tx, &rows)?;
