@@ -146,9 +146,10 @@ pub static QUEUE_DEPTH: Gauge = Gauge::new();
 /// How long each job waited for a worker.
 pub static QUEUE_WAIT: Histogram = Histogram::new(LATENCY_BOUNDS);
 
-/// Bounds of the batch-size histogram: 1 to [`crate::queue::MAX_BATCH`] and
-/// the one other request a batch may carry besides.
-const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 17.0];
+/// Bounds of the batch-size histogram: 1 to [`crate::queue::MAX_BATCH`], the
+/// most batchable jobs a worker takes at once (the requests it runs one by
+/// one are not counted, so no batch is larger).
+const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0];
 
 /// Batchable jobs (profile reads, log-ins, nickname changes) a worker ran
 /// together; the requests it runs one by one before them are not counted.
