@@ -131,7 +131,9 @@ fn attempts_on_unknown_names_and_deleted_accounts_leave_no_row_and_do_not_stall_
     // And in the queue of the builds before the queues were spread (an upgrade leaves it).
     let legacy = f.keys.history_queues().pop().expect("the old queue");
     redis::cmd("RPUSH").arg(&legacy).arg("not a record").query::<()>(&mut f.redis).expect("RPUSH");
-    assert_eq!(f.drainer.round().expect("round").moved, 4);
+    // Nor do bytes that are not text.
+    redis::cmd("RPUSH").arg(&legacy).arg(&b"success\t1\t\xff\xfe"[..]).query::<()>(&mut f.redis).expect("RPUSH");
+    assert_eq!(f.drainer.round().expect("round").moved, 5);
     assert_eq!(rows_of(&mut f.mysql, f.id), 1);
     assert_eq!(rows_of(&mut f.mysql, u64::MAX / 2), 0);
     assert_eq!(queued(&mut f.redis, &f.keys), 0);
@@ -215,7 +217,7 @@ fn a_round_says_how_many_records_it_left_queued() {
 #[test]
 fn simultaneous_batches_never_fill_a_queue_past_its_bound() {
     use tcpserver::db::redis::Batch;
-    use tcpserver::history::record::{MAX_QUEUED_PER_QUEUE, QUEUE_SCRIPT};
+    use tcpserver::history::record::{MAX_QUEUED_PER_QUEUE, queue_on};
     let mut f = Drained::start(TestServer::start(), "bounded");
     let queue = f.keys.history_queue(0);
     let room = 3;
@@ -230,11 +232,9 @@ fn simultaneous_batches_never_fill_a_queue_past_its_bound() {
                 s.spawn(move || {
                     let mut link = RedisLink::new(env.target(), 0);
                     let mut batch = Batch::new();
-                    let cmd = batch.script(&QUEUE_SCRIPT).arg(1).arg(queue).arg(MAX_QUEUED_PER_QUEUE);
-                    for _ in 0..2 {
-                        cmd.arg(attempt(id, username, Outcome::WrongPassword).encode());
-                    }
-                    link.run::<Vec<u64>>(&batch).expect("QUEUE")[0]
+                    let attempts = [(); 2].map(|()| attempt(id, username, Outcome::WrongPassword));
+                    let queued = queue_on(&mut batch, queue, &attempts);
+                    queued.dropped(link.run::<Vec<u64>>(&batch).expect("QUEUE")[0])
                 })
             })
             .collect();

@@ -189,14 +189,15 @@ impl Drainer {
         for queue in &queues {
             read.cmd("LLEN").arg(queue);
         }
-        let (heads, lengths): (Vec<Vec<String>>, Vec<usize>) = {
-            let replies: Vec<redis::Value> = self.redis.run(&read).map_err(DrainError::Redis)?;
-            let (heads, lengths) = replies.split_at(queues.len().min(replies.len()));
-            let heads = heads.iter().map(redis::from_redis_value_ref).collect::<Result<_, _>>();
-            let lengths = lengths.iter().map(redis::from_redis_value_ref).collect::<Result<_, _>>();
-            let unreadable = |e: redis::ParsingError| DrainError::Redis(e.into());
-            (heads.map_err(unreadable)?, lengths.map_err(unreadable)?)
-        };
+        let replies: Vec<redis::Value> = self.redis.run(&read).map_err(DrainError::Redis)?;
+        let (heads, lengths) = replies.split_at(queues.len().min(replies.len()));
+        // The records stay in the reply's buffers; the round borrows them.
+        let heads: Vec<Vec<&[u8]>> = heads.iter().map(records_of).collect::<Result<_, _>>()?;
+        let lengths: Vec<usize> = lengths
+            .iter()
+            .map(redis::from_redis_value_ref)
+            .collect::<Result<_, _>>()
+            .map_err(|e: redis::ParsingError| DrainError::Redis(e.into()))?;
         let moved: usize = heads.iter().map(Vec::len).sum();
         let full = heads.iter().any(|records| records.len() >= DRAIN_PER_QUEUE);
         // What this round leaves queued, for operators (and perf/ab.sh).
@@ -205,11 +206,11 @@ impl Drainer {
         if moved == 0 {
             return Ok(Round { moved, full, left });
         }
-        let mut attempts: Vec<Attempt> = heads
+        let mut attempts: Vec<Attempt<&str>> = heads
             .iter()
             .flatten()
             .filter_map(|r| {
-                let attempt = Attempt::decode(r);
+                let attempt = std::str::from_utf8(r).ok().and_then(Attempt::decode);
                 if attempt.is_none() {
                     crate::log!("log-in history: skipped an unreadable record of {} bytes", r.len());
                 }
@@ -261,22 +262,21 @@ impl Drainer {
 /// nor, unless a day stale, written ([`KnownCache`]).
 fn write(
     tx: &mut impl mysql::prelude::Queryable,
-    attempts: &[Attempt],
+    attempts: &[Attempt<&str>],
     cache: &mut KnownCache,
 ) -> mysql::Result<HashMap<Pair, u64>> {
     let unnamed: Vec<&str> = {
-        let mut names: Vec<&str> =
-            attempts.iter().filter(|a| a.user_id == 0).map(|a| a.username.as_str()).collect();
+        let mut names: Vec<&str> = attempts.iter().filter(|a| a.user_id == 0).map(|a| a.username).collect();
         names.sort_unstable();
         names.dedup();
         names
     };
     let ids = if unnamed.is_empty() { HashMap::new() } else { logins::user_ids(tx, &unnamed)? };
     // Attempts on names with no account are not history.
-    let resolved: Vec<(u64, &Attempt)> = attempts
+    let resolved: Vec<(u64, &Attempt<&str>)> = attempts
         .iter()
         .filter_map(|a| match a.user_id {
-            0 => ids.get(&a.username).map(|id| (*id, a)),
+            0 => ids.get(a.username).map(|id| (*id, a)),
             id => Some((id, a)),
         })
         .collect();
@@ -334,17 +334,17 @@ fn write(
             }
         }
         rows.push(NewRow {
-            attempt_id: &a.attempt_id,
+            attempt_id: a.attempt_id,
             user_id: *user,
             time_ms: a.time_ms,
-            ip: &a.ip,
-            browser: &a.browser,
-            os: &a.os,
+            ip: a.ip,
+            browser: a.browser,
+            os: a.os,
             method: a.method.as_str(),
             outcome: a.outcome.as_str(),
             new_device,
             suspicious,
-            session: if a.outcome == Outcome::Success { &a.session } else { "" },
+            session: if a.outcome == Outcome::Success { a.session } else { "" },
         });
     }
     logins::insert(tx, &rows)?;
@@ -357,10 +357,26 @@ fn write(
     Ok(seen)
 }
 
+/// The records of one queue's `LRANGE` reply, borrowed from it.
+fn records_of(reply: &redis::Value) -> Result<Vec<&[u8]>, DrainError> {
+    let unreadable =
+        || DrainError::Redis(redis::ParsingError::from("a queue's head is not a list of records").into());
+    match reply {
+        redis::Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                redis::Value::BulkString(bytes) => Ok(bytes.as_slice()),
+                _ => Err(unreadable()),
+            })
+            .collect(),
+        _ => Err(unreadable()),
+    }
+}
+
 /// `user`'s failed attempts in the window up to `at`: those in the table
 /// (`stored`, their times) and those of this round (`round`; one of the
 /// same millisecond as the success counts as before it).
-fn failures_before(user: u64, at: u64, stored: &[u64], round: &[(u64, &Attempt)]) -> usize {
+fn failures_before(user: u64, at: u64, stored: &[u64], round: &[(u64, &Attempt<&str>)]) -> usize {
     let from = at.saturating_sub(SUSPICION_WINDOW_MS);
     let in_window = |t: u64| t >= from && t <= at;
     let stored = stored.iter().filter(|t| in_window(**t)).count();
@@ -395,10 +411,10 @@ struct Prints {
 }
 
 impl Prints {
-    fn of(user: u64, a: &Attempt) -> Prints {
-        let network = network(&a.ip);
+    fn of(user: u64, a: &Attempt<&str>) -> Prints {
+        let network = network(a.ip);
         Prints {
-            device: (user, digest(&["device", &a.browser, &a.os, &network])),
+            device: (user, digest(&["device", a.browser, a.os, &network])),
             network: (user, network_digest(&network)),
         }
     }

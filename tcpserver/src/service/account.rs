@@ -222,8 +222,8 @@ impl Service {
             }
             outcomes.push(outcome);
         }
-        let queues = record::queue_cmds(&mut finish, &self.shared.keys, &records);
-        self.finish_batch(&finish, &mut outcomes, queues);
+        let queued = record::queue_cmds(&mut finish, &self.shared.keys, &records);
+        self.finish_batch(&finish, &mut outcomes, queued);
         Ok(outcomes)
     }
 
@@ -269,22 +269,25 @@ impl Service {
     /// Sends a batch's last pipeline and counts the sessions it opened; if
     /// it fails, none of the batch's log-ins stands (their sessions may
     /// exist, but no token is ever sent for them).
-    fn finish_batch(&mut self, finish: &Batch, outcomes: &mut [Result<Message, Error>], queues: usize) {
+    fn finish_batch(
+        &mut self,
+        finish: &Batch,
+        outcomes: &mut [Result<Message, Error>],
+        queued: Option<record::Queued>,
+    ) {
         if finish.is_empty() {
             return;
         }
         match self.redis.run::<Vec<u64>>(finish) {
             Ok(replies) => {
-                if queues > 0 {
-                    self.shared.history_wake.notify();
-                }
-                // One reply per opened session, then one per history queue.
-                let opened = replies.len().saturating_sub(queues);
+                // One reply per opened session, then the history queue's length.
+                let opened = replies.len().saturating_sub(usize::from(queued.is_some()));
                 for &ended in &replies[..opened] {
                     login_session::opened(ended);
                 }
-                for &dropped in &replies[opened..] {
-                    record::report_dropped(dropped);
+                if let Some(queued) = queued {
+                    queued.report(replies.get(opened).copied().unwrap_or(0));
+                    self.shared.history_wake.notify();
                 }
             }
             Err(e) => {

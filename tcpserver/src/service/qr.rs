@@ -267,10 +267,12 @@ impl Service {
                 Success { counters: side, member, holds_failure: false, clears_failures_before_us: None };
             login_counters::succeed_cmd(&mut batch, success);
         }
-        record::queue_cmds(&mut batch, keys, std::slice::from_ref(&attempt));
+        let queued = record::queue_cmds(&mut batch, keys, std::slice::from_ref(&attempt));
         let replies: Vec<u64> = self.redis.run(&batch)?;
         login_session::opened(replies.first().copied().unwrap_or(0));
-        record::report_dropped(replies.get(1).copied().unwrap_or(0));
+        if let Some(queued) = queued {
+            queued.report(replies.get(1).copied().unwrap_or(0));
+        }
         self.shared.history_wake.notify();
         Ok(token)
     }
