@@ -22,7 +22,10 @@ const PASSWORD: &str = "correct horse battery";
 /// A drainer of its own queues, and their key layout.
 fn drainer(env: &TestEnv) -> (Drainer, Keys) {
     let (url, password) = env.split_mysql_url();
-    let opts = tcpserver::db::mysql::options(&url, Some(&password)).expect("MySQL options");
+    // As the server's own drainer connects.
+    let opts = tcpserver::db::mysql::ascii_only(
+        tcpserver::db::mysql::options(&url, Some(&password)).expect("MySQL options"),
+    );
     let keys = Keys::new(format!("umtest:hist:{}:", random_hex(8)));
     (Drainer::new(MysqlLink::new(opts, 0), RedisLink::new(env.target(), 0), keys.clone()), keys)
 }
