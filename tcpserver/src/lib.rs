@@ -30,6 +30,8 @@ pub mod metrics;
 pub mod metrics_http;
 pub mod password;
 pub mod pbkdf2_sha256;
+#[cfg(target_arch = "x86_64")]
+pub mod pbkdf2_sha_ni;
 pub mod pool;
 pub mod profile_cache;
 pub mod qr_events;

@@ -137,38 +137,36 @@ impl PasswordHasher {
     }
 
     /// [`PasswordHasher::verify`] for several (password, stored hash) pairs,
-    /// in order. Two hashes of the same cost are computed together
-    /// ([`pbkdf2_sha256::derive_pair`]: 88 instead of 109 µs each on these
-    /// machines, `cargo run --release -p tcpserver --example hash_cost`).
+    /// in order. The hashes of one cost are computed side by side, eight at
+    /// a time ([`pbkdf2_sha256::derive_many`]; per hash on an AMD EPYC with
+    /// SHA-NI, `cargo run --release -p tcpserver --example hash_cost`: see
+    /// the README's performance section).
     pub fn verify_many(&self, checks: &[(&str, &str)]) -> Vec<Result<bool, PasswordError>> {
         let parsed: Vec<Result<StoredHash, PasswordError>> =
             checks.iter().map(|(_, stored)| StoredHash::parse(stored)).collect();
-        let mut verdicts: Vec<Result<bool, PasswordError>> = Vec::with_capacity(checks.len());
-        // A parsed check whose hash waits for a partner of the same cost.
-        let mut waiting: Option<(usize, &StoredHash)> = None;
+        let mut verdicts: Vec<Result<bool, PasswordError>> =
+            parsed.iter().map(|hash| hash.as_ref().map(|_| false).map_err(Clone::clone)).collect();
+        // The readable checks by cost, each cost in the order first seen.
+        let mut by_cost: Vec<(u32, Vec<(usize, &StoredHash)>)> = Vec::new();
         for (i, hash) in parsed.iter().enumerate() {
-            verdicts.push(Err(PasswordError::MalformedHash));
             let Ok(hash) = hash else { continue };
-            match waiting.take() {
-                Some((j, other)) if other.iterations == hash.iterations => {
-                    let (a, b) = (self.peppered(checks[j].0), self.peppered(checks[i].0));
-                    let started = std::time::Instant::now();
-                    let (key_a, key_b) =
-                        pbkdf2_sha256::derive_pair((&a, &other.salt), (&b, &hash.salt), hash.iterations);
-                    crate::metrics::PASSWORD_HASH_MICROS.add(started.elapsed().as_micros() as u64);
-                    crate::metrics::PASSWORD_HASHES.add(2);
-                    verdicts[j] = Ok(bool::from(key_a.ct_eq(&other.hash)));
-                    verdicts[i] = Ok(bool::from(key_b.ct_eq(&hash.hash)));
-                }
-                Some((j, other)) => {
-                    verdicts[j] = Ok(self.matches(checks[j].0, other));
-                    waiting = Some((i, hash));
-                }
-                None => waiting = Some((i, hash)),
+            match by_cost.iter_mut().find(|(cost, _)| *cost == hash.iterations) {
+                Some((_, group)) => group.push((i, hash)),
+                None => by_cost.push((hash.iterations, vec![(i, hash)])),
             }
         }
-        if let Some((j, other)) = waiting {
-            verdicts[j] = Ok(self.matches(checks[j].0, other));
+        for (iterations, group) in by_cost {
+            let peppered: Vec<[u8; HASH_LEN]> =
+                group.iter().map(|&(i, _)| self.peppered(checks[i].0)).collect();
+            let inputs: Vec<(&[u8], &[u8])> =
+                group.iter().zip(&peppered).map(|(&(_, hash), key)| (&key[..], &hash.salt[..])).collect();
+            let started = std::time::Instant::now();
+            let keys = pbkdf2_sha256::derive_many(&inputs, iterations);
+            crate::metrics::PASSWORD_HASH_MICROS.add(started.elapsed().as_micros() as u64);
+            crate::metrics::PASSWORD_HASHES.add(group.len() as u64);
+            for ((i, hash), key) in group.into_iter().zip(keys) {
+                verdicts[i] = Ok(bool::from(key.ct_eq(&hash.hash)));
+            }
         }
         verdicts
     }

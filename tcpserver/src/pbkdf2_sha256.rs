@@ -26,37 +26,94 @@ pub const OUTPUT_LEN: usize = 32;
 const INITIAL_STATE: [u32; 8] =
     [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
+/// Derivations computed side by side at most ([`derive_lanes`]): on SHA-NI,
+/// independent chains fill the gaps between one chain's dependent rounds.
+/// Per hash at 1,000 iterations, 2026-12-02 on an AMD EPYC: one chain
+/// 70.6 µs, two 44.7, three 41.0, four 39.6, six 35.2, eight 33.7 (the
+/// vectors no longer fit in registers beyond two; the stack takes the
+/// rest); a worker's batch holds up to 16 log-ins.
+pub const LANES: usize = 8;
+
 /// Derives 32 bytes from `password` and `salt` with `iterations` rounds of
 /// HMAC-SHA256: `PBKDF2(password, salt, iterations, dkLen = 32)`. An iteration
 /// count of zero is treated as one, as the first round always runs.
 pub fn derive(password: &[u8], salt: &[u8], iterations: u32) -> [u8; OUTPUT_LEN] {
+    let [key] = derive_lanes([(password, salt)], iterations);
+    key
+}
+
+/// [`derive()`] for two (password, salt) pairs at once, with the same
+/// iteration count ([`derive_lanes`]).
+pub fn derive_pair(
+    first: (&[u8], &[u8]),
+    second: (&[u8], &[u8]),
+    iterations: u32,
+) -> ([u8; OUTPUT_LEN], [u8; OUTPUT_LEN]) {
+    let [a, b] = derive_lanes([first, second], iterations);
+    (a, b)
+}
+
+/// [`derive()`] for any number of (password, salt) pairs with the same
+/// iteration count, [`LANES`] at a time; the keys in the same order.
+pub fn derive_many(inputs: &[(&[u8], &[u8])], iterations: u32) -> Vec<[u8; OUTPUT_LEN]> {
+    let mut keys = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(LANES) {
+        match chunk.len() {
+            8 => lanes_of::<8>(chunk, iterations, &mut keys),
+            7 => lanes_of::<7>(chunk, iterations, &mut keys),
+            6 => lanes_of::<6>(chunk, iterations, &mut keys),
+            5 => lanes_of::<5>(chunk, iterations, &mut keys),
+            4 => lanes_of::<4>(chunk, iterations, &mut keys),
+            3 => lanes_of::<3>(chunk, iterations, &mut keys),
+            2 => lanes_of::<2>(chunk, iterations, &mut keys),
+            _ => lanes_of::<1>(chunk, iterations, &mut keys),
+        }
+    }
+    keys
+}
+
+/// [`derive_lanes`] for a chunk of exactly `N` inputs, onto `keys`.
+fn lanes_of<const N: usize>(chunk: &[(&[u8], &[u8])], iterations: u32, keys: &mut Vec<[u8; OUTPUT_LEN]>) {
+    match <[(&[u8], &[u8]); N]>::try_from(chunk) {
+        Ok(inputs) => keys.extend(derive_lanes(inputs, iterations)),
+        // Not N long: one at a time, still in order.
+        Err(_) => keys.extend(chunk.iter().map(|&(password, salt)| derive(password, salt, iterations))),
+    }
+}
+
+/// `N` derivations with the same iteration count, side by side: on a CPU
+/// with SHA-NI, by [`crate::pbkdf2_sha_ni`], the lanes' rounds interleaved
+/// instruction by instruction; elsewhere they alternate compression by
+/// compression through `sha2`, which lets the CPU overlap them less.
+pub fn derive_lanes<const N: usize>(inputs: [(&[u8], &[u8]); N], iterations: u32) -> [[u8; OUTPUT_LEN]; N] {
+    let mut derivations = inputs.map(|(password, salt)| Derivation::start(password, salt));
+    #[cfg(target_arch = "x86_64")]
+    if let Some(keys) =
+        crate::pbkdf2_sha_ni::iterate(&derivations.each_ref().map(Derivation::lane), iterations)
+    {
+        return keys;
+    }
+    for _ in 1..iterations {
+        for derivation in &mut derivations {
+            derivation.inner();
+        }
+        for derivation in &mut derivations {
+            derivation.outer();
+        }
+    }
+    derivations.map(|derivation| derivation.result)
+}
+
+/// The portable loop alone, whatever the CPU: what the SHA-NI path is
+/// checked against.
+#[cfg(test)]
+fn derive_portable(password: &[u8], salt: &[u8], iterations: u32) -> [u8; OUTPUT_LEN] {
     let mut derivation = Derivation::start(password, salt);
     for _ in 1..iterations {
         derivation.inner();
         derivation.outer();
     }
     derivation.result
-}
-
-/// [`derive()`] for two passwords at once, with the same iteration count: the
-/// two computations alternate compression by compression, so that the CPU
-/// runs one's SHA-256 rounds while the other's wait on their latency
-/// (SHA-NI rounds depend each on the last; two independent chains fill the
-/// pipeline better than one).
-pub fn derive_pair(
-    first: (&[u8], &[u8]),
-    second: (&[u8], &[u8]),
-    iterations: u32,
-) -> ([u8; OUTPUT_LEN], [u8; OUTPUT_LEN]) {
-    let mut a = Derivation::start(first.0, first.1);
-    let mut b = Derivation::start(second.0, second.1);
-    for _ in 1..iterations {
-        a.inner();
-        b.inner();
-        a.outer();
-        b.outer();
-    }
-    (a.result, b.result)
 }
 
 /// One PBKDF2 computation in progress.
@@ -81,6 +138,12 @@ impl Derivation {
         let mut block = padded_block();
         block[..OUTPUT_LEN].copy_from_slice(&u);
         Derivation { keyed: KeyedStates::new(password), block, result: u }
+    }
+
+    /// Where the SHA-NI loop takes over: the keyed states and U1.
+    #[cfg(target_arch = "x86_64")]
+    fn lane(&self) -> crate::pbkdf2_sha_ni::Lane {
+        crate::pbkdf2_sha_ni::Lane { inner: self.keyed.inner, outer: self.keyed.outer, first: self.result }
     }
 
     /// The inner hash of the next U: the ipad state, then one block (the
@@ -166,6 +229,25 @@ mod tests {
         ];
         for (password, salt, iterations, expected) in cases {
             assert_eq!(hex::encode(derive(password, salt, iterations)), expected, "c = {iterations}");
+        }
+    }
+
+    #[test]
+    fn every_number_of_lanes_derives_what_the_portable_loop_does() {
+        let salts: [&[u8]; 6] = [b"", b"s", &[1u8; 16], &[2u8; 55], &[3u8; 64], &[4u8; 130]];
+        let passwords: Vec<Vec<u8>> = (0..19).map(|n| vec![n as u8 + 0x30; n * 5]).collect();
+        let inputs: Vec<(&[u8], &[u8])> =
+            passwords.iter().map(Vec::as_slice).zip(salts.iter().copied().cycle()).collect();
+        for iterations in [1, 2, 3, 1000] {
+            let expected: Vec<[u8; OUTPUT_LEN]> =
+                inputs.iter().map(|&(p, s)| derive_portable(p, s, iterations)).collect();
+            for n in 1..=inputs.len() {
+                assert_eq!(
+                    derive_many(&inputs[..n], iterations),
+                    expected[..n],
+                    "{n} inputs, c = {iterations}"
+                );
+            }
         }
     }
 
