@@ -52,7 +52,7 @@ pub fn nickname(i: u64) -> String {
 
 /// Appends the nickname of account `i` to `out` (the loader's allocation-free path).
 pub fn push_nickname(out: &mut String, i: u64) {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let pattern = NON_ASCII_NICKNAMES[((i / 3) % NON_ASCII_NICKNAMES.len() as u64) as usize];
         let _ = write!(out, "{pattern}{i}");
     } else {
