@@ -72,21 +72,11 @@ impl Browser {
                 "{binary} is missing: run e2e/tests/browser/setup.sh (./test.sh does)"
             );
         }
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log =
-            fs::File::create(scratch.join(format!("{name}-chromedriver.log"))).expect("chromedriver log");
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn chromedriver");
+        let log_path = scratch.join(format!("{name}-chromedriver.log"));
+        let (driver, addr) = start_driver(&log_path);
         let profile_dir = scratch.join(format!("{name}-profile"));
         fs::create_dir_all(&profile_dir).expect("profile dir");
         let mut browser = Browser { driver, addr, session: String::new(), profile_dir };
-        browser.wait_until_ready();
         let args = [
             "--headless",
             "--no-sandbox",
@@ -113,22 +103,6 @@ impl Browser {
         let created = browser.command("POST", "/session", Some(capabilities));
         browser.session = created["sessionId"].as_str().expect("sessionId").to_owned();
         browser
-    }
-
-    /// Polls chromedriver's `/status` until it says it is ready.
-    fn wait_until_ready(&mut self) {
-        for _ in 0..200 {
-            if let Ok(reply) = http(self.addr, "GET", "/status", None) {
-                if reply["value"]["ready"] == true {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = self.driver.try_wait() {
-                panic!("chromedriver exited early: {status}");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        panic!("chromedriver did not become ready");
     }
 
     /// Sends one command; returns its `value`, panicking on a WebDriver error.
@@ -238,6 +212,49 @@ impl Browser {
         }
         fs::write(path, png).expect("write screenshot");
     }
+}
+
+/// Starts a chromedriver of this browser's own on a free port, once it is
+/// ready. The port is found free by binding it and letting it go, so another
+/// test's driver starting at the same moment can take it first: the one that
+/// loses exits ("port not available") while the other answers `/status` on
+/// that port, and the test would drive, and at its end kill, another test's
+/// browser. So a driver counts as started only once its own log says it
+/// bound the port; one that exits is replaced on a fresh port.
+fn start_driver(log_path: &Path) -> (Child, SocketAddr) {
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let log = fs::File::create(log_path).expect("chromedriver log");
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn chromedriver");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        if wait_until_ready(&mut driver, addr, log_path) {
+            return (driver, addr);
+        }
+    }
+    panic!("chromedriver found no free port in five tries (its log: {})", log_path.display());
+}
+
+/// Waits until `driver` has bound `addr` itself and answers `/status` as
+/// ready: `true`; `false` if it exited first (its port was taken).
+fn wait_until_ready(driver: &mut Child, addr: SocketAddr, log_path: &Path) -> bool {
+    let started = format!("started successfully on port {}", addr.port());
+    for _ in 0..200 {
+        if let Ok(Some(_)) = driver.try_wait() {
+            return false;
+        }
+        let bound = fs::read_to_string(log_path).is_ok_and(|log| log.contains(&started));
+        if bound && http(addr, "GET", "/status", None).is_ok_and(|reply| reply["value"]["ready"] == true) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("chromedriver did not become ready (its log: {})", log_path.display());
 }
 
 impl Drop for Browser {
