@@ -2,7 +2,7 @@
 //! has used (`known_devices`). Multi-row statements are built from `?`
 //! placeholders only; every value is bound.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use mysql::prelude::Queryable;
 use mysql::{Params, Value};
@@ -57,21 +57,6 @@ pub fn user_ids(q: &mut impl Queryable, usernames: &[&str]) -> mysql::Result<Has
     for chunk in usernames.chunks(MAX_ROWS_PER_INSERT) {
         let sql = format!("SELECT username, id FROM users WHERE username IN ({})", marks(chunk.len()));
         let rows: Vec<(String, u64)> = q.exec(sql, chunk.to_vec())?;
-        found.extend(rows);
-    }
-    Ok(found)
-}
-
-/// Which of `users` still exist.
-///
-/// # Errors
-///
-/// The MySQL error.
-pub fn existing(q: &mut impl Queryable, users: &[u64]) -> mysql::Result<HashSet<u64>> {
-    let mut found = HashSet::new();
-    for chunk in users.chunks(MAX_ROWS_PER_INSERT) {
-        let sql = format!("SELECT id FROM users WHERE id IN ({})", marks(chunk.len()));
-        let rows: Vec<u64> = q.exec(sql, chunk.to_vec())?;
         found.extend(rows);
     }
     Ok(found)
