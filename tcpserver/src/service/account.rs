@@ -395,7 +395,7 @@ impl Service {
     /// For each log-in, the outcome of its full password hash if it needs one
     /// (a row from MySQL that the verified cache does not vouch for, or an
     /// unknown username, checked against a hash nothing matches so that it
-    /// costs the same), computed two at a time
+    /// costs the same), computed side by side, up to eight at a time
     /// ([`PasswordHasher::verify_many`]); `None` where no hash is needed.
     ///
     /// [`PasswordHasher::verify_many`]: crate::password::PasswordHasher::verify_many
