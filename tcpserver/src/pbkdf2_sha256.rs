@@ -42,17 +42,6 @@ pub fn derive(password: &[u8], salt: &[u8], iterations: u32) -> [u8; OUTPUT_LEN]
     key
 }
 
-/// [`derive()`] for two (password, salt) pairs at once, with the same
-/// iteration count ([`derive_lanes`]).
-pub fn derive_pair(
-    first: (&[u8], &[u8]),
-    second: (&[u8], &[u8]),
-    iterations: u32,
-) -> ([u8; OUTPUT_LEN], [u8; OUTPUT_LEN]) {
-    let [a, b] = derive_lanes([first, second], iterations);
-    (a, b)
-}
-
 /// [`derive()`] for any number of (password, salt) pairs with the same
 /// iteration count, [`LANES`] at a time; the keys in the same order.
 pub fn derive_many(inputs: &[(&[u8], &[u8])], iterations: u32) -> Vec<[u8; OUTPUT_LEN]> {
@@ -254,7 +243,8 @@ mod tests {
     #[test]
     fn a_pair_derives_what_each_alone_does() {
         for iterations in [1, 2, 1000] {
-            let (a, b) = derive_pair((b"first password", b"salt one"), (b"second", &[9u8; 16]), iterations);
+            let [a, b] =
+                derive_lanes([(b"first password", b"salt one"), (b"second", &[9u8; 16])], iterations);
             assert_eq!(a, derive(b"first password", b"salt one", iterations), "c = {iterations}");
             assert_eq!(b, derive(b"second", &[9u8; 16], iterations), "c = {iterations}");
         }

@@ -182,7 +182,8 @@ impl Server {
         ));
         // The drainer's links are numbered after the workers' in the log.
         let drainer = crate::history::drain::Drainer::new(
-            MysqlLink::new(crate::db::mysql::ascii_only(mysql_opts.clone()), config.workers),
+            mysql_opts.clone(),
+            config.workers,
             RedisLink::new(redis.clone(), config.workers),
             shared.keys.clone(),
         );

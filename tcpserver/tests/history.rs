@@ -10,7 +10,6 @@
 mod util;
 
 use mysql::prelude::Queryable;
-use tcpserver::db::mysql::MysqlLink;
 use tcpserver::db::redis::RedisLink;
 use tcpserver::history::drain::Drainer;
 use tcpserver::history::record::{Attempt, Method, Outcome, new_attempt_id};
@@ -22,12 +21,9 @@ const PASSWORD: &str = "correct horse battery";
 /// A drainer of its own queues, and their key layout.
 fn drainer(env: &TestEnv) -> (Drainer, Keys) {
     let (url, password) = env.split_mysql_url();
-    // As the server's own drainer connects.
-    let opts = tcpserver::db::mysql::ascii_only(
-        tcpserver::db::mysql::options(&url, Some(&password)).expect("MySQL options"),
-    );
+    let opts = tcpserver::db::mysql::options(&url, Some(&password)).expect("MySQL options");
     let keys = Keys::new(format!("umtest:hist:{}:", random_hex(8)));
-    (Drainer::new(MysqlLink::new(opts, 0), RedisLink::new(env.target(), 0), keys.clone()), keys)
+    (Drainer::new(opts, 0, RedisLink::new(env.target(), 0), keys.clone()), keys)
 }
 
 /// A server with one account signed up on it, and a drainer of queues of

@@ -96,7 +96,7 @@ pub fn options(url: &str, password: Option<&str>) -> Result<Opts, mysql::UrlErro
 }
 
 /// `opts` for a link that reads and writes only ASCII text (the history
-/// drainer's: its columns are ASCII, its values hex, names from fixed lists
+/// drainer's, [`crate::history::drain::Drainer::new`]: its columns are ASCII, its values hex, names from fixed lists
 /// and addresses): the connection says so (`SET NAMES ascii`, run again on
 /// every reconnect), so MariaDB stores each string as it comes instead of
 /// converting it from utf8mb4 character by character, about a twelfth of

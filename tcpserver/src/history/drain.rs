@@ -128,8 +128,11 @@ pub struct Drainer {
 }
 
 impl Drainer {
-    /// A drainer over its own links.
-    pub fn new(mysql: MysqlLink, redis: RedisLink, keys: Keys) -> Drainer {
+    /// A drainer over links of its own: to MySQL with `mysql` (its
+    /// connection speaking ASCII, [`crate::db::mysql::ascii_only`]: all it
+    /// writes is ASCII), numbered `link` in the log, and `redis`.
+    pub fn new(mysql: mysql::Opts, link: usize, redis: RedisLink, keys: Keys) -> Drainer {
+        let mysql = MysqlLink::new(crate::db::mysql::ascii_only(mysql), link);
         Drainer { mysql, redis, keys, known: KnownCache::new() }
     }
 
