@@ -34,6 +34,17 @@ fn main() {
         black_box(&keys);
         keys[0]
     }) / 8.0;
+    // Sixteen, a full worker batch, in each lane count.
+    let batch = [(&password[..], &salt[..]); 16];
+    let by_lanes: Vec<f64> = (1..=tcpserver::pbkdf2_sha256::MAX_LANES)
+        .map(|lanes| {
+            median_micros(rounds, || {
+                let keys = tcpserver::pbkdf2_sha256::derive_in_lanes(&batch, iterations, lanes);
+                black_box(&keys);
+                keys[0]
+            }) / 16.0
+        })
+        .collect();
     let generic = median_micros(rounds, || {
         let mut key = [0u8; 32];
         pbkdf2::pbkdf2_hmac::<Sha256>(&password, &salt, iterations, &mut key);
@@ -44,6 +55,11 @@ fn main() {
     println!("  derive_many, two at once  {paired:>8.1} µs per hash");
     println!("  derive_many, eight at once {eight:>6.1} µs per hash");
     println!("  pbkdf2 crate              {generic:>8.1} µs per hash");
+    println!("sixteen at once, by lanes side by side:");
+    for (lanes, micros) in by_lanes.iter().enumerate() {
+        println!("  {:>2} lanes                  {micros:>8.1} µs per hash", lanes + 1);
+    }
+    println!("this machine's choice: {}", tcpserver::pbkdf2_lanes::choice());
 }
 
 /// The median over `rounds` of the time per call of `derive`, in microseconds.

@@ -29,6 +29,7 @@ pub mod login_session;
 pub mod metrics;
 pub mod metrics_http;
 pub mod password;
+pub mod pbkdf2_lanes;
 pub mod pbkdf2_sha256;
 #[cfg(target_arch = "x86_64")]
 pub mod pbkdf2_sha_ni;

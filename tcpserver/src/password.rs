@@ -137,10 +137,10 @@ impl PasswordHasher {
     }
 
     /// [`PasswordHasher::verify`] for several (password, stored hash) pairs,
-    /// in order. The hashes of one cost are computed side by side, eight at
-    /// a time ([`pbkdf2_sha256::derive_many`]; per hash on an AMD EPYC with
-    /// SHA-NI, `cargo run --release -p tcpserver --example hash_cost`: see
-    /// the README's performance section).
+    /// in order. The hashes of one cost are computed side by side, as many
+    /// at a time as pay on this CPU ([`pbkdf2_sha256::derive_many`],
+    /// [`crate::pbkdf2_lanes`]; per hash, `cargo run --release -p tcpserver
+    /// --example hash_cost`: see the README's performance section).
     pub fn verify_many(&self, checks: &[(&str, &str)]) -> Vec<Result<bool, PasswordError>> {
         let parsed: Vec<Result<StoredHash, PasswordError>> =
             checks.iter().map(|(_, stored)| StoredHash::parse(stored)).collect();
@@ -318,7 +318,7 @@ mod tests {
             ("three", three.as_str()),
         ];
         // Enough that one cost's hashes fill more than one round of lanes.
-        let checks: Vec<(&str, &str)> = base.iter().copied().cycle().take(3 * pbkdf2_sha256::LANES).collect();
+        let checks: Vec<(&str, &str)> = base.iter().copied().cycle().take(3 * pbkdf2_sha256::MAX_LANES).collect();
         let expected: Vec<_> = checks.iter().map(|(password, stored)| h.verify(password, stored)).collect();
         let right = base.iter().filter(|(password, stored)| h.verify(password, stored) == Ok(true)).count();
         assert_eq!(right, 5, "the fixture itself");

@@ -28,11 +28,9 @@ const INITIAL_STATE: [u32; 8] =
 
 /// Derivations computed side by side at most ([`derive_lanes`]): on SHA-NI,
 /// independent chains fill the gaps between one chain's dependent rounds.
-/// Per hash at 1,000 iterations, 2026-12-02 on an AMD EPYC: one chain
-/// 70.6 µs, two 44.7, three 41.0, four 39.6, six 35.2, eight 33.7 (the
-/// vectors no longer fit in registers beyond two; the stack takes the
-/// rest); a worker's batch holds up to 16 log-ins.
-pub const LANES: usize = 8;
+/// How many pay on this machine is chosen by timing ([`crate::pbkdf2_lanes`]);
+/// a worker's batch holds up to 16 log-ins.
+pub const MAX_LANES: usize = 8;
 
 /// Derives 32 bytes from `password` and `salt` with `iterations` rounds of
 /// HMAC-SHA256: `PBKDF2(password, salt, iterations, dkLen = 32)`. An iteration
@@ -43,10 +41,17 @@ pub fn derive(password: &[u8], salt: &[u8], iterations: u32) -> [u8; OUTPUT_LEN]
 }
 
 /// [`derive()`] for any number of (password, salt) pairs with the same
-/// iteration count, [`LANES`] at a time; the keys in the same order.
+/// iteration count, as many side by side as pays on this CPU
+/// ([`crate::pbkdf2_lanes::lanes`]); the keys in the same order.
 pub fn derive_many(inputs: &[(&[u8], &[u8])], iterations: u32) -> Vec<[u8; OUTPUT_LEN]> {
+    derive_in_lanes(inputs, iterations, crate::pbkdf2_lanes::lanes())
+}
+
+/// [`derive_many`] with `lanes` derivations side by side (1 to
+/// [`MAX_LANES`]; outside that, the nearest).
+pub fn derive_in_lanes(inputs: &[(&[u8], &[u8])], iterations: u32, lanes: usize) -> Vec<[u8; OUTPUT_LEN]> {
     let mut keys = Vec::with_capacity(inputs.len());
-    for chunk in inputs.chunks(LANES) {
+    for chunk in inputs.chunks(lanes.clamp(1, MAX_LANES)) {
         match chunk.len() {
             8 => lanes_of::<8>(chunk, iterations, &mut keys),
             7 => lanes_of::<7>(chunk, iterations, &mut keys),
@@ -231,11 +236,13 @@ mod tests {
             let expected: Vec<[u8; OUTPUT_LEN]> =
                 inputs.iter().map(|&(p, s)| derive_portable(p, s, iterations)).collect();
             for n in 1..=inputs.len() {
-                assert_eq!(
-                    derive_many(&inputs[..n], iterations),
-                    expected[..n],
-                    "{n} inputs, c = {iterations}"
-                );
+                for lanes in 1..=MAX_LANES {
+                    assert_eq!(
+                        derive_in_lanes(&inputs[..n], iterations, lanes),
+                        expected[..n],
+                        "{n} inputs, {lanes} lanes, c = {iterations}"
+                    );
+                }
             }
         }
     }

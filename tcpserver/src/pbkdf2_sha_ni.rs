@@ -7,7 +7,7 @@
 //! dependent instructions a few cycles long). Called one compression at a
 //! time through `sha2`, a core runs one chain and idles between its steps;
 //! with the rounds of several independent derivations
-//! ([`crate::pbkdf2_sha256::LANES`]) written
+//! ([`crate::pbkdf2_lanes`]) written
 //! one after the other, it runs the others' rounds in those gaps.
 //!
 //! The loop also never leaves the SHA instructions' own layout: in every

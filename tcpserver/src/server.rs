@@ -155,6 +155,8 @@ impl Server {
     pub fn bind(config: &Config, shutdown: Shutdown) -> Result<Server, ServerError> {
         let pepper = read_pepper(&config.pepper_file)?;
         let hasher = PasswordHasher::new(pepper, config.hash_cost).map_err(ServerError::Hasher)?;
+        // Timed now, before any log-in waits on it.
+        crate::log!("password hashes: {}", crate::pbkdf2_lanes::choice());
         let secret = read_rpc_secret(&config.rpc_secret_file)?;
         let mysql_password = match &config.mysql_password_file {
             Some(path) => Some(read_password(path)?),
