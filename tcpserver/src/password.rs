@@ -318,7 +318,8 @@ mod tests {
             ("three", three.as_str()),
         ];
         // Enough that one cost's hashes fill more than one round of lanes.
-        let checks: Vec<(&str, &str)> = base.iter().copied().cycle().take(3 * pbkdf2_sha256::MAX_LANES).collect();
+        let checks: Vec<(&str, &str)> =
+            base.iter().copied().cycle().take(3 * pbkdf2_sha256::MAX_LANES).collect();
         let expected: Vec<_> = checks.iter().map(|(password, stored)| h.verify(password, stored)).collect();
         let right = base.iter().filter(|(password, stored)| h.verify(password, stored) == Ok(true)).count();
         assert_eq!(right, 5, "the fixture itself");

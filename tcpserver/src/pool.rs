@@ -243,76 +243,86 @@ fn log_reply(kind: MessageType, reply: &Message, trace: TraceId, took: Duration)
         .write(format_args!("{label}: {status}"));
 }
 
-/// A worker's loop: take its share of the queue (see [`JobQueue::take`]),
-/// run and answer the requests that are not batchable one by one, then the
-/// batch, waking the reactor after each answer and after the batch.
+/// A worker's loop: take its share of the queue (see [`JobQueue::take`])
+/// and serve it ([`serve_share`]), until the queue closes or the reactor
+/// is gone.
 fn work(service: &mut Service, queue: &JobQueue, completions: &Sender<Completion>, waker: &Wake<'_>) {
     let mut batch = Vec::with_capacity(2 * MAX_BATCH);
     let mut stale = Vec::new();
-    loop {
-        if !queue.take(&mut batch, &mut stale) {
+    while queue.take(&mut batch, &mut stale) {
+        if serve_share(service, (&mut batch, &mut stale), completions, waker).is_err() {
             return;
         }
-        for job in stale.drain(..) {
-            crate::metrics::SHED_STALE.add(1);
-            crate::metrics::count_error(ErrorCode::Overloaded);
-            let operation = dispatch::operation_label(job.message.message_type());
-            Event::new(Level::Warn, "request", job.trace.as_str())
-                .field("operation", operation)
-                .field("connection", job.token.0)
-                .field("outcome", "shed")
-                .write(format_args!("{operation}: waited too long for a worker"));
-            let reply = busy(ErrorCode::Overloaded);
-            let completion = Completion {
-                token: job.token,
-                conn_id: job.conn_id,
-                request_id: job.request_id,
-                reply,
-                wait: None,
-            };
-            if completions.send(completion).is_err() {
-                return;
-            }
+    }
+}
+
+/// The reactor has exited: its end of the completions channel, or its
+/// poll, is gone, and nobody is left to answer.
+struct ReactorGone;
+
+/// Serves one share: answers the stale jobs as shed, runs and answers the
+/// requests that are not batchable one by one, then the batch, waking the
+/// reactor after each answer and after the batch.
+fn serve_share(
+    service: &mut Service,
+    (batch, stale): (&mut Vec<Job>, &mut Vec<Job>),
+    completions: &Sender<Completion>,
+    waker: &Wake<'_>,
+) -> Result<(), ReactorGone> {
+    send_all(completions, stale.drain(..).map(shed))?;
+    // Checks of parked waits (one Redis read each) and the requests that
+    // are not batchable (scan-to-log-in decisions, log-outs, ...) run
+    // first, each answered at once (the reactor woken for it): behind
+    // the batch they would wait for its round trips and hashes, and a
+    // desktop's answer would wait for two batches (the phone's decision,
+    // then the check it sets off).
+    let mut i = 0;
+    while i < batch.len() {
+        if crate::queue::is_batchable(&batch[i].message) {
+            i += 1;
+            continue;
         }
-        // Checks of parked waits (one Redis read each) and the requests that
-        // are not batchable (scan-to-log-in decisions, log-outs, ...) run
-        // first, each answered at once (the reactor woken for it): behind
-        // the batch they would wait for its round trips and hashes, and a
-        // desktop's answer would wait for two batches (the phone's decision,
-        // then the check it sets off).
-        let mut i = 0;
-        while i < batch.len() {
-            if crate::queue::is_batchable(&batch[i].message) {
-                i += 1;
-                continue;
-            }
-            let job = batch.remove(i);
-            let completions_of_job = match job.wait {
-                Some(_) => vec![check_wait(service, job)],
-                None => run_batch(service, vec![job]),
-            };
-            for completion in completions_of_job {
-                if completions.send(completion).is_err() {
-                    return;
-                }
-            }
-            // A failed wake means the poll is gone: the reactor has exited.
-            if waker.wake().is_err() {
-                return;
-            }
-        }
-        if !batch.is_empty() {
-            crate::metrics::BATCH_SIZE.observe(batch.len() as f64);
-            for completion in run_batch(service, std::mem::take(&mut batch)) {
-                if completions.send(completion).is_err() {
-                    return;
-                }
-            }
-        }
-        // For the batch's replies, and the stale jobs' if nothing else woke it.
-        if waker.wake().is_err() {
-            return;
-        }
+        let job = batch.remove(i);
+        let answered = match job.wait {
+            Some(_) => vec![check_wait(service, job)],
+            None => run_batch(service, vec![job]),
+        };
+        send_all(completions, answered)?;
+        waker.wake().map_err(|_| ReactorGone)?;
+    }
+    if !batch.is_empty() {
+        crate::metrics::BATCH_SIZE.observe(batch.len() as f64);
+        send_all(completions, run_batch(service, std::mem::take(batch)))?;
+    }
+    // For the batch's replies, and the stale jobs' if nothing else woke it.
+    waker.wake().map_err(|_| ReactorGone)
+}
+
+/// Hands completions to the reactor, in order.
+fn send_all(
+    completions: &Sender<Completion>,
+    answered: impl IntoIterator<Item = Completion>,
+) -> Result<(), ReactorGone> {
+    answered.into_iter().try_for_each(|completion| completions.send(completion).map_err(|_| ReactorGone))
+}
+
+/// The answer to a job that waited too long for a worker: `Overloaded`,
+/// logged.
+fn shed(job: Job) -> Completion {
+    crate::metrics::SHED_STALE.add(1);
+    crate::metrics::count_error(ErrorCode::Overloaded);
+    let operation = dispatch::operation_label(job.message.message_type());
+    Event::new(Level::Warn, "request", job.trace.as_str())
+        .field("operation", operation)
+        .field("connection", job.token.0)
+        .field("outcome", "shed")
+        .write(format_args!("{operation}: waited too long for a worker"));
+    Completion {
+        token: job.token,
+        conn_id: job.conn_id,
+        request_id: job.request_id,
+        reply: busy(ErrorCode::Overloaded),
+        wait: None,
     }
 }
 
