@@ -43,7 +43,7 @@ pub struct LaneChoice {
     /// The lane count taken.
     pub lanes: usize,
     /// Each candidate with its median time per hash, in microseconds at
-    /// [`TRIAL_ITERATIONS`] iterations.
+    /// the timing's iteration count (a tenth of the default cost).
     pub micros_per_hash: Vec<(usize, f64)>,
 }
 
