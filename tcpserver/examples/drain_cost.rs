@@ -8,9 +8,9 @@
 //!
 //!     cargo run --release -p tcpserver --example drain_cost [RECORDS] [ACCOUNTS] [PASSES]
 //!
-//! Against the tests' database and MySQL user (`./test.sh` creates them;
-//! `USERMGMT_TEST_MYSQL_URL` and `USERMGMT_TEST_REDIS_URL` as for the
-//! tests), with accounts and Redis keys of its own, deleted at the end.
+//! Against the tests' database and MySQL user, found as the tests find them
+//! ([`testenv::Services::load`]; `./test.sh` creates them), with accounts
+//! and Redis keys of its own, deleted at the end.
 //! Run as a user that may read mariadbd's and Redis's `/proc` entries.
 
 use std::fs;
@@ -31,14 +31,7 @@ fn main() {
     let records = args.next().unwrap_or(100_000);
     let accounts = args.next().unwrap_or(200).max(1);
     let passes = args.next().unwrap_or(3).max(1);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned();
-    let mysql_url = std::env::var("USERMGMT_TEST_MYSQL_URL").unwrap_or_else(|_| {
-        let password = fs::read_to_string(root.join("run/secrets/mysql_test_password"))
-            .expect("run ./test.sh once to create the tests' database and user");
-        format!("mysql://usermgmt_test:{}@127.0.0.1:3306/usermgmt_test", password.trim())
-    });
-    let redis_url =
-        std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let testenv::Services { mysql_url, redis_url, .. } = testenv::Services::load();
     let mysql_opts = mysql::Opts::from_url(&mysql_url).expect("a MySQL URL");
     let mut mysql = mysql::Conn::new(mysql_opts.clone()).expect("MySQL is up");
     let tag = hex::encode(rand::random::<[u8; 4]>());

@@ -22,53 +22,10 @@ use serde_json::Value;
 /// How long a test waits for any one response before failing.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The workspace root.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e sits in the workspace").to_owned()
-}
-
-/// The tests' own MySQL user on the shared server (`./test.sh` creates it with
-/// rights on `usermgmt_test` only), never the running system's `usermgmt`.
-pub const TEST_MYSQL_USER: &str = "usermgmt_test";
-
-/// Where the tests find MySQL, Redis and the pepper.
-#[derive(Debug, Clone)]
-pub struct TestEnv {
-    /// The test database's URL, with the tests' own MySQL user and password.
-    pub mysql_url: String,
-    /// The Redis URL.
-    pub redis_url: String,
-    /// The pepper file.
-    pub pepper_file: PathBuf,
-}
-
-impl TestEnv {
-    /// From the variables `./test.sh` exports, or else from `run/secrets/`.
-    pub fn load() -> TestEnv {
-        let root = workspace_root();
-        let mysql_url = std::env::var("USERMGMT_TEST_MYSQL_URL").unwrap_or_else(|_| {
-            let password = fs::read_to_string(root.join("run/secrets/mysql_test_password"))
-                .expect("run ./test.sh once to create run/secrets/mysql_test_password");
-            format!("mysql://{TEST_MYSQL_USER}:{}@127.0.0.1:3306/usermgmt_test", password.trim())
-        });
-        let redis_url =
-            std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-        let pepper_file = std::env::var("USERMGMT_TEST_PEPPER_FILE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join("run/secrets/pepper"));
-        TestEnv { mysql_url, redis_url, pepper_file }
-    }
-}
-
-/// A random lowercase hex string of `n` digits.
-pub fn random_hex(n: usize) -> String {
-    let mut s = String::new();
-    while s.len() < n {
-        s.push_str(&format!("{:016x}", rand::random::<u64>()));
-    }
-    s.truncate(n);
-    s
-}
+/// Where the tests find MySQL, Redis and the pepper ([`testenv::Services`]).
+pub use testenv::Services as TestEnv;
+#[allow(unused_imports)] // Each test file uses a different part.
+pub use testenv::{TEST_MYSQL_USER, random_hex, workspace_root};
 
 /// Writes a new RPC secret (32 random bytes) to `path`, for a test's pair of
 /// servers to share, and returns the path.
@@ -236,7 +193,7 @@ impl Stack {
             fs::copy(workspace_root().join("static").join(file), static_dir.join(file))
                 .expect("copy static file");
         }
-        let (mysql_url, password) = split_mysql_url(&env.mysql_url);
+        let (mysql_url, password) = env.split_mysql_url();
         let password_file = dir.join("mysql_password");
         fs::write(&password_file, format!("{password}\n")).expect("password file");
         let secret_file = write_rpc_secret(dir.join("rpc_secret")).display().to_string();
@@ -517,28 +474,14 @@ impl Drop for Pair {
 /// its picture released, so that the shared test database keeps true counts
 /// for the pictures other tests still use).
 fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<()> {
-    // '_' and '%' are taken literally by LIKE once escaped.
-    let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"));
-    let ids: Vec<u64> = mysql.exec("SELECT id FROM users WHERE username LIKE ?", (pattern,))?;
+    let ids: Vec<u64> =
+        mysql.exec("SELECT id FROM users WHERE username LIKE ?", (testenv::like_prefix(prefix),))?;
     for id in ids {
         let mut tx = mysql.start_transaction(mysql::TxOpts::default())?;
         tcpserver::avatar_refs::delete_user(&mut tx, id)?;
         tx.commit()?;
     }
     Ok(())
-}
-
-/// The MySQL URL without its password, and the password.
-fn split_mysql_url(url: &str) -> (String, String) {
-    let opts = mysql::Opts::from_url(url).expect("valid MySQL URL");
-    let bare = format!(
-        "mysql://{}@{}:{}/{}",
-        opts.get_user().unwrap_or(TEST_MYSQL_USER),
-        opts.get_ip_or_hostname(),
-        opts.get_tcp_port(),
-        opts.get_db_name().unwrap_or("usermgmt_test")
-    );
-    (bare, opts.get_pass().unwrap_or_default().to_owned())
 }
 
 /// Every key under a prefix (SCAN, never KEYS).

@@ -12,6 +12,7 @@ use std::{
 
 use mysql::prelude::Queryable;
 use rand::RngExt;
+use testenv::workspace_root;
 
 /// MariaDB's root over the unix socket, as `./test.sh` sets the machine up.
 /// The servers use it too, for a database that exists only for this test.
@@ -20,10 +21,6 @@ const ROOT_SOCKET: &str = "socket=/run/mysqld/mysqld.sock";
 /// Redis, as `./test.sh` exports it.
 fn redis_url() -> String {
     std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("perf sits in the workspace").to_owned()
 }
 
 /// Builds the other packages' binaries into this test's target directory

@@ -41,9 +41,8 @@ pub const PNG: [u8; 75] = [
     0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
-/// The tests' own MySQL user on the shared server (`./test.sh` creates it with
-/// rights on `usermgmt_test` only), never the running system's `usermgmt`.
-pub const TEST_MYSQL_USER: &str = "usermgmt_test";
+#[allow(unused_imports)] // Each test file uses a different part.
+pub use testenv::{TEST_MYSQL_USER, random_hex, workspace_root};
 
 /// [`PNG`] with a `tEXt` chunk holding `text` after its header: a valid
 /// picture whose bytes, and so whose file name, are `text`'s own, so that a
@@ -93,24 +92,11 @@ pub struct TestEnv {
     pub pepper_file: PathBuf,
 }
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tcpserver sits in the workspace").to_owned()
-}
-
 impl TestEnv {
-    /// From the variables `./test.sh` exports, or else from `run/secrets/`.
+    /// From the variables `./test.sh` exports, or else from `run/secrets/`
+    /// ([`testenv::Services::load`]).
     pub fn load() -> TestEnv {
-        let root = workspace_root();
-        let mysql_url = std::env::var("USERMGMT_TEST_MYSQL_URL").unwrap_or_else(|_| {
-            let password = fs::read_to_string(root.join("run/secrets/mysql_test_password"))
-                .expect("run ./test.sh once to create run/secrets/mysql_test_password");
-            format!("mysql://{TEST_MYSQL_USER}:{}@127.0.0.1:3306/usermgmt_test", password.trim())
-        });
-        let redis_url =
-            std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-        let pepper_file = std::env::var("USERMGMT_TEST_PEPPER_FILE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join("run/secrets/pepper"));
+        let testenv::Services { mysql_url, redis_url, pepper_file } = testenv::Services::load();
         TestEnv { mysql_url, redis_url, redis_cluster: None, pepper_file }
     }
 
@@ -159,15 +145,7 @@ impl TestEnv {
 
     /// The MySQL URL without its password, and the password.
     pub fn split_mysql_url(&self) -> (String, String) {
-        let opts = mysql::Opts::from_url(&self.mysql_url).expect("valid URL");
-        let url = format!(
-            "mysql://{}@{}:{}/{}",
-            opts.get_user().unwrap_or(TEST_MYSQL_USER),
-            opts.get_ip_or_hostname(),
-            opts.get_tcp_port(),
-            opts.get_db_name().unwrap_or("usermgmt_test")
-        );
-        (url, opts.get_pass().unwrap_or_default().to_owned())
+        testenv::split_mysql_url(&self.mysql_url)
     }
 }
 
@@ -192,16 +170,6 @@ pub fn all_at_once(server: &TestServer, requests: Vec<Message>) -> Vec<Message> 
 /// A fresh sign-up idempotency key, random as httpserver makes them.
 pub fn new_key() -> IdempotencyKey {
     IdempotencyKey(rand::random())
-}
-
-/// A random lowercase hex string of `n` digits.
-pub fn random_hex(n: usize) -> String {
-    let mut s = String::new();
-    while s.len() < n {
-        s.push_str(&format!("{:016x}", rand::random::<u64>()));
-    }
-    s.truncate(n);
-    s
 }
 
 /// A running `tcpserver` process with its own namespace in Redis, MySQL and on disk.
@@ -511,18 +479,14 @@ fn spawn_server(args: &[String], dir: &Path) -> (Child, SocketAddr) {
 /// its picture released, so that the shared test database keeps true counts
 /// for the pictures other tests still use).
 pub fn delete_accounts(mysql: &mut mysql::Conn, prefix: &str) -> mysql::Result<()> {
-    let ids: Vec<u64> = mysql.exec("SELECT id FROM users WHERE username LIKE ?", (like_prefix(prefix),))?;
+    let ids: Vec<u64> =
+        mysql.exec("SELECT id FROM users WHERE username LIKE ?", (testenv::like_prefix(prefix),))?;
     for id in ids {
         let mut tx = mysql.start_transaction(mysql::TxOpts::default())?;
         tcpserver::avatar_refs::delete_user(&mut tx, id)?;
         tx.commit()?;
     }
     Ok(())
-}
-
-/// A LIKE pattern for names starting with `prefix` (`_` and `%` taken literally).
-fn like_prefix(prefix: &str) -> String {
-    format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"))
 }
 
 /// Defines a test twice, as a module of two: `single_node` against the
