@@ -8,7 +8,9 @@
 //! limit). A log-in takes its places on both sides in the batch's first
 //! round trip, before any hash, one script per side in the same pipeline:
 //! for the account [`crate::login_record::lookup`] (which also reads the
-//! log-in record), for the address `RESERVE`. A side at a limit refuses,
+//! log-in record), for the address `RESERVE`, one for all of a batch's
+//! log-ins from that address ([`by_side`]), each judged in turn as if it
+//! had a script of its own. A side at a limit refuses,
 //! and whatever the other side took is given back in the batch's last
 //! pipeline. So each limit holds exactly: successes plus log-ins in flight
 //! never pass the success limit, failures plus attempts in flight never pass
@@ -159,38 +161,47 @@ pub(crate) fn login_script(source: &str) -> &'static str {
     )
 }
 
-/// KEYS = failures, successes, in flight (one side); ARGV = member, now (ms),
-/// whether to take a failure place (`1`/`0`), failure limit, failure window,
-/// success limit, success window. Refuses (`{seconds to wait}`, holding no
-/// place) while a limit is reached; else takes the places (`NX`) and returns
-/// `{0}`. A resent script (the whole batch sent again,
-/// [`crate::db::redis`]) finds its own places and is judged as the first
-/// time: it neither refuses itself nor counts twice.
+/// KEYS = failures, successes, in flight (one side); ARGV = now (ms),
+/// whether to take failure places (`1`/`0`), failure limit, failure window,
+/// success limit, success window, then the members of the log-ins to
+/// reserve for. Each member in turn, as if each were a script of its own:
+/// refused (its wait in seconds, holding no place) while a limit is
+/// reached, else given its places (`NX`) and 0; returns the waits in the
+/// members' order. One script for every log-in of a batch from one address
+/// (a NAT, a proxy), so that Redis runs one script where it ran as many as
+/// the log-ins. A resent script (the whole batch sent again,
+/// [`crate::db::redis`]) finds its members' places and judges each as the
+/// first time: it neither refuses them nor counts them twice.
 const RESERVE: &str = r"#!lua
-local now, member = tonumber(ARGV[2]), ARGV[1]
+local now = tonumber(ARGV[1])
 local failures_key, done_key, flying_key = KEYS[1], KEYS[2], KEYS[3]
-local failure_limit, failure_window = tonumber(ARGV[4]), tonumber(ARGV[5])
-local limit, window = tonumber(ARGV[6]), tonumber(ARGV[7])
-TAKE_PLACE
-local wait, failures = 0, 0
-if ARGV[3] == '1' then
-  FAILURE_LIMIT_WAIT
-end
-SUCCESS_LIMIT_WAIT
-if wait > 0 then
-  if not flying then
-    redis.call('ZREM', flying_key, member)
+local failure_limit, failure_window = tonumber(ARGV[3]), tonumber(ARGV[4])
+local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+local waits = {}
+for i = 7, #ARGV do
+  local member = ARGV[i]
+  TAKE_PLACE
+  local wait, failures = 0, 0
+  if ARGV[2] == '1' then
+    FAILURE_LIMIT_WAIT
   end
-  return {wait}
-end
-redis.call('PEXPIRE', flying_key, IN_FLIGHT_MAX)
-if ARGV[3] == '1' and not held then
-  redis.call('ZADD', failures_key, 'NX', -now, member)
-  if failures == 0 then
-    redis.call('EXPIRE', failures_key, failure_window)
+  SUCCESS_LIMIT_WAIT
+  if wait > 0 then
+    if not flying then
+      redis.call('ZREM', flying_key, member)
+    end
+  else
+    redis.call('PEXPIRE', flying_key, IN_FLIGHT_MAX)
+    if ARGV[2] == '1' and not held then
+      redis.call('ZADD', failures_key, 'NX', -now, member)
+      if failures == 0 then
+        redis.call('EXPIRE', failures_key, failure_window)
+      end
+    end
   end
+  waits[#waits + 1] = wait
 end
-return {0}
+return waits
 ";
 
 /// `RESERVE`, sent by its SHA-1.
@@ -220,42 +231,47 @@ if redis.call('ZREM', flying_key, member) == 1 or redis.call('EXISTS', flying_ke
 end
 ";
 
-/// KEYS = failures, successes, in flight (one side); ARGV = member, success
-/// window, whether the attempt holds a failure place there (`1`/`0`), and
-/// the start of the log-in (µs; `''` for none). The log-in succeeded:
-/// [`COUNT_SUCCESS`] on that side.
+/// KEYS = failures, successes, in flight (one side); ARGV = success window,
+/// whether the attempts hold a failure place there (`1`/`0`), the start of
+/// the log-ins (µs; `''` for none), then the members of the log-ins that
+/// succeeded: [`COUNT_SUCCESS`] on that side for each, in one script for a
+/// batch's log-ins from one address.
 const SUCCEED: &str = r"#!lua
 local failures_key, done_key, flying_key = KEYS[1], KEYS[2], KEYS[3]
-local member, window, holds, started = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-COUNT_SUCCESS
+local window, holds, started = ARGV[1], ARGV[2], ARGV[3]
+for i = 4, #ARGV do
+  local member = ARGV[i]
+  COUNT_SUCCESS
+end
 return 0
 ";
 
 /// `SUCCEED`, sent by its SHA-1.
 pub static SUCCEED_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(login_script(SUCCEED)));
 
-/// Adds the reservation of `member`'s places on one side to a batch (one
-/// reply, for [`reserved`]); `with_failure` also takes a failure place (a
-/// password log-in that may need a hash; a scan-to-log-in needs none).
-pub fn reserve_cmd(batch: &mut Batch, counters: &LoginCounters, member: &str, with_failure: bool) {
-    batch
+/// Adds the reservation of the `members`' places on one side to a batch
+/// (one reply: the members' waits in seconds, in order, 0 for reserved); `with_failure`
+/// also takes failure places (password log-ins that may need a hash; a
+/// scan-to-log-in needs none). Nothing for no member.
+pub fn reserve_cmd(batch: &mut Batch, counters: &LoginCounters, members: &[&str], with_failure: bool) {
+    if members.is_empty() {
+        return;
+    }
+    let cmd = batch
         .script(&RESERVE_SCRIPT)
         .arg(3)
         .arg(&counters.failures)
         .arg(&counters.successes)
         .arg(&counters.in_flight)
-        .arg(member)
         .arg(crate::session::unix_now_ms())
         .arg(if with_failure { "1" } else { "0" })
         .arg(counters.failure_limit.max_attempts)
         .arg(counters.failure_limit.window_secs)
         .arg(counters.success_limit.max_attempts)
         .arg(counters.success_limit.window_secs);
-}
-
-/// The seconds to wait from a `RESERVE` reply (0: reserved).
-pub fn reserved(reply: &[u64]) -> u64 {
-    reply.first().copied().unwrap_or(0)
+    for member in members {
+        cmd.arg(*member);
+    }
 }
 
 /// A success to count on one side (`COUNT_SUCCESS`: its leaving the failures
@@ -274,15 +290,38 @@ pub struct Success<'a> {
     pub clears_failures_before_us: Option<u64>,
 }
 
-/// Adds the counting of a success on one side to a batch (no reply).
-pub fn succeed_cmd(batch: &mut Batch, success: Success<'_>) {
-    let (keys, args) = success_counting(success);
-    let cmd = batch.script(&SUCCEED_SCRIPT).arg(3);
-    for key in keys {
-        cmd.arg(key);
+/// Successes to count on one side in one script: the log-ins of a batch
+/// from one address, or one log-in.
+#[derive(Debug, Clone, Copy)]
+pub struct Successes<'a> {
+    /// The side's counters.
+    pub counters: &'a LoginCounters,
+    /// The attempts' members in them.
+    pub members: &'a [&'a str],
+    /// Whether the attempts hold places in this side's failures, to leave.
+    pub holds_failure: bool,
+    /// As [`Success::clears_failures_before_us`].
+    pub clears_failures_before_us: Option<u64>,
+}
+
+/// Adds the counting of successes on one side to a batch (no reply;
+/// nothing for no member).
+pub fn succeed_cmd(batch: &mut Batch, successes: Successes<'_>) {
+    if successes.members.is_empty() {
+        return;
     }
-    for arg in args {
-        cmd.arg(arg);
+    let counters = successes.counters;
+    let cmd = batch
+        .script(&SUCCEED_SCRIPT)
+        .arg(3)
+        .arg(&counters.failures)
+        .arg(&counters.successes)
+        .arg(&counters.in_flight)
+        .arg(counters.success_limit.window_secs)
+        .arg(if successes.holds_failure { "1" } else { "0" })
+        .arg(successes.clears_failures_before_us.map(|us| us.to_string()).unwrap_or_default());
+    for member in successes.members {
+        cmd.arg(*member);
     }
     cmd.ignore();
 }
@@ -302,6 +341,23 @@ pub(crate) fn success_counting(success: Success<'_>) -> ([&str; 3], [String; 4])
             success.clears_failures_before_us.map(|us| us.to_string()).unwrap_or_default(),
         ],
     )
+}
+
+/// Items grouped by the counters of their side (one address's log-ins
+/// together, for one script each: [`reserve_cmd`], [`succeed_cmd`]), each
+/// group in the order its first item came, its items in theirs. Linear in
+/// the groups: a batch holds at most [`crate::queue::MAX_BATCH`] log-ins.
+pub fn by_side<'a, T>(
+    items: impl IntoIterator<Item = (&'a LoginCounters, T)>,
+) -> Vec<(&'a LoginCounters, Vec<T>)> {
+    let mut groups: Vec<(&LoginCounters, Vec<T>)> = Vec::new();
+    for (counters, item) in items {
+        match groups.iter_mut().find(|(side, _)| side.in_flight == counters.in_flight) {
+            Some((_, members)) => members.push(item),
+            None => groups.push((counters, vec![item])),
+        }
+    }
+    groups
 }
 
 /// Adds the commands that give back `member`'s place under the success limit
@@ -327,6 +383,19 @@ mod tests {
             assert_eq!(slot(side.successes.as_bytes()), s);
             assert_eq!(slot(side.in_flight.as_bytes()), s);
         }
+    }
+
+    #[test]
+    fn log_ins_group_by_their_address_in_the_order_they_came() {
+        let keys = Keys::new("t:");
+        let limits = Limits::default();
+        let side = |ip: &str| LoginCounters::of_addr(&keys, &limits, ip.parse().unwrap());
+        let (a, b) = (side("192.0.2.1"), side("192.0.2.2"));
+        let groups = by_side([(&b, 0), (&a, 1), (&b, 2), (&b, 3), (&a, 4)]);
+        let groups: Vec<(&str, Vec<i32>)> =
+            groups.into_iter().map(|(side, items)| (side.in_flight.as_str(), items)).collect();
+        assert_eq!(groups, [(b.in_flight.as_str(), vec![0, 2, 3]), (a.in_flight.as_str(), vec![1, 4])]);
+        assert!(by_side(std::iter::empty::<(&LoginCounters, i32)>()).is_empty());
     }
 
     #[test]

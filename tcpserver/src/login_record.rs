@@ -190,23 +190,30 @@ pub fn lookup(
                 .arg(user.success_limit.max_attempts)
                 .arg(user.success_limit.window_secs);
         }
-        if let Some(addr) = lookup.addr {
-            login_counters::reserve_cmd(&mut batch, addr, lookup.member, true);
+    }
+    // The address side: one script per address for all its log-ins.
+    let by_address = login_counters::by_side(
+        lookups.iter().enumerate().filter_map(|(i, lookup)| lookup.addr.map(|addr| (addr, i))),
+    );
+    for (addr, members) in &by_address {
+        let members: Vec<&str> = members.iter().map(|&i| lookups[i].member).collect();
+        login_counters::reserve_cmd(&mut batch, addr, &members, true);
+    }
+    let replies: Vec<Vec<Option<String>>> = redis.run(&batch)?;
+    let accounts = lookups.iter().filter(|l| l.username.is_some() && l.user.is_some()).count();
+    let (account_replies, address_replies) = replies.split_at(accounts.min(replies.len()));
+    let mut waits = vec![0u64; lookups.len()];
+    for ((_, members), reply) in by_address.iter().zip(address_replies) {
+        for (&i, wait) in members.iter().zip(reply) {
+            waits[i] = wait.as_deref().and_then(|w| w.parse().ok()).unwrap_or(0);
         }
     }
-    let mut replies: std::vec::IntoIter<Vec<Option<String>>> = redis.run::<Vec<_>>(&batch)?.into_iter();
+    let mut account_replies = account_replies.iter();
     let mut found = Vec::with_capacity(lookups.len());
-    for lookup in lookups {
+    for (lookup, address) in lookups.iter().zip(waits) {
         let account = match (lookup.username, lookup.user) {
-            (Some(_), Some(_)) => decode(&replies.next().unwrap_or_default()),
+            (Some(_), Some(_)) => decode(account_replies.next().map_or(&[][..], Vec::as_slice)),
             _ => Ok(Found { record: None, admitted: false, failures_seen: false }),
-        };
-        let address = match lookup.addr {
-            Some(_) => {
-                let reply = replies.next().unwrap_or_default();
-                reply.first().cloned().flatten().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0)
-            }
-            None => 0,
         };
         found.push(match (account, address) {
             (Err(e), _) => Err(e),

@@ -12,7 +12,7 @@ use crate::device::{self, SessionMeta};
 use crate::error::{Dependency, Error};
 use crate::history::record::{self, Attempt, Method, Outcome};
 use crate::keys::{AccountTag, Keys};
-use crate::login_counters::{self, LoginCounters, Success};
+use crate::login_counters::{self, LoginCounters, Success, Successes};
 use crate::login_record::{self, Lookup};
 use crate::login_session;
 use crate::password::{self, PasswordError};
@@ -222,6 +222,7 @@ impl Service {
             }
             outcomes.push(outcome);
         }
+        count_address_successes(&mut finish, &prepared, &outcomes);
         let queued = record::queue_cmds(&mut finish, &self.shared.keys, &records);
         self.finish_batch(&finish, &mut outcomes, queued);
         Ok(outcomes)
@@ -302,7 +303,8 @@ impl Service {
 
     /// Adds a new session for `login` to `batch` ([`login_session::open_cmd`]:
     /// stored and capped in one step), the success counted on the account's
-    /// and the address's counters, and, after a MySQL read, the log-in record
+    /// counters (the address's are counted for the whole batch:
+    /// [`count_address_successes`]), and, after a MySQL read, the log-in record
     /// and a warm profile cache for the log-ins and pages that follow.
     /// `(holds_failure, clears_before_us)` say what the account's counting
     /// takes with it ([`login_counters::Success`]). Returns the token and the
@@ -330,7 +332,7 @@ impl Service {
             device::public_id(&token_hash),
         );
         // The account's success is counted by the session's own script (one
-        // slot); the address's is in another slot, so a script of its own.
+        // slot); the address's is in another slot, counted for the batch.
         let account_success = prepared.user.as_ref().map(|counters| Success {
             counters,
             member: &prepared.member,
@@ -344,16 +346,6 @@ impl Service {
             (lifetimes, cap, &meta),
             account_success,
         );
-        if let Some(addr) = &prepared.addr {
-            // A password log-in always takes a place in its address's failures.
-            let success = Success {
-                counters: addr,
-                member: &prepared.member,
-                holds_failure: true,
-                clears_failures_before_us: None,
-            };
-            login_counters::succeed_cmd(batch, success);
-        }
         if login.from_mysql {
             login_record::store(batch, keys, &session.username, login.user_id, &login.stamp);
             profile_cache::store_cmd(batch, keys, login.user_id, &login.profile);
@@ -559,6 +551,21 @@ impl Prepared {
             outcome,
             session,
         }
+    }
+}
+
+/// Adds to a batch's last pipeline the counting of its successes on their
+/// addresses' counters: one script per address for all of its successful
+/// log-ins (a NAT's or a proxy's many, a person's one). A password log-in
+/// always holds a place in its address's failures, which it leaves.
+fn count_address_successes(batch: &mut Batch, prepared: &[Prepared], outcomes: &[Result<Message, Error>]) {
+    let succeeded = prepared.iter().zip(outcomes).filter(|(_, outcome)| outcome.is_ok());
+    let by_address = login_counters::by_side(
+        succeeded.filter_map(|(p, _)| p.addr.as_ref().map(|addr| (addr, p.member.as_str()))),
+    );
+    for (counters, members) in &by_address {
+        let successes = Successes { counters, members, holds_failure: true, clears_failures_before_us: None };
+        login_counters::succeed_cmd(batch, successes);
     }
 }
 

@@ -16,7 +16,7 @@ use crate::device::{self, SessionMeta};
 use crate::error::{Dependency, Error};
 use crate::history::record::{self, Attempt, Method, Outcome};
 use crate::keys::AccountTag;
-use crate::login_counters::{self, LoginCounters, Success};
+use crate::login_counters::{self, LoginCounters, Successes};
 use crate::login_session;
 use crate::qr_store::{self, Actor, Redeemed, secret_hash};
 use crate::session::{self, Session};
@@ -186,11 +186,11 @@ impl Service {
         // script per side); the session only once both are held.
         let mut reserve = Batch::new();
         for side in &sides {
-            login_counters::reserve_cmd(&mut reserve, side, &member, false);
+            login_counters::reserve_cmd(&mut reserve, side, &[member.as_str()], false);
         }
         let waits: Result<Vec<Vec<u64>>, Error> = self.redis.run(&reserve).map_err(Error::from);
         let wait = match &waits {
-            Ok(waits) => waits.iter().map(|w| login_counters::reserved(w)).max().unwrap_or(0),
+            Ok(waits) => waits.iter().flatten().copied().max().unwrap_or(0),
             Err(_) => 0,
         };
         let opened = match waits {
@@ -263,9 +263,13 @@ impl Service {
         );
         for side in sides {
             // A scan-to-log-in needs no hash, so it took no failure place.
-            let success =
-                Success { counters: side, member, holds_failure: false, clears_failures_before_us: None };
-            login_counters::succeed_cmd(&mut batch, success);
+            let successes = Successes {
+                counters: side,
+                members: &[member],
+                holds_failure: false,
+                clears_failures_before_us: None,
+            };
+            login_counters::succeed_cmd(&mut batch, successes);
         }
         let queued = record::queue_cmds(&mut batch, keys, std::slice::from_ref(&attempt));
         let replies: Vec<u64> = self.redis.run(&batch)?;
