@@ -76,6 +76,12 @@ impl LoginCounters {
         }
     }
 
+    /// The side's keys in the order its scripts take them: failures,
+    /// successes, in flight.
+    pub fn keys(&self) -> [&str; 3] {
+        [&self.failures, &self.successes, &self.in_flight]
+    }
+
     /// The failure counter with its limit, as [`crate::throttle`] takes it.
     pub fn failure_counter(&self) -> (String, Limit) {
         (self.failures.clone(), self.failure_limit)
@@ -260,9 +266,7 @@ pub fn reserve_cmd(batch: &mut Batch, counters: &LoginCounters, members: &[&str]
     let cmd = batch
         .script(&RESERVE_SCRIPT)
         .arg(3)
-        .arg(&counters.failures)
-        .arg(&counters.successes)
-        .arg(&counters.in_flight)
+        .arg(&counters.keys()[..])
         .arg(crate::session::unix_now_ms())
         .arg(if with_failure { "1" } else { "0" })
         .arg(counters.failure_limit.max_attempts)
@@ -314,9 +318,7 @@ pub fn succeed_cmd(batch: &mut Batch, successes: Successes<'_>) {
     let cmd = batch
         .script(&SUCCEED_SCRIPT)
         .arg(3)
-        .arg(&counters.failures)
-        .arg(&counters.successes)
-        .arg(&counters.in_flight)
+        .arg(&counters.keys()[..])
         .arg(counters.success_limit.window_secs)
         .arg(if successes.holds_failure { "1" } else { "0" })
         .arg(successes.clears_failures_before_us.map(|us| us.to_string()).unwrap_or_default());
@@ -333,7 +335,7 @@ pub fn succeed_cmd(batch: &mut Batch, successes: Successes<'_>) {
 pub(crate) fn success_counting(success: Success<'_>) -> ([&str; 3], [String; 4]) {
     let counters = success.counters;
     (
-        [&counters.failures, &counters.successes, &counters.in_flight],
+        counters.keys(),
         [
             success.member.to_owned(),
             counters.success_limit.window_secs.to_string(),

@@ -172,8 +172,11 @@ pub fn lookup(
     }
     let now_ms = crate::session::unix_now_ms();
     let mut batch = Batch::new();
+    // The account scripts' replies come first, one per lookup with an account.
+    let mut accounts = 0;
     for lookup in lookups {
         if let (Some(name), Some(user)) = (lookup.username, lookup.user) {
+            accounts += 1;
             batch
                 .script(&LOOKUP_SCRIPT)
                 .arg(5)
@@ -200,7 +203,6 @@ pub fn lookup(
         login_counters::reserve_cmd(&mut batch, addr, &members, true);
     }
     let replies: Vec<Vec<Option<String>>> = redis.run(&batch)?;
-    let accounts = lookups.iter().filter(|l| l.username.is_some() && l.user.is_some()).count();
     let (account_replies, address_replies) = replies.split_at(accounts.min(replies.len()));
     let mut waits = vec![0u64; lookups.len()];
     for ((_, members), reply) in by_address.iter().zip(address_replies) {

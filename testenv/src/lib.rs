@@ -52,8 +52,7 @@ impl Services {
                 .expect("run ./test.sh once to create run/secrets/mysql_test_password");
             format!("mysql://{TEST_MYSQL_USER}:{}@127.0.0.1:3306/{TEST_DATABASE}", password.trim())
         });
-        let redis_url =
-            std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+        let redis_url = redis_url();
         let pepper_file = std::env::var("USERMGMT_TEST_PEPPER_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|_| root.join("run/secrets/pepper"));
@@ -83,6 +82,12 @@ pub fn split_mysql_url(url: &str) -> (String, String) {
         opts.get_db_name().unwrap_or(TEST_DATABASE)
     );
     (bare, opts.get_pass().unwrap_or_default().to_owned())
+}
+
+/// The tests' Redis: `USERMGMT_TEST_REDIS_URL`, else the local one (for a
+/// suite that needs Redis but not the test database).
+pub fn redis_url() -> String {
+    std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
 /// A random lowercase hex string of `n` digits: a prefix for a test's

@@ -12,16 +12,11 @@ use std::{
 
 use mysql::prelude::Queryable;
 use rand::RngExt;
-use testenv::workspace_root;
+use testenv::{redis_url, workspace_root};
 
 /// MariaDB's root over the unix socket, as `./test.sh` sets the machine up.
 /// The servers use it too, for a database that exists only for this test.
 const ROOT_SOCKET: &str = "socket=/run/mysqld/mysqld.sock";
-
-/// Redis, as `./test.sh` exports it.
-fn redis_url() -> String {
-    std::env::var("USERMGMT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
 
 /// Builds the other packages' binaries into this test's target directory
 /// (`cargo test -p loadgen` does not) and returns that directory.
