@@ -16,6 +16,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub mod png;
+
 /// The tests' own MySQL user on the shared server, never the running
 /// system's `usermgmt`.
 pub const TEST_MYSQL_USER: &str = "usermgmt_test";

@@ -830,80 +830,16 @@ pub fn multipart(fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> 
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-/// A valid `size`×`size` RGB PNG of a diagonal gradient, written with stored
-/// (uncompressed) deflate blocks and real checksums.
+/// A valid `size`×`size` RGB PNG ([`testenv::png::gradient`]).
 pub fn png(size: u32) -> Vec<u8> {
-    let mut raw = Vec::new();
-    for y in 0..size {
-        raw.push(0); // filter: none
-        for x in 0..size {
-            let t = (x + y) * 255 / (2 * size.max(1));
-            raw.extend_from_slice(&[(92 + t / 3) as u8, (124 - t / 4) as u8, (250 - t / 5) as u8]);
-        }
-    }
-    let mut zlib = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-    for (i, block) in blocks.iter().enumerate() {
-        zlib.push(u8::from(i + 1 == blocks.len()));
-        let len = block.len() as u16;
-        zlib.extend_from_slice(&len.to_le_bytes());
-        zlib.extend_from_slice(&(!len).to_le_bytes());
-        zlib.extend_from_slice(block);
-    }
-    zlib.extend_from_slice(&adler32(&raw).to_be_bytes());
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&size.to_be_bytes());
-    ihdr.extend_from_slice(&size.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [(b"IHDR", ihdr.as_slice()), (b"IDAT", &zlib), (b"IEND", &[])] {
-        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let start = png.len();
-        png.extend_from_slice(kind);
-        png.extend_from_slice(data);
-        let crc = crc32(&png[start..]);
-        png.extend_from_slice(&crc.to_be_bytes());
-    }
-    png
+    testenv::png::gradient(size)
 }
 
 /// [`png`] of `size` with a `tEXt` chunk holding `text` after its header: a
 /// picture whose bytes, and so whose file name (and count in the shared
 /// `avatars` table), belong to `text` alone.
 pub fn png_with_text(size: u32, text: &str) -> Vec<u8> {
-    // The signature (8 bytes) and the IHDR chunk (12 + 13).
-    const AFTER_IHDR: usize = 33;
-    let plain = png(size);
-    let mut chunk = Vec::new();
-    chunk.extend_from_slice(&(text.len() as u32 + 8).to_be_bytes());
-    chunk.extend_from_slice(b"tEXtComment\0");
-    chunk.extend_from_slice(text.as_bytes());
-    let crc = crc32(&chunk[4..]);
-    chunk.extend_from_slice(&crc.to_be_bytes());
-    let mut with_text = plain[..AFTER_IHDR].to_vec();
-    with_text.extend_from_slice(&chunk);
-    with_text.extend_from_slice(&plain[AFTER_IHDR..]);
-    with_text
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-fn adler32(bytes: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for &byte in bytes {
-        a = (a + u32::from(byte)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    b << 16 | a
+    testenv::png::with_text(&png(size), text)
 }
 
 pub mod fleet;

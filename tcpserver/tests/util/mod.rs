@@ -48,35 +48,13 @@ pub use testenv::{TEST_MYSQL_USER, random_hex, workspace_root};
 /// picture whose bytes, and so whose file name, are `text`'s own, so that a
 /// test's pictures are shared with no other test's.
 pub fn png_with_text(text: &str) -> Vec<u8> {
-    // The signature (8 bytes) and the IHDR chunk (12 + 13).
-    const AFTER_IHDR: usize = 33;
-    let mut chunk = Vec::new();
-    chunk.extend_from_slice(&(text.len() as u32 + 8).to_be_bytes());
-    chunk.extend_from_slice(b"tEXtComment\0");
-    chunk.extend_from_slice(text.as_bytes());
-    let crc = crc32(&chunk[4..]);
-    chunk.extend_from_slice(&crc.to_be_bytes());
-    let mut png = PNG[..AFTER_IHDR].to_vec();
-    png.extend_from_slice(&chunk);
-    png.extend_from_slice(&PNG[AFTER_IHDR..]);
-    png
+    testenv::png::with_text(&PNG, text)
 }
 
 /// The file name tcpserver gives a PNG: its SHA-256 in hex, `.png`.
 pub fn png_name(bytes: &[u8]) -> String {
     use sha2::Digest;
     format!("{}.png", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 /// Where the tests find MySQL, Redis and the pepper.
