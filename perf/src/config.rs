@@ -171,7 +171,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "{setting}: {value:?} is not a number from {min} to {max}")
             }
             ConfigError::UnknownScenario(s) => {
-                write!(f, "unknown scenario {s:?} (login-fixed, login-random, profile, nickname)")
+                write!(f, "unknown scenario {s:?} (login-fixed, login-random, profile, nickname, qr)")
             }
             ConfigError::BadAddress(a) => write!(f, "cannot resolve the address {a:?}"),
             ConfigError::BadTemplate(t) => write!(f, "the template {t:?} has no {{i}}"),
