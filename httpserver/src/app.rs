@@ -13,8 +13,9 @@ use crate::avatar_cache::AvatarCache;
 use crate::balancer::{Balancer, BalancerError, Lane, LaneSettings};
 use crate::config::Config;
 use crate::error::Failure;
+use crate::hangup_watch::HangupWatch;
 use crate::peer_closed::ClientLink;
-use crate::rpc_pool::RpcError;
+use crate::rpc_pool::{GiveUp, RpcError};
 use crate::static_files::StaticFiles;
 use crate::templates::{TemplateError, Templates};
 
@@ -35,6 +36,9 @@ pub struct App {
     pub avatars: AvatarCache,
     /// Set on SIGTERM or SIGINT: the server is draining (`/readyz` says 503).
     pub stopping: Arc<AtomicBool>,
+    /// Watches the clients of parked calls, to give a call up when its
+    /// client leaves.
+    pub hangups: HangupWatch,
 }
 
 /// Why the server could not start.
@@ -50,6 +54,8 @@ pub enum StartError {
     Signals(std::io::Error),
     /// The RPC balancer could not be built.
     Balancer(BalancerError),
+    /// The hang-up watcher's `epoll` or thread could not be made.
+    HangupWatch(std::io::Error),
     /// The RPC secret file cannot be read.
     ReadRpcSecret {
         /// The file.
@@ -75,6 +81,7 @@ impl fmt::Display for StartError {
             StartError::Bind(e) => write!(f, "cannot listen: {e}"),
             StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             StartError::Balancer(e) => write!(f, "{e}"),
+            StartError::HangupWatch(e) => write!(f, "cannot start the hang-up watcher: {e}"),
             StartError::ReadRpcSecret { path, source } => write!(
                 f,
                 "cannot read the RPC secret file {}: {source} (give --rpc-secret-file the file \
@@ -97,6 +104,7 @@ impl std::error::Error for StartError {
             StartError::StaticDir(e)
             | StartError::Bind(e)
             | StartError::Signals(e)
+            | StartError::HangupWatch(e)
             | StartError::ReadRpcSecret { source: e, .. } => Some(e),
             StartError::RpcSecret { source, .. } => Some(source),
             StartError::Balancer(e) => Some(e),
@@ -123,7 +131,16 @@ impl App {
         };
         let rpc = Balancer::new(&config.backends, calls, waits, &secret).map_err(StartError::Balancer)?;
         let avatars = AvatarCache::new(config.avatar_cache_bytes);
-        Ok(App { config, rpc, templates, statics, avatars, stopping: Arc::new(AtomicBool::new(false)) })
+        let hangups = HangupWatch::start().map_err(StartError::HangupWatch)?;
+        Ok(App {
+            config,
+            rpc,
+            templates,
+            statics,
+            avatars,
+            stopping: Arc::new(AtomicBool::new(false)),
+            hangups,
+        })
     }
 
     /// Whether the server has been told to stop and is finishing its requests.
@@ -145,16 +162,25 @@ impl App {
 
     /// [`App::call`] for a long poll, over the connections kept for them,
     /// given up as soon as the client on `link` has gone (a desktop closed
-    /// its page): tcpserver is told to let the wait go, and the thread and
-    /// the connection's place are free at once, not at the wait's deadline.
+    /// its page; [`App::hangups`] notices): tcpserver is told to let the wait
+    /// go, and the thread and the connection's place are free at once, not
+    /// at the wait's deadline.
     ///
     /// # Errors
     ///
     /// As [`App::call`].
     pub fn call_parked(&self, message: Message, link: Option<ClientLink>) -> Result<Parked, Failure> {
-        let gone = link.map(|link| move || link.gone());
-        let given_up = gone.as_ref().map(|gone| gone as &dyn Fn() -> bool);
-        match self.rpc.call_watched(Lane::Waits, message, given_up) {
+        let give_up = Arc::new(GiveUp::default());
+        let _watching = link.and_then(|link| match self.hangups.watch(link, &give_up) {
+            Ok(watching) => Some(watching),
+            Err(e) => {
+                crate::log!(
+                    "httpserver: cannot watch a parked call's client, it is held to its deadline: {e}"
+                );
+                None
+            }
+        });
+        match self.rpc.call_watched(Lane::Waits, message, Some(&give_up)) {
             Ok(Message::Error(reply)) => Err(Failure::Rejected(reply)),
             Ok(reply) => Ok(Parked::Answered(reply)),
             Err(RpcError::Abandoned) => Ok(Parked::ClientGone),

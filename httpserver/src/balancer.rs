@@ -64,7 +64,7 @@ use proto::{Message, RpcSecret};
 
 pub use self::health::{Change, FIRST_PROBE_AFTER, Health, MAX_PROBE_INTERVAL};
 use crate::metrics::{self, RpcMetrics};
-use crate::rpc_pool::{self, LostHook, RpcError, RpcPool};
+use crate::rpc_pool::{self, GiveUp, LostHook, RpcError, RpcPool};
 
 /// Most backends one httpserver balances over: every backend costs a pool
 /// of connections in each lane (`--rpc-pool` + `--qr-rpc-pool` sockets, and
@@ -247,9 +247,10 @@ impl Balancer {
         self.call_watched(lane, message, None)
     }
 
-    /// [`Balancer::call`] for a parked call, given up when `given_up` says
-    /// its client has gone ([`RpcPool::send_watched`]); that is final, never
-    /// a reason to try another backend.
+    /// [`Balancer::call`] for a parked call, given up when another thread
+    /// says through `give_up` that its client has gone
+    /// ([`RpcPool::send_watched`]); that is final, never a reason to try
+    /// another backend.
     ///
     /// # Errors
     ///
@@ -258,7 +259,7 @@ impl Balancer {
         &self,
         lane: Lane,
         message: Message,
-        given_up: Option<&dyn Fn() -> bool>,
+        give_up: Option<&GiveUp>,
     ) -> Result<Message, RpcError> {
         let shared = &self.shared;
         let resendable = message.message_type().is_safe_to_resend();
@@ -281,7 +282,7 @@ impl Balancer {
             let was_up = backend.up.load(Ordering::Acquire);
             let attempt_started = Instant::now();
             let error =
-                match backend.pool(lane).send_watched(&request, request_id, resendable, deadline, given_up) {
+                match backend.pool(lane).send_watched(&request, request_id, resendable, deadline, give_up) {
                     Ok(reply) => {
                         if !was_up {
                             // Sent while no backend was up, and answered: a probe

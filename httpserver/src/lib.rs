@@ -26,6 +26,7 @@ pub mod csrf;
 pub mod error;
 pub mod form;
 pub mod handlers;
+pub mod hangup_watch;
 pub mod input;
 pub mod json;
 pub mod log;

@@ -5,9 +5,8 @@
 //! nobody has read yet (a request pipelined after a long poll, then a close).
 //!
 //! The RPC client asks it of an idle connection to tcpserver before writing on
-//! it (`rpc_pool`); a parked call asks it of its HTTP client's connection
-//! ([`ClientLink`]) while tcpserver holds the wait, so that a desktop that
-//! closed its page is let go at once rather than at the wait's deadline.
+//! it (`rpc_pool`). A parked call's HTTP client is not asked but watched
+//! ([`ClientLink`], [`crate::hangup_watch`]): the kernel reports its close.
 
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
@@ -24,10 +23,11 @@ pub fn closed(fd: RawFd) -> bool {
     ready > 0 && probe.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
-/// The connection a request came on, as its handler may ask of it: whether
-/// the client is still there. Held by the [`crate::request::Request`] it
-/// serves, which never outlives the connection (the server reads the next
-/// request only after this one is answered and dropped).
+/// The connection a request came on, as a handler may have it watched for
+/// the client's going ([`crate::hangup_watch`]). Held by the
+/// [`crate::request::Request`] it serves, which never outlives the
+/// connection (the server reads the next request only after this one is
+/// answered and dropped).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientLink {
     fd: RawFd,
@@ -39,11 +39,9 @@ impl ClientLink {
         ClientLink { fd: stream.as_raw_fd() }
     }
 
-    /// True once the client has closed its connection or it broke. A client
-    /// that sent more (a pipelined request) and keeps the connection open is
-    /// still there.
-    pub fn gone(&self) -> bool {
-        closed(self.fd)
+    /// The connection's descriptor, open for as long as the link is held.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
     }
 }
 
@@ -63,10 +61,10 @@ mod tests {
         (client, server)
     }
 
-    fn until_gone(link: ClientLink) -> bool {
+    fn until_gone(stream: &TcpStream) -> bool {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(5) {
-            if link.gone() {
+            if closed(stream.as_raw_fd()) {
                 return true;
             }
             thread::sleep(Duration::from_millis(10));
@@ -75,20 +73,20 @@ mod tests {
     }
 
     #[test]
-    fn a_client_that_waits_or_sends_more_is_there_and_one_that_closed_is_gone() {
+    fn a_peer_that_waits_or_sends_more_is_there_and_one_that_closed_is_gone() {
         let (mut client, server) = pair();
-        let link = ClientLink::of(&server);
-        assert!(!link.gone(), "open, nothing sent");
+        let fd = server.as_raw_fd();
+        assert!(!closed(fd), "open, nothing sent");
         client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
         thread::sleep(Duration::from_millis(50));
-        assert!(!link.gone(), "bytes waiting are not a close, and are not consumed");
-        assert!(!link.gone());
+        assert!(!closed(fd), "bytes waiting are not a close, and are not consumed");
+        assert!(!closed(fd));
         drop(client);
-        assert!(until_gone(link), "closed, behind bytes nobody read");
+        assert!(until_gone(&server), "closed, behind bytes nobody read");
     }
 
     #[test]
-    fn a_client_whose_connection_was_reset_is_gone() {
+    fn a_peer_whose_connection_was_reset_is_gone() {
         let (client, server) = pair();
         // Linger 0: close sends a reset, not an orderly end.
         let linger = libc::linger { l_onoff: 1, l_linger: 0 };
@@ -103,9 +101,8 @@ mod tests {
             )
         };
         assert_eq!(set, 0);
-        let link = ClientLink::of(&server);
         drop(client);
-        assert!(until_gone(link), "reset");
+        assert!(until_gone(&server), "reset");
         server.shutdown(Shutdown::Both).ok();
     }
 }

@@ -35,9 +35,10 @@
 //! is closed and the calls waiting on it fail with it (as if it had broken).
 //!
 //! A parked call (a QR wait, held by tcpserver up to 25 s) may be given up
-//! before its reply: its caller says, when asked every second, that its HTTP
-//! client has gone ([`RpcPool::send_watched`]). The call then ends with
-//! [`RpcError::Abandoned`] and a `QrCancel` for it is written on the same
+//! before its reply: whoever watches its HTTP client calls [`GiveUp::now`]
+//! when the client has gone ([`RpcPool::send_watched`]), which wakes the
+//! call's thread at once (no thread wakes on a timer to ask). The call then
+//! ends with [`RpcError::Abandoned`] and a `QrCancel` for it is written on the same
 //! connection (request id `CANCEL_REQUEST_ID`, whose reply, like the
 //! wait's own, answers nobody and is dropped), so tcpserver lets the wait go
 //! at once instead of holding it to its deadline.
@@ -48,6 +49,7 @@
 
 #[cfg(test)]
 pub(crate) mod fake_backend;
+mod give_up;
 mod handshake;
 mod liveness;
 mod slot;
@@ -65,6 +67,7 @@ use std::time::{Duration, Instant};
 
 use proto::{Frame, Message, RpcSecret};
 
+pub use self::give_up::GiveUp;
 pub use self::handshake::HandshakeError;
 use self::liveness::Heard;
 pub use self::liveness::LostHook;
@@ -268,10 +271,9 @@ impl RpcPool {
         self.send_watched(request, request_id, resendable, deadline, None)
     }
 
-    /// [`RpcPool::send`] for a parked call, given up as soon as `given_up`
-    /// says so (asked about once a second while the reply is awaited): its
-    /// HTTP client has gone. The call then fails with
-    /// [`RpcError::Abandoned`], and tcpserver is told to let it go (the module
+    /// [`RpcPool::send`] for a parked call, given up as soon as another
+    /// thread calls [`GiveUp::now`] on `give_up`: its HTTP client has gone.
+    /// The call then fails with [`RpcError::Abandoned`], and tcpserver is told to let it go (the module
     /// doc says how).
     ///
     /// # Errors
@@ -283,12 +285,12 @@ impl RpcPool {
         request_id: u64,
         resendable: bool,
         deadline: Instant,
-        given_up: Option<&dyn Fn() -> bool>,
+        give_up: Option<&GiveUp>,
     ) -> Result<Message, RpcError> {
         self.metrics.calls.add(1);
         self.metrics.in_flight.add(1);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.exchange_until(request, request_id, resendable, deadline, given_up);
+        let outcome = self.exchange_until(request, request_id, resendable, deadline, give_up);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.metrics.in_flight.add(-1);
         match &outcome {
@@ -307,12 +309,12 @@ impl RpcPool {
         request_id: u64,
         resendable: bool,
         deadline: Instant,
-        given_up: Option<&dyn Fn() -> bool>,
+        give_up: Option<&GiveUp>,
     ) -> Result<Message, RpcError> {
         let reserved = self.pick_link()?;
         let mut resent = false;
         loop {
-            let failure = match reserved.exchange(self, request, request_id, deadline, given_up) {
+            let failure = match reserved.exchange(self, request, request_id, deadline, give_up) {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
@@ -463,14 +465,14 @@ impl Drop for Reserved<'_> {
 
 impl Reserved<'_> {
     /// One attempt: send the frame on the link's connection (opening one if
-    /// needed) and wait for its reply, or until `given_up` says so.
+    /// needed) and wait for its reply, or until the call is given up through `give_up`.
     fn exchange(
         &self,
         pool: &RpcPool,
         request: &[u8],
         request_id: u64,
         deadline: Instant,
-        given_up: Option<&dyn Fn() -> bool>,
+        give_up: Option<&GiveUp>,
     ) -> Result<Message, Exchange> {
         let link = self.0;
         let slot = Arc::new(Slot::default());
@@ -512,7 +514,7 @@ impl Reserved<'_> {
                 });
             }
         }
-        let outcome = slot.wait(deadline, given_up);
+        let outcome = slot.wait(deadline, give_up);
         if outcome.is_none() {
             link.waiting().calls.remove(&request_id);
         }

@@ -96,6 +96,8 @@ pub struct QrReport {
     pub logins_beside: Stats,
     /// Log-ins alone, before.
     pub logins_baseline: Stats,
+    /// How long each of the two log-in runs lasted (the approvals' time).
+    pub logins_time: Duration,
     /// Resident memory (KiB) of tcpserver and httpserver before the waits and with them held.
     pub memory: Vec<(&'static str, u64, u64)>,
 }
@@ -104,6 +106,11 @@ impl QrReport {
     /// True when every approval was answered once, and nothing else failed.
     pub fn clean(&self) -> bool {
         self.lost == 0 && self.doubled == 0 && self.failures.is_empty() && self.answered == self.waits as u64
+    }
+
+    /// Successful log-ins a second in one of the two log-in runs.
+    fn logins_per_sec(&self, run: &Stats) -> f64 {
+        run.ok() as f64 / self.logins_time.as_secs_f64()
     }
 
     /// The report as one JSON object.
@@ -119,6 +126,8 @@ impl QrReport {
             "failures": self.failures,
             "approval_to_answer_ms": { "p50": ms(&self.approval_to_answer, 0.5), "p99": ms(&self.approval_to_answer, 0.99) },
             "login_p99_ms": { "beside": ms(&self.logins_beside.latency, 0.99), "baseline": ms(&self.logins_baseline.latency, 0.99) },
+            "login_p50_ms": { "beside": ms(&self.logins_beside.latency, 0.5), "baseline": ms(&self.logins_baseline.latency, 0.5) },
+            "login_qps": { "beside": self.logins_per_sec(&self.logins_beside), "baseline": self.logins_per_sec(&self.logins_baseline) },
             "login_errors": { "beside": self.logins_beside.failed(), "baseline": self.logins_baseline.failed() },
             "memory_kib": self.memory.iter().map(|(name, before, held)| serde_json::json!({
                 "process": name, "before": before, "held": held,
@@ -151,6 +160,14 @@ impl fmt::Display for QrReport {
             self.logins_beside.failed(),
             ms(&self.logins_baseline.latency, 0.99),
             self.logins_baseline.failed()
+        )?;
+        writeln!(
+            f,
+            "Log-in p50 beside({:.2}ms) - alone({:.2}ms); per second beside({:.0}) - alone({:.0})",
+            ms(&self.logins_beside.latency, 0.5),
+            ms(&self.logins_baseline.latency, 0.5),
+            self.logins_per_sec(&self.logins_beside),
+            self.logins_per_sec(&self.logins_baseline)
         )?;
         for (name, before, held) in &self.memory {
             let per_wait = held.saturating_sub(*before) * 1024 / (self.waits.max(1) as u64);
@@ -217,6 +234,7 @@ pub fn run(config: &Config) -> Result<QrReport, Error> {
         approval_to_answer: Histogram::default(),
         logins_beside,
         logins_baseline,
+        logins_time: approval_time,
         memory: pids(config)
             .zip(memory_before.into_iter().zip(memory_held))
             .map(|((name, _), (before, held))| (name, before, held))
