@@ -4,7 +4,8 @@
 //! expires with the code. Every change of state is one Lua script, so two
 //! phones, or a phone and a desktop, can never both win: `pending -> scanned`
 //! (`SCAN`), `pending | scanned -> confirmed | denied` (`DECIDE`), and
-//! `confirmed -> consumed` (`REDEEM`, which also checks the binding secret).
+//! `confirmed -> consumed` (`CHECK`, a wait's look at its code, which
+//! redeems a confirmed code held by the binding secret in the same step).
 //! Each script that changes a code publishes the code's key hash on
 //! `<p>qr:changed` in the same step, so whichever tcpserver holds the
 //! desktop's wait hears of it ([`crate::qr_events`]).
@@ -77,23 +78,29 @@ end
 return 'used'
 ";
 
-/// KEYS[1] = code. ARGV: binding hash, channel, key hash. Returns
-/// `{'ok', user id, username}` when it moved the code to `consumed`,
-/// `{'notyours'}`, `{'expired'}`, or `{state}` for a code in another state.
-const REDEEM: &str = r"#!lua
-local v = redis.call('HMGET', KEYS[1], 's', 'b', 'u', 'n', 'ua')
+/// KEYS[1] = code. ARGV: binding hash, channel, key hash. A wait's look
+/// at its code: returns `{'expired'}` for no such code, else `{state,
+/// bound ('1' or '0'), nickname, avatar, ttl (ms)}`; a `confirmed` code whose
+/// binding secret this is moves to `consumed` in the same step, and the
+/// reply is then `{'redeemed', '1', nickname, avatar, ttl, user id,
+/// username, user agent}`. One round trip where reading, then redeeming,
+/// took two, each a worker's wait on Redis beside the log-ins.
+const CHECK: &str = r"#!lua
+local v = redis.call('HMGET', KEYS[1], 's', 'b', 'nick', 'a', 'u', 'n', 'ua')
 if not v[1] then
   return {'expired'}
 end
-if v[2] ~= ARGV[1] then
-  return {'notyours'}
+local bound = '0'
+if v[2] == ARGV[1] then
+  bound = '1'
 end
-if v[1] ~= 'confirmed' then
-  return {v[1]}
+local ttl = tostring(redis.call('PTTL', KEYS[1]))
+if v[1] == 'confirmed' and bound == '1' then
+  redis.call('HSET', KEYS[1], 's', 'consumed')
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  return {'redeemed', bound, v[3] or '', v[4] or '', ttl, v[5] or '', v[6] or '', v[7] or ''}
 end
-redis.call('HSET', KEYS[1], 's', 'consumed')
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return {'ok', v[3], v[4], v[5] or ''}
+return {v[1], bound, v[3] or '', v[4] or '', ttl}
 ";
 
 /// KEYS[1] = code. Gives a redeemed code back (`consumed -> confirmed`) when
@@ -118,7 +125,7 @@ return 0
 static CREATE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CREATE));
 static SCAN_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SCAN));
 static DECIDE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(DECIDE));
-static REDEEM_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(REDEEM));
+static CHECK_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CHECK));
 static UNREDEEM_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UNREDEEM));
 
 /// A new code's two secrets.
@@ -143,6 +150,21 @@ pub struct Snapshot {
     pub avatar: Option<String>,
     /// Milliseconds the code has left.
     pub ttl_ms: u64,
+    /// Set when this look redeemed the code (it was `confirmed`, and the
+    /// binding secret is its own): it is now `consumed`, and the session is
+    /// this account's to open. `state` still says `Confirmed`.
+    pub redeemed: Option<Redemption>,
+}
+
+/// The account a redeemed code opens a session for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    /// `users.id`.
+    pub user_id: u64,
+    /// The username.
+    pub username: String,
+    /// The desktop's `User-Agent` when it made the code: the new session's device.
+    pub user_agent: String,
 }
 
 /// What the phone sees of a code it scanned.
@@ -231,29 +253,55 @@ pub fn create(
     Ok(code)
 }
 
-/// Reads a code for a wait, checking `binding_hash` against its own.
+/// A wait's look at its code, checking `binding_hash` against its own, and
+/// redeeming it if it is confirmed and the binding is its own (`CHECK`).
 ///
 /// # Errors
 ///
-/// [`Error::Unavailable`] if Redis is down.
-pub fn read(
+/// [`Error::Unavailable`] if Redis is down; [`Error::Internal`] for a
+/// redeemed code whose account id is not a number.
+pub fn check(
     redis: &mut RedisLink,
     keys: &Keys,
     key_hash: &str,
     binding_hash: &str,
 ) -> Result<Snapshot, Error> {
-    let name = keys.qr_code(key_hash);
-    let mut batch = Batch::new();
-    batch.cmd("HMGET").arg(&name).arg("s").arg("b").arg("nick").arg("a").cmd("PTTL").arg(&name);
-    let (fields, ttl_ms): (Vec<Option<String>>, i64) = redis.run(&batch)?;
-    let field = |i: usize| fields.get(i).cloned().flatten().filter(|v| !v.is_empty());
-    let state = field(0).map_or(QrState::Expired, |s| QrState::from_name(&s));
+    let mut pipe = Batch::new();
+    pipe.script(&CHECK_SCRIPT)
+        .arg(1)
+        .arg(keys.qr_code(key_hash))
+        .arg(binding_hash)
+        .arg(keys.qr_channel())
+        .arg(key_hash);
+    let (reply,): (Vec<String>,) = redis.run(&pipe)?;
+    let text = |i: usize| reply.get(i).filter(|v| !v.is_empty()).cloned();
+    let Some(state) = reply.first().filter(|_| reply.len() >= 5) else {
+        return Ok(Snapshot {
+            state: QrState::Expired,
+            bound: false,
+            nickname: None,
+            avatar: None,
+            ttl_ms: 0,
+            redeemed: None,
+        });
+    };
+    let redeemed = match (state.as_str(), reply.get(5..8)) {
+        ("redeemed", Some([user_id, username, user_agent])) => Some(Redemption {
+            user_id: user_id
+                .parse()
+                .map_err(|_| Error::Internal(Internal::CorruptEntry("scan-to-log-in code's account")))?,
+            username: username.clone(),
+            user_agent: user_agent.clone(),
+        }),
+        _ => None,
+    };
     Ok(Snapshot {
-        state,
-        bound: field(1).is_some_and(|b| b == binding_hash),
-        nickname: field(2),
-        avatar: field(3),
-        ttl_ms: u64::try_from(ttl_ms).unwrap_or(0),
+        state: if redeemed.is_some() { QrState::Confirmed } else { QrState::from_name(state) },
+        bound: reply.get(1).is_some_and(|bound| bound == "1"),
+        nickname: text(2),
+        avatar: text(3),
+        ttl_ms: reply.get(4).and_then(|ttl| ttl.parse().ok()).unwrap_or(0),
+        redeemed,
     })
 }
 
@@ -318,54 +366,6 @@ pub fn decide(
         "ok" => Ok(state),
         "used" => Err(Error::QrUsed),
         _ => Err(Error::QrExpired),
-    }
-}
-
-/// What a redemption found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redeemed {
-    /// The code is now consumed; open a session for this account.
-    Account {
-        /// `users.id`.
-        user_id: u64,
-        /// The username.
-        username: String,
-        /// The desktop's `User-Agent` when it made the code: the new session's device.
-        user_agent: String,
-    },
-    /// The code was in this state instead (not confirmed), and is unchanged.
-    Not(QrState),
-}
-
-/// Redeems a confirmed code whose binding secret is `binding_hash`.
-///
-/// # Errors
-///
-/// [`Error::QrNotYours`] for another binding secret, [`Error::Unavailable`].
-pub fn redeem(
-    redis: &mut RedisLink,
-    keys: &Keys,
-    key_hash: &str,
-    binding_hash: &str,
-) -> Result<Redeemed, Error> {
-    let mut pipe = Batch::new();
-    pipe.script(&REDEEM_SCRIPT)
-        .arg(1)
-        .arg(keys.qr_code(key_hash))
-        .arg(binding_hash)
-        .arg(keys.qr_channel())
-        .arg(key_hash);
-    let (reply,): (Vec<String>,) = redis.run(&pipe)?;
-    match reply.as_slice() {
-        [ok, user_id, username, user_agent] if ok == "ok" => match user_id.parse() {
-            Ok(user_id) => {
-                Ok(Redeemed::Account { user_id, username: username.clone(), user_agent: user_agent.clone() })
-            }
-            Err(_) => Err(Error::Internal(Internal::CorruptEntry("scan-to-log-in code's account"))),
-        },
-        [not] if not == "notyours" => Err(Error::QrNotYours),
-        [state] => Ok(Redeemed::Not(QrState::from_name(state))),
-        _ => Ok(Redeemed::Not(QrState::Expired)),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::history::record::{self, Attempt, Method, Outcome};
 use crate::keys::AccountTag;
 use crate::login_counters::{self, LoginCounters, Successes};
 use crate::login_session;
-use crate::qr_store::{self, Actor, Redeemed, secret_hash};
+use crate::qr_store::{self, Actor, Redemption, secret_hash};
 use crate::session::{self, Session};
 use crate::throttle;
 use crate::user_agent;
@@ -140,7 +140,7 @@ impl Service {
             || Check { reply: status(QrState::Expired, None, None, None), unchanged: false, ttl_ms: 0 };
         let Some(key_hash) = secret_hash(key.expose()) else { return Ok(expired()) };
         let binding_hash = secret_hash(binding.expose()).ok_or(Error::QrNotYours)?;
-        let snapshot = qr_store::read(&mut self.redis, &self.shared.keys, &key_hash, &binding_hash)?;
+        let snapshot = qr_store::check(&mut self.redis, &self.shared.keys, &key_hash, &binding_hash)?;
         if snapshot.state == QrState::Expired {
             return Ok(expired());
         }
@@ -148,10 +148,10 @@ impl Service {
             return Err(Error::QrNotYours);
         }
         let (nickname, avatar) = (snapshot.nickname, snapshot.avatar);
-        if snapshot.state == QrState::Confirmed {
-            let token = self.redeem(&key_hash, &binding_hash, client)?;
-            let state = if token.is_some() { QrState::Confirmed } else { QrState::Consumed };
-            return Ok(Check { reply: status(state, nickname, avatar, token), unchanged: false, ttl_ms: 0 });
+        if let Some(redemption) = snapshot.redeemed {
+            let token = self.open_redemption(&key_hash, redemption, client)?;
+            let reply = status(QrState::Confirmed, nickname, avatar, Some(token));
+            return Ok(Check { reply, unchanged: false, ttl_ms: 0 });
         }
         let unchanged = snapshot.state == seen;
         Ok(Check {
@@ -161,22 +161,18 @@ impl Service {
         })
     }
 
-    /// Consumes a confirmed code and opens its account's session through
+    /// Opens the session of a code the check just redeemed, through
     /// [`login_session::OPEN`] (counted against the successful-log-in limits,
-    /// capped per account), returning the token; `None` if another check
-    /// redeemed it first. A session the limits refuse gives the code back.
-    fn redeem(
+    /// capped per account), returning the token. A session the limits refuse
+    /// gives the code back (`consumed -> confirmed`), so the desktop may try
+    /// again once they open.
+    fn open_redemption(
         &mut self,
         key_hash: &str,
-        binding_hash: &str,
+        Redemption { user_id, username, user_agent }: Redemption,
         client: Option<IpAddr>,
-    ) -> Result<Option<Secret>, Error> {
+    ) -> Result<Secret, Error> {
         let keys = &self.shared.keys;
-        let (user_id, username, user_agent) =
-            match qr_store::redeem(&mut self.redis, keys, key_hash, binding_hash)? {
-                Redeemed::Account { user_id, username, user_agent } => (user_id, username, user_agent),
-                Redeemed::Not(_) => return Ok(None),
-            };
         let limits = self.shared.limits;
         let user = LoginCounters::of_user(keys, &limits, &username);
         let addr = client.map(|ip| LoginCounters::of_addr(keys, &limits, ip));
@@ -202,7 +198,7 @@ impl Service {
             Ok(_) => self.open_redeemed(&sides, &member, (user_id, username, &user_agent), client),
         };
         match opened {
-            Ok(token) => Ok(Some(token)),
+            Ok(token) => Ok(token),
             Err(e) => {
                 // Give the places and the code back so the desktop can try
                 // again; if even that fails, Redis is away, the places are
