@@ -156,27 +156,13 @@ fn watch_loop(mut poll: Poll, shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::net::{TcpListener, TcpStream};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::*;
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        (client, server)
-    }
+    use crate::test_sockets::{eventually, pair};
 
     fn until_given_up(give_up: &GiveUp) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
-            if give_up.is_given_up() {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        false
+        eventually(|| give_up.is_given_up())
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub mod server;
 pub mod session_cookie;
 pub mod static_files;
 pub mod templates;
+#[cfg(test)]
+mod test_sockets;
 pub mod user_agent;
 
 pub use config::Config;

@@ -48,28 +48,15 @@ impl ClientLink {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::net::{Shutdown, TcpStream};
     use std::thread;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::*;
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        (client, server)
-    }
+    use crate::test_sockets::{eventually, pair};
 
     fn until_gone(stream: &TcpStream) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
-            if closed(stream.as_raw_fd()) {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        false
+        eventually(|| closed(stream.as_raw_fd()))
     }
 
     #[test]
