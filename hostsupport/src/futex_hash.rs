@@ -54,6 +54,8 @@ pub enum HashSize {
 /// caller should log it and carry on with the hash it has.
 pub fn size_for(threads: usize) -> io::Result<HashSize> {
     let slots = slots_for(threads);
+    // At most MAX_SLOTS, so it fits; a count that did not would be nothing
+    // the kernel could take.
     let Ok(slots_arg) = libc::c_ulong::try_from(slots) else { return Ok(HashSize::NotSupported) };
     // SAFETY: PR_FUTEX_HASH_SET_SLOTS reads only its integer arguments (the
     // bucket count and the flags, 0) and touches no memory of the caller's.

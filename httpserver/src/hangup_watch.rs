@@ -106,13 +106,9 @@ impl HangupWatch {
     }
 
     /// Calls being watched now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn watched(&self) -> usize {
         self.shared.watched().len()
-    }
-
-    /// Whether no call is being watched.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -174,13 +170,13 @@ mod tests {
         let leaves_call = Arc::new(GiveUp::default());
         let _stays_watch = watch.watch(ClientLink::of(&stays_server), &stays_call).unwrap();
         let leaves_watch = watch.watch(ClientLink::of(&leaves_server), &leaves_call).unwrap();
-        assert_eq!(watch.len(), 2);
+        assert_eq!(watch.watched(), 2);
         stays.write_all(b"GET /next HTTP/1.1\r\n\r\n").unwrap();
         drop(leaves);
         assert!(until_given_up(&leaves_call), "the closed client's call was not given up");
         assert!(!stays_call.is_given_up(), "bytes from a client are not a close");
         drop(leaves_watch);
-        assert_eq!(watch.len(), 1, "a watch that ended is forgotten");
+        assert_eq!(watch.watched(), 1, "a watch that ended is forgotten");
         drop(stays);
         assert!(until_given_up(&stays_call), "a close after bytes is still a close");
     }
@@ -202,7 +198,7 @@ mod tests {
         let (client, server) = pair();
         let call = Arc::new(GiveUp::default());
         drop(watch.watch(ClientLink::of(&server), &call).unwrap());
-        assert!(watch.is_empty());
+        assert_eq!(watch.watched(), 0);
         drop(client);
         thread::sleep(Duration::from_millis(100));
         assert!(!call.is_given_up(), "a call answered before its client left is not given up");

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
 const SPARE_DESCRIPTORS: usize = 256;
 
 /// Threads besides the connections': the acceptor, the RPC connections'
-/// readers and the balancer's probes, with room to spare.
+/// readers, the balancer's probes and the hang-up watcher, with room to spare.
 const SPARE_THREADS: usize = 1024;
 
 /// Gives the kernel's futex hash about a bucket per thread the server may run

@@ -38,10 +38,10 @@
 //! before its reply: whoever watches its HTTP client calls [`GiveUp::now`]
 //! when the client has gone ([`RpcPool::send_watched`]), which wakes the
 //! call's thread at once (no thread wakes on a timer to ask). The call then
-//! ends with [`RpcError::Abandoned`] and a `QrCancel` for it is written on the same
-//! connection (request id `CANCEL_REQUEST_ID`, whose reply, like the
-//! wait's own, answers nobody and is dropped), so tcpserver lets the wait go
-//! at once instead of holding it to its deadline.
+//! ends with [`RpcError::Abandoned`] and a `QrCancel` for it is written on
+//! the same connection (request id `CANCEL_REQUEST_ID`, whose reply, like
+//! the wait's own, answers nobody and is dropped), so tcpserver lets the wait
+//! go at once instead of holding it to its deadline.
 //!
 //! Each new connection proves the RPC secret (`handshake.rs`) before any call
 //! is written on it, by the deadline of the call that opened it. One refused
@@ -273,8 +273,8 @@ impl RpcPool {
 
     /// [`RpcPool::send`] for a parked call, given up as soon as another
     /// thread calls [`GiveUp::now`] on `give_up`: its HTTP client has gone.
-    /// The call then fails with [`RpcError::Abandoned`], and tcpserver is told to let it go (the module
-    /// doc says how).
+    /// The call then fails with [`RpcError::Abandoned`], and tcpserver is
+    /// told to let it go (the module doc says how).
     ///
     /// # Errors
     ///
@@ -465,7 +465,8 @@ impl Drop for Reserved<'_> {
 
 impl Reserved<'_> {
     /// One attempt: send the frame on the link's connection (opening one if
-    /// needed) and wait for its reply, or until the call is given up through `give_up`.
+    /// needed) and wait for its reply, or until the call is given up through
+    /// `give_up`.
     fn exchange(
         &self,
         pool: &RpcPool,
