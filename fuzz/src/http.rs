@@ -130,9 +130,9 @@ fn serve(mut conn: HttpConnection<Replay<'_>>, head: Head) -> usize {
     for read in 0..MAX_REQUESTS {
         let path = head.path().to_owned();
         assert!(
-            path.starts_with('/') && head.target.starts_with(&path),
+            path.starts_with('/') && head.target().starts_with(&path),
             "path {path:?} of {:?}",
-            head.target
+            head.target()
         );
         assert_eq!(form::decode(form::encode(&path).as_bytes()).as_deref(), Ok(path.as_str()));
         let _ = head.keep_alive();

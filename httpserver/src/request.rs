@@ -15,6 +15,7 @@
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
+use std::ops::Range;
 
 use crate::body_budget::{BudgetError, Reservation};
 use crate::chunked::ChunkError;
@@ -78,53 +79,70 @@ pub enum Framing {
 }
 
 /// A parsed request head.
+///
+/// It owns one copy of the head's bytes as received, header names lowercased
+/// in place, and finds the request target and each header by its place in
+/// them: two allocations per request (the bytes and the places) where a
+/// `String` per name and a `Vec` per value made thirty, which thousands of
+/// connection threads' allocators paid dearly for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     /// The method.
     pub method: Method,
-    /// The request target as sent: path and optional query.
-    pub target: String,
     /// True for HTTP/1.1, false for HTTP/1.0.
     pub http11: bool,
-    /// Header names lowercased, values as sent.
-    headers: Vec<(String, Vec<u8>)>,
     /// How the body is delimited.
     pub framing: Framing,
     /// The client waits for `100 Continue` before sending the body.
     pub expect_continue: bool,
+    /// The head's bytes, names lowercased.
+    raw: Box<[u8]>,
+    /// Where the target is in `raw` (valid UTF-8: `httparse` checked it).
+    target: Range<usize>,
+    /// Where each header's name and value are in `raw`, in the order sent.
+    headers: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl Head {
+    /// The request target as sent: path and optional query.
+    pub fn target(&self) -> &str {
+        std::str::from_utf8(&self.raw[self.target.clone()]).unwrap_or("/")
+    }
+
     /// The path part of the target.
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(&self.target, |(path, _)| path)
+        let target = self.target();
+        target.split_once('?').map_or(target, |(path, _)| path)
     }
 
     /// The first value of header `name` (lowercase), if it is valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
+        self.values(name).next().and_then(|v| std::str::from_utf8(v).ok()).map(str::trim)
+    }
+
+    /// Every value of header `name` (lowercase), as sent.
+    fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            .map(str::trim)
+            .filter(move |(n, _)| &self.raw[n.clone()] == name.as_bytes())
+            .map(|(_, v)| &self.raw[v.clone()])
     }
 
     /// Whether the connection may serve another request after this one: HTTP/1.1
     /// unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
     pub fn keep_alive(&self) -> bool {
         let has = |token: &str| {
-            self.headers
-                .iter()
-                .filter(|(n, _)| n == "connection")
-                .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            self.values("connection")
+                .filter_map(|v| std::str::from_utf8(v).ok())
                 .flat_map(|v| v.split(','))
                 .any(|t| t.trim().eq_ignore_ascii_case(token))
         };
         if self.http11 { !has("close") } else { has("keep-alive") }
     }
 
-    /// Builds a head from a complete parse, checking what httparse leaves to us.
-    fn from_parsed(parsed: &httparse::Request<'_, '_>) -> Result<Head, RequestError> {
+    /// Builds a head from a complete parse of the `len` bytes at the start of
+    /// `buf`, checking what httparse leaves to us.
+    fn from_parsed(buf: &[u8], len: usize, parsed: &httparse::Request<'_, '_>) -> Result<Head, RequestError> {
         let method = match parsed.method {
             Some("GET") => Method::Get,
             Some("HEAD") => Method::Head,
@@ -137,19 +155,44 @@ impl Head {
             // Only origin-form: this server is no proxy.
             return Err(RequestError::Malformed("request target must start with /"));
         }
-        let http11 = parsed.version == Some(1);
-        let headers: Vec<(String, Vec<u8>)> =
-            parsed.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
-        let count = |name: &str| headers.iter().filter(|(n, _)| n == name).count();
-        if count("host") > 1 || (http11 && count("host") == 0) {
+        let head = &buf[..len];
+        let mut raw: Box<[u8]> = head.into();
+        let headers: Vec<(Range<usize>, Range<usize>)> = parsed
+            .headers
+            .iter()
+            .map(|h| (place_in(head, h.name.as_bytes()), place_in(head, h.value)))
+            .collect();
+        for (name, _) in &headers {
+            raw[name.clone()].make_ascii_lowercase();
+        }
+        let mut head = Head {
+            method,
+            http11: parsed.version == Some(1),
+            framing: Framing::None,
+            expect_continue: false,
+            raw,
+            target: place_in(head, target.as_bytes()),
+            headers,
+        };
+        let hosts = head.values("host").count();
+        if hosts > 1 || (head.http11 && hosts == 0) {
             return Err(RequestError::Malformed("HTTP/1.1 needs exactly one Host header"));
         }
-        let framing = framing(&headers, http11)?;
-        let expect_continue = http11
-            && headers
-                .iter()
-                .any(|(n, v)| n == "expect" && v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
-        Ok(Head { method, target: target.to_owned(), http11, headers, framing, expect_continue })
+        head.framing = framing(&head)?;
+        head.expect_continue = head.http11
+            && head.values("expect").any(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+        Ok(head)
+    }
+}
+
+/// Where `part`, a slice `httparse` returned, lies in `head`, the bytes it
+/// parsed (an empty range for a slice that is not in them, which a parser
+/// that borrows every slice from its input never returns).
+fn place_in(head: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= head.len() => start..end,
+        _ => 0..0,
     }
 }
 
@@ -165,7 +208,7 @@ impl Head {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut slots);
         assert!(parsed.parse(raw.as_bytes()).is_ok_and(|s| s.is_complete()), "bad test head {raw:?}");
-        match Head::from_parsed(&parsed) {
+        match Head::from_parsed(raw.as_bytes(), raw.len(), &parsed) {
             Ok(head) => head,
             Err(e) => panic!("bad test head {raw:?}: {e}"),
         }
@@ -190,7 +233,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, RequestError> {
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_LEN => {
-            Ok(Some((Head::from_parsed(&parsed)?, len)))
+            Ok(Some((Head::from_parsed(buf, len, &parsed)?, len)))
         }
         Ok(httparse::Status::Complete(_)) => Err(RequestError::HeadTooLarge),
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_LEN => Err(RequestError::HeadTooLarge),
@@ -213,9 +256,9 @@ fn syntax_error(error: httparse::Error) -> &'static str {
 }
 
 /// Works out the body framing from Content-Length and Transfer-Encoding.
-fn framing(headers: &[(String, Vec<u8>)], http11: bool) -> Result<Framing, RequestError> {
+fn framing(head: &Head) -> Result<Framing, RequestError> {
     let mut length: Option<usize> = None;
-    for (_, value) in headers.iter().filter(|(n, _)| n == "content-length") {
+    for value in head.values("content-length") {
         // A list such as "5, 5" is allowed if every member agrees.
         for item in value.split(|&b| b == b',') {
             let item = item.trim_ascii();
@@ -232,10 +275,9 @@ fn framing(headers: &[(String, Vec<u8>)], http11: bool) -> Result<Framing, Reque
             }
         }
     }
-    let codings: Vec<String> = headers
-        .iter()
-        .filter(|(n, _)| n == "transfer-encoding")
-        .flat_map(|(_, v)| v.split(|&b| b == b','))
+    let codings: Vec<String> = head
+        .values("transfer-encoding")
+        .flat_map(|v| v.split(|&b| b == b','))
         .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
         .collect();
     if codings.is_empty() {
@@ -245,7 +287,7 @@ fn framing(headers: &[(String, Vec<u8>)], http11: bool) -> Result<Framing, Reque
         // The classic request-smuggling shape: refuse rather than pick one.
         return Err(RequestError::ConflictingLength);
     }
-    if !http11 {
+    if !head.http11 {
         return Err(RequestError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
     }
     if codings != ["chunked"] {
@@ -304,7 +346,7 @@ impl Request {
 
     /// The query string, without `?`.
     pub fn query(&self) -> Option<&str> {
-        self.head.target.split_once('?').map(|(_, query)| query)
+        self.head.target().split_once('?').map(|(_, query)| query)
     }
 
     /// The first value of header `name` (lowercase).
@@ -446,6 +488,25 @@ mod tests {
         assert_eq!(head.path(), "/login");
         assert_eq!(head.framing, Framing::Length(12));
         assert!(head.keep_alive());
+    }
+
+    #[test]
+    fn headers_are_found_by_lowercase_name_with_their_values_as_sent() {
+        let head = parse(
+            "GET /qr/wait?key=K&seen=pending HTTP/1.1\r\nHOST: a\r\nX-Empty:\r\n\
+             User-Agent: Mozilla/5.0 (X11)\r\nCookie: A=1\r\ncookie: B=2\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(head.target(), "/qr/wait?key=K&seen=pending");
+        assert_eq!(head.path(), "/qr/wait");
+        assert_eq!(head.header("host"), Some("a"));
+        assert_eq!(head.header("user-agent"), Some("Mozilla/5.0 (X11)"));
+        assert_eq!(head.header("x-empty"), Some(""));
+        assert_eq!(head.header("cookie"), Some("A=1"), "the first of repeated headers");
+        assert_eq!(head.header("Cookie"), None, "names are asked for in lowercase");
+        assert_eq!(head.header("accept"), None);
+        let request = Request::new(head, Body::Complete(Vec::new()), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(request.query(), Some("key=K&seen=pending"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`PAGE_SECURITY_HEADERS`]. A response in memory is written with a single
 //! `write_all` of head and body together, so a small reply is one packet.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -32,6 +33,15 @@ pub const PAGE_SECURITY_HEADERS: [(&str, &str); 3] = [
     ("X-Frame-Options", "DENY"),
 ];
 
+/// Headers most responses carry besides the fixed ones (type, caching,
+/// a cookie or two, the request id, a page's security headers): the list is
+/// allocated once at this size.
+const HEADERS_USUALLY: usize = 8;
+
+/// Bytes of the head's fixed lines at most: status line, `Date`,
+/// `Content-Length`, `X-Content-Type-Options`, `Connection` and the blank line.
+const FIXED_HEAD_LEN: usize = 160;
+
 /// What follows the head.
 #[derive(Debug)]
 pub enum Body {
@@ -48,7 +58,9 @@ pub enum Body {
 pub struct Response {
     /// The status code.
     pub status: u16,
-    headers: Vec<(&'static str, String)>,
+    /// Names and values; a value known when the server was built is
+    /// borrowed, not copied.
+    headers: Vec<(&'static str, Cow<'static, str>)>,
     body: Body,
     /// Close the connection after this response, whatever the client asked.
     pub close: bool,
@@ -60,11 +72,17 @@ pub struct Response {
 impl Response {
     /// An empty response with this status.
     pub fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Body::Bytes(Vec::new()), close: false, bodiless: false }
+        Response {
+            status,
+            headers: Vec::with_capacity(HEADERS_USUALLY),
+            body: Body::Bytes(Vec::new()),
+            close: false,
+            bodiless: false,
+        }
     }
 
     /// Adds a header (repeatable, as `Set-Cookie` needs).
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+    pub fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Response {
         self.headers.push((name, value.into()));
         self
     }
@@ -141,7 +159,7 @@ impl Response {
     }
 
     /// A redirect to a path on this site.
-    pub fn redirect(status: u16, location: impl Into<String>) -> Response {
+    pub fn redirect(status: u16, location: impl Into<Cow<'static, str>>) -> Response {
         Response::new(status).header("Location", location).header("Cache-Control", "no-store")
     }
 
@@ -164,10 +182,17 @@ impl Response {
             Body::Shared(bytes) => bytes.len() as u64,
         };
         let head_only = head_only || self.bodiless;
-        let mut head = Vec::with_capacity(256);
+        // One buffer for the head and a body in memory, sized once.
+        let in_memory = match &self.body {
+            Body::Bytes(bytes) if !head_only => bytes.len(),
+            _ => 0,
+        };
+        let header_lines: usize = self.headers.iter().map(|(name, value)| name.len() + value.len() + 4).sum();
+        let mut head = Vec::with_capacity(FIXED_HEAD_LEN + header_lines + in_memory);
         let version = if http11 { "HTTP/1.1" } else { "HTTP/1.0" };
-        write!(head, "{version} {} {}\r\n", self.status, reason(self.status))?;
-        write!(head, "Date: {}\r\nContent-Length: {body_len}\r\n", http_date(SystemTime::now()))?;
+        write!(head, "{version} {} {}\r\nDate: ", self.status, reason(self.status))?;
+        write_http_date(&mut head, SystemTime::now())?;
+        write!(head, "\r\nContent-Length: {body_len}\r\n")?;
         head.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
         for (name, value) in &self.headers {
             write!(head, "{name}: {value}\r\n")?;
@@ -248,6 +273,14 @@ fn reason(status: u16) -> &'static str {
 
 /// Formats a time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 pub fn http_date(time: SystemTime) -> String {
+    let mut text = Vec::with_capacity(29);
+    // Writing to a Vec cannot fail, and the date is ASCII.
+    let _ = write_http_date(&mut text, time);
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// Writes `time` as [`http_date`] does, without a `String` of its own.
+fn write_http_date(out: &mut impl Write, time: SystemTime) -> io::Result<()> {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] =
         ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -255,7 +288,8 @@ pub fn http_date(time: SystemTime) -> String {
     let days = secs / 86_400;
     let (year, month, day) = civil_from_days(days as i64);
     let rem = secs % 86_400;
-    format!(
+    write!(
+        out,
         "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
         DAYS[(days % 7) as usize],
         MONTHS[(month - 1) as usize],

@@ -373,7 +373,7 @@ fn serve(
                 return;
             }
         };
-        let response = router::route(app, &request).header(request_id::HEADER, id.as_str());
+        let response = router::route(app, &request).header(request_id::HEADER, id.as_str().to_owned());
         drop(request);
         let keep_alive = keep_alive && !stopping.load(Ordering::SeqCst);
         let close = response.close || !keep_alive;
@@ -421,7 +421,8 @@ fn refuse(
         _ => failure,
     };
     let id = crate::log::current_request_id();
-    let response = handlers::failure(app, client, &failure).closing().header(request_id::HEADER, id.as_str());
+    let response =
+        handlers::failure(app, client, &failure).closing().header(request_id::HEADER, id.as_str().to_owned());
     answered(Some(response.status));
     if response.write_to(conn.stream(), false, false, true).is_ok() {
         linger(conn.stream());
