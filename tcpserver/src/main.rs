@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use tcpserver::config::{self, Config, ConfigError};
 use tcpserver::{Shutdown, log};
 
+/// jemalloc: cheaper than glibc's malloc for the workers' many small
+/// allocations per batch (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let config = match Config::from_env_and_args() {
         Ok(config) => config,
