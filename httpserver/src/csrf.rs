@@ -61,7 +61,7 @@ pub fn rotated_cookie(secure: bool) -> String {
 }
 
 fn token_cookie(token: &str, secure: bool) -> String {
-    format!("{CSRF_COOKIE}={token}{}", session_cookie::attributes(secure))
+    session_cookie::set_cookie_value(CSRF_COOKIE, token, "", secure)
 }
 
 /// Checks a state-changing request. `api` is true when the client asked for

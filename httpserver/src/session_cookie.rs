@@ -92,12 +92,24 @@ pub fn cookie<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 
 /// `Set-Cookie` value that stores a new session token.
 pub fn set_session(token: &Secret, secure: bool) -> String {
-    format!("{SESSION_COOKIE}={}{}", token.expose(), attributes(secure))
+    set_cookie_value(SESSION_COOKIE, token.expose(), "", secure)
 }
 
 /// `Set-Cookie` value that deletes the session cookie.
 pub fn clear_session(secure: bool) -> String {
-    format!("{SESSION_COOKIE}=; Max-Age=0{}", attributes(secure))
+    set_cookie_value(SESSION_COOKIE, "", "; Max-Age=0", secure)
+}
+
+/// A `Set-Cookie` value: `name=value`, then `extra` and this server's
+/// [`attributes`], in a string allocated once at its length (every log-in
+/// answer sets two cookies).
+pub fn set_cookie_value(name: &str, value: &str, extra: &str, secure: bool) -> String {
+    let attributes = attributes(secure);
+    let mut text = String::with_capacity(name.len() + 1 + value.len() + extra.len() + attributes.len());
+    for part in [name, "=", value, extra, attributes] {
+        text.push_str(part);
+    }
+    text
 }
 
 /// Attributes shared by this server's cookies: not readable by script, not sent
