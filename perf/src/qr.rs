@@ -4,8 +4,8 @@
 //! 1. Phones: accounts from [`PHONE_ACCOUNTS_FROM`] on log in, one session
 //!    each (not measured; the log-ins beside use accounts 1 to 200, so their
 //!    sessions never push a phone's out).
-//! 2. Baseline: log-ins at `--concurrency` alone, for as long as the
-//!    approvals will take.
+//! 2. Baseline, first half: log-ins at `--concurrency` alone, for half as
+//!    long as the approvals will take.
 //! 3. Desktops: `--waits` of them make a code (`POST /qr/new`), each from a
 //!    loopback source address of its own among [`SOURCE_ADDRESSES`] (as
 //!    desktops come from many networks, so per-address limits apply as they
@@ -14,6 +14,10 @@
 //! 4. With every wait held, the servers' memory is read (`--tcpserver-pid`,
 //!    `--httpserver-pid`); then phones approve the codes at `--approve-rate`
 //!    (each from a source address of its own too), while log-ins run beside.
+//! 5. Baseline, second half: once every desktop is answered, log-ins alone
+//!    again. The two halves make one baseline, so that a machine whose speed
+//!    drifts over the minutes of a run (these virtual machines' does, by a
+//!    fifth) weighs on the baseline as on the log-ins between its halves.
 //!
 //! The report: time from sending an approval to its desktop's answer (p50,
 //! p99), the log-in latency beside against the baseline, the memory, and
@@ -94,9 +98,10 @@ pub struct QrReport {
     pub approval_to_answer: Histogram,
     /// Log-ins beside the waits.
     pub logins_beside: Stats,
-    /// Log-ins alone, before.
+    /// Log-ins alone: half before the waits, half after.
     pub logins_baseline: Stats,
-    /// How long each of the two log-in runs lasted (the approvals' time).
+    /// How long the log-ins beside lasted (the approvals' time), and the
+    /// two halves of the baseline together.
     pub logins_time: Duration,
     /// Resident memory (KiB) of tcpserver and httpserver before the waits and with them held.
     pub memory: Vec<(&'static str, u64, u64)>,
@@ -192,8 +197,9 @@ pub fn run(config: &Config) -> Result<QrReport, Error> {
     let approval_time =
         Duration::from_secs_f64(waits as f64 / f64::from(config.approve_rate)).max(Duration::from_secs(2));
     let logins = || login(config, Users::Fixed(FIXED_USERS), false);
-    let (logins_baseline, _) =
-        drive(config, config.concurrency, config.threads, logins(), &Budget::duration(approval_time))?;
+    let half_baseline =
+        || drive(config, config.concurrency, config.threads, logins(), &Budget::duration(approval_time / 2));
+    let (mut logins_baseline, _) = half_baseline()?;
     let memory_before: Vec<u64> = pids(config).map(|(_, pid)| rss_kib(pid)).collect();
 
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
@@ -220,6 +226,7 @@ pub fn run(config: &Config) -> Result<QrReport, Error> {
         (wait_failures, phone_failures, beside.map(|(stats, _)| (stats, memory_held)))
     });
     let (logins_beside, memory_held) = logins_beside?;
+    logins_baseline.merge(&half_baseline()?.0);
     for (kind, n) in wait_failures?.into_iter().chain(phone_failures) {
         *failures.entry(kind).or_default() += n;
     }
