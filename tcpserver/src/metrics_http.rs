@@ -15,6 +15,11 @@ use std::time::Duration;
 /// How long one scrape may take to send its request and read the answer.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The listener thread's stack: rendering is shallow, but its first
+/// allocations set up the thread's cache in jemalloc (the binary's
+/// allocator), which overflowed a 64 KiB stack in a debug build.
+const STACK_SIZE: usize = 256 * 1024;
+
 /// Largest request head read; a scrape's is a few hundred bytes.
 const MAX_REQUEST_LEN: usize = 8 * 1024;
 
@@ -27,7 +32,7 @@ const MAX_REQUEST_LEN: usize = 8 * 1024;
 pub fn spawn(addr: SocketAddr) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    thread::Builder::new().name("metrics".into()).stack_size(64 * 1024).spawn(move || {
+    thread::Builder::new().name("metrics".into()).stack_size(STACK_SIZE).spawn(move || {
         for stream in listener.incoming().flatten() {
             if let Err(e) = serve(stream) {
                 crate::log!("metrics: scrape failed: {e}");
