@@ -39,8 +39,9 @@ pub const PAGE_SECURITY_HEADERS: [(&str, &str); 3] = [
 const HEADERS_USUALLY: usize = 8;
 
 /// Bytes of the head's fixed lines at most: status line, `Date`,
-/// `Content-Length`, `X-Content-Type-Options`, `Connection` and the blank line.
-const FIXED_HEAD_LEN: usize = 160;
+/// `Content-Length`, `X-Content-Type-Options`, `Connection` and the blank line
+/// (180 with the longest reason phrase and a 20-digit length).
+const FIXED_HEAD_LEN: usize = 192;
 
 /// What follows the head.
 #[derive(Debug)]
@@ -271,15 +272,8 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Formats a time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub fn http_date(time: SystemTime) -> String {
-    let mut text = Vec::with_capacity(29);
-    // Writing to a Vec cannot fail, and the date is ASCII.
-    let _ = write_http_date(&mut text, time);
-    String::from_utf8(text).unwrap_or_default()
-}
-
-/// Writes `time` as [`http_date`] does, without a `String` of its own.
+/// Writes `time` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), into
+/// the head being built rather than a `String` of its own.
 fn write_http_date(out: &mut impl Write, time: SystemTime) -> io::Result<()> {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] =
@@ -304,6 +298,12 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn http_date(time: SystemTime) -> String {
+        let mut text = Vec::new();
+        write_http_date(&mut text, time).unwrap();
+        String::from_utf8(text).unwrap()
+    }
 
     #[test]
     fn dates_are_imf_fixdate() {
