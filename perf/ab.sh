@@ -7,6 +7,10 @@
 #   perf/ab.sh BIN_DIR_A BIN_DIR_B [SCENARIO] [ROUNDS] [SECS] [CONCURRENCY]
 #   perf/ab.sh /work/targets/base/release target/release login-fixed 5 5 200
 #
+# SCENARIO is one of loadgen's (perf/README.md), or `healthz-close`: wrk
+# asking for /healthz on a new connection each time (`Connection: close`), as
+# clients without keep-alive do, which prices a connection's set-up and end.
+#
 # Each BIN_DIR holds `tcpserver` and `httpserver` release binaries; loadgen is
 # taken from target/release. Needs the system's secrets (./run.sh start made
 # them) and the seeded accounts. AB_TCP_ARGS_A / AB_TCP_ARGS_B add tcpserver
@@ -114,8 +118,13 @@ run() { # name port
   local before
   # shellcheck disable=SC2046 # name=pid words
   before=$(ticks $(charged "$1"))
-  "$LOADGEN" --addr "127.0.0.1:$2" --scenario "$SCENARIO" --duration "$SECS" \
-    --concurrency "$CONCURRENCY" --json 2>/dev/null | tail -n 1 >>"$WORK/$1.jsonl" || true
+  if [ "$SCENARIO" = healthz-close ]; then
+    wrk -t2 -c"$CONCURRENCY" -d"${SECS}s" --timeout 5s -H 'Connection: close' -s perf/wrk/get.lua \
+      "http://127.0.0.1:$2/healthz" -- healthz-close 2>/dev/null | grep '^{"tool":"wrk"' >>"$WORK/$1.jsonl" || true
+  else
+    "$LOADGEN" --addr "127.0.0.1:$2" --scenario "$SCENARIO" --duration "$SECS" \
+      --concurrency "$CONCURRENCY" --json 2>/dev/null | tail -n 1 >>"$WORK/$1.jsonl" || true
+  fi
   # shellcheck disable=SC2046
   echo "$before" "$(ticks $(charged "$1"))" | tr '\n' ' ' >>"$WORK/$1.cpu"
   echo >>"$WORK/$1.cpu"

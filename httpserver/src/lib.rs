@@ -4,8 +4,8 @@
 //!
 //! It holds no business rules (those live in tcpserver) and links no MySQL or
 //! Redis client; it only bounds sizes and times. The flow of a request:
-//! [`server`] accepts it (within the caps per client address of
-//! [`addr_quota`]) and reads it ([`connection`], [`request`], with large bodies
+//! [`server`] accepts it on a thread of its own ([`thread_cache`]), within
+//! the caps per client address of [`addr_quota`], and reads it ([`connection`], [`request`], with large bodies
 //! in the [`body_budget`]), [`router`] picks a handler in
 //! [`handlers`], which decodes fields ([`input`]), checks [`csrf`] and the
 //! [`session_cookie`], calls tcpserver through [`rpc_pool`], and answers with a
@@ -47,6 +47,7 @@ pub mod static_files;
 pub mod templates;
 #[cfg(test)]
 mod test_sockets;
+pub mod thread_cache;
 pub mod user_agent;
 
 pub use config::Config;

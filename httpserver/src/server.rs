@@ -39,6 +39,7 @@ use crate::peer_closed::ClientLink;
 use crate::proxy_protocol::{self, ProxyError};
 use crate::request::{Method, RequestError};
 use crate::response::Response;
+use crate::thread_cache::{IDLE_THREAD_LIFETIME, MAX_IDLE_THREADS, ThreadCache};
 use crate::{request_id, router};
 
 /// Stack of a connection thread. Handlers are shallow; JSON nesting is capped
@@ -148,6 +149,8 @@ struct Server {
     in_flight: Arc<InFlight>,
     /// Set on SIGTERM/SIGINT: connections end after the response in progress.
     stopping: Arc<AtomicBool>,
+    /// The connections' threads, kept for the next connection when theirs ends.
+    threads: ThreadCache,
 }
 
 impl Server {
@@ -162,6 +165,7 @@ impl Server {
             rejecting: Arc::new(AtomicUsize::new(0)),
             in_flight: Arc::new(InFlight::default()),
             stopping,
+            threads: ThreadCache::new(MAX_IDLE_THREADS, IDLE_THREAD_LIFETIME, CONNECTION_STACK_SIZE),
         }
     }
 
@@ -210,7 +214,7 @@ impl Server {
         let per_addr = Arc::clone(&self.per_addr);
         let in_flight = Arc::clone(&self.in_flight);
         let stopping = Arc::clone(&self.stopping);
-        let spawned = thread::Builder::new().stack_size(CONNECTION_STACK_SIZE).spawn(move || {
+        let spawned = self.threads.run(move || {
             let mut stream = stream;
             let (client, share) = match share {
                 Some(share) => (peer, share),
