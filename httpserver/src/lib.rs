@@ -5,9 +5,9 @@
 //! It holds no business rules (those live in tcpserver) and links no MySQL or
 //! Redis client; it only bounds sizes and times. The flow of a request:
 //! [`server`] accepts it on a thread of its own ([`thread_cache`]), within
-//! the caps per client address of [`addr_quota`], and reads it ([`connection`], [`request`], with large bodies
-//! in the [`body_budget`]), [`router`] picks a handler in
-//! [`handlers`], which decodes fields ([`input`]), checks [`csrf`] and the
+//! the caps per client address of [`addr_quota`], and reads it
+//! ([`connection`], [`request`], with large bodies in the [`body_budget`]),
+//! [`router`] picks a handler in [`handlers`], which decodes fields ([`input`]), checks [`csrf`] and the
 //! [`session_cookie`], calls tcpserver through [`rpc_pool`], and answers with a
 //! [`response`] (pictures come from tcpserver too, kept in the [`avatar_cache`]): JSON for API clients, a page ([`templates`]) or a redirect for
 //! browsers. [`error`] maps every failure to its status and code.

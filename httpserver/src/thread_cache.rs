@@ -85,16 +85,14 @@ impl ThreadCache {
     /// `job` is then dropped unrun.
     pub fn run(&self, job: impl FnOnce() + Send + 'static) -> io::Result<()> {
         let job: Job = Box::new(job);
-        let job = {
-            let mut state = self.shared.lock();
-            if state.idle > state.queued.len() {
-                state.queued.push_back(job);
-                drop(state);
-                self.shared.job_queued.notify_one();
-                return Ok(());
-            }
-            job
-        };
+        let mut state = self.shared.lock();
+        if state.idle > state.queued.len() {
+            state.queued.push_back(job);
+            drop(state);
+            self.shared.job_queued.notify_one();
+            return Ok(());
+        }
+        drop(state);
         let shared = Arc::clone(&self.shared);
         thread::Builder::new().stack_size(self.shared.stack_size).spawn(move || shared.serve(job))?;
         Ok(())
